@@ -1,0 +1,233 @@
+"""Flask app factory: discovery, invocation, feedback, health and metrics routes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from . import contracts
+from .auth import AuthError, Verifier
+from .config import Settings
+from .config import load as load_config
+from .feedback_store import FeedbackStore
+from .gathering import MissingPrefetch
+from .logs import audit_logger
+from .metrics import Metrics
+from .pipeline import Engine
+from .replay_cache import from_url as replay_cache_from_url
+
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    mimetype="application/json", headers=headers)
+
+
+def _error(status: int, message: str, problems: list[contracts.Problem] | None = None,
+           **extra: Any) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if problems:
+        body["problems"] = [p.as_json() for p in problems]
+    body.update({k: v for k, v in extra.items() if v})
+    return _json(body, status)
+
+
+class BadBody(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _read_json() -> Any:
+    ctype = (request.mimetype or "").lower()
+    if ctype and ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        raise BadBody(f"Content-Type must be application/json, not {ctype[:60]}")
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise BadBody("the request body is empty; a JSON object is required")
+    try:
+        return json.loads(raw)
+    except RecursionError as exc:
+        raise BadBody("the JSON body is nested too deeply") from exc
+    except UnicodeDecodeError as exc:
+        raise BadBody("the body is not UTF-8 JSON text") from exc
+    except ValueError as exc:
+        raise BadBody(f"malformed JSON: {str(exc)[:120]}") from exc
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app from settings (default: embedded defaults + $HER2_CDS_CONFIG)."""
+    settings = settings or load_config()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.limits.get("max_body_bytes", 5_000_000))
+    services = contracts.services()
+    for name in ("request", "feedback", "response", "order-select.context",
+                 "order-sign.context", "patient-view.context"):
+        contracts.validator(name)  # load and check every schema at start, not on first use
+    replay = replay_cache_from_url(settings["storage"]["cache_url"])
+    verifier = Verifier(settings.auth, replay)
+    store = FeedbackStore(settings["storage"]["database_url"])
+    store.create_schema()
+    engine = Engine(settings)
+    metrics = Metrics()
+    audit = audit_logger()
+    origins = set(settings["cors"]["allowed_origins"])
+    public_base = (settings["public_base_url"] or "").rstrip("/")
+    app.extensions["her2_cds"] = {"settings": settings, "engine": engine, "store": store,
+                                  "metrics": metrics, "replay": replay}
+
+    def authenticate() -> Response | None:
+        if not verifier.required:
+            return None
+        audience = public_base + request.path if public_base else request.base_url
+        try:
+            verifier.verify(request.headers.get("Authorization"), audience)
+        except AuthError as exc:
+            metrics.auth_failures.labels(reason=exc.reason.split(" (")[0][:40]).inc()
+            g.auth_failure = exc.reason
+            return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
+        return None
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        g.log = {}
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and (origin in origins or "*" in origins):
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Access-Control-Expose-Headers"] = "Content-Type"
+        resp.headers["Vary"] = "Origin"
+        resp.headers.setdefault("Cache-Control", "no-store")
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        service = request.view_args.get("service_id", "-") if request.view_args else "-"
+        service = service if service in services else "unknown"
+        elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
+        if request.method != "OPTIONS" and route not in ("/metrics", "/healthz", "/readyz"):
+            metrics.requests.labels(route=route, service=service, status=str(resp.status_code)).inc()
+            metrics.latency.labels(route=route, service=service).observe(elapsed)
+            record = {"method": request.method, "route": route, "service": service,
+                      "status": resp.status_code, "latency_ms": round(elapsed * 1000, 2)}
+            record.update(getattr(g, "log", {}))
+            if getattr(g, "auth_failure", None):
+                record["auth_failure"] = g.auth_failure
+            audit.info(json.dumps(record, separators=(",", ":")))
+        return resp
+
+    @app.route("/cds-services", methods=["OPTIONS"])
+    @app.route("/cds-services/<service_id>", methods=["OPTIONS"])
+    @app.route("/cds-services/<service_id>/feedback", methods=["OPTIONS"])
+    def preflight(service_id: str | None = None) -> Response:
+        resp = Response(status=204)
+        resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        resp.headers["Access-Control-Max-Age"] = "600"
+        return resp
+
+    @app.get("/cds-services")
+    def discovery() -> Response:
+        if (denied := authenticate()) is not None:
+            return denied
+        return _json({"services": list(services.values())})
+
+    @app.post("/cds-services/<service_id>")
+    def invoke(service_id: str) -> Response:
+        service = services.get(service_id)
+        if service is None:
+            return _error(404, f"no CDS service with id '{service_id[:100]}'")
+        if (denied := authenticate()) is not None:
+            return denied
+        try:
+            body = _read_json()
+        except BadBody as exc:
+            return _error(400, exc.message)
+        problems = contracts.check_request(service, body)
+        if problems:
+            return _error(400, "invalid hook request", problems)
+        g.log["hookInstance"] = str(body["hookInstance"])[:100]
+        try:
+            outcome = engine.invoke(service, body)
+        except MissingPrefetch as exc:
+            return _error(412, "required prefetch data is missing and cannot be fetched",
+                          missing=exc.keys, reason=exc.reason)
+        gathered = outcome.gathered
+        if gathered is not None:
+            g.log["fallback_calls"] = gathered.fallback_calls
+            if gathered.unavailable:
+                g.log["unavailable"] = sorted(gathered.unavailable)
+            metrics.fallback_calls.labels(service=service_id).inc(gathered.fallback_calls)
+            metrics.fallback_errors.labels(service=service_id).inc(gathered.fallback_errors)
+        g.log["cards"] = outcome.topics
+        for topic in outcome.topics:
+            metrics.cards.labels(service=service_id, topic=topic).inc()
+        return _json(outcome.body)
+
+    @app.post("/cds-services/<service_id>/feedback")
+    def feedback(service_id: str) -> Response:
+        if service_id not in services:
+            return _error(404, f"no CDS service with id '{service_id[:100]}'")
+        if (denied := authenticate()) is not None:
+            return denied
+        try:
+            body = _read_json()
+        except BadBody as exc:
+            return _error(400, exc.message)
+        problems = contracts.check_feedback(body)
+        if problems:
+            return _error(400, "invalid feedback", problems)
+        try:
+            new = store.store(service_id, body["feedback"])
+        except Exception:  # noqa: BLE001 - the database is down: say so, lose nothing silently
+            logging.getLogger("her2_cds").exception("feedback could not be stored")
+            return _error(503, "feedback could not be stored; retry later")
+        for entry in body["feedback"]:
+            metrics.feedback.labels(service=service_id, outcome=entry["outcome"]).inc()
+        g.log["feedback_new"] = new
+        return _json({})
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        checks = {"config": True, "database": store.ping(), "cache": replay.ping()}
+        return _json({"ready": all(checks.values()), "checks": checks},
+                     200 if all(checks.values()) else 503)
+
+    @app.get("/metrics")
+    def metrics_route() -> Response:
+        payload, ctype = metrics.render()
+        return Response(payload, mimetype=ctype.split(";")[0], content_type=ctype)
+
+    @app.errorhandler(413)
+    def too_large(_: Exception) -> Response:
+        return _error(413, f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes")
+
+    @app.errorhandler(404)
+    def not_found(_: Exception) -> Response:
+        return _error(404, "not found")
+
+    @app.errorhandler(405)
+    def not_allowed(_: Exception) -> Response:
+        return _error(405, f"method {request.method} not allowed here")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        if isinstance(exc, RecursionError):
+            return _error(400, "the request is nested too deeply")
+        status = getattr(exc, "code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            return _error(status, getattr(exc, "description", "bad request"))
+        logging.getLogger("her2_cds").error("unhandled %s", type(exc).__name__)
+        return _error(500, "internal error; the request was not processed")
+
+    return app

@@ -1,0 +1,144 @@
+"""JWT verification of calls from CDS clients (CDS Hooks 2.0 §Trusting CDS Clients)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from typing import Any
+
+import jwt
+import requests
+
+from .replay_cache import ReplayCache
+
+FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
+JWKS_REFETCH_SECONDS = 30
+JWKS_MAX_AGE_SECONDS = 3600
+
+
+class AuthError(Exception):
+    """Why a token was refused; for logs and metrics only, never sent to the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class KeySets:
+    """Per-issuer JWKS: inline, or fetched from the configured URL and cached."""
+
+    def __init__(self, issuers: list[dict[str, Any]], timeout: float = 2.0) -> None:
+        self._issuers = {i["iss"]: i for i in issuers}
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._timeout = timeout
+
+    def issuer(self, iss: str) -> dict[str, Any] | None:
+        return self._issuers.get(iss)
+
+    def _fetch(self, url: str) -> dict[str, Any]:
+        resp = requests.get(url, timeout=self._timeout, allow_redirects=False)
+        resp.raise_for_status()
+        data = resp.json()
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise AuthError("jwks_url did not return a JWK Set")
+        return data
+
+    def _jwks(self, issuer: dict[str, Any], refresh: bool) -> dict[str, Any]:
+        if "jwks" in issuer:
+            return issuer["jwks"]
+        url = issuer["jwks_url"]
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(url)
+        fresh = cached and now - cached[0] < JWKS_MAX_AGE_SECONDS
+        may_refetch = not cached or now - cached[0] > JWKS_REFETCH_SECONDS
+        if cached and fresh and not (refresh and may_refetch):
+            return cached[1]
+        try:
+            data = self._fetch(url)
+        except (requests.RequestException, ValueError) as exc:
+            if cached:
+                return cached[1]
+            raise AuthError(f"cannot fetch JWKS ({type(exc).__name__})") from exc
+        with self._lock:
+            self._cache[url] = (now, data)
+        return data
+
+    def key_for(self, issuer: dict[str, Any], kid: str | None, alg: str) -> Any:
+        """The verification key for kid, re-fetching the issuer's set once when kid is unknown."""
+        for refresh in (False, True):
+            keys = [k for k in self._jwks(issuer, refresh).get("keys", []) if isinstance(k, dict)]
+            if kid is not None:
+                keys = [k for k in keys if k.get("kid") == kid]
+            elif len(keys) != 1:
+                raise AuthError("token has no kid and the issuer has several keys")
+            if keys:
+                try:
+                    return jwt.PyJWK(keys[0], algorithm=alg).key
+                except jwt.PyJWTError as exc:
+                    raise AuthError(f"unusable key ({type(exc).__name__})") from exc
+            if "jwks" in issuer:
+                break
+        raise AuthError("unknown kid")
+
+
+class Verifier:
+    """Checks the bearer token of one call against the configured trust."""
+
+    def __init__(self, auth_cfg: dict[str, Any], replay: ReplayCache) -> None:
+        self.required = bool(auth_cfg["required"])
+        self.algorithms = [a for a in auth_cfg["algorithms"] if a not in FORBIDDEN_ALGS]
+        self.leeway = int(auth_cfg["leeway_seconds"])
+        self.max_lifetime = int(auth_cfg.get("max_token_lifetime_seconds", 3600))
+        self.keys = KeySets(auth_cfg["issuers"])
+        self.replay = replay
+
+    def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+        """Return the verified claims or raise AuthError."""
+        if not authorization:
+            raise AuthError("missing Authorization header")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("Authorization is not a Bearer token")
+        token = token.strip()
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"malformed token ({type(exc).__name__})") from exc
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg in FORBIDDEN_ALGS or alg not in self.algorithms:
+            raise AuthError(f"algorithm not allowed: {str(alg)[:20]}")
+        iss = unverified.get("iss")
+        issuer = self.keys.issuer(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise AuthError("untrusted issuer")
+        jku = header.get("jku")
+        if jku is not None and jku != issuer.get("jwks_url"):
+            raise AuthError("jku is not the issuer's configured JWKS URL")
+        kid = header.get("kid")
+        key = self.keys.key_for(issuer, kid if isinstance(kid, str) else None, alg)
+        base = audience.rstrip("/")
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[alg], audience=[base, base + "/"], issuer=iss,
+                leeway=self.leeway, options={"require": ["exp", "iat", "jti", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(type(exc).__name__) from exc
+        now = time.time()
+        if claims["iat"] > now + self.leeway:
+            raise AuthError("issued in the future")
+        if claims["exp"] - claims["iat"] > self.max_lifetime:
+            raise AuthError("token lifetime too long")
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise AuthError("jti is not a string")
+        ttl = int(claims["exp"] - now) + self.leeway + 1
+        key_id = hashlib.sha256(json.dumps([iss, jti]).encode()).hexdigest()
+        if not self.replay.first_use(key_id, ttl):
+            raise AuthError("replayed jti")
+        return claims

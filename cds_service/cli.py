@@ -1,0 +1,107 @@
+"""The `her2-cds` command: serve, check-config, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from .config import ConfigError, load
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .logs import configure
+    from .startup import banner
+
+    if args.config:
+        os.environ["HER2_CDS_CONFIG"] = args.config
+    overrides = {"auth": {"required": False}} if args.no_auth else None
+    settings = load(args.config, dev=args.dev, overrides=overrides)
+    configure(settings["logging"]["level"])
+    log = logging.getLogger("her2_cds")
+    for level, line in banner(settings):
+        log.log(getattr(logging, level), line)
+    app = create_app(settings)
+    log.info("listening on http://%s:%d/cds-services", args.host, args.port)
+    if args.workers > 1:
+        return _gunicorn(app, args)
+    from werkzeug.serving import run_simple
+
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    return 0
+
+
+def _gunicorn(app: Any, args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 4)
+
+        def load(self) -> Any:
+            return app
+
+    _App().run()
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from .terminology import load_terminology
+
+    settings = load(args.file)
+    load_terminology(settings["value_sets"]["extra_files"])
+    print(f"{args.file}: configuration is valid")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_file, render_text
+
+    settings = load(args.config, overrides={"auth": {"required": False}})
+    status, body = evaluate_file(args.request, settings, args.service)
+    if args.text:
+        print(render_text(status, body))
+    else:
+        print(json.dumps(body, indent=2))
+    return 0 if status == 200 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="her2-cds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the CDS Hooks service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--config", help="YAML configuration (default: $HER2_CDS_CONFIG)")
+    serve.add_argument("--dev", action="store_true",
+                       help="local development: trust the public CDS Hooks sandbox and its origin")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="turn authentication off (local development only; loud warning)")
+    serve.add_argument("--workers", type=int, default=1, help=">1 runs under gunicorn")
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("file")
+    check.set_defaults(func=_check_config)
+    ev = sub.add_parser("evaluate", help="print the cards the service would return for a request")
+    ev.add_argument("request", help="a CDS Hooks request JSON file")
+    ev.add_argument("--service", help="service id (default: from the request's hook)")
+    ev.add_argument("--config")
+    ev.add_argument("--text", action="store_true", help="readable text instead of JSON")
+    ev.set_defaults(func=_evaluate)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"her2-cds: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""A small FHIR REST client for fallback queries: allow-listed servers only, bounded in time and pages."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+MAX_RESPONSE_BYTES = 50_000_000
+
+
+def _norm_prefix(url: str) -> str:
+    return url.rstrip("/") + "/"
+
+
+def is_allowed(url: str, allowed: list[str]) -> bool:
+    """True when url lies under one of the allowed server prefixes (path-boundary aware)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        return False
+    target = _norm_prefix(url.split("?", 1)[0].split("#", 1)[0])
+    return any(target.startswith(_norm_prefix(a)) for a in allowed)
+
+
+@dataclass
+class FetchResult:
+    """What one fallback query produced."""
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    calls: int = 0
+    truncated: bool = False
+
+
+class FhirClient:
+    """GET searches and reads against an allow-listed FHIR server; never raises on I/O."""
+
+    def __init__(self, allowed_servers: list[str], timeout: float, max_pages: int) -> None:
+        self.allowed = list(allowed_servers)
+        self.timeout = timeout
+        self.max_pages = max_pages
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False
+            self._local.session = session
+        return session
+
+    def get_json(self, url: str, token: str | None, deadline: float) -> tuple[Any, str | None]:
+        """One GET; (parsed JSON, None) or (None, reason). The reason never holds the token."""
+        if not is_allowed(url, self.allowed):
+            return None, "server not on the allow-list"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.01:
+            return None, "deadline passed"
+        headers = {"Accept": "application/fhir+json, application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        t = min(self.timeout, remaining)
+        try:
+            with self._session().get(url, headers=headers, timeout=(t, t), stream=True,
+                                     allow_redirects=False) as resp:
+                if resp.status_code != 200:
+                    return None, f"HTTP {resp.status_code}"
+                body = bytearray()
+                for chunk in resp.iter_content(65536):
+                    body.extend(chunk)
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        return None, "response too large"
+                    if time.monotonic() > deadline:
+                        return None, "deadline passed"
+        except requests.Timeout:
+            return None, "timed out"
+        except requests.RequestException as exc:
+            return None, f"unreachable ({type(exc).__name__})"
+        try:
+            return json.loads(body), None
+        except (ValueError, UnicodeDecodeError):
+            return None, "response is not JSON"
+
+    def search(self, url: str, token: str | None, deadline: float,
+               origin: str | None = None) -> FetchResult:
+        """Fetch url and follow Bundle `next` links on the same server, up to max_pages."""
+        result = FetchResult()
+        seen: set[str] = set()
+        ids: set[tuple[str, str]] = set()
+        next_url: str | None = url
+        server = origin or url
+        while next_url:
+            if next_url in seen:
+                break
+            if result.calls >= self.max_pages:
+                result.truncated = True
+                break
+            if urlsplit(next_url).netloc != urlsplit(server).netloc:
+                result.error = "a next link pointed to another host; not followed"
+                break
+            seen.add(next_url)
+            data, error = self.get_json(next_url, token, deadline)
+            result.calls += 1
+            if error:
+                result.error = error
+                break
+            resources, next_url, error = read_payload(data)
+            if error:
+                result.error = error
+                break
+            for res in resources:  # a page overlap or a loop must not duplicate evidence
+                rid = res.get("id")
+                if isinstance(rid, str):
+                    if (res["resourceType"], rid) in ids:
+                        continue
+                    ids.add((res["resourceType"], rid))
+                result.resources.append(res)
+        return result
+
+
+def read_payload(data: Any) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """(resources, next link, error) of a FHIR JSON payload: a Bundle, one resource or an error."""
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        return [], None, "not a FHIR resource"
+    if data["resourceType"] == "OperationOutcome":
+        return [], None, "server answered with an OperationOutcome"
+    if data["resourceType"] != "Bundle":
+        return [data], None, None
+    resources = [e["resource"] for e in data.get("entry") or []
+                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                 and isinstance(e["resource"].get("resourceType"), str)]
+    return resources, next_link(data), None
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    links = bundle.get("link")
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None

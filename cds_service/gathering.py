@@ -1,0 +1,119 @@
+"""Data gathering: prefetch first, then parallel FHIR fallback for what the EHR did not send."""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from .fhir_client import FetchResult, FhirClient, is_allowed, read_payload
+
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
+
+
+class MissingPrefetch(Exception):
+    """Required data is neither prefetched nor obtainable: answered with 412."""
+
+    def __init__(self, keys: list[str], reason: str) -> None:
+        super().__init__(reason)
+        self.keys = keys
+        self.reason = reason
+
+
+@dataclass
+class Gathered:
+    """Raw FHIR JSON resources by prefetch key, and what could not be had."""
+
+    by_key: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    fallback_calls: int = 0
+    fallback_errors: int = 0
+
+    def all_resources(self) -> list[dict[str, Any]]:
+        return [r for rs in self.by_key.values() for r in rs]
+
+
+def expand(template: str, context: dict[str, Any]) -> str | None:
+    """Fill {{context.x}} tokens; None when a token has no value in this request."""
+    missing = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal missing
+        name = m.group(1)
+        value = context.get(name.removeprefix("context.")) if name.startswith("context.") else None
+        if not isinstance(value, str) or not value:
+            missing = True
+            return ""
+        return quote(value, safe="")
+
+    out = _TOKEN.sub(sub, template)
+    return None if missing else out
+
+
+def _fhir_token(request: dict[str, Any]) -> str | None:
+    auth = request.get("fhirAuthorization")
+    return auth.get("access_token") if isinstance(auth, dict) else None
+
+
+def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClient,
+           pool: ThreadPoolExecutor, deadline: float, allow_unauthenticated: bool) -> Gathered:
+    """Resolve every prefetch template to a list of resources, fetching what is missing."""
+    prefetch = request.get("prefetch") or {}
+    server = request.get("fhirServer")
+    token = _fhir_token(request)
+    usable = isinstance(server, str) and is_allowed(server, client.allowed) and (
+        token is not None or allow_unauthenticated)
+    out = Gathered()
+    to_fetch: dict[str, str] = {}
+    to_continue: dict[str, str] = {}
+    for key, template in templates.items():
+        value = prefetch.get(key, ...)
+        if value is None:
+            out.by_key[key] = []
+            continue
+        if value is not ... and value.get("resourceType") != "OperationOutcome":
+            resources, nxt, _ = read_payload(value)
+            out.by_key[key] = resources
+            if nxt:
+                to_continue[key] = nxt
+            continue
+        query = expand(template, request.get("context") or {})
+        if query is None:
+            out.by_key[key] = []
+            out.unavailable[key] = "the prefetch template needs a context value the request lacks"
+            continue
+        to_fetch[key] = query
+    if to_fetch and not usable:
+        why = ("no fhirServer in the request" if not isinstance(server, str) else
+               "fhirServer is not on this service's allow-list" if not is_allowed(server, client.allowed)
+               else "no fhirAuthorization token for fhirServer")
+        raise MissingPrefetch(sorted(to_fetch), why)
+    for key in list(to_continue):
+        if not usable:
+            out.unavailable[key] = "prefetch was paged and the remaining pages cannot be fetched"
+            del to_continue[key]
+    if not to_fetch and not to_continue:
+        return out
+    base = server.rstrip("/") + "/" if isinstance(server, str) else ""
+    futures = {key: pool.submit(client.search, base + query, token, deadline, base)
+               for key, query in to_fetch.items()}
+    futures.update({key: pool.submit(client.search, url, token, deadline, base)
+                    for key, url in to_continue.items()})
+    for key, fut in futures.items():
+        try:
+            res: FetchResult = fut.result(timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+        except FutureTimeout:
+            res = FetchResult(error="deadline passed")
+        out.fallback_calls += res.calls
+        out.by_key.setdefault(key, []).extend(res.resources)
+        if res.error:
+            out.fallback_errors += 1
+            out.unavailable[key] = res.error
+        elif res.truncated:
+            out.unavailable[key] = "more pages than this service follows; later pages not read"
+    return out
+

@@ -1,0 +1,32 @@
+"""gunicorn settings for production; every value can be overridden by environment variables."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+
+bind = os.environ.get("HER2_CDS_BIND", "0.0.0.0:8080")
+workers = int(os.environ.get("HER2_CDS_WORKERS", str(min(4, multiprocessing.cpu_count() * 2))))
+threads = int(os.environ.get("HER2_CDS_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("HER2_CDS_WORKER_TIMEOUT", "30"))
+graceful_timeout = 10
+keepalive = 5
+max_requests = 10000
+max_requests_jitter = 500
+preload_app = False
+accesslog = None  # the service writes its own PHI-free JSON line per request
+errorlog = "-"
+limit_request_line = 8190
+limit_request_fields = 100
+
+if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
+
+
+def child_exit(server, worker):  # noqa: ANN001 - gunicorn hook signature
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,43 @@
+"""Prometheus metrics (per app registry; multiprocess-aware under gunicorn)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("her2cds_requests_total", "HTTP requests", ["route", "service", "status"],
+                                registry=r)
+        self.latency = Histogram("her2cds_request_seconds", "request latency", ["route", "service"],
+                                 buckets=BUCKETS, registry=r)
+        self.cards = Counter("her2cds_cards_total", "cards returned", ["service", "topic"], registry=r)
+        self.fallback_calls = Counter("her2cds_fhir_fallback_calls_total", "FHIR fallback HTTP calls",
+                                      ["service"], registry=r)
+        self.fallback_errors = Counter("her2cds_fhir_fallback_errors_total",
+                                       "FHIR fallback queries that failed", ["service"], registry=r)
+        self.auth_failures = Counter("her2cds_auth_failures_total", "refused tokens", ["reason"],
+                                     registry=r)
+        self.feedback = Counter("her2cds_feedback_entries_total", "feedback entries received",
+                                ["service", "outcome"], registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

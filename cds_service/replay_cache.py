@@ -1,0 +1,64 @@
+"""The jti replay cache: in memory for one process, Redis when replicas must share it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class ReplayCache(Protocol):
+    def first_use(self, key: str, ttl_seconds: int) -> bool:
+        """Record key for ttl_seconds; True if it was not already recorded."""
+
+    def ping(self) -> bool:
+        """True when the cache can be used."""
+
+
+class MemoryReplayCache:
+    """A per-process cache; enough for one worker, not for replicas."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def first_use(self, key: str, ttl_seconds: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            expiry = self._seen.get(key)
+            if expiry is not None and expiry > now:
+                return False
+            if len(self._seen) >= self._max:
+                self._seen = {k: v for k, v in self._seen.items() if v > now}
+                if len(self._seen) >= self._max:
+                    return False  # refuse rather than forget: a full cache cannot prove freshness
+            self._seen[key] = now + max(1, ttl_seconds)
+            return True
+
+    def ping(self) -> bool:
+        return True
+
+
+class RedisReplayCache:
+    """SET NX EX in Redis: atomic across workers and replicas."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    def first_use(self, key: str, ttl_seconds: int) -> bool:
+        return bool(self._redis.set("her2-cds:jti:" + key, b"1", nx=True, ex=max(1, ttl_seconds)))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return False
+
+
+def from_url(url: str) -> ReplayCache:
+    if url.startswith(("redis://", "rediss://")):
+        return RedisReplayCache(url)
+    return MemoryReplayCache()

@@ -1,0 +1,10 @@
+"""WSGI entry point for gunicorn: `gunicorn -c python:cds_service.gunicorn_conf cds_service.wsgi:app`."""
+
+from __future__ import annotations
+
+import os
+
+from .app import create_app
+from .config import load
+
+app = create_app(load(dev=os.environ.get("HER2_CDS_DEV") == "1"))

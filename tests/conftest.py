@@ -1,0 +1,124 @@
+"""Shared fixtures: settings, Flask clients, a real FHIR server process, a real socket server, JWTs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+from werkzeug.serving import make_server
+
+from cds_service.app import create_app
+from cds_service.config import Settings, load
+
+HERE = Path(__file__).parent
+TEST_ISS = "https://ehr.test.example"
+PUBLIC_BASE = "https://cds.test.example"
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.fixture(scope="session")
+def jwks(signing_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(signing_key.public_key()))
+    jwk.update(kid="k1", use="sig", alg="ES384")
+    return {"keys": [jwk]}
+
+
+@pytest.fixture
+def make_token(signing_key: ec.EllipticCurvePrivateKey) -> Callable[..., str]:
+    def make(aud: str, *, iss: str = TEST_ISS, kid: str = "k1", lifetime: int = 300,
+             iat_offset: int = 0, jti: str | None = None, headers: dict[str, Any] | None = None,
+             key: Any = None, alg: str = "ES384") -> str:
+        now = int(time.time()) + iat_offset
+        claims = {"iss": iss, "aud": aud, "iat": now, "exp": now + lifetime,
+                  "jti": jti or str(uuid.uuid4()), "sub": "test-client"}
+        hdr = {"kid": kid, "typ": "JWT"}
+        hdr.update(headers or {})
+        return jwt.encode(claims, key or signing_key, algorithm=alg, headers=hdr)
+    return make
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {"storage": {"database_url": f"sqlite:///{tmp_path}/feedback.db"},
+                                "auth": {"required": False}}
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                base[key] = {**base[key], **value}
+            else:
+                base[key] = value
+        return load(None, overrides=base)
+    return build
+
+
+@pytest.fixture
+def client(settings_factory: Callable[..., Settings]):
+    return create_app(settings_factory()).test_client()
+
+
+@pytest.fixture(scope="session")
+def fhir_server() -> Iterator[FhirServer]:
+    proc = subprocess.Popen([sys.executable, str(HERE / "fhir_server.py"), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    assert line.startswith("PORT "), "the test FHIR server did not start"
+    server = FhirServer(f"http://127.0.0.1:{int(line.split()[1])}", proc)
+    yield server
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+class FhirServer:
+    """Handle on the FHIR server process: load resources, inject faults, read its log."""
+
+    def __init__(self, base: str, proc: subprocess.Popen[str]) -> None:
+        self.base = base
+        self.proc = proc
+
+    def control(self, **kw: Any) -> None:
+        requests.post(f"{self.base}/_control", json=kw, timeout=5).raise_for_status()
+
+    def reset(self, resources: list[dict[str, Any]] | None = None, **kw: Any) -> None:
+        self.control(reset=True, resources=resources or [], **kw)
+
+    def log(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.base}/_log", timeout=5).json()
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Any], LiveServer]]:
+    started: list[LiveServer] = []
+
+    def start(app: Any) -> LiveServer:
+        srv = LiveServer(app)
+        started.append(srv)
+        return srv
+    yield start
+    for srv in started:
+        srv.stop()

@@ -1,0 +1,162 @@
+"""A small, faithful FHIR R4 REST server for tests, run as its own process.
+
+Implements read (`GET /Type/id`), search by `patient` and `code` (token lists,
+`system|code`), `_include=X:medication`, paging with `next` links (`_count`, default 3),
+and a control endpoint (`POST /_control`) that loads resources and injects faults:
+delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
+to another host. `GET /_log` returns what it was asked (paths and whether a token came).
+
+Run: python tests/fhir_server.py [--port 0]   (prints "PORT <n>" when ready)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+STATE: dict[str, Any] = {"resources": [], "delay": 0.0, "status": 200, "html": False,
+                         "next": "normal", "page_size": 3, "log": []}
+LOCK = threading.Lock()
+
+
+def _subject_id(res: dict[str, Any]) -> str | None:
+    for key in ("subject", "patient"):
+        ref = res.get(key)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            return ref["reference"].split("/")[-1]
+    return None
+
+
+def _codes(res: dict[str, Any]) -> set[tuple[str, str]]:
+    out = set()
+    for key in ("code", "medicationCodeableConcept"):
+        cc = res.get(key)
+        if isinstance(cc, dict):
+            for c in cc.get("coding") or []:
+                out.add((c.get("system", ""), c.get("code", "")))
+    return out
+
+
+def _matches(res: dict[str, Any], params: dict[str, list[str]]) -> bool:
+    if "patient" in params and _subject_id(res) != params["patient"][0].split("/")[-1]:
+        return False
+    if "code" in params:
+        wanted = [t.split("|", 1) if "|" in t else ["", t] for t in params["code"][0].split(",")]
+        have = _codes(res)
+        if not any((s, c) in have or (not s and any(c == hc for _, hc in have)) for s, c in wanted):
+            return False
+    return True
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/fhir+json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        data = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/_control":
+            with LOCK:
+                if "reset" in data:
+                    STATE.update(delay=0.0, status=200, html=False, next="normal", page_size=3, log=[])
+                STATE.update({k: v for k, v in data.items() if k != "reset"})
+            self._send(200, b"{}", "application/json")
+        else:
+            self._send(405, b"{}", "application/json")
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = urlsplit(self.path)
+        if parts.path == "/_log":
+            with LOCK:
+                self._send(200, json.dumps(STATE["log"]).encode(), "application/json")
+            return
+        with LOCK:
+            STATE["log"].append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                 "t": time.time()})
+            delay, status, html = STATE["delay"], STATE["status"], STATE["html"]
+        if delay:
+            time.sleep(delay)
+        if status != 200:
+            self._send(status, json.dumps({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "processing"}]}).encode())
+            return
+        if html:
+            self._send(200, b"<html><body>Login required</body></html>", "text/html")
+            return
+        segs = [s for s in parts.path.split("/") if s]
+        params = parse_qs(parts.query)
+        if len(segs) == 2:
+            for res in STATE["resources"]:
+                if res.get("resourceType") == segs[0] and res.get("id") == segs[1]:
+                    self._send(200, json.dumps(res).encode())
+                    return
+            self._send(404, json.dumps({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "not-found"}]}).encode())
+            return
+        if len(segs) != 1:
+            self._send(400, b"{}")
+            return
+        self._search(segs[0], params)
+
+    def _search(self, rtype: str, params: dict[str, list[str]]) -> None:
+        hits = [r for r in STATE["resources"] if r.get("resourceType") == rtype and _matches(r, params)]
+        size = int(params.get("_count", [STATE["page_size"]])[0])
+        offset = int(params.get("_offset", ["0"])[0])
+        page = hits[offset:offset + size]
+        entries = [{"fullUrl": f"{self._base()}/{r['resourceType']}/{r.get('id')}", "resource": r,
+                    "search": {"mode": "match"}} for r in page]
+        for inc in params.get("_include", []):
+            if inc.endswith(":medication"):
+                for r in page:
+                    ref = (r.get("medicationReference") or {}).get("reference", "")
+                    for m in STATE["resources"]:
+                        if m.get("resourceType") == "Medication" and f"Medication/{m.get('id')}" == ref:
+                            entries.append({"resource": m, "search": {"mode": "include"}})
+        links = []
+        if offset + size < len(hits):
+            q = {k: v[0] for k, v in params.items()}
+            mode = STATE["next"]
+            if mode == "loop":
+                q["_offset"] = str(offset)
+            else:
+                q["_offset"] = str(offset + size)
+            host = "http://127.0.0.2:9" if mode == "foreign" else self._base()
+            links.append({"relation": "next", "url": f"{host}/{rtype}?{urlencode(q)}"})
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(hits),
+                  "link": links, "entry": entries}
+        self._send(200, json.dumps(bundle).encode())
+
+    def _base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"PORT {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

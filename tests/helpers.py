@@ -1,0 +1,100 @@
+"""Builders for hook requests and the CDS Hooks 2.0 response checks every test applies."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from cds_service import contracts
+
+PREFETCH_KEYS = list(contracts.services()["her2-order-select"]["prefetch"])
+SERVICE_FOR_HOOK = {"order-select": "her2-order-select", "order-sign": "her2-order-sign",
+                    "patient-view": "her2-patient-view"}
+
+
+def bundle(resources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset",
+            "entry": [{"resource": r} for r in resources], **extra}
+
+
+def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Split a patient's resources into the service's prefetch keys, as an EHR would."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in resources:
+        by_type.setdefault(r["resourceType"], []).append(r)
+    obs_keys: dict[str, list[dict[str, Any]]] = {
+        "her2Observations": [], "receptorObservations": [], "diseaseStatus": []}
+    templates = contracts.services()["her2-order-select"]["prefetch"]
+    for o in by_type.get("Observation", []):
+        codes = [c.get("code") for c in (o.get("code") or {}).get("coding", [])]
+        key = next((k for k in ("receptorObservations", "diseaseStatus")
+                    if any(c and f"|{c}" in templates[k] for c in codes)), "her2Observations")
+        obs_keys[key].append(o)
+    meds = by_type.get("Medication", [])
+    return {
+        "patient": next(iter(by_type.get("Patient", [])), None),
+        **{k: bundle(v) for k, v in obs_keys.items()},
+        "conditions": bundle(by_type.get("Condition", [])),
+        "procedures": bundle(by_type.get("Procedure", [])),
+        "medicationStatements": bundle(by_type.get("MedicationStatement", []) + meds),
+        "medicationRequests": bundle(by_type.get("MedicationRequest", [])),
+        "medicationAdministrations": bundle(by_type.get("MedicationAdministration", [])),
+    }
+
+
+def hook_request(hook: str, patient_id: str = "p1", *, prefetch: dict[str, Any] | None = None,
+                 draft_orders: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    context: dict[str, Any] = {"userId": "Practitioner/dr1", "patientId": patient_id}
+    if hook in ("order-select", "order-sign"):
+        drafts = draft_orders or []
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                  "entry": [{"resource": d} for d in drafts]}
+        if hook == "order-select":
+            context["selections"] = [f"{d['resourceType']}/{d['id']}" for d in drafts]
+    body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    body.update(extra)
+    return body
+
+
+def empty_prefetch() -> dict[str, Any]:
+    return {key: None for key in PREFETCH_KEYS}
+
+
+def _no_nulls_or_empties(value: Any, path: str, allow_empty: set[str]) -> list[str]:
+    bad = []
+    if value is None:
+        bad.append(f"{path} is null")
+    elif isinstance(value, dict):
+        if not value and path not in allow_empty:
+            bad.append(f"{path} is an empty object")
+        for k, v in value.items():
+            bad += _no_nulls_or_empties(v, f"{path}.{k}", allow_empty)
+    elif isinstance(value, list):
+        if not value and path not in allow_empty:
+            bad.append(f"{path} is an empty array")
+        for i, v in enumerate(value):
+            bad += _no_nulls_or_empties(v, f"{path}[{i}]", allow_empty)
+    elif isinstance(value, str) and not value.strip():
+        bad.append(f"{path} is an empty string")
+    return bad
+
+
+def assert_cds_response(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Check a response against CDS Hooks 2.0 and this service's promises; return its cards."""
+    problems = contracts.check_response(body)
+    assert not problems, problems
+    bad = _no_nulls_or_empties(body, "$", {"$.cards"})
+    assert not bad, bad
+    uuids = [c["uuid"] for c in body["cards"]]
+    uuids += [s["uuid"] for c in body["cards"] for s in c.get("suggestions", [])]
+    assert len(uuids) == len(set(uuids)), "card and suggestion uuids must be unique"
+    for card in body["cards"]:
+        assert len(card["summary"]) < 140
+        assert card["source"]["topic"]["system"] == "http://her2-cds.org/fhir/CodeSystem/card-topic"
+        if card.get("suggestions"):
+            assert card.get("selectionBehavior") in ("at-most-one", "any")
+        for reason in card.get("overrideReasons", []):
+            assert reason["display"].strip()
+    return body["cards"]

@@ -1,0 +1,187 @@
+"""FHIR fallback against a real local FHIR server process: paging, parallelism, faults, allow-list."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from cds_service.app import create_app
+
+from .helpers import assert_cds_response, empty_prefetch, hook_request
+
+TOKEN = "fhir-access-token-SECRET-42"
+
+
+def _resources(n_conditions: int = 7):
+    res = [{"resourceType": "Patient", "id": "p1", "gender": "female"}]
+    for i in range(n_conditions):
+        res.append({"resourceType": "Condition", "id": f"c{i}", "subject": {"reference": "Patient/p1"},
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]}})
+    res.append({"resourceType": "Condition", "id": "other", "subject": {"reference": "Patient/p2"},
+                "code": {"text": "someone else"}})
+    return res
+
+
+def _request(fhir_base: str, prefetch: dict | None = None, token: str | None = TOKEN):
+    body = hook_request("patient-view", prefetch=prefetch if prefetch is not None else {},
+                        fhirServer=fhir_base)
+    if token:
+        body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
+                                     "scope": "patient/*.read", "subject": "her2-cds"}
+    return body
+
+
+@pytest.fixture
+def app_for(settings_factory, fhir_server):
+    def build(**fhir):
+        cfg = {"allowed_servers": [fhir_server.base], "timeout_seconds": 1, **fhir}
+        return create_app(settings_factory(fhir=cfg))
+    return build
+
+
+def _gather(app, body):
+    engine = app.extensions["her2_cds"]["engine"]
+    from cds_service.contracts import services
+    return engine.invoke(services()["her2-patient-view"], body).gathered
+
+
+def test_fallback_fetches_every_missing_key_with_token_and_pages(app_for, fhir_server):
+    fhir_server.reset(_resources(7), page_size=3)
+    app = app_for()
+    gathered = _gather(app, _request(fhir_server.base))
+    assert sorted(r["id"] for r in gathered.by_key["conditions"]) == [f"c{i}" for i in range(7)]
+    assert [r["id"] for r in gathered.by_key["patient"]] == ["p1"]
+    assert gathered.unavailable == {}
+    log = fhir_server.log()
+    assert all(entry["auth"] == f"Bearer {TOKEN}" for entry in log)
+    condition_calls = [e for e in log if e["path"].startswith("/Condition")]
+    assert len(condition_calls) == 3  # 7 results, pages of 3
+    assert gathered.fallback_calls == len(log)
+
+
+def test_prefetched_keys_are_not_fetched(app_for, fhir_server):
+    fhir_server.reset(_resources(2))
+    prefetch = empty_prefetch()
+    del prefetch["conditions"]
+    gathered = _gather(app_for(), _request(fhir_server.base, prefetch))
+    log = fhir_server.log()
+    assert [e["path"].split("?")[0] for e in log] == ["/Condition"]
+    assert len(gathered.by_key["conditions"]) == 2
+
+
+def test_paged_prefetch_bundle_is_completed_from_the_server(app_for, fhir_server):
+    fhir_server.reset(_resources(5), page_size=2)
+    first = {"resourceType": "Bundle", "type": "searchset",
+             "link": [{"relation": "next", "url": f"{fhir_server.base}/Condition?patient=p1&_offset=2&_count=2"}],
+             "entry": [{"resource": r} for r in _resources(2)[1:3]]}
+    prefetch = {**empty_prefetch(), "conditions": first}
+    gathered = _gather(app_for(), _request(fhir_server.base, prefetch))
+    assert [r["id"] for r in gathered.by_key["conditions"]] == ["c0", "c1", "c2", "c3", "c4"]
+
+
+def test_fallback_queries_run_in_parallel(app_for, fhir_server):
+    fhir_server.reset(_resources(1), delay=0.3, page_size=50)
+    app = app_for(timeout_seconds=2)
+    started = time.perf_counter()
+    resp = app.test_client().post("/cds-services/her2-patient-view",
+                                  json=_request(fhir_server.base))
+    elapsed = time.perf_counter() - started
+    assert resp.status_code == 200
+    assert len(fhir_server.log()) == 9
+    assert elapsed < 0.3 * 9 / 2, f"9 queries of 0.3 s took {elapsed:.2f} s: not parallel"
+
+
+def test_slow_server_gives_degraded_answer_within_deadline(app_for, fhir_server, settings_factory):
+    fhir_server.reset(_resources(1), delay=3)
+    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base],
+                                            "timeout_seconds": 0.5},
+                                      limits={"request_deadline_seconds": 1.0}))
+    started = time.perf_counter()
+    gathered = _gather(app, _request(fhir_server.base))
+    assert time.perf_counter() - started < 1.5
+    assert set(gathered.unavailable) == set(empty_prefetch())
+    assert all(v in ("timed out", "deadline passed") for v in gathered.unavailable.values())
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ({"status": 500}, "HTTP 500"), ({"status": 401}, "HTTP 401"), ({"status": 403}, "HTTP 403"),
+    ({"html": True}, "response is not JSON"),
+])
+def test_server_faults_are_degraded_not_500(app_for, fhir_server, fault, reason):
+    fhir_server.reset(_resources(1), **fault)
+    app = app_for()
+    resp = app.test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
+    assert resp.status_code == 200
+    assert_cds_response(resp.get_json())
+    assert set(_gather(app, _request(fhir_server.base)).unavailable.values()) == {reason}
+
+
+def test_looping_next_link_stops(app_for, fhir_server):
+    fhir_server.reset(_resources(5), page_size=2, next="loop")
+    gathered = _gather(app_for(), _request(fhir_server.base))
+    assert len([e for e in fhir_server.log() if e["path"].startswith("/Condition")]) == 2
+    assert len(gathered.by_key["conditions"]) == 2
+
+
+def test_next_link_to_another_host_is_not_followed(app_for, fhir_server):
+    fhir_server.reset(_resources(5), page_size=2, next="foreign")
+    gathered = _gather(app_for(), _request(fhir_server.base))
+    assert "another host" in gathered.unavailable["conditions"]
+    assert len(gathered.by_key["conditions"]) == 2
+
+
+def test_page_cap_is_reported(app_for, fhir_server):
+    fhir_server.reset(_resources(9), page_size=2)
+    gathered = _gather(app_for(max_pages=2), _request(fhir_server.base))
+    assert len(gathered.by_key["conditions"]) == 4
+    assert "pages" in gathered.unavailable["conditions"]
+
+
+def test_unreachable_server_is_degraded(settings_factory):
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    app = create_app(settings_factory(fhir={"allowed_servers": [dead], "timeout_seconds": 0.5}))
+    resp = app.test_client().post("/cds-services/her2-patient-view", json=_request(dead))
+    assert resp.status_code == 200
+    assert _gather(app, _request(dead)).unavailable["conditions"].startswith("unreachable")
+
+
+def test_without_token_the_server_is_not_called_unless_allowed(app_for, fhir_server):
+    fhir_server.reset(_resources(1))
+    resp = app_for().test_client().post("/cds-services/her2-patient-view",
+                                        json=_request(fhir_server.base, token=None))
+    assert resp.status_code == 412
+    assert fhir_server.log() == []
+    resp = app_for(allow_unauthenticated=True).test_client().post(
+        "/cds-services/her2-patient-view", json=_request(fhir_server.base, token=None))
+    assert resp.status_code == 200
+    assert all(e["auth"] is None for e in fhir_server.log())
+
+
+def test_token_never_logged(app_for, fhir_server, caplog):
+    fhir_server.reset(_resources(2), status=500)
+    caplog.set_level(logging.DEBUG)
+    app = app_for()
+    app.test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
+    text = caplog.text
+    assert TOKEN not in text
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "her2_cds.audit"]
+    assert records and records[-1]["status"] == 200 and records[-1]["fallback_calls"] == 9
+
+
+def test_real_socket_round_trip(app_for, fhir_server, live_server):
+    import requests
+    fhir_server.reset(_resources(3))
+    srv = live_server(app_for())
+    disc = requests.get(f"{srv.url}/cds-services", timeout=5)
+    assert disc.status_code == 200 and len(disc.json()["services"]) == 3
+    resp = requests.post(f"{srv.url}/cds-services/her2-patient-view", json=_request(fhir_server.base),
+                         timeout=5)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert_cds_response(resp.json())
+    bad = requests.post(f"{srv.url}/cds-services/her2-patient-view", data="{",
+                        headers={"Content-Type": "application/json"}, timeout=5)
+    assert bad.status_code == 400 and "malformed" in bad.json()["error"]
