@@ -72,7 +72,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     replay = replay_cache_from_url(settings["storage"]["cache_url"])
     verifier = Verifier(settings.auth, replay)
     store = FeedbackStore(settings["storage"]["database_url"])
-    store.create_schema()
+    try:
+        store.create_schema()
+    except Exception as exc:  # noqa: BLE001 - start anyway; /readyz reports the database
+        logging.getLogger("her2_cds").warning("feedback database not reachable at start (%s); "
+                                              "will retry on first feedback", type(exc).__name__)
     engine = Engine(settings)
     metrics = Metrics()
     audit = audit_logger()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -24,6 +25,33 @@ from cds_service.config import Settings, load
 HERE = Path(__file__).parent
 TEST_ISS = "https://ehr.test.example"
 PUBLIC_BASE = "https://cds.test.example"
+
+
+PG_URL = os.environ.get("HER2_CDS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HER2_CDS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _server_or_skip(name: str, reachable: bool) -> None:
+    """Under CI (CI=true) a missing server fails the test; on a laptop without it, skip loudly."""
+    if reachable:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is required under CI and is not reachable")
+    pytest.skip(f"{name} not reachable on this machine (runs under CI)")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    from cds_service.feedback_store import FeedbackStore
+    _server_or_skip("PostgreSQL", FeedbackStore(PG_URL).ping())
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    from cds_service.replay_cache import RedisReplayCache
+    _server_or_skip("Redis", RedisReplayCache(REDIS_URL).ping())
+    return REDIS_URL
 
 
 @pytest.fixture(scope="session")

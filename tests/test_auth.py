@@ -1,0 +1,178 @@
+"""JWT verification with real signed tokens (ES384 / RS384) and every way a token can be wrong."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from cds_service.app import create_app
+
+from .conftest import PUBLIC_BASE, TEST_ISS
+
+DISCOVERY = f"{PUBLIC_BASE}/cds-services"
+
+
+@pytest.fixture
+def secured(settings_factory, jwks):
+    def build(**auth):
+        cfg = {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}], **auth}
+        return create_app(settings_factory(auth=cfg, public_base_url=PUBLIC_BASE)).test_client()
+    return build
+
+
+def _get(client, token, path="/cds-services"):
+    return client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_valid_token_is_accepted(secured, make_token):
+    assert _get(secured(), make_token(DISCOVERY)).status_code == 200
+
+
+def test_audience_tolerates_trailing_slash(secured, make_token):
+    assert _get(secured(), make_token(DISCOVERY + "/")).status_code == 200
+
+
+def test_feedback_audience_ends_in_feedback(secured, make_token):
+    c = secured()
+    body = {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z"}]}
+    url = f"{PUBLIC_BASE}/cds-services/her2-order-select"
+    wrong = c.post("/cds-services/her2-order-select/feedback", json=body,
+                   headers={"Authorization": f"Bearer {make_token(url)}"})
+    assert wrong.status_code == 401
+    right = c.post("/cds-services/her2-order-select/feedback", json=body,
+                   headers={"Authorization": f"Bearer {make_token(url + '/feedback')}"})
+    assert right.status_code == 200
+
+
+def _unsigned(aud):
+    now = int(time.time())
+    return jwt.encode({"iss": TEST_ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "n"}, None,
+                      algorithm="none", headers={"kid": "k1"})
+
+
+def _hs256_with_public_key(jwks, aud):
+    now = int(time.time())
+    secret = json.dumps(jwks["keys"][0]).encode()
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(d):
+        return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+    header = b64(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"iss": TEST_ISS, "aud": aud, "iat": now, "exp": now + 60,
+                             "jti": "h"}).encode())
+    sig = hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{b64(sig)}"
+
+
+@pytest.mark.parametrize("case", [
+    "missing", "garbage", "alg-none", "hs256-public-key", "wrong-kid", "missing-kid-several-keys",
+    "untrusted-iss", "foreign-jku", "wrong-aud", "expired", "not-yet-valid", "too-long-lived",
+    "other-key", "rs384-not-allowed",
+])
+def test_bad_tokens_are_401_without_detail(secured, make_token, jwks, case):
+    c = secured()
+    if case == "missing":
+        resp = c.get("/cds-services")
+    else:
+        token = {
+            "garbage": lambda: "not.a.jwt",
+            "alg-none": lambda: _unsigned(DISCOVERY),
+            "hs256-public-key": lambda: _hs256_with_public_key(jwks, DISCOVERY),
+            "wrong-kid": lambda: make_token(DISCOVERY, kid="k9"),
+            "untrusted-iss": lambda: make_token(DISCOVERY, iss="https://evil.example"),
+            "foreign-jku": lambda: make_token(DISCOVERY, headers={"jku": "https://evil.example/jwks"}),
+            "wrong-aud": lambda: make_token(f"{PUBLIC_BASE}/cds-services/her2-order-sign"),
+            "expired": lambda: make_token(DISCOVERY, iat_offset=-1000, lifetime=300),
+            "not-yet-valid": lambda: make_token(DISCOVERY, iat_offset=600),
+            "too-long-lived": lambda: make_token(DISCOVERY, lifetime=7 * 24 * 3600),
+            "other-key": lambda: make_token(DISCOVERY, key=ec.generate_private_key(ec.SECP384R1())),
+            "rs384-not-allowed": lambda: make_token(
+                DISCOVERY, alg="RS384", key=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+            "missing-kid-several-keys": lambda: jwt.encode(
+                {"iss": TEST_ISS, "aud": DISCOVERY, "iat": int(time.time()), "exp": int(time.time()) + 60,
+                 "jti": "x"}, ec.generate_private_key(ec.SECP384R1()), algorithm="ES384"),
+        }[case]()
+        if case == "rs384-not-allowed":
+            c = secured(algorithms=["ES384"])
+        if case == "missing-kid-several-keys":
+            second = dict(jwks["keys"][0], kid="k2")
+            c = secured(issuers=[{"iss": TEST_ISS, "jwks": {"keys": [jwks["keys"][0], second]}}])
+        resp = _get(c, token)
+    assert resp.status_code == 401
+    assert resp.get_json() == {"error": "unauthorized"}
+
+
+def test_replayed_jti_is_refused(secured, make_token):
+    c = secured()
+    token = make_token(DISCOVERY, jti="once")
+    assert _get(c, token).status_code == 200
+    assert _get(c, token).status_code == 401
+
+
+def test_rs384_token_accepted_when_key_is_rsa(settings_factory, make_token):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk["kid"] = "r1"
+    app = create_app(settings_factory(auth={"required": True, "issuers": [
+        {"iss": TEST_ISS, "jwks": {"keys": [jwk]}}]}, public_base_url=PUBLIC_BASE))
+    token = make_token(DISCOVERY, kid="r1", key=key, alg="RS384")
+    assert _get(app.test_client(), token).status_code == 200
+
+
+class _JwksServer:
+    """A local JWKS endpoint whose key set can be rotated; counts fetches."""
+
+    def __init__(self, jwks):
+        self.jwks = jwks
+        self.fetches = 0
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                outer.fetches += 1
+                body = json.dumps(outer.jwks).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/jwks.json"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_jwks_url_fetched_cached_and_refetched_on_unknown_kid(settings_factory, make_token, jwks, monkeypatch):
+    srv = _JwksServer({"keys": []})
+    try:
+        app = create_app(settings_factory(auth={"required": True, "issuers": [
+            {"iss": TEST_ISS, "jwks_url": srv.url}]}, public_base_url=PUBLIC_BASE))
+        c = app.test_client()
+        assert _get(c, make_token(DISCOVERY)).status_code == 401  # kid k1 not published yet
+        srv.jwks = jwks
+        from cds_service import auth
+        monkeypatch.setattr(auth, "JWKS_REFETCH_SECONDS", 0)  # no 30 s wait before a re-fetch
+        assert _get(c, make_token(DISCOVERY)).status_code == 200
+        fetches = srv.fetches
+        assert _get(c, make_token(DISCOVERY)).status_code == 200
+        assert srv.fetches == fetches  # cached
+        token = make_token(DISCOVERY, headers={"jku": srv.url})
+        assert _get(c, token).status_code == 200  # jku equal to the configured URL
+    finally:
+        srv.server.shutdown()
+
+
+def test_auth_off_needs_no_token(settings_factory):
+    c = create_app(settings_factory(auth={"required": False})).test_client()
+    assert c.get("/cds-services").status_code == 200
+

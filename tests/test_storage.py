@@ -1,0 +1,58 @@
+"""Feedback in PostgreSQL and the jti replay cache in Redis: the real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+
+from cds_service.app import create_app
+from cds_service.replay_cache import MemoryReplayCache, RedisReplayCache
+
+
+def test_feedback_in_postgresql_is_idempotent(settings_factory, pg_url):
+    app = create_app(settings_factory(storage={"database_url": pg_url, "cache_url": "memory://"}))
+    card = str(uuid.uuid4())
+    body = {"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                          "acceptedSuggestions": [{"id": "s1"}]}]}
+    c = app.test_client()
+    for _ in range(2):
+        assert c.post("/cds-services/her2-patient-view/feedback", json=body).status_code == 200
+    rows = [r for r in app.extensions["her2_cds"]["store"].entries("her2-patient-view")
+            if r["card_uuid"] == card]
+    assert len(rows) == 1 and rows[0]["outcome"] == "accepted"
+    assert c.get("/readyz").get_json()["checks"]["database"] is True
+
+
+def test_unreachable_database_starts_not_ready_and_feedback_is_503(settings_factory):
+    app = create_app(settings_factory(storage={"database_url": "postgresql://nobody@127.0.0.1:1/none"}))
+    c = app.test_client()
+    ready = c.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["database"] is False
+    body = {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z"}]}
+    resp = c.post("/cds-services/her2-patient-view/feedback", json=body)
+    assert resp.status_code == 503 and "retry" in resp.get_json()["error"]
+
+
+def test_redis_replay_cache_is_shared_between_instances(redis_url):
+    a, b = RedisReplayCache(redis_url), RedisReplayCache(redis_url)
+    key = str(uuid.uuid4())
+    assert a.first_use(key, 30) is True
+    assert b.first_use(key, 30) is False
+
+
+def test_memory_replay_cache_expires_and_refuses_when_full():
+    cache = MemoryReplayCache(max_entries=2)
+    assert cache.first_use("a", 60) and cache.first_use("b", 60)
+    assert cache.first_use("a", 60) is False
+    assert cache.first_use("c", 60) is False  # full of live entries: refuse rather than forget
+
+
+def test_two_app_instances_share_replay_cache_via_redis(settings_factory, make_token, jwks, redis_url):
+    from .conftest import PUBLIC_BASE, TEST_ISS
+    settings = dict(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                    public_base_url=PUBLIC_BASE, storage={"cache_url": redis_url,
+                                                          "database_url": "sqlite://"})
+    one = create_app(settings_factory(**settings)).test_client()
+    two = create_app(settings_factory(**settings)).test_client()
+    token = make_token(f"{PUBLIC_BASE}/cds-services")
+    assert one.get("/cds-services", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert two.get("/cds-services", headers={"Authorization": f"Bearer {token}"}).status_code == 401
