@@ -1,0 +1,165 @@
+"""Extraction: keep only the resources a fact reads (filtered on plain JSON), validated with fhir.resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.medication import Medication
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.specimen import Specimen
+from pydantic import ValidationError
+
+from .evidence import ref_of
+from .terminology import Match, Terminology
+
+MODELS = {"Observation": Observation, "Condition": Condition, "Procedure": Procedure,
+          "MedicationStatement": MedicationStatement, "MedicationRequest": MedicationRequest,
+          "MedicationAdministration": MedicationAdministration, "Medication": Medication,
+          "Specimen": Specimen}
+MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
+OBS_SETS = ("her2-ish-ratio", "her2-ish-copy-number", "her2-ish", "her2-ihc", "her2-interpretation",
+            "er", "pr", "disease-status", "staging")
+CONDITION_SETS = ("ild", "lung-metastasis", "metastatic-disease", "breast-cancer", "renal-impairment")
+PROCEDURE_SETS = ("radiotherapy", "biopsy")
+
+
+@dataclass
+class MedRecord:
+    """One medication record in a drug class, with the drug as resolved."""
+
+    resource: dict[str, Any]
+    drug: Match
+
+
+@dataclass
+class Extracted:
+    """The relevant resources of one request, by what they are."""
+
+    observations: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in OBS_SETS})
+    conditions: dict[str, list[tuple[dict[str, Any], Match]]] = field(
+        default_factory=lambda: {k: [] for k in CONDITION_SETS})
+    procedures: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in PROCEDURE_SETS})
+    meds: list[MedRecord] = field(default_factory=list)
+    specimens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    counted: int = 0
+
+
+def validated(resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    """The resource if fhir.resources accepts it (after wrapping single objects where R4 wants a
+    list, as the public sandbox sends `category`); None, with a note, if not."""
+    model = MODELS.get(resource.get("resourceType", ""))
+    if model is None:
+        return resource
+    for attempt in range(2):
+        try:
+            model.model_validate(resource)
+            if attempt:
+                notes.append(f"{ref_of(resource)} had single values where FHIR R4 expects lists; read as lists")
+            return resource
+        except ValidationError as exc:
+            fixes = {e["loc"][0] for e in exc.errors() if e["type"] == "list_type" and len(e["loc"]) == 1}
+            if attempt or not fixes:
+                where = ", ".join(sorted({".".join(map(str, e["loc"][:3])) for e in exc.errors()})[:3])
+                notes.append(f"{ref_of(resource)} was skipped: not valid FHIR R4 ({where})")
+                return None
+            resource = {**resource, **{k: [resource[k]] for k in fixes}}
+        except (RecursionError, TypeError, ValueError):
+            notes.append(f"{ref_of(resource)} was skipped: not readable FHIR")
+            return None
+    return None
+
+
+def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One copy per type/id (the same resource may come under two prefetch keys); for versions,
+    the latest meta.versionId / lastUpdated wins."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    anonymous = []
+    for r in resources:
+        if not isinstance(r, dict) or not isinstance(r.get("resourceType"), str):
+            continue
+        rid = r.get("id")
+        if not isinstance(rid, str):
+            anonymous.append(r)
+            continue
+        key = (r["resourceType"], rid)
+        old = best.get(key)
+        if old is None or _version(r) >= _version(old):
+            best[key] = r
+    return list(best.values()) + anonymous
+
+
+def _version(r: dict[str, Any]) -> tuple[str, str]:
+    meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+    v = str(meta.get("versionId", ""))
+    return (v.zfill(12) if v.isdigit() else v, str(meta.get("lastUpdated", "")))
+
+
+def medication_concept(resource: dict[str, Any], medications: dict[str, dict[str, Any]]) -> Any:
+    """medicationCodeableConcept, or the code of the referenced (or contained) Medication."""
+    if isinstance(resource.get("medicationCodeableConcept"), dict):
+        return resource["medicationCodeableConcept"]
+    ref = resource.get("medicationReference")
+    if not isinstance(ref, dict):
+        return None
+    target = ref.get("reference")
+    if isinstance(target, str):
+        if target.startswith("#"):
+            for c in resource.get("contained") or []:
+                if isinstance(c, dict) and c.get("id") == target[1:]:
+                    return c.get("code")
+        med = medications.get(target.split("/")[-1]) if "Medication/" in target or "/" not in target else None
+        if med:
+            return med.get("code")
+    return {"text": ref["display"]} if isinstance(ref.get("display"), str) else None
+
+
+def _observation_set(ts: Terminology, obs: dict[str, Any]) -> str | None:
+    hit = ts.match_any(OBS_SETS, obs.get("code"))
+    if hit:
+        return hit.value_set
+    for comp in obs.get("component") or []:
+        if isinstance(comp, dict):
+            hit = ts.match_any(OBS_SETS[:5], comp.get("code"))
+            if hit:
+                return "her2-ihc" if hit.value_set in ("her2-ihc", "her2-interpretation") else "her2-ish"
+    return None
+
+
+def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
+    """Sort the resources of a request into what the facts read; skip and note invalid ones."""
+    out = Extracted()
+    resources = _dedupe(resources)
+    out.counted = len(resources)
+    medications = {r["id"]: r for r in resources
+                   if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
+    for r in resources:
+        rtype = r["resourceType"]
+        if rtype == "Observation":
+            vs = _observation_set(ts, r)
+            if vs and (r := validated(r, out.notes)) is not None:
+                out.observations[vs].append(r)
+        elif rtype == "Condition":
+            hits = [(vs, ts.match(vs, r.get("code"))) for vs in CONDITION_SETS]
+            hits = [(vs, m) for vs, m in hits if m]
+            if hits and (r := validated(r, out.notes)) is not None:
+                for vs, m in hits:
+                    out.conditions[vs].append((r, m))
+        elif rtype == "Procedure":
+            hits = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
+            if hits and (r := validated(r, out.notes)) is not None:
+                for vs in hits:
+                    out.procedures[vs].append(r)
+        elif rtype in MED_TYPES:
+            drug = ts.classify_drug(medication_concept(r, medications))
+            if drug and (r := validated(r, out.notes)) is not None:
+                out.meds.append(MedRecord(r, drug))
+        elif rtype == "Specimen" and isinstance(r.get("id"), str):
+            out.specimens[r["id"]] = r
+    return out

@@ -1,0 +1,67 @@
+"""Clinical facts of one request: everything the rules read, each with its evidence and unknowns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .evidence import Evidence, effective_date, ref_of
+from .extraction import Extracted, extract
+from .her2 import Her2Picture, build_picture
+from .ild import IldRisk, derive_ild
+from .orders import DraftOrder, read_drafts
+from .receptors import HrStatus, hr_status
+from .setting import Setting, derive_setting
+from .terminology import Terminology
+from .therapy import TherapyHistory, derive_therapy
+
+
+@dataclass
+class Facts:
+    """The patient's HER2 and treatment picture, as the rules see it (no raw JSON, no HTTP)."""
+
+    today: date
+    her2: Her2Picture
+    hr: HrStatus
+    setting: Setting
+    therapy: TherapyHistory
+    ild: IldRisk
+    drafts: list[DraftOrder]
+    later_metastatic_biopsy: Evidence | None
+    data_notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def triple_negative(self) -> bool:
+        return self.hr.status == "negative" and self.her2.category not in (None, "positive") \
+            and not self.her2.ever_positive
+
+
+def _later_metastatic_biopsy(ex: Extracted, her2: Her2Picture, ts: Terminology) -> Evidence | None:
+    """A biopsy of a metastatic site after the latest HER2 result, when no result is from metastatic tissue."""
+    if not her2.current or any(r.site_kind == "metastatic" for r in her2.results):
+        return None
+    latest = her2.current.when
+    for proc in ex.procedures.get("biopsy", []):
+        when = effective_date(proc)
+        sites = list(proc.get("bodySite") or []) + [proc.get("code")]
+        if when and latest and when > latest and any(ts.match("metastatic-site", s) for s in sites):
+            return Evidence(ref_of(proc), when, "biopsy of a metastatic site after the latest HER2 result")
+    return None
+
+
+def derive(resources: list[dict[str, Any]], context: dict[str, Any], ts: Terminology, today: date,
+           unavailable: dict[str, str] | None = None) -> Facts:
+    """Build the facts from a request's resources (prefetched or fetched) and its context."""
+    ex = extract(resources, ts)
+    her2 = build_picture(ex.observations, ex.specimens, ts)
+    hr = hr_status(ex.observations["er"], ex.observations["pr"], ts)
+    setting = derive_setting(ex.conditions, ex.observations["staging"], ts)
+    therapy = derive_therapy(ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today)
+    tdxd_start = min((r.start for r in therapy.tdxd if r.start), default=None)
+    ild = derive_ild(ex.conditions, ex.procedures, setting.lung_metastases, tdxd_start, ts)
+    drafts = read_drafts(context, ts)
+    return Facts(today=today, her2=her2, hr=hr, setting=setting, therapy=therapy, ild=ild, drafts=drafts,
+                 later_metastatic_biopsy=_later_metastatic_biopsy(ex, her2, ts), data_notes=ex.notes,
+                 unavailable=dict(unavailable or {}))

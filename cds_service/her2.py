@@ -1,0 +1,498 @@
+"""HER2: read each result from the encodings EHRs and labs use, categorise it (DESIGN §6.1),
+and build the patient's HER2 picture with history and discordance."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .evidence import effective_date, fmt, parse_date, ref_of
+from .terminology import Terminology, codings, texts
+
+POSITIVE, LOW, ULTRALOW, NULL = "positive", "low", "ultralow", "null"
+INDETERMINATE, ZERO_UNSPECIFIED, BINARY_ONLY = "indeterminate", "zero-unspecified", "binary-only"
+CATEGORY_LABEL = {
+    POSITIVE: "HER2-positive", LOW: "HER2-low", ULTRALOW: "HER2-ultralow", NULL: "HER2-null (IHC 0, no staining)",
+    INDETERMINATE: "HER2 indeterminate (IHC 2+ without ISH)",
+    ZERO_UNSPECIFIED: "HER2 IHC 0 without a membrane-staining statement",
+    BINARY_ONLY: "HER2-negative (no IHC score reported)",
+}
+LOCAL_CS = "http://her2-cds.org/fhir/CodeSystem/her2-ihc"
+IGNORED_STATUS = {"entered-in-error", "cancelled", "registered"}
+AMENDING_STATUS = {"amended", "corrected"}
+PAIR_ISH_DAYS = 60
+
+_SCORE_PLUS = re.compile(r"(?<![\d.])([0-3])\s*\+")
+_SCORE_WORD = re.compile(r"(?:score|ihc|her2(?:/neu)?)\s*(?:of|is|=|:)?\s*\(?\s*([0-3])(?![\d.%+])")
+_BARE_ZERO = re.compile(r"^\s*\(?0\)?\s*(?:$|[(,;:/-]|\s+(?:ultra|null|no |with|faint))")
+_ZERO_PAREN = re.compile(r"\(\s*0\s*\)")
+_ULTRALOW = re.compile(r"ultra[\s-]?low|faint[^.;]*?(?:≤|<=|<|less than|up to|no more than)\s*10\s*%"
+                       r"|(?:≤|<=|<|less than|up to)\s*10\s*%[^.;]*faint|barely perceptible")
+_NULL = re.compile(r"her2[\s-]?null|\bnull\b|no (?:\w+ )?(?:membrane )?staining|absen(?:t|ce of) (?:\w+ )?staining"
+                   r"|without (?:\w+ )?staining|complete absence")
+_STATED = [(re.compile(r"her2[\s-]?ultra[\s-]?low"), ULTRALOW), (re.compile(r"her2[\s-]?low"), LOW),
+           (re.compile(r"her2[\s-]?null"), NULL)]
+_NOT_AMP = re.compile(r"not amplified|non[\s-]?amplified|no amplification|without amplification|unamplified")
+_AMP = re.compile(r"(?<!not )(?<!non-)(?<!non )amplified|amplification")
+_EQUIVOCAL = re.compile(r"equivocal|borderline")
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+@dataclass
+class Partial:
+    """What one Observation says about HER2 (any subset of IHC, ISH, interpretation)."""
+
+    resource: dict[str, Any]
+    when: date | None
+    ihc: int | None = None
+    membrane: str | None = None  # "absent" | "faint-le-10"
+    membrane_pct: float | None = None
+    ish: str | None = None  # "amplified" | "not-amplified" | "equivocal"
+    ratio: float | None = None
+    copy_number: float | None = None
+    binary: str | None = None  # "positive" | "negative" | "equivocal"
+    stated: str | None = None  # a category the report states in words (HER2-low ...)
+    by_text: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_ihc(self) -> bool:
+        return self.ihc is not None
+
+    @property
+    def has_ish(self) -> bool:
+        return self.ish is not None or self.ratio is not None or self.copy_number is not None
+
+
+@dataclass
+class Her2Result:
+    """One HER2 test result (IHC and/or ISH on one specimen) and its category."""
+
+    category: str | None
+    when: date | None
+    refs: list[str]
+    ihc: int | None = None
+    membrane: str | None = None
+    membrane_pct: float | None = None
+    ish: str | None = None
+    ratio: float | None = None
+    copy_number: float | None = None
+    ish_group: int | None = None
+    binary: str | None = None
+    site_kind: str = "unknown"  # primary | metastatic | unknown
+    site: str | None = None
+    specimen_ref: str | None = None
+    by_text: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        parts = [p for p, present in (("IHC", self.ihc is not None),
+                                      ("ISH", self.ish is not None or self.ratio is not None)) if present]
+        return "+".join(parts) or "interpretation only"
+
+    def _membrane_text(self) -> str:
+        if self.membrane == "faint-le-10":
+            return "faint/incomplete membrane staining ≤10%"
+        if self.membrane == "absent":
+            return "no membrane staining"
+        if self.membrane_pct is not None:
+            return f"{self.membrane_pct:g}% cells with membrane staining"
+        return "no membrane-staining statement"
+
+    def describe(self) -> str:
+        bits = []
+        if self.ihc is not None:
+            bits.append(f"IHC {self.ihc}{'+' if self.ihc else ''}")
+            if self.ihc == 0:
+                bits.append(self._membrane_text())
+        if self.ish or self.ratio is not None:
+            ish = self.ish or "ISH"
+            nums = ", ".join(x for x in (f"ratio {self.ratio:g}" if self.ratio is not None else "",
+                                         f"{self.copy_number:g} copies/cell" if self.copy_number is not None else "")
+                             if x)
+            bits.append(f"ISH {ish.replace('-', ' ')}" + (f" ({nums})" if nums else ""))
+        if not bits and self.binary:
+            bits.append(f"reported only as {self.binary}")
+        where = self.site or ("metastatic site" if self.site_kind == "metastatic" else
+                              "primary tumour" if self.site_kind == "primary" else "specimen site not recorded")
+        label = CATEGORY_LABEL.get(self.category or "", "category undetermined")
+        text = f"{label}: {', '.join(bits) or 'no readable value'}; {where}; {fmt(self.when)}; {', '.join(self.refs)}"
+        return text + (" (read from free text)" if self.by_text else "")
+
+
+@dataclass
+class Her2Picture:
+    """The patient's HER2 picture: the current (most recent valid) result and the history."""
+
+    results: list[Her2Result]
+    current: Her2Result | None
+    ever_positive: bool
+    discordant: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def category(self) -> str | None:
+        return self.current.category if self.current else None
+
+
+# ---------------------------------------------------------------- reading values
+
+def _value_texts(holder: dict[str, Any]) -> list[str]:
+    out = texts(holder.get("valueCodeableConcept"))
+    for c in codings(holder.get("valueCodeableConcept")):
+        if c.get("system") == LOCAL_CS and isinstance(c.get("code"), str):
+            out.append(c["code"].replace("score-", "score ").replace("membrane-staining-", ""))
+    if isinstance(holder.get("valueString"), str):
+        out.append(holder["valueString"])
+    return out
+
+
+def _number(holder: dict[str, Any]) -> float | None:
+    if isinstance(holder.get("valueInteger"), int) and not isinstance(holder.get("valueInteger"), bool):
+        return float(holder["valueInteger"])
+    q = holder.get("valueQuantity")
+    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+        return float(q["value"])
+    for t in _value_texts(holder):
+        m = _NUMBER.search(t)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def ihc_score_from_text(text: str) -> int | None:
+    """The IHC score a phrase states ("2+", "score 0", "0 (ultralow)"), or None."""
+    low = text.lower().strip()
+    m = _SCORE_PLUS.search(low) or _SCORE_WORD.search(low)
+    if m:
+        return int(m.group(1))
+    if _BARE_ZERO.search(low) or _ZERO_PAREN.search(low) or low in ("0", "zero"):
+        return 0
+    return None
+
+
+def membrane_from_text(text: str) -> str | None:
+    low = text.lower()
+    if _ULTRALOW.search(low):
+        return "faint-le-10"
+    if _NULL.search(low):
+        return "absent"
+    return None
+
+
+def ish_from_text(text: str) -> str | None:
+    low = text.lower()
+    if _NOT_AMP.search(low):
+        return "not-amplified"
+    if _EQUIVOCAL.search(low):
+        return "equivocal"
+    if _AMP.search(low):
+        return "amplified"
+    return None
+
+
+def _binary(ts: Terminology, holder: dict[str, Any], key: str = "valueCodeableConcept") -> str | None:
+    value = holder.get(key)
+    for vs, label in (("result-equivocal", "equivocal"), ("result-negative", "negative"),
+                      ("result-positive", "positive")):
+        if ts.match(vs, value):
+            return label
+    for t in _value_texts(holder) if key == "valueCodeableConcept" else texts(value):
+        hit = next((lab for vs, lab in (("result-equivocal", "equivocal"), ("result-negative", "negative"),
+                                        ("result-positive", "positive")) if ts.match(vs, {"text": t})), None)
+        if hit:
+            return hit
+    return None
+
+
+def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None:
+    for c in codings(holder.get("valueCodeableConcept")):
+        if c.get("system") == LOCAL_CS and str(c.get("code", "")).startswith("score-"):
+            p.ihc = int(c["code"][-1])
+            return
+    n = None
+    if "valueInteger" in holder or "valueQuantity" in holder:
+        n = _number(holder)
+        if n is not None and n in (0, 1, 2, 3):
+            p.ihc = int(n)
+            return
+    for t in _value_texts(holder):
+        score = ihc_score_from_text(t)
+        if score is not None:
+            p.ihc, p.by_text = score, True
+            if score == 0 and p.membrane is None:
+                p.membrane = membrane_from_text(t)
+            return
+    for t in _value_texts(holder):
+        for regex, cat in _STATED:
+            if regex.search(t.lower()):
+                p.stated, p.by_text = cat, True
+                return
+    p.binary = p.binary or _binary(ts, holder)
+
+
+def _read_ish_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None:
+    for c in codings(holder.get("valueCodeableConcept")):
+        if c.get("system") == LOCAL_CS and c.get("code") in ("ish-amplified", "ish-not-amplified"):
+            p.ish = c["code"].removeprefix("ish-")
+            return
+    for t in _value_texts(holder):
+        found = ish_from_text(t)
+        if found:
+            p.ish = found
+            return
+    b = _binary(ts, holder)
+    if b:
+        p.ish = {"positive": "amplified", "negative": "not-amplified", "equivocal": "equivocal"}[b]
+
+
+def read_observation(obs: dict[str, Any], kind: str, ts: Terminology) -> Partial:
+    """Everything one HER2 Observation says, whatever the encoding."""
+    p = Partial(resource=obs, when=effective_date(obs))
+    if kind == "her2-ish-ratio":
+        p.ratio = _number(obs)
+    elif kind == "her2-ish-copy-number":
+        p.copy_number = _number(obs)
+    elif kind == "her2-ish":
+        _read_ish_value(p, obs, ts)
+    else:
+        _read_ihc_value(p, obs, ts)
+        if p.ihc is None and kind == "her2-interpretation" and p.binary is None:
+            p.binary = _binary(ts, obs)
+    for comp in obs.get("component") or []:
+        if not isinstance(comp, dict):
+            continue
+        code = comp.get("code")
+        if ts.match("ihc-membrane-staining", code) or any(c.get("code") == "membrane-staining"
+                                                          for c in codings(code)):
+            for t in _value_texts(comp):
+                p.membrane = membrane_from_text(t) or ("faint-le-10" if "faint-le-10" in t else
+                                                       "absent" if t == "absent" else p.membrane)
+        elif ts.match("ihc-membrane-percent", code):
+            p.membrane_pct = _number(comp)
+        elif ts.match("her2-ish-ratio", code):
+            p.ratio = _number(comp)
+        elif ts.match("her2-ish-copy-number", code):
+            p.copy_number = _number(comp)
+        elif ts.match("her2-ish", code):
+            _read_ish_value(p, comp, ts)
+        elif ts.match("her2-ihc", code) or ts.match("her2-interpretation", code):
+            _read_ihc_value(p, comp, ts)
+    if p.ihc == 0 and p.membrane is None:
+        for t in texts(obs.get("valueCodeableConcept")) + [n.get("text", "") for n in obs.get("note") or []
+                                                          if isinstance(n, dict)]:
+            if isinstance(t, str) and membrane_from_text(t):
+                p.membrane = membrane_from_text(t)
+                p.by_text = True
+    if p.ihc is None and p.binary is None and p.stated is None and not p.has_ish:
+        p.binary = _binary(ts, obs, "interpretation") if obs.get("interpretation") else None
+        for interp in obs.get("interpretation") or []:
+            code = {c.get("code") for c in codings(interp)}
+            if code & {"POS", "H"}:
+                p.binary = "positive"
+            elif code & {"NEG", "N"}:
+                p.binary = "negative"
+    return p
+
+
+# ---------------------------------------------------------------- sites
+
+def _site(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Terminology) -> tuple[str, str | None]:
+    """(primary | metastatic | unknown, a short site text) from Specimen or bodySite."""
+    concepts: list[Any] = []
+    spec_ref = (obs.get("specimen") or {}).get("reference") if isinstance(obs.get("specimen"), dict) else None
+    if isinstance(obs.get("specimen"), dict) and isinstance(obs["specimen"].get("display"), str):
+        concepts.append({"text": obs["specimen"]["display"]})
+    spec = specimens.get(spec_ref.split("/")[-1]) if isinstance(spec_ref, str) else None
+    if spec:
+        concepts += [spec.get("type"), (spec.get("collection") or {}).get("bodySite")]
+    concepts.append(obs.get("bodySite"))
+    for cc in concepts:
+        if not cc:
+            continue
+        label = next(iter(texts(cc)), None)
+        blob = " ".join(texts(cc)).lower()
+        if "metasta" in blob or ts.match("metastatic-site", cc):
+            return "metastatic", label
+        if ts.match("primary-site", cc):
+            return "primary", label
+        if label:
+            return "unknown", label
+    return "unknown", None
+
+
+# ---------------------------------------------------------------- categorising
+
+def ish_group(ratio: float | None, copies: float | None) -> int | None:
+    """ASCO/CAP 2018 dual-probe ISH group (1-5), or None when a number is missing."""
+    if ratio is None or copies is None:
+        return None
+    if ratio >= 2.0:
+        return 1 if copies >= 4.0 else 2
+    if copies >= 6.0:
+        return 3
+    return 4 if copies >= 4.0 else 5
+
+
+def _ish_call(r: Her2Result) -> str | None:
+    """The ISH call, integrating ASCO/CAP groups 2-4 with the concurrent IHC score."""
+    if r.ish in ("amplified", "not-amplified"):
+        return r.ish
+    if r.ratio is not None and r.copy_number is None:
+        # single number: a ratio < 2 with no copy number cannot be placed in a group
+        r.notes.append("ISH ratio without copy number: ASCO/CAP group cannot be assigned")
+    group = r.ish_group = ish_group(r.ratio, r.copy_number)
+    if group == 1:
+        return "amplified"
+    if group == 5:
+        return "not-amplified"
+    if group in (2, 3, 4):
+        if r.ihc == 3 or (group == 3 and r.ihc == 2):
+            return "amplified"
+        if r.ihc in (0, 1, 2):
+            return "not-amplified"
+        r.notes.append(f"ISH group {group} needs the concurrent IHC score to be interpreted")
+        return "equivocal"
+    return r.ish
+
+
+def categorise(r: Her2Result) -> str | None:
+    """DESIGN §6.1. Never upgrades: an IHC 0 without a staining statement stays zero-unspecified."""
+    ish = _ish_call(r)
+    r.ish = ish or r.ish
+    if r.ihc == 3:
+        return POSITIVE
+    if r.ihc == 2:
+        return POSITIVE if ish == "amplified" else LOW if ish == "not-amplified" else INDETERMINATE
+    if r.ihc == 1:
+        return POSITIVE if ish == "amplified" else LOW
+    if r.ihc == 0:
+        if ish == "amplified":
+            return POSITIVE
+        if r.membrane == "faint-le-10":
+            return ULTRALOW
+        if r.membrane == "absent":
+            return NULL
+        if r.membrane_pct is not None:
+            if r.membrane_pct == 0:
+                return NULL
+            if 0 < r.membrane_pct <= 10:
+                return ULTRALOW
+            r.notes.append(f"IHC 0 with membrane staining in {r.membrane_pct:g}% of cells is contradictory "
+                           "(>10% would be 1+): pathology review needed")
+        return ZERO_UNSPECIFIED
+    if ish == "amplified":
+        return POSITIVE
+    if ish == "not-amplified":
+        return BINARY_ONLY
+    if ish == "equivocal":
+        return INDETERMINATE
+    if r.binary == "positive":
+        return POSITIVE
+    if r.binary == "negative":
+        return BINARY_ONLY
+    if r.binary == "equivocal":
+        return INDETERMINATE
+    return None
+
+
+# ---------------------------------------------------------------- grouping and the picture
+
+def _supersede(partials: list[Partial], notes: list[str]) -> list[Partial]:
+    """Drop results that an amended/corrected result replaces (derivedFrom, or same specimen,
+    date and test with a later issue)."""
+    dropped: set[str] = set()
+    for p in partials:
+        if p.resource.get("status") not in AMENDING_STATUS:
+            continue
+        for d in p.resource.get("derivedFrom") or []:
+            if isinstance(d, dict) and isinstance(d.get("reference"), str):
+                dropped.add(d["reference"].split("/")[-1])
+        for q in partials:
+            if q is p or q.resource.get("status") in AMENDING_STATUS:
+                continue
+            same = (q.when == p.when and _spec(q) == _spec(p) and q.has_ihc == p.has_ihc and q.has_ish == p.has_ish)
+            if same and (parse_date(q.resource.get("issued")) or date.min) <= (
+                    parse_date(p.resource.get("issued")) or date.max):
+                dropped.add(str(q.resource.get("id")))
+    for p in partials:
+        if str(p.resource.get("id")) in dropped:
+            notes.append(f"{ref_of(p.resource)} was replaced by an amended/corrected result")
+    return [p for p in partials if str(p.resource.get("id")) not in dropped]
+
+
+def _spec(p: Partial) -> str | None:
+    s = p.resource.get("specimen")
+    return s.get("reference") if isinstance(s, dict) else None
+
+
+def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
+    group = sorted(group, key=lambda p: (p.when or date.min))
+    r = Her2Result(category=None, when=None, refs=[ref_of(p.resource) for p in group])
+    r.site_kind, r.site = site
+    for p in group:
+        r.when = max(filter(None, (r.when, p.when)), default=None)
+        for attr in ("ihc", "membrane", "membrane_pct", "ish", "ratio", "copy_number", "binary"):
+            if getattr(p, attr) is not None:
+                setattr(r, attr, getattr(p, attr))
+        r.by_text = r.by_text or p.by_text
+        r.specimen_ref = r.specimen_ref or _spec(p)
+        if p.resource.get("status") == "preliminary":
+            r.notes.append(f"{ref_of(p.resource)} is preliminary")
+    stated = next((p.stated for p in group if p.stated), None)
+    r.category = categorise(r)
+    if r.category is None and stated:
+        r.category = stated
+        r.notes.append(f"category {CATEGORY_LABEL[stated]} as stated in the report; no score recorded")
+    return r
+
+
+def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict[str, dict[str, Any]],
+                  ts: Terminology) -> Her2Picture:
+    """All HER2 results of the patient, categorised, and the current picture."""
+    notes: list[str] = []
+    partials: list[tuple[Partial, tuple[str, str | None]]] = []
+    for kind in ("her2-ihc", "her2-interpretation", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number"):
+        for obs in observations.get(kind, []):
+            status = obs.get("status")
+            if status in IGNORED_STATUS:
+                notes.append(f"{ref_of(obs)} ignored (status {status})")
+                continue
+            partials.append((read_observation(obs, kind, ts), _site(obs, specimens, ts)))
+    kept = {id(p) for p in _supersede([p for p, _ in partials], notes)}
+    partials = [(p, s) for p, s in partials if id(p) in kept]
+    groups: dict[tuple[Any, ...], list[Partial]] = {}
+    sites: dict[tuple[Any, ...], tuple[str, str | None]] = {}
+    for p, site in partials:
+        key = ("spec", _spec(p)) if _spec(p) else ("day", p.when, site[0])
+        groups.setdefault(key, []).append(p)
+        if key not in sites or sites[key][1] is None:
+            sites[key] = site
+    # an ISH-only group joins the nearest earlier IHC group (same specimen site) lacking ISH
+    for key in [k for k, g in groups.items() if not any(p.has_ihc for p in g) and any(p.has_ish for p in g)]:
+        when = max((p.when for p in groups[key] if p.when), default=None)
+        best = None
+        for other, g in groups.items():
+            if other == key or not any(p.has_ihc for p in g) or any(p.has_ish for p in g):
+                continue
+            ihc_when = max((p.when for p in g if p.when), default=None)
+            if when and ihc_when and 0 <= (when - ihc_when).days <= PAIR_ISH_DAYS and (
+                    sites[other][0] == sites[key][0] or "unknown" in (sites[other][0], sites[key][0])):
+                if best is None or ihc_when > best[1]:
+                    best = (other, ihc_when)
+        if best:
+            groups[best[0]].extend(groups.pop(key))
+    results = [_merge(g, sites[k]) for k, g in groups.items()]
+    unreadable = [r for r in results if r.category is None]
+    for r in unreadable:
+        notes.append(f"HER2 result {', '.join(r.refs)} could not be read: no score, ISH or interpretation found")
+    results = sorted((r for r in results if r.category), key=lambda r: (r.when is not None, r.when or date.min))
+    current = results[-1] if results else None
+    if current and current.when is None:
+        notes.append("no HER2 result has a date: the current result cannot be told from older ones")
+    ever_positive = any(r.category == POSITIVE for r in results)
+    discordant = ever_positive and any(r.category != POSITIVE for r in results)
+    return Her2Picture(results, current, ever_positive, discordant, notes)

@@ -1,0 +1,74 @@
+"""The draft orders in play (order-select / order-sign context): which drug, which dose."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .evidence import ref_of
+from .extraction import medication_concept
+from .terminology import Match, Terminology, note_texts, texts
+
+_MG_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
+SYSTEMIC_CLASSES = {"tdxd", "her2-directed-antibody", "other-adc", "cdk46-inhibitor", "endocrine-therapy",
+                    "other-targeted", "chemotherapy"}
+
+
+@dataclass
+class DraftOrder:
+    ref: str
+    selected: bool
+    drug: Match | None
+    dose_mg_per_kg: float | None
+    dose_text: str | None
+
+    @property
+    def is_tdxd(self) -> bool:
+        return bool(self.drug and self.drug.value_set == "tdxd")
+
+    @property
+    def is_systemic(self) -> bool:
+        return bool(self.drug and self.drug.value_set in SYSTEMIC_CLASSES)
+
+
+def _dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
+    for d in order.get("dosageInstruction") or []:
+        if not isinstance(d, dict):
+            continue
+        for dr in d.get("doseAndRate") or []:
+            q = dr.get("doseQuantity") if isinstance(dr, dict) else None
+            if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+                unit = str(q.get("unit") or q.get("code") or "")
+                text = f"{q['value']:g} {unit}".strip()
+                if unit.replace(" ", "").lower() in ("mg/kg", "mg/kg/dose"):
+                    return float(q["value"]), text
+                return None, text
+        if isinstance(d.get("text"), str):
+            m = _MG_KG.search(d["text"])
+            return (float(m.group(1)) if m else None), d["text"][:80]
+    return None, None
+
+
+def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
+    """Draft orders from context.draftOrders, defensively (the sandbox sends non-R4 shapes)."""
+    bundle = context.get("draftOrders")
+    selections = set(context.get("selections") or [])
+    out = []
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    for e in entries if isinstance(entries, list) else []:
+        res = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(res, dict):
+            continue
+        ref = ref_of(res)
+        drug = None
+        if res.get("resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+            contained = {c.get("id"): c for c in res.get("contained") or [] if isinstance(c, dict)}
+            concept = medication_concept(res, contained)
+            drug = ts.classify_drug(concept) if concept else None
+            if drug is None and not concept:
+                for t in texts(res.get("code")) + note_texts(res):
+                    drug = ts.classify_drug({"text": t}) or drug
+        dose, dose_text = _dose(res) if drug else (None, None)
+        out.append(DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text))
+    return out

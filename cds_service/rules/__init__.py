@@ -1,0 +1,1 @@
+"""Card rules: pure functions from clinical facts and configuration to card decisions."""

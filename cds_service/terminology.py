@@ -1,0 +1,241 @@
+"""Terminology: the ValueSets in fhir_profiles/ (plus a site's extra files) as fast matchers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.structuredefinition import StructureDefinition
+from fhir.resources.R4B.valueset import ValueSet
+
+from .config import ConfigError
+from .paths import profiles_dir
+
+TEXT_TERM_URL = "http://her2-cds.org/fhir/StructureDefinition/text-match-term"
+VS_BASE = "http://her2-cds.org/fhir/ValueSet/"
+MODELS = {"ValueSet": ValueSet, "CodeSystem": CodeSystem, "StructureDefinition": StructureDefinition}
+NEGATION = re.compile(r"(?:\bno|\bnot|\bnon-?|\bwithout|\bdenies|\bnegative for|\bfree of|\babsence of|\bruled out)"
+                      r"(?:\s+\S+){0,2}\s*$")
+DRUG_CLASSES = ("tdxd", "her2-directed-antibody", "other-adc", "cdk46-inhibitor", "endocrine-therapy",
+                "other-targeted", "chemotherapy")
+
+
+@dataclass(frozen=True)
+class Match:
+    """Why a concept is in a value set: by code (system|code) or by text (the phrase found)."""
+
+    value_set: str
+    by: str
+    what: str
+    canonical: str
+
+    def describe(self) -> str:
+        return self.what if self.by == "code" else f'"{self.what}" (matched by text)'
+
+
+@dataclass
+class ValueSetMatcher:
+    """Codes, is-a prefixes and text terms of one value set."""
+
+    id: str
+    codes: dict[tuple[str, str], str] = field(default_factory=dict)
+    prefixes: list[tuple[str, str]] = field(default_factory=list)
+    terms: dict[str, str] = field(default_factory=dict)  # lower-case phrase -> canonical name
+    _regex: re.Pattern[str] | None = None
+    _ingredient_regex: re.Pattern[str] | None = None
+
+    def add(self, vs: dict[str, Any]) -> None:
+        for ext in vs.get("extension") or []:
+            if ext.get("url") == TEXT_TERM_URL and ext.get("valueString"):
+                self.terms[ext["valueString"].lower()] = ext["valueString"]
+        for inc in (vs.get("compose") or {}).get("include") or []:
+            system = inc.get("system", "")
+            for c in inc.get("concept") or []:
+                canonical = c.get("display") or c["code"]
+                self.codes[(system, c["code"])] = canonical
+                if c.get("display"):
+                    self.terms.setdefault(c["display"].lower(), canonical)
+                for d in c.get("designation") or []:
+                    self.terms.setdefault(d["value"].lower(), canonical)
+            for f in inc.get("filter") or []:
+                if f.get("op") == "is-a":
+                    self.prefixes.append((system, _norm_code(f["value"])))
+        self._regex = None
+        self._ingredient_regex = None
+
+    def ingredient(self, text: str) -> str | None:
+        """The ingredient-level name (no strength or form) named in a drug display, if any."""
+        if self._ingredient_regex is None:
+            names = sorted((t for t, c in self.terms.items() if not re.search(r"\d", c)), key=len, reverse=True)
+            if not names:
+                return None
+            self._ingredient_regex = re.compile(
+                r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in names) + r")(?![a-z0-9])")
+        m = self._ingredient_regex.search(text.lower())
+        return self.terms[m.group(1)] if m else None
+
+    @property
+    def regex(self) -> re.Pattern[str] | None:
+        if self._regex is None and self.terms:
+            alts = sorted(self.terms, key=len, reverse=True)
+            self._regex = re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in alts) + r")(?![a-z0-9])")
+        return self._regex
+
+    def match_coding(self, system: str, code: str) -> str | None:
+        hit = self.codes.get((system, code))
+        if hit is not None:
+            return hit
+        norm = _norm_code(code)
+        for psys, prefix in self.prefixes:
+            if psys == system and norm.startswith(prefix):
+                return code
+        return None
+
+    def match_text(self, text: str) -> tuple[str, str] | None:
+        """(phrase found, canonical) for the longest non-negated term in text."""
+        regex = self.regex
+        if regex is None or not text:
+            return None
+        low = text.lower()
+        best: tuple[str, str] | None = None
+        for m in regex.finditer(low):
+            if NEGATION.search(low[: m.start()]):
+                continue
+            if best is None or len(m.group(1)) > len(best[0]):
+                best = (m.group(1), self.terms[m.group(1)])
+        return best
+
+
+def _norm_code(code: str) -> str:
+    return code.replace(".", "").upper()
+
+
+def codings(cc: Any) -> list[dict[str, Any]]:
+    if not isinstance(cc, dict):
+        return []
+    return [c for c in cc.get("coding") or [] if isinstance(c, dict)]
+
+
+def texts(cc: Any) -> list[str]:
+    """The human text of a CodeableConcept: its text and each coding's display."""
+    if isinstance(cc, str):
+        return [cc]
+    if not isinstance(cc, dict):
+        return []
+    out = [cc["text"]] if isinstance(cc.get("text"), str) else []
+    out += [c["display"] for c in codings(cc) if isinstance(c.get("display"), str)]
+    return out
+
+
+class Terminology:
+    """All value sets by id; match CodeableConcepts by code first, then by text."""
+
+    def __init__(self, matchers: dict[str, ValueSetMatcher], resources: dict[str, dict[str, Any]]) -> None:
+        self.sets = matchers
+        self.resources = resources
+
+    def match(self, vs_id: str, cc: Any, extra_text: Iterable[str] = ()) -> Match | None:
+        vs = self.sets[vs_id]
+        for c in codings(cc):
+            system, code = c.get("system"), c.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                hit = vs.match_coding(system, code)
+                if hit is not None:
+                    return Match(vs_id, "code", f"{system.rsplit('/', 1)[-1]}|{code}", hit)
+        for text in [*texts(cc), *extra_text]:
+            found = vs.match_text(text) if isinstance(text, str) else None
+            if found:
+                return Match(vs_id, "text", found[0], found[1])
+        return None
+
+    def match_any(self, vs_ids: Iterable[str], cc: Any) -> Match | None:
+        """The first value set that has one of cc's codes; failing that, the first that names it."""
+        vs_ids = tuple(vs_ids)
+        for c in codings(cc):
+            system, code = c.get("system"), c.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                for vs_id in vs_ids:
+                    hit = self.sets[vs_id].match_coding(system, code)
+                    if hit is not None:
+                        return Match(vs_id, "code", f"{system.rsplit('/', 1)[-1]}|{code}", hit)
+        for text in texts(cc):
+            for vs_id in vs_ids:
+                found = self.sets[vs_id].match_text(text)
+                if found:
+                    return Match(vs_id, "text", found[0], found[1])
+        return None
+
+    def classify_drug(self, cc: Any) -> Match | None:
+        """The drug class (first match in DRUG_CLASSES order) and the ingredient's name."""
+        hit = self.match_any(DRUG_CLASSES, cc)
+        if hit:
+            name = self.sets[hit.value_set].ingredient(hit.canonical)
+            if name and name != hit.canonical:
+                hit = Match(hit.value_set, hit.by, hit.what, name)
+        return hit
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read FHIR JSON: {exc}") from exc
+    rtype = data.get("resourceType") if isinstance(data, dict) else None
+    model = MODELS.get(rtype)
+    if model is None:
+        raise ConfigError(f"{path}: resourceType must be one of {', '.join(MODELS)}, not {rtype!r}")
+    try:
+        model.model_validate(data)
+    except Exception as exc:  # noqa: BLE001 - pydantic's error names the element
+        raise ConfigError(f"{path}: not a valid FHIR R4 {rtype}: {str(exc)[:600]}") from exc
+    return data
+
+
+def load_terminology(extra_files: Iterable[str] = ()) -> Terminology:
+    """Load and validate the shipped profiles and a site's extra ValueSets (they extend ours)."""
+    return _load(tuple(extra_files))
+
+
+@cache
+def _load(extra_files: tuple[str, ...]) -> Terminology:
+    matchers: dict[str, ValueSetMatcher] = {}
+    resources: dict[str, dict[str, Any]] = {}
+    by_url: dict[str, str] = {}
+    for path in sorted(profiles_dir().glob("*.json")):
+        data = _read(path)
+        resources[f"{data['resourceType']}/{data['id']}"] = data
+        if data["resourceType"] == "ValueSet":
+            matcher = matchers.setdefault(data["id"], ValueSetMatcher(data["id"]))
+            matcher.add(data)
+            by_url[data["url"]] = data["id"]
+    for name in extra_files:
+        path = Path(name)
+        data = _read(path)
+        if data["resourceType"] != "ValueSet":
+            raise ConfigError(f"{path}: value_sets.extra_files takes ValueSets, not {data['resourceType']}")
+        vs_id = by_url.get(data.get("url", ""), data.get("id") or path.stem)
+        matchers.setdefault(vs_id, ValueSetMatcher(vs_id)).add(data)
+    missing = [v for v in DRUG_CLASSES if v not in matchers]
+    if missing:
+        raise ConfigError(f"{profiles_dir()}: missing ValueSets {missing}")
+    return Terminology(matchers, resources)
+
+
+def first_text(cc: Any, default: str) -> str:
+    """The first human label of a CodeableConcept, or default."""
+    return next(iter(texts(cc)), default)
+
+
+def note_texts(resource: dict[str, Any]) -> list[str]:
+    return [n["text"] for n in resource.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
+
+
+def verification_codes(resource: dict[str, Any]) -> set[str]:
+    vs = resource.get("verificationStatus")
+    return {c.get("code") for c in codings(vs)} if isinstance(vs, dict) else set()

@@ -1,0 +1,241 @@
+"""Therapy history (DESIGN §6.3): records → per-drug episodes → regimen lines, with progression,
+toxicity stops, setting (metastatic or early) and chemotherapy / T-DXd exposure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from .evidence import Evidence, effective_date, fmt, parse_date, ref_of
+from .extraction import MedRecord
+from .terminology import Terminology
+
+CLASS_LABEL = {"endocrine-therapy": "endocrine therapy", "cdk46-inhibitor": "CDK4/6 inhibitor",
+               "other-targeted": "targeted therapy", "chemotherapy": "chemotherapy",
+               "her2-directed-antibody": "HER2-directed therapy", "tdxd": "trastuzumab deruxtecan",
+               "other-adc": "antibody-drug conjugate"}
+EPISODE_GAP_DAYS = 90
+COMBINATION_DAYS = 45
+PROGRESSION_AFTER_END_DAYS = 90
+ADJUVANT_RECURRENCE_DAYS = 183
+EXCLUDED = {"entered-in-error", "not-taken", "not-done", "cancelled", "draft", "intended", "unknown"}
+ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
+ONGOING = {"active", "in-progress", "on-hold"}
+
+
+@dataclass
+class Record:
+    """One medication record as dates, drug and stop reason."""
+
+    ref: str
+    drug_class: str
+    ingredient: str
+    start: date | None
+    end: date | None
+    ongoing: bool
+    stop: str | None  # progression | toxicity | None
+    stop_text: str | None
+    by_text: bool
+
+
+@dataclass
+class Line:
+    """One regimen line: drugs started together, with outcome and the evidence for it."""
+
+    drugs: list[str]
+    classes: set[str]
+    start: date | None
+    end: date | None
+    ongoing: bool
+    refs: list[str]
+    setting: str = "unknown"  # metastatic | early | unknown
+    outcome: str = "ended-reason-unknown"  # progressed | stopped-toxicity | ongoing | ended-reason-unknown
+    progression: list[Evidence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_endocrine(self) -> bool:
+        return "endocrine-therapy" in self.classes
+
+    @property
+    def is_chemo(self) -> bool:
+        return "chemotherapy" in self.classes
+
+    def describe(self) -> str:
+        span = f"{fmt(self.start)} to {'ongoing' if self.ongoing else fmt(self.end) if self.end else 'end unknown'}"
+        outcome = {"progressed": "progressed", "stopped-toxicity": "stopped for toxicity (not progression)",
+                   "ongoing": "ongoing", "ended-reason-unknown": "ended, reason unknown"}[self.outcome]
+        ev = "; ".join(e.line() for e in self.progression)
+        return (f"{' + '.join(self.drugs)} ({span}, {self.setting} setting): {outcome}"
+                + (f" — {ev}" if ev else ""))
+
+
+@dataclass
+class TherapyHistory:
+    lines: list[Line]
+    tdxd: list[Record]
+    tdxd_active: bool
+    her2_directed: list[Record]
+    adjuvant_recurrence: Evidence | None
+    notes: list[str] = field(default_factory=list)
+
+    def metastatic(self, pred: str) -> list[Line]:
+        return [ln for ln in self.lines if ln.setting == "metastatic" and getattr(ln, pred)]
+
+
+def _period(r: dict[str, Any]) -> tuple[date | None, date | None]:
+    for key in ("effectivePeriod",):
+        p = r.get(key)
+        if isinstance(p, dict):
+            return parse_date(p.get("start")), parse_date(p.get("end"))
+    if r["resourceType"] == "MedicationRequest":
+        start, end = parse_date(r.get("authoredOn")), None
+        for d in r.get("dosageInstruction") or []:
+            bounds = ((d.get("timing") or {}).get("repeat") or {}).get("boundsPeriod") if isinstance(d, dict) else None
+            if isinstance(bounds, dict):
+                start = parse_date(bounds.get("start")) or start
+                end = parse_date(bounds.get("end")) or end
+        validity = (r.get("dispenseRequest") or {}).get("validityPeriod")
+        if end is None and isinstance(validity, dict) and r.get("status") in ("completed", "stopped"):
+            end = parse_date(validity.get("end"))
+        return start, end
+    d = effective_date(r)
+    return d, (d if r["resourceType"] == "MedicationAdministration" else None)
+
+
+def _reasons(r: dict[str, Any]) -> list[Any]:
+    sr = r.get("statusReason")
+    out = list(sr) if isinstance(sr, list) else ([sr] if isinstance(sr, dict) else [])
+    return out + list(r.get("reasonCode") or [])
+
+
+def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
+    r = rec.resource
+    status = r.get("status")
+    if status in EXCLUDED:
+        return None
+    if r["resourceType"] == "MedicationRequest" and r.get("intent") not in ORDER_INTENTS:
+        return None
+    start, end = _period(r)
+    stop = stop_text = None
+    for cc in _reasons(r):
+        if ts.match("progression", cc):
+            stop, stop_text = "progression", ts.match("progression", cc).describe()
+            break
+        if ts.match("toxicity", cc):
+            stop, stop_text = "toxicity", ts.match("toxicity", cc).describe()
+    return Record(ref_of(r), rec.drug.value_set, rec.drug.canonical, start, end, status in ONGOING,
+                  stop, stop_text, rec.drug.by == "text")
+
+
+def _episodes(records: list[Record]) -> list[list[Record]]:
+    by_drug: dict[str, list[Record]] = {}
+    for r in records:
+        by_drug.setdefault(r.ingredient, []).append(r)
+    episodes = []
+    for recs in by_drug.values():
+        recs.sort(key=lambda r: r.start or date.min)
+        current: list[Record] = []
+        reach: date | None = None
+        for r in recs:
+            if current and r.start and reach and (r.start - reach).days <= EPISODE_GAP_DAYS:
+                current.append(r)
+            else:
+                if current:
+                    episodes.append(current)
+                current = [r]
+            reach = max(filter(None, (reach if current[:-1] else None, r.end, r.start)), default=None)
+        if current:
+            episodes.append(current)
+    return episodes
+
+
+def _line(episodes: list[list[Record]]) -> Line:
+    recs = [r for ep in episodes for r in ep]
+    starts = [r.start for r in recs if r.start]
+    ongoing = any(ep[-1].ongoing for ep in episodes)
+    ends = [max(filter(None, (r.end for r in ep)), default=None) for ep in episodes]
+    end = None if ongoing or any(e is None for e in ends) else max(e for e in ends if e)
+    line = Line(drugs=sorted({r.ingredient for r in recs}), classes={r.drug_class for r in recs},
+                start=min(starts) if starts else None, end=end, ongoing=ongoing, refs=[r.ref for r in recs])
+    if not ongoing and end is None:
+        line.notes.append("end date not recorded")
+    return line
+
+
+def _outcome(line: Line, episodes: list[list[Record]], status_obs: list[tuple[date, Evidence]],
+             previous_end: date | None) -> None:
+    for ep in episodes:
+        for r in ep:
+            if r.stop == "progression":
+                line.progression.append(Evidence(r.ref, r.end or r.start, f"stopped for progression: {r.stop_text}"))
+    if line.start:
+        horizon = None if line.ongoing or line.end is None else line.end + timedelta(days=PROGRESSION_AFTER_END_DAYS)
+        for when, ev in status_obs:
+            if when < line.start or (horizon and when > horizon):
+                continue
+            if line.end is None and not line.ongoing:
+                continue  # an open-ended record without an end cannot claim later progressions
+            just_started = (when - line.start).days <= 30
+            if previous_end and just_started and (when - previous_end).days <= PROGRESSION_AFTER_END_DAYS:
+                continue  # belongs to the line before, which this one replaced
+            line.progression.append(ev)
+    last = max(episodes, key=lambda ep: max(filter(None, (r.end or r.start for r in ep)), default=date.min))
+    if line.progression:
+        line.outcome = "progressed"
+    elif line.ongoing:
+        line.outcome = "ongoing"
+    elif any(r.stop == "toxicity" for r in last):
+        line.outcome = "stopped-toxicity"
+    else:
+        line.outcome = "ended-reason-unknown"
+
+
+def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], metastatic_start: date | None,
+                   metastatic: bool, ts: Terminology, today: date) -> TherapyHistory:
+    notes: list[str] = []
+    records = [r for r in (read_record(m, ts) for m in meds) if r]
+    progressions = []
+    for o in status_obs:
+        if o.get("status") in ("entered-in-error", "cancelled"):
+            continue
+        hit = ts.match("progression", o.get("valueCodeableConcept"))
+        when = effective_date(o)
+        if hit and when:
+            progressions.append((when, Evidence(ref_of(o), when, f"disease status: {hit.describe()}")))
+    systemic = [r for r in records if r.drug_class not in ("tdxd",)]
+    episodes = sorted(_episodes(systemic), key=lambda ep: ep[0].start or date.min)
+    lines: list[Line] = []
+    clusters: list[list[list[Record]]] = []
+    for ep in episodes:
+        start, first = ep[0].start, clusters[-1][0][0].start if clusters else None
+        if start and first and (start - first).days <= COMBINATION_DAYS:
+            clusters[-1].append(ep)
+        else:
+            clusters.append([ep])
+    previous_end: date | None = None
+    for cl in clusters:
+        line = _line(cl)
+        _outcome(line, cl, progressions, previous_end)
+        previous_end = line.end or previous_end
+        if metastatic and metastatic_start and line.start:
+            line.setting = "metastatic" if line.start >= metastatic_start else "early"
+        elif not metastatic and line.start:
+            line.setting = "early"
+        else:
+            line.notes.append("setting unknown (start date or metastatic date missing)")
+        lines.append(line)
+    tdxd = [r for r in records if r.drug_class == "tdxd"]
+    recent = today - timedelta(days=42)
+    tdxd_active = any(r.ongoing or (r.end or r.start or date.min) >= recent for r in tdxd)
+    her2 = [r for r in records if r.drug_class == "her2-directed-antibody"]
+    adjuvant = None
+    if metastatic_start:
+        for ln in lines:
+            if ln.is_chemo and ln.setting == "early" and ln.end:
+                gap = (metastatic_start - ln.end).days
+                if gap <= ADJUVANT_RECURRENCE_DAYS:
+                    adjuvant = Evidence(ln.refs[0], ln.end, f"recurrence {max(gap, 0)} days after completing "
+                                        f"early-stage chemotherapy ({' + '.join(ln.drugs)})")
+    return TherapyHistory(lines, tdxd, tdxd_active, her2, adjuvant, notes)
