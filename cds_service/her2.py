@@ -429,6 +429,25 @@ def _spec(p: Partial) -> str | None:
     return s.get("reference") if isinstance(s, dict) else None
 
 
+def _split_readings(key: tuple[Any, ...], groups: dict[tuple[Any, ...], list[Partial]],
+                    sites: dict[tuple[Any, ...], tuple[str, str | None]]) -> None:
+    """Two readings of one specimen on different days (a report re-read years later) are two results;
+    an ISH on the specimen joins the latest reading made before it (or the first)."""
+    readings = sorted({p.when for p in groups[key] if not p.has_ish or p.has_ihc}, key=lambda d: d or date.min)
+    if len(readings) < 2:
+        return
+    parts = groups.pop(key)
+    for p in parts:
+        if not p.has_ish or p.has_ihc:
+            day = p.when
+        else:
+            earlier = [d for d in readings if d and p.when and d <= p.when]
+            day = earlier[-1] if earlier else readings[0]
+        sub = (*key, day)
+        groups.setdefault(sub, []).append(p)
+        sites[sub] = sites[key]
+
+
 def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
     group = sorted(group, key=lambda p: (p.when or date.min))
     r = Her2Result(category=None, when=None, refs=[ref_of(p.resource) for p in group])
@@ -471,6 +490,8 @@ def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict
         groups.setdefault(key, []).append(p)
         if key not in sites or sites[key][1] is None:
             sites[key] = site
+    for key in [k for k in groups if k[0] == "spec"]:
+        _split_readings(key, groups, sites)
     # an ISH-only group joins the nearest earlier IHC group (same specimen site) lacking ISH
     for key in [k for k, g in groups.items() if not any(p.has_ihc for p in g) and any(p.has_ish for p in g)]:
         when = max((p.when for p in groups[key] if p.when), default=None)
