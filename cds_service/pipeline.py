@@ -5,11 +5,18 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
+from .cards import render
 from .config import Settings
+from .facts import Facts, derive
 from .fhir_client import FhirClient
 from .gathering import Gathered, gather
+from .rules import her2_rescore, ild, tdxd
+from .terminology import load_terminology
+
+RULES = ((ild, "ild_monitoring"), (tdxd, "tdxd_consideration"), (her2_rescore, "her2_rescore"))
 
 
 @dataclass
@@ -31,12 +38,36 @@ class Engine:
                                  int(fhir.get("max_pages", 20)))
         self.pool = ThreadPoolExecutor(max_workers=int(fhir.get("max_workers", 8)),
                                        thread_name_prefix="fhir-fallback")
+        self.terminology = load_terminology(settings["value_sets"]["extra_files"])
 
     def invoke(self, service: dict[str, Any], request: dict[str, Any]) -> Outcome:
         """Answer a validated hook request for service. Raises MissingPrefetch (→ 412)."""
         deadline = time.monotonic() + float(self.settings.limits.get("request_deadline_seconds", 2.0))
         gathered = gather(request, service.get("prefetch", {}), self.client, self.pool, deadline,
                           bool(self.settings.fhir.get("allow_unauthenticated")))
-        cards: list[dict[str, Any]] = []
+        context = request.get("context") or {}
+        if service["hook"] == "order-select" and not _has_medication(context):
+            return Outcome(body={"cards": []}, gathered=gathered)  # a draft with no drug yet: nothing to say
+        facts = derive(gathered.all_resources(), context, self.terminology,
+                       datetime.now(timezone.utc).date(), gathered.unavailable)
+        cards = self.cards_for(facts, service["hook"], str(context.get("patientId", "")))
         topics = [c["source"]["topic"]["code"] for c in cards]
         return Outcome(body={"cards": cards}, topics=topics, gathered=gathered)
+
+    def cards_for(self, facts: Facts, hook: str, patient_id: str) -> list[dict[str, Any]]:
+        """Run the enabled rules on the facts and render their cards."""
+        cfg = self.settings.cards
+        decisions = [d for rule, key in RULES
+                     if (d := rule.decide(facts, hook, cfg[key], patient_id)) is not None]
+        return render(decisions, cfg, self.terminology)
+
+
+def _has_medication(context: dict[str, Any]) -> bool:
+    """True when some drafted order names a medication (order-select fires on every keystroke)."""
+    bundle = context.get("draftOrders")
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    for e in entries if isinstance(entries, list) else []:
+        res = e.get("resource") if isinstance(e, dict) else None
+        if isinstance(res, dict) and (res.get("medicationCodeableConcept") or res.get("medicationReference")):
+            return True
+    return False

@@ -1,0 +1,85 @@
+"""Card rendering: CardDecisions → CDS Hooks 2.0 card JSON (uuids, source topic, links, overrides)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from .rules.decision import CardDecision
+from .terminology import Terminology
+
+TOPIC_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-topic"
+OVERRIDE_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/override-reason"
+DEFAULT_LINKS = {
+    "label": ("Enhertu prescribing information (FDA, BLA 761139)",
+              "https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&ApplNo=761139"),
+    "asco_cap": ("ASCO/CAP HER2 testing guideline update (Wolff et al., 2023)", "https://doi.org/10.1200/JCO.22.02864"),
+    "db06": ("DESTINY-Breast06 (Bardia et al., NEJM 2024)", "https://doi.org/10.1056/NEJMoa2407086"),
+    "db04": ("DESTINY-Breast04 (Modi et al., NEJM 2022)", "https://doi.org/10.1056/NEJMoa2203690"),
+}
+ACTION_MODELS = {"ServiceRequest": ServiceRequest, "MedicationRequest": MedicationRequest}
+
+
+def _concepts(ts: Terminology, cs_id: str) -> dict[str, str]:
+    cs = ts.resources[f"CodeSystem/{cs_id}"]
+    return {c["code"]: c["display"] for c in cs["concept"]}
+
+
+def _detail(d: CardDecision, footer: str | None) -> str:
+    parts = []
+    if d.advice:
+        parts.append("\n".join(f"- {a}" for a in d.advice))
+    if d.evidence:
+        parts.append("**Evidence used**\n" + "\n".join(f"- {e}" for e in d.evidence))
+    if d.unknowns:
+        unknowns = "\n".join(f"- {u}" for u in dict.fromkeys(d.unknowns))
+        parts.append("**Not known / could not be determined**\n" + unknowns)
+    if footer:
+        parts.append(footer)
+    return "\n\n".join(parts)
+
+
+def _summary(text: str) -> str:
+    return text if len(text) < 140 else text[:136].rstrip() + "…"
+
+
+def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Terminology) -> list[dict[str, Any]]:
+    """CDS Hooks cards: fresh uuids, no nulls or empty members, actions validated with fhir.resources."""
+    topics = _concepts(ts, "card-topic")
+    reasons = _concepts(ts, "override-reason")
+    urls = {k: (label, cards_cfg.get("links", {}).get(k, url)) for k, (label, url) in DEFAULT_LINKS.items()}
+    texts = cards_cfg.get("texts", {})
+    out = []
+    for d in decisions:
+        card: dict[str, Any] = {
+            "uuid": str(uuid.uuid4()),
+            "summary": _summary(texts.get(f"{d.topic}.summary", d.summary)),
+            "indicator": d.indicator,
+            "detail": _detail(d, texts.get(f"{d.topic}.footer")),
+            "source": {"label": cards_cfg.get("source_label", "her2-cds"),
+                       "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": topics[d.topic]}},
+        }
+        if cards_cfg.get("links", {}).get("source"):
+            card["source"]["url"] = cards_cfg["links"]["source"]
+        if d.suggestions:
+            card["suggestions"] = []
+            for s in d.suggestions:
+                actions = []
+                for res in s.resources:
+                    ACTION_MODELS[res["resourceType"]].model_validate(res)
+                    actions.append({"type": "create", "description": s.label, "resource": res})
+                sug: dict[str, Any] = {"label": s.label, "uuid": str(uuid.uuid4()), "actions": actions}
+                if s.recommended is not None:
+                    sug["isRecommended"] = s.recommended
+                card["suggestions"].append(sug)
+            card["selectionBehavior"] = d.selection
+        if d.overrides:
+            card["overrideReasons"] = [{"system": OVERRIDE_SYSTEM, "code": c, "display": reasons[c]}
+                                       for c in d.overrides]
+        if d.links:
+            card["links"] = [{"label": urls[k][0], "url": urls[k][1], "type": "absolute"} for k in d.links]
+        out.append(card)
+    return out

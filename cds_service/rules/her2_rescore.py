@@ -1,0 +1,103 @@
+"""her2-rescore: metastatic breast cancer whose HER2 picture cannot support a HER2-low/ultralow decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..evidence import fmt, months_between
+from ..facts import Facts
+from ..her2 import BINARY_ONLY, INDETERMINATE, ZERO_UNSPECIFIED
+from .decision import CardDecision, Suggestion, systemic_order, unavailable_lines
+
+TOPIC = "her2-rescore"
+SUMMARIES = {
+    None: "Metastatic breast cancer with no HER2 result: order HER2 IHC with low/ultralow scoring",
+    BINARY_ONLY: "HER2 reported only as 'negative': re-score IHC for HER2-low/ultralow (T-DXd eligibility)",
+    ZERO_UNSPECIFIED: "HER2 IHC 0 without staining statement: request review for HER2-ultralow vs null",
+    INDETERMINATE: "HER2 IHC 2+ without ISH: order reflex ISH to decide HER2-low vs positive",
+    "stale": "HER2 result is old or from the primary only: consider re-testing metastatic tissue",
+}
+
+
+def _reasons(facts: Facts, stale_months: int) -> tuple[list[str], str | None]:
+    """(why the picture is not actionable, the ServiceRequest kind: 'ihc' | 'ish')."""
+    her2, hr_pos = facts.her2, facts.hr.status == "positive"
+    cur = her2.current
+    if cur is None:
+        return ["no HER2 result on record"], "ihc"
+    why: list[str] = []
+    kind: str | None = None
+    if cur.category == BINARY_ONLY:
+        why.append("the latest HER2 result is reported only as negative, without an IHC score")
+        kind = "ihc"
+    elif cur.category == ZERO_UNSPECIFIED:
+        why.append("the latest result is IHC 0 without a membrane-staining statement (null vs ultralow)"
+                   + ("; ultralow would open the DESTINY-Breast06 pathway for this HR-positive disease"
+                      if hr_pos else ""))
+        kind = "ihc"
+    elif cur.category == INDETERMINATE:
+        why.append("the latest result is IHC 2+ without an ISH result")
+        kind = "ish"
+    if cur.when is None:
+        why.append("the latest HER2 result has no date")
+    elif months_between(cur.when, facts.today) > stale_months:
+        why.append(f"the latest HER2 result is {months_between(cur.when, facts.today)} months old "
+                   f"(threshold {stale_months})")
+        kind = kind or "ihc"
+    if facts.later_metastatic_biopsy:
+        why.append(f"metastatic tissue was sampled on {fmt(facts.later_metastatic_biopsy.when)} "
+                   f"({facts.later_metastatic_biopsy.ref}) but HER2 results are from the primary tumour only")
+        kind = kind or "ihc"
+    return why, kind
+
+
+def _service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
+    spec = facts.her2.current.specimen_ref if facts.her2.current else None
+    site = facts.her2.current.site if facts.her2.current else None
+    code = ({"coding": [{"system": "http://loinc.org", "code": "85318-4",
+                         "display": "HER2 [Presence] in Breast cancer specimen by FISH"}],
+             "text": "Reflex HER2 ISH for IHC 2+"} if kind == "ish" else
+            {"coding": [{"system": "http://loinc.org", "code": "85319-2",
+                         "display": "HER2 [Presence] in Breast cancer specimen by Immune stain"}],
+             "text": "HER2 IHC re-scoring / pathology review (report HER2-low, -ultralow or -null)"})
+    sr: dict[str, Any] = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+                          "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
+                                                    "display": "Laboratory procedure"}]}],
+                          "code": code, "subject": {"reference": f"Patient/{patient_id}"},
+                          "reasonCode": [{"text": "Metastatic breast cancer: HER2-low/ultralow status needed for "
+                                                  "trastuzumab deruxtecan eligibility (ASCO/CAP 2023)"}]}
+    if spec:
+        sr["specimen"] = [{"reference": spec}]
+    if spec or site:
+        sr["note"] = [{"text": f"Specimen: {site or spec}"}]
+    return sr
+
+
+def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
+    if not cfg.get("enabled", True) or not facts.setting.metastatic:
+        return None
+    if facts.her2.ever_positive:
+        return None  # HER2-positive disease has its own pathway; never a re-score card
+    if not (facts.setting.breast_cancer or facts.her2.results or facts.hr.er or facts.hr.pr):
+        return None  # metastatic disease not shown to be breast cancer
+    if hook != "patient-view" and systemic_order(facts, hook) is None:
+        return None
+    why, kind = _reasons(facts, int(cfg.get("stale_after_months", 24)))
+    if not why or kind is None:
+        return None
+    cur = facts.her2.current
+    summary = SUMMARIES.get(cur.category if cur else None, SUMMARIES["stale"])
+    evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or ["no HER2 result found"]
+    evidence.append(f"metastatic since {fmt(facts.setting.start)} "
+                    f"({', '.join(e.ref for e in facts.setting.evidence)})")
+    evidence += [f"HR status {facts.hr.status}: " + "; ".join(e.line() for e in facts.hr.evidence())]
+    order = systemic_order(facts, hook)
+    if order and order.drug:
+        evidence.append(f"order in progress: {order.drug.canonical}")
+    label = "Order reflex HER2 ISH" if kind == "ish" else "Request HER2 IHC re-scoring / pathology review"
+    return CardDecision(
+        topic=TOPIC, indicator="warning" if cur is None or cur.category != INDETERMINATE else "info",
+        summary=summary, evidence=evidence, advice=[f"Why: {w}." for w in why],
+        unknowns=facts.her2.notes + facts.hr.notes[:2] + unavailable_lines(facts),
+        suggestions=[Suggestion(label, [_service_request(facts, patient_id, kind)])],
+        links=["asco_cap", "label"], overrides=["already-addressed", "not-a-candidate", "data-incorrect"])

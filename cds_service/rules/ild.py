@@ -1,0 +1,68 @@
+"""ild-monitoring: when T-DXd is drafted or active — monitoring, risk factors, label ILD rules, dose check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..facts import Facts
+from .decision import CardDecision, Suggestion, tdxd_order, unavailable_lines
+
+TOPIC = "ild-monitoring"
+BREAST_DOSE = 5.4
+CT_CHEST = {"system": "http://snomed.info/sct", "code": "169069000", "display": "CT of chest"}
+PULSE_OX = {"system": "http://snomed.info/sct", "code": "252465000", "display": "Pulse oximetry"}
+
+
+def _request(patient_id: str, code: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+            "code": {"coding": [code], "text": text}, "subject": {"reference": f"Patient/{patient_id}"},
+            "reasonCode": [{"text": "Baseline before trastuzumab deruxtecan (ILD/pneumonitis monitoring)"}]}
+
+
+def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
+    if not cfg.get("enabled", True):
+        return None
+    order = tdxd_order(facts, hook)
+    if order is None and not (hook == "patient-view" and facts.therapy.tdxd_active):
+        return None
+    risk = facts.ild
+    evidence = [f"risk factor: {e.line()}" for e in risk.factors]
+    unknowns = list(risk.notes)
+    indicator, summary = "info", "T-DXd: baseline chest CT and SpO2; teach to report cough, dyspnoea or fever"
+    dose_line = None
+    if order is not None:
+        if order.dose_mg_per_kg is None:
+            unknowns.append(f"drafted dose not readable as mg/kg ({order.dose_text or 'no dose'})")
+        elif abs(order.dose_mg_per_kg - BREAST_DOSE) > 0.05:
+            dose_line = (f"Drafted dose {order.dose_mg_per_kg:g} mg/kg is not the breast-cancer dose of 5.4 mg/kg "
+                         "(6.4 mg/kg is the gastric dose).")
+    if risk.factors:
+        indicator = "warning"
+        summary = f"T-DXd with ILD risk factors ({len(risk.factors)}): baseline chest CT, SpO2, close monitoring"
+    if dose_line:
+        indicator = "warning"
+        summary = f"T-DXd dose {order.dose_mg_per_kg:g} mg/kg: breast-cancer dose is 5.4 mg/kg; plus ILD monitoring"
+    if risk.tdxd_ild_grade2plus:
+        indicator = "critical"
+        summary = "Prior grade ≥2 ILD/pneumonitis on T-DXd: label says discontinue permanently"
+        evidence.insert(0, "prior T-DXd-associated ILD/pneumonitis grade ≥2: "
+                        + "; ".join(e.line() for e in risk.tdxd_ild_grade2plus))
+    if facts.therapy.tdxd:
+        evidence.append("T-DXd exposure: " + "; ".join(f"{r.ref} ({r.start})" for r in facts.therapy.tdxd[:6]))
+    advice = ([dose_line] if dose_line else []) + [
+        "Before starting: baseline chest imaging (CT) and pulse oximetry.",
+        "Teach the patient to report new or worsening cough, dyspnoea or fever at once; evaluate symptoms promptly.",
+        "Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; "
+        "symptomatic (grade ≥2) ILD — discontinue permanently and start corticosteroids.",
+    ]
+    suggestions = []
+    if order is not None:
+        suggestions = [
+            Suggestion("Order baseline CT chest", [_request(patient_id, CT_CHEST, "CT chest (baseline before T-DXd)")]),
+            Suggestion("Order pulse oximetry", [_request(patient_id, PULSE_OX, "Pulse oximetry (baseline SpO2)")]),
+        ]
+    return CardDecision(topic=TOPIC, indicator=indicator, summary=summary, evidence=evidence or
+                        ["no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
+                         "reduced renal function)"], unknowns=unknowns + unavailable_lines(facts), advice=advice,
+                        suggestions=suggestions, selection="any", links=["label"],
+                        overrides=["already-addressed", "ild-risk-accepted", "data-incorrect"])

@@ -1,0 +1,153 @@
+"""tdxd-consideration: the DESTINY-Breast06 and DESTINY-Breast04 label pathways, criterion by criterion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..evidence import fmt
+from ..facts import Facts
+from ..her2 import CATEGORY_LABEL, LOW, ULTRALOW
+from .decision import CardDecision, Suggestion, systemic_order, tdxd_order, unavailable_lines
+
+TOPIC = "tdxd-consideration"
+TDXD_RXNORM = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2267582",
+               "display": "fam-trastuzumab deruxtecan"}
+
+
+@dataclass
+class Pathway:
+    """A label pathway: each criterion met (True), not met (False) or unknown (None), with why."""
+
+    name: str
+    short: str
+    criteria: list[tuple[str, bool | None, str]] = field(default_factory=list)
+
+    def add(self, label: str, state: bool | None, why: str) -> None:
+        self.criteria.append((label, state, why))
+
+    @property
+    def met(self) -> bool:
+        return all(s is True for _, s, _ in self.criteria)
+
+    @property
+    def failed(self) -> bool:
+        return any(s is False for _, s, _ in self.criteria)
+
+    @property
+    def unknown(self) -> list[str]:
+        return [f"{label}: {why}" for label, s, why in self.criteria if s is None]
+
+
+def _her2(facts: Facts, allowed: tuple[str, ...]) -> tuple[bool | None, str]:
+    cur = facts.her2.current
+    if cur is None:
+        return None, "no HER2 result"
+    if cur.category in allowed:
+        return True, cur.describe()
+    return False, cur.describe()
+
+
+def db06(facts: Facts) -> Pathway:
+    p = Pathway("DESTINY-Breast06", "DB-06")
+    p.add("HER2-low or HER2-ultralow", *_her2(facts, (LOW, ULTRALOW)))
+    hr = facts.hr
+    p.add("HR-positive", {"positive": True, "negative": False}.get(hr.status),
+          "; ".join(e.line() for e in hr.evidence()) or "no ER/PR result")
+    et = facts.therapy.metastatic("is_endocrine")
+    progressed = [ln for ln in et if ln.outcome == "progressed"]
+    unclear = [ln for ln in et if ln.outcome == "ended-reason-unknown"] + [
+        ln for ln in facts.therapy.lines if ln.is_endocrine and ln.setting == "unknown"]
+    if progressed:
+        p.add("progression on ≥1 endocrine therapy in the metastatic setting", True,
+              "; ".join(ln.describe() for ln in progressed))
+    elif unclear:
+        p.add("progression on ≥1 endocrine therapy in the metastatic setting", None,
+              "progression not documented for: " + "; ".join(ln.describe() for ln in unclear))
+    else:
+        p.add("progression on ≥1 endocrine therapy in the metastatic setting", False,
+              "; ".join(ln.describe() for ln in et) or "no endocrine therapy recorded in the metastatic setting")
+    chemo = facts.therapy.metastatic("is_chemo")
+    unknown_chemo = [ln for ln in facts.therapy.lines if ln.is_chemo and ln.setting == "unknown"]
+    p.add("no chemotherapy in the metastatic setting", False if chemo else (None if unknown_chemo else True),
+          "; ".join(ln.describe() for ln in chemo or unknown_chemo) or "none recorded")
+    return p
+
+
+def db04(facts: Facts) -> Pathway:
+    p = Pathway("DESTINY-Breast04", "DB-04")
+    p.add("HER2-low (IHC 1+ or 2+/ISH-negative)", *_her2(facts, (LOW,)))
+    chemo = facts.therapy.metastatic("is_chemo")
+    adj = facts.therapy.adjuvant_recurrence
+    unknown_chemo = [ln for ln in facts.therapy.lines if ln.is_chemo and ln.setting == "unknown"]
+    if chemo:
+        p.add("prior chemotherapy in the metastatic setting", True, "; ".join(ln.describe() for ln in chemo))
+    elif adj:
+        p.add("recurrence during or within 6 months of adjuvant chemotherapy", True, adj.line())
+    elif unknown_chemo:
+        p.add("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", None,
+              "setting unknown: " + "; ".join(ln.describe() for ln in unknown_chemo))
+    else:
+        p.add("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", False,
+              "no chemotherapy in the metastatic setting and no early recurrence after adjuvant chemotherapy")
+    return p
+
+
+def _order(patient_id: str) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
+            "medicationCodeableConcept": {"coding": [TDXD_RXNORM], "text": "trastuzumab deruxtecan (Enhertu)"},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "dosageInstruction": [{
+                "text": "5.4 mg/kg IV infusion every 3 weeks (21-day cycle) until progression or unacceptable toxicity",
+                "timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}},
+                "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008",
+                                      "display": "Intravenous route"}]},
+                "doseAndRate": [{"doseQuantity": {"value": 5.4, "unit": "mg/kg", "system": "http://unitsofmeasure.org",
+                                                  "code": "mg/kg"}}]}]}
+
+
+def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
+    if not cfg.get("enabled", True) or not facts.setting.metastatic:
+        return None
+    if facts.her2.ever_positive or facts.therapy.tdxd or facts.therapy.tdxd_active:
+        return None  # HER2-positive has its own pathway; T-DXd already given
+    if facts.her2.category not in (LOW, ULTRALOW):
+        return None  # not HER2-low/ultralow: the re-score card speaks when the picture is unclear
+    if hook != "patient-view" and (tdxd_order(facts, hook) or systemic_order(facts, hook) is None):
+        return None  # beside a systemic-therapy order only; a T-DXd order gets the ILD card instead
+    pathways = [db06(facts), db04(facts)]
+    met = [p for p in pathways if p.met]
+    possible = [p for p in pathways if not p.met and not p.failed]
+    if not met and not possible:
+        return None
+    label = CATEGORY_LABEL[facts.her2.category].split(" ")[0]
+    if met:
+        names = " and ".join(p.short for p in met)
+        summary = f"{label} metastatic breast cancer meets the T-DXd label pathway ({names}): consider T-DXd"
+    else:
+        summary = f"{label} metastatic breast cancer may meet a T-DXd label pathway: confirm what is unknown"
+    evidence: list[str] = []
+    unknowns: list[str] = []
+    for p in met + possible:
+        evidence.append(f"**{p.name}** {'met' if p.met else 'not confirmed'}:")
+        evidence += [f"{'✔' if s else '?'} {lab}: {why}" for lab, s, why in p.criteria]
+        unknowns += p.unknown
+    advice = ["Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
+              "Boxed warnings: interstitial lung disease/pneumonitis and embryo-fetal toxicity; assess LVEF before "
+              "and during treatment."]
+    indicator = "info"
+    if facts.ild.prior_ild:
+        indicator = "warning"
+        advice.insert(0, "Caution: history of ILD/pneumonitis (" + "; ".join(e.line() for e in facts.ild.prior_ild)
+                      + "); such patients were excluded from DESTINY-Breast04/06.")
+    order = systemic_order(facts, hook)
+    if order and order.drug:
+        evidence.append(f"order in progress: {order.drug.canonical}")
+    evidence.append(f"metastatic since {fmt(facts.setting.start)}")
+    return CardDecision(
+        topic=TOPIC, indicator=indicator, summary=summary, evidence=evidence, advice=advice,
+        unknowns=unknowns + facts.her2.notes + facts.hr.notes + unavailable_lines(facts),
+        suggestions=[Suggestion("Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)", [_order(patient_id)],
+                                recommended=False)],
+        links=["label", "db06", "db04"], overrides=["already-addressed", "patient-declined", "not-a-candidate",
+                                                    "data-incorrect"])
