@@ -121,12 +121,13 @@ class Handler(BaseHTTPRequestHandler):
         entries = [{"fullUrl": f"{self._base()}/{r['resourceType']}/{r.get('id')}", "resource": r,
                     "search": {"mode": "match"}} for r in page]
         for inc in params.get("_include", []):
-            if inc.endswith(":medication"):
-                for r in page:
-                    ref = (r.get("medicationReference") or {}).get("reference", "")
-                    for m in STATE["resources"]:
-                        if m.get("resourceType") == "Medication" and f"Medication/{m.get('id')}" == ref:
-                            entries.append({"resource": m, "search": {"mode": "include"}})
+            field, target = {"medication": ("medicationReference", "Medication"),
+                             "specimen": ("specimen", "Specimen")}.get(inc.split(":")[-1], (None, None))
+            for r in page if field else []:
+                ref = (r.get(field) or {}).get("reference", "")
+                for m in STATE["resources"]:
+                    if m.get("resourceType") == target and f"{target}/{m.get('id')}" == ref:
+                        entries.append({"resource": m, "search": {"mode": "include"}})
         links = []
         if offset + size < len(hits):
             q = {k: v[0] for k, v in params.items()}

@@ -33,7 +33,8 @@ def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
     meds = by_type.get("Medication", [])
     return {
         "patient": next(iter(by_type.get("Patient", [])), None),
-        **{k: bundle(v) for k, v in obs_keys.items()},
+        **{k: bundle(v + (by_type.get("Specimen", []) if k == "her2Observations" else []))
+           for k, v in obs_keys.items()},
         "conditions": bundle(by_type.get("Condition", [])),
         "procedures": bundle(by_type.get("Procedure", [])),
         "medicationStatements": bundle(by_type.get("MedicationStatement", []) + meds),
