@@ -36,7 +36,7 @@ class Match:
     canonical: str
 
     def describe(self) -> str:
-        return self.what if self.by == "code" else f'"{self.what}" (matched by text)'
+        return f"{self.canonical} ({self.what})" if self.by == "code" else f'"{self.what}" (matched by text)'
 
 
 @dataclass

@@ -62,7 +62,7 @@ def test_binary_only_metastatic_gets_rescore(app, hook):
     ([b.her2_ihc(0, "2025-06-01")], "staining statement"),
     ([b.her2_ihc(2, "2025-06-01")], "reflex ISH"),
     ([], "no HER2 result"),
-    ([b.her2_ihc(1, "2020-01-01")], "old"),
+    ([b.her2_ihc(0, "2020-01-01", membrane="absent")], "old"),
 ])
 def test_rescore_triggers(app, resources, expect):
     base = [b.patient(), b.breast_cancer(), b.metastasis("liver", "2019-01-01"), b.receptor("ER", "positive"),
@@ -222,12 +222,21 @@ def test_cards_can_be_switched_off_and_texts_overridden(settings_factory):
 
 
 def test_stale_threshold_is_configurable(settings_factory):
-    res = [b.patient(), b.breast_cancer(), b.metastasis("liver", "2019-01-01"), b.her2_ihc(1, "2025-01-01")]
+    res = [b.patient(), b.breast_cancer(), b.metastasis("liver", "2019-01-01"),
+           b.her2_ihc(0, "2025-01-01", membrane="absent")]
     strict = create_app(settings_factory(cards={"her2_rescore": {"enabled": True, "stale_after_months": 6},
                                                 "tdxd_consideration": {"enabled": True},
                                                 "ild_monitoring": {"enabled": True}}))
     assert "her2-rescore" in cards_for(strict, res, "patient-view")
     assert "her2-rescore" not in cards_for(create_app(settings_factory()), res, "patient-view")
+
+
+def test_old_her2_low_result_gives_no_rescore_noise_unless_configured(settings_factory):
+    res = [b.patient(), b.breast_cancer(), b.metastasis("liver", "2019-01-01"), b.her2_ihc(1, "2020-01-01")]
+    assert "her2-rescore" not in cards_for(create_app(settings_factory()), res, "patient-view")
+    on = create_app(settings_factory(cards={"her2_rescore": {"enabled": True, "recheck_actionable": True},
+                                            "tdxd_consideration": {"enabled": True}, "ild_monitoring": {"enabled": True}}))
+    assert "months old" in cards_for(on, res, "patient-view")["her2-rescore"]["detail"]
 
 
 def test_unavailable_data_is_named_on_the_card(app, fhir_server):

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..evidence import fmt, months_between
 from ..facts import Facts
-from ..her2 import BINARY_ONLY, INDETERMINATE, ZERO_UNSPECIFIED
+from ..her2 import BINARY_ONLY, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
 from .decision import CardDecision, Suggestion, systemic_order, unavailable_lines
 
 TOPIC = "her2-rescore"
@@ -19,7 +19,7 @@ SUMMARIES = {
 }
 
 
-def _reasons(facts: Facts, stale_months: int) -> tuple[list[str], str | None]:
+def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple[list[str], str | None]:
     """(why the picture is not actionable, the ServiceRequest kind: 'ihc' | 'ish')."""
     her2, hr_pos = facts.her2, facts.hr.status == "positive"
     cur = her2.current
@@ -38,6 +38,8 @@ def _reasons(facts: Facts, stale_months: int) -> tuple[list[str], str | None]:
     elif cur.category == INDETERMINATE:
         why.append("the latest result is IHC 2+ without an ISH result")
         kind = "ish"
+    if cur.category in (LOW, ULTRALOW) and not recheck_actionable:
+        return why, kind  # an old or primary-only HER2-low/ultralow result already qualifies: no noise
     if cur.when is None:
         why.append("the latest HER2 result has no date")
     elif months_between(cur.when, facts.today) > stale_months:
@@ -82,7 +84,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         return None  # metastatic disease not shown to be breast cancer
     if hook != "patient-view" and systemic_order(facts, hook) is None:
         return None
-    why, kind = _reasons(facts, int(cfg.get("stale_after_months", 24)))
+    why, kind = _reasons(facts, int(cfg.get("stale_after_months", 24)), bool(cfg.get("recheck_actionable", False)))
     if not why or kind is None:
         return None
     cur = facts.her2.current

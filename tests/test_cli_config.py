@@ -1,0 +1,166 @@
+"""Configuration validation, local value sets, the CLI (check-config, evaluate, serve) and the examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from cds_service.cli import main
+from cds_service.config import ConfigError, load
+from cds_service.paths import hooks_dir
+from cds_service.terminology import load_terminology
+
+from .helpers import assert_cds_response
+
+EXAMPLES = {
+    "builta-binary-only.patient-view": ["her2-rescore"],
+    "builta-her2-low.order-select-eribulin": ["tdxd-consideration"],
+    "builta-after-pneumonitis.order-sign-tdxd": ["ild-monitoring"],
+    "bell.order-select-ribociclib": ["tdxd-consideration"],
+    "bell.order-sign-tdxd-gastric-dose": ["ild-monitoring"],
+    "ultralow-hr-positive.patient-view": ["tdxd-consideration"],
+    "her2-positive.patient-view": [],
+    "triple-negative-her2-low.patient-view": ["tdxd-consideration"],
+}
+
+
+def test_every_example_is_listed():
+    assert {p.stem for p in (hooks_dir() / "examples").glob("*.json")} == set(EXAMPLES)
+
+
+@pytest.mark.parametrize("name, topics", EXAMPLES.items())
+def test_examples_give_their_cards(name, topics, capsys):
+    code = main(["evaluate", str(hooks_dir() / "examples" / f"{name}.json")])
+    body = json.loads(capsys.readouterr().out)
+    assert code == 0
+    cards = assert_cds_response(body)
+    assert [c["source"]["topic"]["code"] for c in cards] == topics
+
+
+def test_evaluate_text_form(capsys):
+    main(["evaluate", str(hooks_dir() / "examples" / "bell.order-sign-tdxd-gastric-dose.json"), "--text"])
+    out = capsys.readouterr().out
+    assert "WARNING · ild-monitoring" in out and "6.4 mg/kg" in out and "→ suggestion" in out
+
+
+def test_evaluate_bad_file(tmp_path, capsys):
+    bad = tmp_path / "r.json"
+    bad.write_text("{")
+    assert main(["evaluate", str(bad)]) == 1
+    assert "cannot read" in capsys.readouterr().out
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "her2-cds.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize("yaml_text, where, what", [
+    ("auth:\n  algorithms: [HS256]\n", "auth.algorithms[0]", "is not one of"),
+    ("auth:\n  issuers:\n    - iss: x\n", "auth.issuers[0]", ""),
+    ("cards:\n  her2_rescore: {enabled: yes, stale_after_months: 0}\n", "cards.her2_rescore.stale_after_months", ""),
+    ("fhir:\n  allowed_servers: [ftp://x]\n", "fhir.allowed_servers[0]", ""),
+    ("storage:\n  database_url: mysql://x\n", "storage.database_url", ""),
+    ("cards:\n  texts: {tdxd.summary: hi}\n", "cards.texts", ""),
+    ("surprise: 1\n", "(top level)", "surprise"),
+    ("- a list\n", "(top level)", "mapping"),
+    ("auth: [\n", "", "not valid YAML"),
+])
+def test_config_errors_name_file_path_and_problem(tmp_path, yaml_text, where, what):
+    path = _write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    message = str(err.value)
+    assert path in message and where in message and what in message
+
+
+def test_check_config_command(tmp_path, capsys):
+    good = _write(tmp_path, "public_base_url: https://cds.example.org\ncards:\n  ild_monitoring: {enabled: false}\n")
+    assert main(["check-config", good]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = _write(tmp_path, "limits: {max_body_bytes: 1}\n")
+    assert main(["check-config", bad]) == 2
+    assert "limits.max_body_bytes" in capsys.readouterr().err
+
+
+def test_config_from_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv("HER2_CDS_CONFIG", _write(tmp_path, "cards:\n  her2_rescore: {enabled: false}\n"))
+    assert load().cards["her2_rescore"]["enabled"] is False
+
+
+def test_local_value_set_adds_codes_without_touching_ours(tmp_path):
+    local = {"resourceType": "ValueSet", "id": "local-endocrine", "status": "active",
+             "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
+             "compose": {"include": [{"system": "urn:oid:1.2.3.local-formulary",
+                                      "concept": [{"code": "LET25", "display": "letrozole"}]}]}}
+    path = tmp_path / "local.json"
+    path.write_text(json.dumps(local))
+    ts = load_terminology([str(path)])
+    hit = ts.classify_drug({"coding": [{"system": "urn:oid:1.2.3.local-formulary", "code": "LET25"}]})
+    assert hit and hit.value_set == "endocrine-therapy" and hit.by == "code"
+    assert load_terminology().classify_drug({"coding": [{"system": "urn:oid:1.2.3.local-formulary",
+                                                         "code": "LET25"}]}) is None
+
+
+def test_malformed_value_set_stops_start_up(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"resourceType": "ValueSet", "status": "active", "compose": {"include": "letrozole"}}))
+    cfg = _write(tmp_path, f"value_sets:\n  extra_files: [{bad}]\n")
+    assert main(["check-config", cfg]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "compose" in err
+    with pytest.raises(ConfigError):
+        from cds_service.app import create_app
+        create_app(load(cfg))
+
+
+def test_serve_starts_says_what_it_uses_and_answers(tmp_path):
+    env = {**os.environ, "HER2_CDS_CONFIG": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", "0", "--dev"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        lines = []
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "listening" in line or "Running on" in line:
+                break
+        text = "".join(lines)
+        assert "configuration: embedded defaults" in text
+        assert "sqlite:///her2-cds.db" in text and "memory://" in text
+        assert "sandbox.cds-hooks.org" in text and "!!!" in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+
+
+def test_serve_without_config_trusts_nobody(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", "18931"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HER2_CDS_CONFIG": ""},
+                            cwd=tmp_path)
+    try:
+        text = ""
+        deadline = time.time() + 20
+        while time.time() < deadline and "listening" not in text:
+            text += proc.stderr.readline()
+        assert "no CDS client is trusted yet" in text
+        for _ in range(50):
+            try:
+                resp = requests.get("http://127.0.0.1:18931/cds-services", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert resp.status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
