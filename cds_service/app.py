@@ -170,6 +170,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             metrics.fallback_calls.labels(service=service_id).inc(gathered.fallback_calls)
             metrics.fallback_errors.labels(service=service_id).inc(gathered.fallback_errors)
         g.log["cards"] = outcome.topics
+        if outcome.failed:
+            g.log["derivation_failed"] = True
+            metrics.internal_errors.labels(service=service_id).inc()
         for topic in outcome.topics:
             metrics.cards.labels(service=service_id, topic=topic).inc()
         return _json(outcome.body)

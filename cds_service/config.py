@@ -62,12 +62,12 @@ def _schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge override into a copy of base (mappings merge, everything else replaces)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -108,13 +108,13 @@ def load(path: str | os.PathLike[str] | None = None, *, dev: bool = False,
             raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
         if not isinstance(user, dict):
             raise ConfigError(f"{source}: (top level): must be a mapping, got {type(user).__name__}")
-        data = _merge(data, user)
+        data = merge(data, user)
     if dev:
-        data = _merge(data, _dev_overrides(data))
+        data = merge(data, _dev_overrides(data))
         notes.append("development mode: trusting the public CDS Hooks sandbox issuer "
                      f"{SANDBOX_ISSUER} (its private key is public) and its origin for CORS")
     if overrides:
-        data = _merge(data, overrides)
+        data = merge(data, overrides)
     validate(data, source)
     base = Path(source).parent if path else Path.cwd()
     data["value_sets"]["extra_files"] = [

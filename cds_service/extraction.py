@@ -140,26 +140,33 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     medications = {r["id"]: r for r in resources
                    if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
     for r in resources:
-        rtype = r["resourceType"]
-        if rtype == "Observation":
-            vs = _observation_set(ts, r)
-            if vs and (r := validated(r, out.notes)) is not None:
-                out.observations[vs].append(r)
-        elif rtype == "Condition":
-            hits = [(vs, ts.match(vs, r.get("code"))) for vs in CONDITION_SETS]
-            hits = [(vs, m) for vs, m in hits if m]
-            if hits and (r := validated(r, out.notes)) is not None:
-                for vs, m in hits:
-                    out.conditions[vs].append((r, m))
-        elif rtype == "Procedure":
-            hits = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
-            if hits and (r := validated(r, out.notes)) is not None:
-                for vs in hits:
-                    out.procedures[vs].append(r)
-        elif rtype in MED_TYPES:
-            drug = ts.classify_drug(medication_concept(r, medications))
-            if drug and (r := validated(r, out.notes)) is not None:
-                out.meds.append(MedRecord(r, drug))
-        elif rtype == "Specimen" and isinstance(r.get("id"), str):
-            out.specimens[r["id"]] = r
+        try:
+            _sort_one(r, ts, medications, out)
+        except (TypeError, AttributeError, ValueError, KeyError):
+            out.notes.append(f"{ref_of(r)} was skipped: not readable FHIR")
     return out
+
+
+def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[str, Any]], out: Extracted) -> None:
+    rtype = r["resourceType"]
+    if rtype == "Observation":
+        vs = _observation_set(ts, r)
+        if vs and (r := validated(r, out.notes)) is not None:
+            out.observations[vs].append(r)
+    elif rtype == "Condition":
+        hits = [(vs, ts.match(vs, r.get("code"))) for vs in CONDITION_SETS]
+        hits = [(vs, m) for vs, m in hits if m]
+        if hits and (r := validated(r, out.notes)) is not None:
+            for vs, m in hits:
+                out.conditions[vs].append((r, m))
+    elif rtype == "Procedure":
+        hits = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
+        if hits and (r := validated(r, out.notes)) is not None:
+            for vs in hits:
+                out.procedures[vs].append(r)
+    elif rtype in MED_TYPES:
+        drug = ts.classify_drug(medication_concept(r, medications))
+        if drug and (r := validated(r, out.notes)) is not None:
+            out.meds.append(MedRecord(r, drug))
+    elif rtype == "Specimen" and isinstance(r.get("id"), str) and (r := validated(r, out.notes)) is not None:
+        out.specimens[r["id"]] = r

@@ -30,6 +30,9 @@ class Metrics:
                                        "FHIR fallback queries that failed", ["service"], registry=r)
         self.auth_failures = Counter("her2cds_auth_failures_total", "refused tokens", ["reason"],
                                      registry=r)
+        self.internal_errors = Counter("her2cds_derivation_failures_total",
+                                       "requests answered with no cards because derivation failed", ["service"],
+                                       registry=r)
         self.feedback = Counter("her2cds_feedback_entries_total", "feedback entries received",
                                 ["service", "outcome"], registry=r)
 

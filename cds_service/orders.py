@@ -60,15 +60,23 @@ def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
         res = e.get("resource") if isinstance(e, dict) else None
         if not isinstance(res, dict):
             continue
-        ref = ref_of(res)
-        drug = None
-        if res.get("resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
-            contained = {c.get("id"): c for c in res.get("contained") or [] if isinstance(c, dict)}
-            concept = medication_concept(res, contained)
-            drug = ts.classify_drug(concept) if concept else None
-            if drug is None and not concept:
-                for t in texts(res.get("code")) + note_texts(res):
-                    drug = ts.classify_drug({"text": t}) or drug
-        dose, dose_text = _dose(res) if drug else (None, None)
-        out.append(DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text))
+        try:
+            out.append(_read_one(res, selections, ts))
+        except (TypeError, AttributeError, ValueError, KeyError):
+            out.append(DraftOrder(ref_of(res), ref_of(res) in selections or not selections, None, None,
+                                  "order not readable"))
     return out
+
+
+def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> DraftOrder:
+    ref = ref_of(res)
+    drug = None
+    if res.get("resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+        contained = {c.get("id"): c for c in res.get("contained") or [] if isinstance(c, dict)}
+        concept = medication_concept(res, contained)
+        drug = ts.classify_drug(concept) if concept else None
+        if drug is None and not concept:
+            for t in texts(res.get("code")) + note_texts(res):
+                drug = ts.classify_drug({"text": t}) or drug
+    dose, dose_text = _dose(res) if drug else (None, None)
+    return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +28,7 @@ class Outcome:
     body: dict[str, Any]
     topics: list[str] = field(default_factory=list)
     gathered: Gathered | None = None
+    failed: bool = False
 
 
 class Engine:
@@ -48,9 +51,15 @@ class Engine:
         context = request.get("context") or {}
         if service["hook"] == "order-select" and not _has_medication(context):
             return Outcome(body={"cards": []}, gathered=gathered)  # a draft with no drug yet: nothing to say
-        facts = derive(gathered.all_resources(), context, self.terminology,
-                       datetime.now(timezone.utc).date(), gathered.unavailable)
-        cards = self.cards_for(facts, service["hook"], str(context.get("patientId", "")))
+        try:
+            facts = derive(gathered.all_resources(), context, self.terminology,
+                           datetime.now(timezone.utc).date(), gathered.unavailable)
+            cards = self.cards_for(facts, service["hook"], str(context.get("patientId", "")))
+        except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            logging.getLogger("her2_cds").error("card derivation failed: %s at %s:%s", type(exc).__name__,
+                                                frame.filename.rsplit("/", 1)[-1], frame.lineno)
+            return Outcome(body={"cards": []}, gathered=gathered, failed=True)
         topics = [c["source"]["topic"]["code"] for c in cards]
         return Outcome(body={"cards": cards}, topics=topics, gathered=gathered)
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from werkzeug.serving import make_server
 
 from cds_service.app import create_app
-from cds_service.config import Settings, load
+from cds_service.config import Settings, load, merge
 
 HERE = Path(__file__).parent
 TEST_ISS = "https://ehr.test.example"
@@ -85,12 +85,7 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         base: dict[str, Any] = {"storage": {"database_url": f"sqlite:///{tmp_path}/feedback.db"},
                                 "auth": {"required": False}}
-        for key, value in overrides.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                base[key] = {**base[key], **value}
-            else:
-                base[key] = value
-        return load(None, overrides=base)
+        return load(None, overrides=merge(base, overrides))
     return build
 
 

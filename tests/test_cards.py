@@ -234,8 +234,7 @@ def test_stale_threshold_is_configurable(settings_factory):
 def test_old_her2_low_result_gives_no_rescore_noise_unless_configured(settings_factory):
     res = [b.patient(), b.breast_cancer(), b.metastasis("liver", "2019-01-01"), b.her2_ihc(1, "2020-01-01")]
     assert "her2-rescore" not in cards_for(create_app(settings_factory()), res, "patient-view")
-    on = create_app(settings_factory(cards={"her2_rescore": {"enabled": True, "recheck_actionable": True},
-                                            "tdxd_consideration": {"enabled": True}, "ild_monitoring": {"enabled": True}}))
+    on = create_app(settings_factory(cards={"her2_rescore": {"recheck_actionable": True}}))
     assert "months old" in cards_for(on, res, "patient-view")["her2-rescore"]["detail"]
 
 
