@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 import requests
 
 MAX_RESPONSE_BYTES = 50_000_000
+# urllib3 logs every request URL at DEBUG, and our search URLs carry the patient id: keep it quiet.
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def _norm_prefix(url: str) -> str:

@@ -1,0 +1,69 @@
+"""Structured logs without tokens or patient identifiers, Prometheus metrics, health endpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from cds_service.app import create_app
+
+from .conftest import PUBLIC_BASE, TEST_ISS
+from .fixtures import patients
+from .helpers import hook_request, prefetch_from
+
+PATIENT_ID = "MRN-7731-SECRET-PATIENT"
+FHIR_TOKEN = "fhir-token-do-not-log-9b1c"
+
+
+def test_logs_hold_no_tokens_or_patient_identifiers(settings_factory, make_token, jwks, fhir_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    fhir_server.reset(patients.bell(), status=500)
+    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                                      public_base_url=PUBLIC_BASE, fhir={"allowed_servers": [fhir_server.base]}))
+    c = app.test_client()
+    url = f"{PUBLIC_BASE}/cds-services/her2-patient-view"
+    jwt_token = make_token(url)
+    prefetch = prefetch_from(patients.bell())
+    del prefetch["procedures"]
+    body = hook_request("patient-view", PATIENT_ID, prefetch=prefetch, fhirServer=fhir_server.base,
+                        fhirAuthorization={"access_token": FHIR_TOKEN, "token_type": "Bearer", "expires_in": 60,
+                                           "scope": "patient/*.read", "subject": "cds", "patient": PATIENT_ID})
+    body["context"]["userId"] = "Practitioner/DR-SECRET-USER"
+    ok = c.post("/cds-services/her2-patient-view", json=body, headers={"Authorization": f"Bearer {jwt_token}"})
+    replay = c.post("/cds-services/her2-patient-view", json=body, headers={"Authorization": f"Bearer {jwt_token}"})
+    bad = c.post("/cds-services/her2-patient-view", data="{", content_type="application/json",
+                 headers={"Authorization": f"Bearer {make_token(url)}"})
+    assert (ok.status_code, replay.status_code, bad.status_code) == (200, 401, 400)
+    text = caplog.text
+    for secret in (PATIENT_ID, FHIR_TOKEN, jwt_token, "DR-SECRET-USER", "Observation/", "MedicationStatement/"):
+        assert secret not in text
+    audit = [json.loads(r.getMessage()) for r in caplog.records if r.name == "her2_cds.audit"]
+    first = audit[0]
+    assert first["status"] == 200 and first["service"] == "her2-patient-view" and first["latency_ms"] > 0
+    assert first["hookInstance"] == body["hookInstance"] and first["cards"] == ["tdxd-consideration"]
+    assert first["fallback_calls"] == 1 and first["unavailable"] == ["procedures"]
+    assert audit[1]["auth_failure"] == "replayed jti" and audit[1]["status"] == 401
+
+
+def test_metrics_in_prometheus_format(settings_factory, make_token, jwks):
+    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                                      public_base_url=PUBLIC_BASE))
+    c = app.test_client()
+    token = make_token(f"{PUBLIC_BASE}/cds-services/her2-patient-view")
+    c.post("/cds-services/her2-patient-view", json=hook_request("patient-view", prefetch=prefetch_from(patients.bell())),
+           headers={"Authorization": f"Bearer {token}"})
+    c.get("/cds-services", headers={"Authorization": "Bearer nonsense"})
+    resp = c.get("/metrics")
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    text = resp.get_data(as_text=True)
+    assert 'her2cds_requests_total{route="/cds-services/<service_id>",service="her2-patient-view",status="200"} 1.0' in text
+    assert 'her2cds_cards_total{service="her2-patient-view",topic="tdxd-consideration"} 1.0' in text
+    assert 'her2cds_auth_failures_total{reason="malformed token"} 1.0' in text
+    assert "her2cds_request_seconds_bucket" in text and "her2cds_fhir_fallback_calls_total" in text
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["checks"] == {"config": True, "database": True,
+                                                                        "cache": True}
