@@ -154,12 +154,16 @@ def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[st
         if vs and (r := validated(r, out.notes)) is not None:
             out.observations[vs].append(r)
     elif rtype == "Condition":
+        if not ts.group(CONDITION_SETS).could_match(r.get("code")):
+            return
         hits = [(vs, ts.match(vs, r.get("code"))) for vs in CONDITION_SETS]
         hits = [(vs, m) for vs, m in hits if m]
         if hits and (r := validated(r, out.notes)) is not None:
             for vs, m in hits:
                 out.conditions[vs].append((r, m))
     elif rtype == "Procedure":
+        if not ts.group(PROCEDURE_SETS).could_match(r.get("code")):
+            return
         hits = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
         if hits and (r := validated(r, out.notes)) is not None:
             for vs in hits:

@@ -133,12 +133,49 @@ def texts(cc: Any) -> list[str]:
     return out
 
 
+@dataclass
+class GroupIndex:
+    """Several value sets at once: one dict lookup per coding and one regex per text decide whether
+    any of them can match, so the (many) irrelevant resources cost almost nothing."""
+
+    codes: dict[tuple[str, str], str]
+    prefixed_systems: set[str]
+    regex: re.Pattern[str] | None
+
+    def could_match(self, cc: Any) -> bool:
+        for c in codings(cc):
+            system, code = c.get("system"), c.get("code")
+            if (system, code) in self.codes or (system in self.prefixed_systems and isinstance(code, str)):
+                return True
+        if self.regex is not None:
+            return any(isinstance(t, str) and self.regex.search(t.lower()) for t in texts(cc))
+        return False
+
+
 class Terminology:
     """All value sets by id; match CodeableConcepts by code first, then by text."""
 
     def __init__(self, matchers: dict[str, ValueSetMatcher], resources: dict[str, dict[str, Any]]) -> None:
         self.sets = matchers
         self.resources = resources
+        self._groups: dict[tuple[str, ...], GroupIndex] = {}
+
+    def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
+        index = self._groups.get(vs_ids)
+        if index is None:
+            codes: dict[tuple[str, str], str] = {}
+            terms: set[str] = set()
+            systems: set[str] = set()
+            for vs_id in reversed(vs_ids):
+                vs = self.sets[vs_id]
+                codes.update({k: vs_id for k in vs.codes})
+                terms.update(vs.terms)
+                systems.update(s for s, _ in vs.prefixes)
+            alts = sorted(terms, key=len, reverse=True)
+            regex = re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in alts) + r")(?![a-z0-9])") \
+                if alts else None
+            index = self._groups[vs_ids] = GroupIndex(codes, systems, regex)
+        return index
 
     def match(self, vs_id: str, cc: Any, extra_text: Iterable[str] = ()) -> Match | None:
         vs = self.sets[vs_id]
@@ -157,6 +194,8 @@ class Terminology:
     def match_any(self, vs_ids: Iterable[str], cc: Any) -> Match | None:
         """The first value set that has one of cc's codes; failing that, the first that names it."""
         vs_ids = tuple(vs_ids)
+        if not self.group(vs_ids).could_match(cc):
+            return None
         for c in codings(cc):
             system, code = c.get("system"), c.get("code")
             if isinstance(system, str) and isinstance(code, str):

@@ -1,0 +1,43 @@
+"""Benchmark: fact derivation vs json.loads of the same payload (the baseline), at 100, 1,000 and
+10,000 resources. Run as a script (not collected by pytest):
+
+    .venv/bin/python -m tests.benchmarks.bench_facts
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+
+from cds_service.facts import derive
+from cds_service.terminology import load_terminology
+
+from .generate import chart
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ts = load_terminology()
+    today = date(2026, 11, 25)
+    print(f"{'resources':>10} {'json.loads ms':>14} {'derive ms':>10} {'ratio':>7} {'derive µs/resource':>19}")
+    for n in (100, 1_000, 10_000):
+        payload = json.dumps({"resourceType": "Bundle", "entry": [{"resource": r} for r in chart(n)]})
+        repeat = 30 if n < 10_000 else 7
+        base = best_of(lambda p=payload: json.loads(p), repeat)
+        resources = [e["resource"] for e in json.loads(payload)["entry"]]
+        derive(resources, {}, ts, today)  # warm caches (compiled regexes)
+        cost = best_of(lambda r=resources: derive(r, {}, ts, today), repeat)
+        print(f"{n:>10} {base * 1000:>14.2f} {cost * 1000:>10.2f} {cost / base:>6.2f}x {cost / n * 1e6:>19.1f}")
+
+
+if __name__ == "__main__":
+    main()
