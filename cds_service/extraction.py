@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +55,62 @@ class Extracted:
     counted: int = 0
 
 
+class _VerdictCache:
+    """Validation verdicts by content digest: order-select fires on every edit with the same chart,
+    so a resource already validated (byte-identical) is not validated again. Bounded, thread-safe."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._data: OrderedDict[bytes, tuple[dict[str, Any] | None, str | None]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> tuple[dict[str, Any] | None, str | None] | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+            return hit
+
+    def put(self, key: bytes, verdict: tuple[dict[str, Any] | None, str | None]) -> None:
+        with self._lock:
+            self._data[key] = verdict
+            if len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_VERDICTS = _VerdictCache()
+
+
 def validated(resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """The resource if fhir.resources accepts it (after wrapping single objects where R4 wants a
     list, as the public sandbox sends `category`); None, with a note, if not."""
     model = MODELS.get(resource.get("resourceType", ""))
     if model is None:
         return resource
+    try:
+        key = hashlib.blake2b(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode(),
+                              digest_size=20).digest()
+    except (TypeError, ValueError, RecursionError):
+        key = None
+    cached = _VERDICTS.get(key) if key else None
+    if cached is None:
+        note_count = len(notes)
+        result = _validate(model, resource, notes)
+        cached = (result, notes[note_count] if len(notes) > note_count else None)
+        if key:
+            _VERDICTS.put(key, cached)
+        return result
+    if cached[1]:
+        notes.append(cached[1])
+    return cached[0]
+
+
+def _validate(model: Any, resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     for attempt in range(2):
         try:
             model.model_validate(resource)
