@@ -50,13 +50,14 @@ def test_metrics_in_prometheus_format(settings_factory, make_token, jwks):
                                       public_base_url=PUBLIC_BASE))
     c = app.test_client()
     token = make_token(f"{PUBLIC_BASE}/cds-services/her2-patient-view")
-    c.post("/cds-services/her2-patient-view", json=hook_request("patient-view", prefetch=prefetch_from(patients.bell())),
-           headers={"Authorization": f"Bearer {token}"})
+    body = hook_request("patient-view", prefetch=prefetch_from(patients.bell()))
+    c.post("/cds-services/her2-patient-view", json=body, headers={"Authorization": f"Bearer {token}"})
     c.get("/cds-services", headers={"Authorization": "Bearer nonsense"})
     resp = c.get("/metrics")
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
     text = resp.get_data(as_text=True)
-    assert 'her2cds_requests_total{route="/cds-services/<service_id>",service="her2-patient-view",status="200"} 1.0' in text
+    route = 'route="/cds-services/<service_id>",service="her2-patient-view",status="200"'
+    assert f"her2cds_requests_total{{{route}}} 1.0" in text
     assert 'her2cds_cards_total{service="her2-patient-view",topic="tdxd-consideration"} 1.0' in text
     assert 'her2cds_auth_failures_total{reason="malformed token"} 1.0' in text
     assert "her2cds_request_seconds_bucket" in text and "her2cds_fhir_fallback_calls_total" in text

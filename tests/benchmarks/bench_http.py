@@ -62,7 +62,7 @@ def wrk(url: str, body_file: Path, duration: int, connections: int) -> dict:
     lua = body_file.with_suffix(".lua")
     lua.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                    f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n')
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url],
+    out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url],
                          capture_output=True, text=True, check=True).stdout
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
@@ -73,10 +73,25 @@ def wrk(url: str, body_file: Path, duration: int, connections: int) -> dict:
     return {"p50": p50, "p99": p99, "rps": rps, "requests": total, "errors": non2xx + sock}
 
 
+def _settle(base: str) -> None:
+    """Wait until the server has drained what the previous run queued."""
+    for _ in range(600):
+        t = time.perf_counter()
+        try:
+            requests.get(base + "/healthz", timeout=5)
+        except requests.RequestException:
+            pass
+        if time.perf_counter() - t < 0.02:
+            time.sleep(1)
+            return
+        time.sleep(0.5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=60)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--latency-duration", type=int, default=15, help="seconds of the 1-connection runs")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -95,8 +110,10 @@ def main() -> None:
         _wait(base + "/healthz")
         print(f"gunicorn 2 workers x 4 threads, wrk 2 threads, {args.connections} connections, "
               f"{args.duration} s per run, {os.cpu_count()} cores\n")
-        print(f"{'resources':>9} {'endpoint':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>7}")
-        for n in (300, 5_000):
+        print(f"{'resources':>9} {'clients':>7} {'endpoint':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+              f"{'requests':>9} {'errors':>7}")
+        for n, conns, secs in ((300, 1, args.latency_duration), (300, args.connections, args.duration),
+                               (5_000, 1, args.latency_duration), (5_000, args.connections, args.duration)):
             body = tmp / f"req-{n}.json"
             body.write_text(json.dumps(_request(n)))
             check = requests.post(base + "/cds-services/her2-order-select", data=body.read_bytes(),
@@ -104,12 +121,13 @@ def main() -> None:
             assert check.status_code == 200 and check.json()["cards"], check.text[:300]
             results = {}
             for name, path in (("service", "/cds-services/her2-order-select"), ("baseline", "/baseline")):
-                r = results[name] = wrk(base + path, body, args.duration, args.connections)
-                print(f"{n:>9} {name:>9} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>8.1f} {r['requests']:>9} "
-                      f"{r['errors']:>7}")
+                _settle(base)
+                r = results[name] = wrk(base + path, body, secs, conns)
+                print(f"{n:>9} {conns:>7} {name:>9} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>8.1f} "
+                      f"{r['requests']:>9} {r['errors']:>7}", flush=True)
             s, bl = results["service"], results["baseline"]
-            print(f"{n:>9} {'ratio':>9} {s['p50'] / bl['p50']:>7.2f}x {s['p99'] / bl['p99']:>7.2f}x "
-                  f"{s['rps'] / bl['rps']:>7.2f}x")
+            ratio = [f"{s[k] / bl[k]:>7.2f}x" if bl[k] else "    n/a" for k in ("p50", "p99", "rps")]
+            print(f"{n:>9} {conns:>7} {'ratio':>9} {ratio[0]} {ratio[1]} {ratio[2]}", flush=True)
         # FHIR fallback: 6 missing keys, 200 ms per query, in parallel
         resources = chart(300)
         requests.post(f"{fhir_base}/_control", json={"reset": True, "resources": resources, "delay": 0.2,

@@ -23,7 +23,8 @@ OTHER_CONDITIONS = [("38341003", "Hypertension"), ("44054006", "Diabetes mellitu
 
 def _lab(rng: random.Random, i: int) -> dict[str, Any]:
     code, display = rng.choice(LABS)
-    obs = b.observation(b.cc(b.LOINC, code, display, text=display), f"20{rng.randint(10, 26):02d}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+    when = f"20{rng.randint(10, 26):02d}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"
+    obs = b.observation(b.cc(b.LOINC, code, display, text=display), when,
                         id=f"lab-{i}", valueQuantity={"value": round(rng.uniform(1, 200), 1), "unit": "mg/dL",
                                                       "system": "http://unitsofmeasure.org", "code": "mg/dL"})
     obs["meta"] = {"versionId": "1", "lastUpdated": "2025-01-01T00:00:00Z",
