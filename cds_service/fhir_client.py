@@ -134,7 +134,10 @@ def read_payload(data: Any) -> tuple[list[dict[str, Any]], str | None, str | Non
         return [], None, "server answered with an OperationOutcome"
     if data["resourceType"] != "Bundle":
         return [data], None, None
-    resources = [e["resource"] for e in data.get("entry") or []
+    entries = data.get("entry") or []
+    if not isinstance(entries, list):
+        return [], None, "Bundle.entry is not a list"
+    resources = [e["resource"] for e in entries
                  if isinstance(e, dict) and isinstance(e.get("resource"), dict)
                  and isinstance(e["resource"].get("resourceType"), str)]
     return resources, next_link(data), None

@@ -76,8 +76,10 @@ def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClien
             out.by_key[key] = []
             continue
         if value is not ... and value.get("resourceType") != "OperationOutcome":
-            resources, nxt, _ = read_payload(value)
+            resources, nxt, error = read_payload(value)
             out.by_key[key] = resources
+            if error:
+                out.unavailable[key] = f"the prefetched value could not be read ({error})"
             if nxt:
                 to_continue[key] = nxt
             continue

@@ -10,7 +10,8 @@ import pytest
 from cds_service import contracts
 from cds_service.app import create_app
 
-from .helpers import assert_cds_response, empty_prefetch, hook_request
+from .fixtures import patients
+from .helpers import assert_cds_response, empty_prefetch, hook_request, prefetch_from
 
 SANDBOX = "https://sandbox.cds-hooks.org"
 
@@ -111,6 +112,21 @@ def test_prefetch_value_of_wrong_type_is_400(client):
     body = hook_request("patient-view", prefetch={**empty_prefetch(), "conditions": "none"})
     problems = _problems(client.post("/cds-services/her2-patient-view", json=body))
     assert "prefetch.conditions" in problems
+
+
+def test_unreadable_prefetched_bundle_is_skipped_and_named_in_the_card(client):
+    """A prefetched Bundle whose entry is not a list (found by the fuzz test) is not a 500: the key is
+    read as unavailable and the card says so."""
+    prefetch = prefetch_from(patients.bell())
+    prefetch["medicationRequests"] = {"resourceType": "Bundle", "type": "searchset", "entry": 1}
+    draft = {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
+             "medicationCodeableConcept": {"text": "Enhertu"}}
+    body = hook_request("order-select", prefetch=prefetch, draft_orders=[draft])
+    resp = client.post("/cds-services/her2-order-select", json=body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    cards = assert_cds_response(resp.get_json())
+    assert cards and all("medicationRequests (the prefetched value could not be read (Bundle.entry is not a list))"
+                         in card["detail"] for card in cards)
 
 
 def test_missing_prefetch_without_fhir_server_is_412_naming_keys(client):
