@@ -120,11 +120,11 @@ def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
     start, end = _period(r)
     stop = stop_text = None
     for cc in _reasons(r):
-        if ts.match("progression", cc):
-            stop, stop_text = "progression", ts.match("progression", cc).describe()
+        if hit := ts.match("progression", cc):
+            stop, stop_text = "progression", hit.describe()
             break
-        if ts.match("toxicity", cc):
-            stop, stop_text = "toxicity", ts.match("toxicity", cc).describe()
+        if hit := ts.match("toxicity", cc):
+            stop, stop_text = "toxicity", hit.describe()
     return Record(ref_of(r), rec.drug.value_set, rec.drug.canonical, start, end, status in ONGOING,
                   stop, stop_text, rec.drug.by == "text")
 
@@ -141,11 +141,11 @@ def _episodes(records: list[Record]) -> list[list[Record]]:
         for r in recs:
             if current and r.start and reach and (r.start - reach).days <= EPISODE_GAP_DAYS:
                 current.append(r)
-            else:
+            else:  # a new episode: the furthest date of the last one no longer counts
                 if current:
                     episodes.append(current)
-                current = [r]
-            reach = max(filter(None, (reach if current[:-1] else None, r.end, r.start)), default=None)
+                current, reach = [r], None
+            reach = max(filter(None, (reach, r.end, r.start)), default=None)
         if current:
             episodes.append(current)
     return episodes
