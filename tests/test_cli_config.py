@@ -92,22 +92,24 @@ def test_check_config_command(tmp_path, capsys):
     assert "limits.max_body_bytes" in capsys.readouterr().err
 
 
-def test_docker_files_point_at_real_parts():
+def test_docker_files_point_at_real_parts(tmp_path):
     """No Docker engine here: check what the image and compose file rely on instead. The compose
-    configuration validates, and the Dockerfile's gunicorn command names modules that import."""
-    import importlib
-
+    configuration validates, and the Dockerfile's gunicorn command names modules that import (in a
+    separate process: the gunicorn settings set PROMETHEUS_MULTIPROC_DIR for the workers)."""
     import yaml
     root = Path(__file__).resolve().parents[1] / "docker"
     compose = yaml.safe_load((root / "compose.yaml").read_text())
     mounted = compose["services"]["her2-cds"]["volumes"][0].split(":")[0]
     assert main(["check-config", str(root / mounted)]) == 0
-    cmd = json.loads(next(line for line in (root / "Dockerfile").read_text().splitlines()
-                          if line.startswith("CMD "))[4:])
-    conf, target = cmd[cmd.index("-c") + 1].removeprefix("python:"), cmd[-1]
-    assert hasattr(importlib.import_module(conf), "bind")
-    module, attr = target.split(":")
-    assert callable(getattr(importlib.import_module(module), attr))
+    dockerfile = (root / "Dockerfile").read_text().splitlines()
+    cmd = json.loads(next(line for line in dockerfile if line.startswith("CMD "))[4:])
+    conf, (module, attr) = cmd[cmd.index("-c") + 1].removeprefix("python:"), cmd[-1].split(":")
+    probe = (f"import importlib; c = importlib.import_module({conf!r}); w = importlib.import_module({module!r}); "
+             f"assert c.bind and c.workers >= 1 and callable(getattr(w, {attr!r}))")
+    subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, timeout=60)
+    # the default SQLite file lands in the working directory, which must be the service user's /data
+    assert (tmp_path / "her2-cds.db").exists()
+    assert dockerfile.index("WORKDIR /data") > dockerfile.index("USER cds")
 
 
 def test_config_from_env_var(tmp_path, monkeypatch):
