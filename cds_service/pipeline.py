@@ -46,11 +46,11 @@ class Engine:
     def invoke(self, service: dict[str, Any], request: dict[str, Any]) -> Outcome:
         """Answer a validated hook request for service. Raises MissingPrefetch (→ 412)."""
         deadline = time.monotonic() + float(self.settings.limits.get("request_deadline_seconds", 2.0))
-        gathered = gather(request, service.get("prefetch", {}), self.client, self.pool, deadline,
-                          bool(self.settings.fhir.get("allow_unauthenticated")))
         context = request.get("context") or {}
         if service["hook"] == "order-select" and not _has_medication(context):
-            return Outcome(body={"cards": []}, gathered=gathered)  # a draft with no drug yet: nothing to say
+            return Outcome(body={"cards": []})  # a draft with no drug yet: nothing to say, nothing to fetch
+        gathered = gather(request, service.get("prefetch", {}), self.client, self.pool, deadline,
+                          bool(self.settings.fhir.get("allow_unauthenticated")))
         try:
             facts = derive(gathered.all_resources(), context, self.terminology,
                            datetime.now(timezone.utc).date(), gathered.unavailable)

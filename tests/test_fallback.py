@@ -160,6 +160,23 @@ def test_without_token_the_server_is_not_called_unless_allowed(app_for, fhir_ser
     assert all(e["auth"] is None for e in fhir_server.log())
 
 
+def test_order_select_without_a_drug_fetches_nothing(app_for, fhir_server):
+    """order-select fires while the clinician is still choosing: no medication yet → [] at once,
+    without fallback queries (and without a 412 for the missing prefetch)."""
+    fhir_server.reset(_resources(2))
+    body = _request(fhir_server.base)
+    body["hook"] = "order-select"
+    body["context"] = {"userId": "Practitioner/1", "patientId": "p1", "selections": ["MedicationRequest/d1"],
+                       "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": {
+                           "resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
+                           "subject": {"reference": "Patient/p1"}}}]}}
+    resp = app_for().test_client().post("/cds-services/her2-order-select", json=body)
+    assert resp.status_code == 200 and resp.get_json() == {"cards": []}
+    assert fhir_server.log() == []
+    del body["fhirServer"], body["fhirAuthorization"]
+    assert app_for().test_client().post("/cds-services/her2-order-select", json=body).get_json() == {"cards": []}
+
+
 def test_token_never_logged(app_for, fhir_server, caplog):
     fhir_server.reset(_resources(2), status=500)
     caplog.set_level(logging.DEBUG)
