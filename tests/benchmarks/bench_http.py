@@ -64,6 +64,8 @@ def wrk(url: str, body_file: Path, duration: int, connections: int) -> dict:
                    f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n')
     cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if not re.search(r"99%\s+\S+", out):
+        raise RuntimeError(f"wrk gave no latency distribution:\n{out}")
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -91,6 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=60)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--sizes", default="300,5000", help="prefetched resources per request, comma-separated")
     ap.add_argument("--latency-duration", type=int, default=15, help="seconds of the 1-connection runs")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -112,8 +115,9 @@ def main() -> None:
               f"{args.duration} s per run, {os.cpu_count()} cores\n")
         print(f"{'resources':>9} {'clients':>7} {'endpoint':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
               f"{'requests':>9} {'errors':>7}")
-        for n, conns, secs in ((300, 1, args.latency_duration), (300, args.connections, args.duration),
-                               (5_000, 1, args.latency_duration), (5_000, args.connections, args.duration)):
+        runs = [(int(n), conns, secs) for n in args.sizes.split(",")
+                for conns, secs in ((1, args.latency_duration), (args.connections, args.duration))]
+        for n, conns, secs in runs:
             body = tmp / f"req-{n}.json"
             body.write_text(json.dumps(_request(n)))
             check = requests.post(base + "/cds-services/her2-order-select", data=body.read_bytes(),
