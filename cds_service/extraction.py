@@ -77,7 +77,6 @@ class _VerdictCache:
             if len(self._data) > self._size:
                 self._data.popitem(last=False)
 
-
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

@@ -115,7 +115,7 @@ def main() -> None:
               f"{args.duration} s per run, {os.cpu_count()} cores\n")
         print(f"{'resources':>9} {'clients':>7} {'endpoint':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
               f"{'requests':>9} {'errors':>7}")
-        runs = [(int(n), conns, secs) for n in args.sizes.split(",")
+        runs = [(int(n), conns, secs) for n in args.sizes.split(",") if n
                 for conns, secs in ((1, args.latency_duration), (args.connections, args.duration))]
         for n, conns, secs in runs:
             body = tmp / f"req-{n}.json"
@@ -141,6 +141,7 @@ def main() -> None:
         for key in ("conditions", "procedures", "medicationStatements", "medicationRequests",
                     "medicationAdministrations", "her2Observations"):
             del body["prefetch"][key]
+        _settle(base)  # the last wrk run may have left requests queued
         times = []
         for _ in range(20):
             t = time.perf_counter()
