@@ -236,6 +236,8 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
             if ln.is_chemo and ln.setting == "early" and ln.end:
                 gap = (metastatic_start - ln.end).days
                 if gap <= ADJUVANT_RECURRENCE_DAYS:
-                    adjuvant = Evidence(ln.refs[0], ln.end, f"recurrence {max(gap, 0)} days after completing "
-                                        f"early-stage chemotherapy ({' + '.join(ln.drugs)})")
+                    drugs = " + ".join(ln.drugs)
+                    text = (f"recurrence {gap} days after completing early-stage chemotherapy ({drugs})" if gap >= 0
+                            else f"recurrence during early-stage chemotherapy ({drugs}, ended {ln.end.isoformat()})")
+                    adjuvant = Evidence(ln.refs[0], ln.end, text)
     return TherapyHistory(lines, tdxd, tdxd_active, her2, adjuvant, notes)

@@ -206,6 +206,8 @@ def test_bell_reclassified_low_et_progressed_toxicity_stop_kept_apart_and_recurr
     assert first.drugs == ["abemaciclib", "letrozole"] and first.outcome == "progressed"
     assert f.therapy.metastatic("is_chemo") == []
     assert f.therapy.adjuvant_recurrence is not None
+    assert f.therapy.adjuvant_recurrence.text == ("recurrence during early-stage chemotherapy "
+                                                      "(capecitabine, ended 2016-06-01)")
     assert f.ild.thoracic_rt == []
 
 
