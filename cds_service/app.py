@@ -19,6 +19,7 @@ from .gathering import MissingPrefetch
 from .logs import audit_logger
 from .metrics import Metrics
 from .pipeline import Engine
+from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as replay_cache_from_url
 
 JSON_TYPES = ("application/json", "application/fhir+json")
@@ -96,6 +97,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             metrics.auth_failures.labels(reason=exc.reason.split(" (")[0][:40]).inc()
             g.auth_failure = exc.reason
             return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
+        except CacheUnavailable as exc:  # cannot prove the jti is fresh: refuse, but say it is on our side
+            metrics.auth_failures.labels(reason="replay cache unavailable").inc()
+            g.auth_failure = f"replay cache unavailable ({exc})"
+            return _json({"error": "tokens cannot be verified right now; retry later"}, 503, {"Retry-After": "5"})
         return None
 
     @app.before_request

@@ -7,6 +7,10 @@ import time
 from typing import Protocol
 
 
+class CacheUnavailable(Exception):
+    """The shared cache cannot be reached: a token's freshness cannot be proven (fail closed)."""
+
+
 class ReplayCache(Protocol):
     def first_use(self, key: str, ttl_seconds: int) -> bool:
         """Record key for ttl_seconds; True if it was not already recorded."""
@@ -49,7 +53,12 @@ class RedisReplayCache:
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
     def first_use(self, key: str, ttl_seconds: int) -> bool:
-        return bool(self._redis.set("her2-cds:jti:" + key, b"1", nx=True, ex=max(1, ttl_seconds)))
+        import redis
+
+        try:
+            return bool(self._redis.set("her2-cds:jti:" + key, b"1", nx=True, ex=max(1, ttl_seconds)))
+        except redis.RedisError as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
 
     def ping(self) -> bool:
         try:

@@ -56,3 +56,16 @@ def test_two_app_instances_share_replay_cache_via_redis(settings_factory, make_t
     token = make_token(f"{PUBLIC_BASE}/cds-services")
     assert one.get("/cds-services", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert two.get("/cds-services", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_unreachable_redis_refuses_tokens_with_503_not_500(settings_factory, make_token, jwks):
+    """Freshness of a jti cannot be proven without the shared cache: fail closed, and say the
+    problem is on the service's side (503, Retry-After), not the client's token."""
+    from .conftest import PUBLIC_BASE, TEST_ISS
+    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                                      public_base_url=PUBLIC_BASE, storage={"cache_url": "redis://127.0.0.1:1/0"}))
+    resp = app.test_client().get("/cds-services",
+                                 headers={"Authorization": f"Bearer {make_token(f'{PUBLIC_BASE}/cds-services')}"})
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
+    assert "retry" in resp.get_json()["error"]
+    assert app.test_client().get("/readyz").get_json()["checks"]["cache"] is False
