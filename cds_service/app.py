@@ -176,6 +176,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             metrics.fallback_calls.labels(service=service_id).inc(gathered.fallback_calls)
             metrics.fallback_errors.labels(service=service_id).inc(gathered.fallback_errors)
         g.log["cards"] = outcome.topics
+        if outcome.repeats_left_out:
+            g.log["repeats_left_out"] = outcome.repeats_left_out
         if outcome.failed:
             g.log["derivation_failed"] = True
             metrics.internal_errors.labels(service=service_id).inc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import traceback
@@ -15,9 +17,12 @@ from .config import Settings
 from .facts import Facts, derive
 from .fhir_client import FhirClient
 from .gathering import Gathered, gather
+from .replay_cache import CacheUnavailable
+from .replay_cache import from_url as memory_from_url
 from .rules import her2_rescore, ild, tdxd
 from .terminology import load_terminology
 
+ALWAYS_REPEAT = {"ild-monitoring"}
 RULES = ((ild, "ild_monitoring"), (tdxd, "tdxd_consideration"), (her2_rescore, "her2_rescore"))
 
 
@@ -29,6 +34,7 @@ class Outcome:
     topics: list[str] = field(default_factory=list)
     gathered: Gathered | None = None
     failed: bool = False
+    repeats_left_out: int = 0
 
 
 class Engine:
@@ -42,6 +48,7 @@ class Engine:
         self.pool = ThreadPoolExecutor(max_workers=int(fhir.get("max_workers", 8)),
                                        thread_name_prefix="fhir-fallback")
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
+        self.shown = memory_from_url(settings["storage"]["cache_url"], namespace="shown")
 
     def invoke(self, service: dict[str, Any], request: dict[str, Any]) -> Outcome:
         """Answer a validated hook request for service. Raises MissingPrefetch (→ 412)."""
@@ -54,14 +61,16 @@ class Engine:
         try:
             facts = derive(gathered.all_resources(), context, self.terminology,
                            datetime.now(timezone.utc).date(), gathered.unavailable)
-            cards = self.cards_for(facts, service["hook"], str(context.get("patientId", "")))
+            rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")))
+            cards = self.without_repeats(rendered, service["hook"], context)
         except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             logging.getLogger("her2_cds").error("card derivation failed: %s at %s:%s", type(exc).__name__,
                                                 frame.filename.rsplit("/", 1)[-1], frame.lineno)
             return Outcome(body={"cards": []}, gathered=gathered, failed=True)
         topics = [c["source"]["topic"]["code"] for c in cards]
-        return Outcome(body={"cards": cards}, topics=topics, gathered=gathered)
+        return Outcome(body={"cards": cards}, topics=topics, gathered=gathered,
+                       repeats_left_out=len(rendered) - len(cards))
 
     def cards_for(self, facts: Facts, hook: str, patient_id: str) -> list[dict[str, Any]]:
         """Run the enabled rules on the facts and render their cards."""
@@ -69,6 +78,31 @@ class Engine:
         decisions = [d for rule, key in RULES
                      if (d := rule.decide(facts, hook, cfg[key], patient_id)) is not None]
         return render(decisions, cfg, self.terminology)
+
+
+    def without_repeats(self, cards: list[dict[str, Any]], hook: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+        """order-sign leaves out an info card that the same user was shown, unchanged, on order-select
+        or order-sign within `cards.repeat_window_minutes`. Warnings, critical cards and the ILD
+        monitoring reminder (a safety card beside a T-DXd order) always repeat; order-select keeps
+        every card (it fires on each edit and the EHR replaces its card list)."""
+        window = int(self.settings.cards.get("repeat_window_minutes", 30)) * 60
+        if not window or hook not in ("order-select", "order-sign"):
+            return cards
+        kept = []
+        for card in cards:
+            if card["indicator"] != "info" or card["source"]["topic"]["code"] in ALWAYS_REPEAT:
+                kept.append(card)
+                continue
+            seen = [context.get("userId"), context.get("patientId"), card["source"]["topic"]["code"],
+                    card["summary"], card["detail"]]
+            key = hashlib.sha256(json.dumps(seen, default=str).encode()).hexdigest()
+            try:
+                new = self.shown.first_use(key, window)
+            except CacheUnavailable:
+                new = True  # cannot tell: show it
+            if new or hook == "order-select":
+                kept.append(card)
+        return kept
 
 
 def _has_medication(context: dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""The jti replay cache: in memory for one process, Redis when replicas must share it."""
+"""First-use memories (the jti replay cache, cards already shown): in memory for one process,
+Redis when replicas must share them."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ class ReplayCache(Protocol):
 class MemoryReplayCache:
     """A per-process cache; enough for one worker, not for replicas."""
 
-    def __init__(self, max_entries: int = 200_000) -> None:
+    def __init__(self, max_entries: int = 200_000, refuse_when_full: bool = True) -> None:
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
         self._max = max_entries
+        self._refuse_when_full = refuse_when_full
 
     def first_use(self, key: str, ttl_seconds: int) -> bool:
         now = time.monotonic()
@@ -36,7 +38,9 @@ class MemoryReplayCache:
             if len(self._seen) >= self._max:
                 self._seen = {k: v for k, v in self._seen.items() if v > now}
                 if len(self._seen) >= self._max:
-                    return False  # refuse rather than forget: a full cache cannot prove freshness
+                    if self._refuse_when_full:
+                        return False  # refuse rather than forget: a full cache cannot prove freshness
+                    self._seen.clear()
             self._seen[key] = now + max(1, ttl_seconds)
             return True
 
@@ -47,16 +51,17 @@ class MemoryReplayCache:
 class RedisReplayCache:
     """SET NX EX in Redis: atomic across workers and replicas."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "jti") -> None:
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._prefix = f"her2-cds:{namespace}:"
 
     def first_use(self, key: str, ttl_seconds: int) -> bool:
         import redis
 
         try:
-            return bool(self._redis.set("her2-cds:jti:" + key, b"1", nx=True, ex=max(1, ttl_seconds)))
+            return bool(self._redis.set(self._prefix + key, b"1", nx=True, ex=max(1, ttl_seconds)))
         except redis.RedisError as exc:
             raise CacheUnavailable(type(exc).__name__) from exc
 
@@ -67,7 +72,9 @@ class RedisReplayCache:
             return False
 
 
-def from_url(url: str) -> ReplayCache:
+def from_url(url: str, namespace: str = "jti") -> ReplayCache:
+    """The jti cache (refuses when full), or another first-use memory under its own namespace
+    (forgets when full)."""
     if url.startswith(("redis://", "rediss://")):
-        return RedisReplayCache(url)
-    return MemoryReplayCache()
+        return RedisReplayCache(url, namespace)
+    return MemoryReplayCache(refuse_when_full=namespace == "jti")

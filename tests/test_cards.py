@@ -251,3 +251,39 @@ def test_unavailable_data_is_named_on_the_card(app, fhir_server):
     resp = app2.test_client().post("/cds-services/her2-patient-view", json=body)
     card = assert_cds_response(resp.get_json())[0]
     assert "procedures (HTTP 500)" in card["detail"]
+
+
+# --- repetition across hooks
+def _as_user(app, resources, hook, drafts, user):
+    body = hook_request(hook, prefetch=prefetch_from(resources), draft_orders=list(drafts))
+    body["context"]["userId"] = user
+    resp = app.test_client().post(f"/cds-services/{SERVICE_FOR_HOOK[hook]}", json=body)
+    return [c["source"]["topic"]["code"] for c in assert_cds_response(resp.get_json())]
+
+
+def test_order_sign_does_not_repeat_an_info_card_that_order_select_showed(settings_factory, caplog):
+    app = create_app(settings_factory())
+    chart, order = patients.bell(), [draft("capecitabine")]
+    assert _as_user(app, chart, "order-select", order, "Practitioner/a") == ["tdxd-consideration"]
+    assert _as_user(app, chart, "order-select", order, "Practitioner/a") == ["tdxd-consideration"]  # each edit
+    caplog.set_level("INFO", logger="her2_cds.audit")
+    assert _as_user(app, chart, "order-sign", order, "Practitioner/a") == []
+    assert '"repeats_left_out":1' in caplog.text
+    assert _as_user(app, chart, "order-sign", order, "Practitioner/b") == ["tdxd-consideration"]  # another user
+    newer = chart + [b.her2_ihc("1+", "2026-10-01")]
+    assert _as_user(app, newer, "order-sign", order, "Practitioner/a") == ["tdxd-consideration"]  # new evidence
+    assert _as_user(app, chart, "patient-view", [], "Practitioner/a") == ["tdxd-consideration"]
+
+
+def test_ild_reminder_and_warnings_always_repeat(settings_factory):
+    app = create_app(settings_factory())
+    chart, order = patients.bell(), [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))]
+    for hook in ("order-select", "order-sign", "order-sign"):
+        assert _as_user(app, chart, hook, order, "Practitioner/a") == ["ild-monitoring"]
+
+
+def test_repeat_window_zero_repeats_everything(settings_factory):
+    app = create_app(settings_factory(cards={"repeat_window_minutes": 0}))
+    chart, order = patients.bell(), [draft("capecitabine")]
+    for hook in ("order-select", "order-sign"):
+        assert _as_user(app, chart, hook, order, "Practitioner/a") == ["tdxd-consideration"]

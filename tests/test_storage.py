@@ -69,3 +69,24 @@ def test_unreachable_redis_refuses_tokens_with_503_not_500(settings_factory, mak
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
     assert "retry" in resp.get_json()["error"]
     assert app.test_client().get("/readyz").get_json()["checks"]["cache"] is False
+
+
+def test_cards_shown_on_one_replica_are_not_repeated_at_sign_on_another(settings_factory, redis_url):
+    """order-select may reach one instance and order-sign another: the 'already shown' memory is
+    in Redis too (its own namespace, hashed keys)."""
+    from .fixtures import builders as b
+    from .fixtures import patients
+    from .helpers import hook_request, prefetch_from
+    settings = dict(storage={"cache_url": redis_url, "database_url": "sqlite://"})
+    one, two = (create_app(settings_factory(**settings)).test_client() for _ in range(2))
+    chart = prefetch_from(patients.bell())
+    order = [b.med_request("capecitabine", "2026-11-25", status="draft", id="d-cape")]
+    user = f"Practitioner/{uuid.uuid4()}"  # Redis outlives a test run
+
+    def topics(client, hook):
+        body = hook_request(hook, prefetch=chart, draft_orders=order)
+        body["context"]["userId"] = user
+        return [c["source"]["topic"]["code"] for c in client.post(f"/cds-services/her2-{hook}", json=body)
+                .get_json()["cards"]]
+    assert topics(one, "order-select") == ["tdxd-consideration"]
+    assert topics(two, "order-sign") == []
