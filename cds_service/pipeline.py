@@ -79,7 +79,6 @@ class Engine:
                      if (d := rule.decide(facts, hook, cfg[key], patient_id)) is not None]
         return render(decisions, cfg, self.terminology)
 
-
     def without_repeats(self, cards: list[dict[str, Any]], hook: str, context: dict[str, Any]) -> list[dict[str, Any]]:
         """order-sign leaves out an info card that the same user was shown, unchanged, on order-select
         or order-sign within `cards.repeat_window_minutes`. Warnings, critical cards and the ILD
