@@ -5,9 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fhir.resources.R4B.medicationrequest import MedicationRequest
-from fhir.resources.R4B.servicerequest import ServiceRequest
-
+from .extraction import validated
 from .rules.decision import CardDecision
 from .terminology import Terminology
 
@@ -20,7 +18,6 @@ DEFAULT_LINKS = {
     "db06": ("DESTINY-Breast06 (Bardia et al., NEJM 2024)", "https://doi.org/10.1056/NEJMoa2407086"),
     "db04": ("DESTINY-Breast04 (Modi et al., NEJM 2022)", "https://doi.org/10.1056/NEJMoa2203690"),
 }
-ACTION_MODELS = {"ServiceRequest": ServiceRequest, "MedicationRequest": MedicationRequest}
 
 
 def _concepts(ts: Terminology, cs_id: str) -> dict[str, str]:
@@ -40,6 +37,13 @@ def _detail(d: CardDecision, footer: str | None) -> str:
     if footer:
         parts.append(footer)
     return "\n\n".join(parts)
+
+
+def _check_action(resource: dict[str, Any]) -> None:
+    """Every suggested resource is valid FHIR R4 as it stands (verdicts cached by content digest)."""
+    problems: list[str] = []
+    if validated(resource, problems) is None or problems:
+        raise ValueError(f"suggested {resource['resourceType']} is not valid FHIR R4: {problems}")
 
 
 def _summary(text: str) -> str:
@@ -69,7 +73,7 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
             for s in d.suggestions:
                 actions = []
                 for res in s.resources:
-                    ACTION_MODELS[res["resourceType"]].model_validate(res)
+                    _check_action(res)
                     actions.append({"type": "create", "description": s.label, "resource": res})
                 sug: dict[str, Any] = {"label": s.label, "uuid": str(uuid.uuid4()), "actions": actions}
                 if s.recommended is not None:

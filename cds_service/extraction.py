@@ -16,6 +16,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.specimen import Specimen
 from pydantic import ValidationError
 
@@ -25,7 +26,7 @@ from .terminology import Match, Terminology
 MODELS = {"Observation": Observation, "Condition": Condition, "Procedure": Procedure,
           "MedicationStatement": MedicationStatement, "MedicationRequest": MedicationRequest,
           "MedicationAdministration": MedicationAdministration, "Medication": Medication,
-          "Specimen": Specimen}
+          "Specimen": Specimen, "ServiceRequest": ServiceRequest}
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 OBS_SETS = ("her2-ish-ratio", "her2-ish-copy-number", "her2-ish", "her2-ihc", "her2-interpretation",
             "er", "pr", "disease-status", "staging")

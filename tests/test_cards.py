@@ -287,3 +287,14 @@ def test_repeat_window_zero_repeats_everything(settings_factory):
     chart, order = patients.bell(), [draft("capecitabine")]
     for hook in ("order-select", "order-sign"):
         assert _as_user(app, chart, hook, order, "Practitioner/a") == ["tdxd-consideration"]
+
+
+def test_a_suggested_resource_that_is_not_valid_fhir_is_never_sent():
+    from cds_service.cards import _check_action
+    good = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+            "code": {"text": "HER2 IHC"}, "subject": {"reference": "Patient/p1"}}
+    _check_action(good)
+    no_subject = {k: v for k, v in good.items() if k != "subject"}
+    for bad in ({**good, "intent": None}, no_subject, {**good, "code": "HER2"}):
+        with pytest.raises(ValueError, match="not valid FHIR R4"):
+            _check_action(bad)
