@@ -7,12 +7,16 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from typing import Any
 
 from .config import ConfigError, load
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before prometheus_client is imported: /metrics then adds up every worker's counts
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
     from .app import create_app
     from .logs import configure
     from .startup import banner
@@ -40,10 +44,13 @@ def _gunicorn(app: Any, args: argparse.Namespace) -> int:
 
     class _App(BaseApplication):
         def load_config(self) -> None:
+            from . import gunicorn_conf as production  # the settings docker/ uses, but bind and workers
+
+            for key in ("worker_class", "threads", "timeout", "graceful_timeout", "keepalive", "max_requests",
+                        "max_requests_jitter", "limit_request_line", "limit_request_fields", "child_exit"):
+                self.cfg.set(key, getattr(production, key))
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
 
         def load(self) -> Any:
             return app

@@ -184,3 +184,32 @@ def test_serve_without_config_trusts_nobody(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
+
+
+def test_serve_with_workers_runs_gunicorn_and_adds_up_metrics(tmp_path):
+    """`serve --workers 2`: gunicorn with the production settings; /metrics counts every worker's
+    requests whichever worker answers it."""
+    port = 18932
+    env = {**os.environ, "HER2_CDS_CONFIG": ""}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port), "--workers", "2",
+                             "--no-auth"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+                            cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{base}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        for _ in range(20):
+            with requests.Session() as fresh:  # new connections spread over the workers
+                assert fresh.get(f"{base}/cds-services", timeout=5).status_code == 200
+        for _ in range(4):
+            text = requests.get(f"{base}/metrics", timeout=5).text
+            assert 'her2cds_requests_total{route="/cds-services",service="unknown",status="200"} 20.0' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=20)[1]
+    assert "Booting worker" in err
