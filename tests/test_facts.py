@@ -220,3 +220,22 @@ def test_early_stage_patient_is_not_metastatic():
     f = facts(*patients.early_stage())
     assert not f.setting.metastatic and all(ln.setting == "early" for ln in f.therapy.lines)
     assert f.her2.category == "zero-unspecified" and f.her2.current.site_kind == "primary"
+
+
+def _shipped_drug_codes():
+    from cds_service.terminology import DRUG_CLASSES
+    for vs_id in DRUG_CLASSES:
+        for inc in TS.resources[f"ValueSet/{vs_id}"].get("compose", {}).get("include", []):
+            for concept in inc.get("concept", []):
+                yield vs_id, inc["system"], concept["code"], concept["display"]
+
+
+@pytest.mark.parametrize("vs_id, system, code, display", list(_shipped_drug_codes()))
+def test_every_shipped_drug_code_alone_maps_to_its_class_and_ingredient(vs_id, system, code, display):
+    """An EHR may send only the code (no display): ingredient, clinical-drug and branded codes must
+    still map to their class and to an ingredient name (no strength or form) that lines are built on."""
+    hit = TS.classify_drug({"coding": [{"system": system, "code": code}]})
+    assert hit is not None and hit.value_set == vs_id and hit.by == "code"
+    assert hit.canonical and not any(ch.isdigit() for ch in hit.canonical), hit.canonical
+    if any(ch.isdigit() for ch in display):  # a clinical or branded drug: its ingredient is named in the display
+        assert TS.classify_drug({"text": display}).canonical == hit.canonical
