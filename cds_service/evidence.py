@@ -4,23 +4,48 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
 
+class PartialDate(date):
+    """A FHIR date with only a year or a month: it compares as its first day, prints as recorded
+    ("2016", "2016-05"), and `latest` is its last possible day."""
+
+    latest: date
+    precision: str  # "year" | "month"
+
+    def isoformat(self) -> str:
+        return f"{self.year:04d}" if self.precision == "year" else f"{self.year:04d}-{self.month:02d}"
+
+    __str__ = isoformat
+
+
+def latest_day(d: date) -> date:
+    """The last day a (possibly partial) date can stand for."""
+    return getattr(d, "latest", d)
+
+
 def parse_date(value: Any) -> date | None:
-    """The calendar date of a FHIR date/dateTime/instant (partial dates take the first day)."""
+    """The calendar date of a FHIR date/dateTime/instant; a year or year-month is a PartialDate."""
     if not isinstance(value, str):
         return None
     m = _DATE.match(value)
     if not m:
         return None
+    year, month, day = int(m.group(1)), m.group(2), m.group(3)
     try:
-        return date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+        if day:
+            return date(year, int(month), int(day))
+        partial = PartialDate(year, int(month or 1), 1)
+        partial.precision = "year" if month is None else "month"
+        partial.latest = (date(year, 12, 31) if month is None else
+                          date(year + int(month) // 12, int(month) % 12 + 1, 1) - timedelta(days=1))
     except ValueError:
         return None
+    return partial
 
 
 def months_between(earlier: date, later: date) -> int:

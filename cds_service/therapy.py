@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from .evidence import Evidence, effective_date, fmt, parse_date, ref_of
+from .evidence import Evidence, effective_date, fmt, latest_day, parse_date, ref_of
 from .extraction import MedRecord
 from .terminology import Terminology
 
@@ -67,8 +67,9 @@ class Line:
         outcome = {"progressed": "progressed", "stopped-toxicity": "stopped for toxicity (not progression)",
                    "ongoing": "ongoing", "ended-reason-unknown": "ended, reason unknown"}[self.outcome]
         ev = "; ".join(e.line() for e in self.progression)
+        notes = "".join(f" [{n}]" for n in self.notes)
         return (f"{' + '.join(self.drugs)} ({span}, {self.setting} setting): {outcome}"
-                + (f" — {ev}" if ev else ""))
+                + (f" — {ev}" if ev else "") + notes)
 
 
 @dataclass
@@ -220,7 +221,13 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
         _outcome(line, cl, progressions, previous_end)
         previous_end = line.end or previous_end
         if metastatic and metastatic_start and line.start:
-            line.setting = "metastatic" if line.start >= metastatic_start else "early"
+            if line.start >= latest_day(metastatic_start):
+                line.setting = "metastatic"
+            elif latest_day(line.start) < metastatic_start:
+                line.setting = "early"
+            else:  # a year- or month-only date that spans the other one
+                line.notes.append(f"setting unknown: started {fmt(line.start)}, metastatic since "
+                                  f"{fmt(metastatic_start)}; the dates are too coarse to tell which came first")
         elif not metastatic and line.start:
             line.setting = "early"
         else:
@@ -228,7 +235,7 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
         lines.append(line)
     tdxd = [r for r in records if r.drug_class == "tdxd"]
     recent = today - timedelta(days=42)
-    tdxd_active = any(r.ongoing or (r.end or r.start or date.min) >= recent for r in tdxd)
+    tdxd_active = any(r.ongoing or latest_day(r.end or r.start or date.min) >= recent for r in tdxd)
     her2 = [r for r in records if r.drug_class == "her2-directed-antibody"]
     adjuvant = None
     if metastatic_start:

@@ -239,3 +239,41 @@ def test_every_shipped_drug_code_alone_maps_to_its_class_and_ingredient(vs_id, s
     assert hit.canonical and not any(ch.isdigit() for ch in hit.canonical), hit.canonical
     if any(ch.isdigit() for ch in display):  # a clinical or branded drug: its ingredient is named in the display
         assert TS.classify_drug({"text": display}).canonical == hit.canonical
+
+
+@pytest.mark.parametrize("value, shown, first, last", [
+    ("2016", "2016", date(2016, 1, 1), date(2016, 12, 31)),
+    ("2016-02", "2016-02", date(2016, 2, 1), date(2016, 2, 29)),
+    ("2016-12", "2016-12", date(2016, 12, 1), date(2016, 12, 31)),
+    ("2016-05-10", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
+    ("2016-05-10T23:30:00-05:00", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
+])
+def test_partial_dates_keep_their_precision(value, shown, first, last):
+    from cds_service.evidence import fmt, latest_day, parse_date
+    d = parse_date(value)
+    assert d == first and latest_day(d) == last and fmt(d) == shown
+
+
+@pytest.mark.parametrize("line_start, metastatic_onset, setting", [
+    ("2016", "2016-05-10", "unknown"),     # the year spans the diagnosis
+    ("2016-05", "2016-05-10", "unknown"),
+    ("2016-06", "2016-05-10", "metastatic"),
+    ("2016-04", "2016-05-10", "early"),
+    ("2017", "2016-05-10", "metastatic"),
+    ("2015", "2016-05-10", "early"),
+    ("2016-03-01", "2016", "unknown"),     # the diagnosis date is the coarse one
+    ("2016-05-10", "2016-05-10", "metastatic"),
+])
+def test_coarse_dates_never_guess_the_setting(line_start, metastatic_onset, setting):
+    f = facts(b.metastasis("liver", metastatic_onset), b.med_statement("capecitabine", line_start, "2016-12-31"))
+    (line,) = f.therapy.lines
+    assert line.setting == setting
+    if setting == "unknown":
+        assert "too coarse" in line.describe()
+
+
+def test_coarse_chemotherapy_date_makes_the_db06_criterion_unknown_not_met():
+    from cds_service.rules.tdxd import db06
+    f = facts(*patients.bell(), b.med_statement("paclitaxel", "2016", "2016-12-31"))
+    criterion = next(c for c in db06(f).criteria if c[0] == "no chemotherapy in the metastatic setting")
+    assert criterion[1] is None and "paclitaxel" in criterion[2]
