@@ -38,6 +38,9 @@ _NOT_AMP = re.compile(r"not amplified|non[\s-]?amplified|no amplification|withou
 _AMP = re.compile(r"(?<!not )(?<!non-)(?<!non )amplified|amplification")
 _EQUIVOCAL = re.compile(r"equivocal|borderline")
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+_RANGE = re.compile(r"(?<![\d.])([0-3])\s*\+?\s*(?:-|–|/|to|or)\s*([0-3])\s*\+")
+_FAINT_PCT = re.compile(r"(?:faint|barely perceptible|weak|incomplete)[^.;]*?(\d+(?:\.\d+)?)\s*%")
+_ISH_WORD = re.compile(r"(?<![a-z])(?:fish|sish|cish|dish|ish|in[\s-]situ hybridi[sz]ation)(?![a-z])")
 
 
 @dataclass
@@ -174,6 +177,27 @@ def ihc_score_from_text(text: str) -> int | None:
     return None
 
 
+def score_range_in_text(text: str) -> tuple[int, int] | None:
+    """Two different scores given as one result ("0-1+", "1+/2+"): not a single score."""
+    m = _RANGE.search(text.lower())
+    if m and m.group(1) != m.group(2):
+        low, high = sorted((int(m.group(1)), int(m.group(2))))
+        return low, high
+    return None
+
+
+def membrane_pct_from_text(text: str) -> float | None:
+    """The percentage of cells with faint/incomplete staining a phrase states ("faint ... in 5% of cells")."""
+    m = _FAINT_PCT.search(text.lower())
+    return float(m.group(1)) if m else None
+
+
+def ish_in_ihc_text(text: str) -> str | None:
+    """An ISH call reported in the same text as the IHC score ("2+; FISH not amplified")."""
+    m = _ISH_WORD.search(text.lower())
+    return ish_from_text(text[m.end():]) if m else None
+
+
 def membrane_from_text(text: str) -> str | None:
     low = text.lower()
     if _ULTRALOW.search(low):
@@ -220,11 +244,18 @@ def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
             p.ihc = int(n)
             return
     for t in _value_texts(holder):
+        if rng := score_range_in_text(t):  # never pick one end of "0-1+": unscored, re-scoring needed
+            p.notes.append(f"{ref_of(p.resource)} gives the IHC score as a range ({rng[0]}-{rng[1]}+), "
+                           "not a single score")
+            p.binary, p.by_text = ("negative" if rng[1] <= 1 else p.binary or _binary(ts, holder)), True
+            return
         score = ihc_score_from_text(t)
         if score is not None:
             p.ihc, p.by_text = score, True
             if score == 0 and p.membrane is None:
                 p.membrane = membrane_from_text(t)
+                p.membrane_pct = p.membrane_pct if p.membrane else membrane_pct_from_text(t)
+            p.ish = p.ish or ish_in_ihc_text(t)
             return
     for t in _value_texts(holder):
         for regex, cat in _STATED:
@@ -458,6 +489,7 @@ def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
             if getattr(p, attr) is not None:
                 setattr(r, attr, getattr(p, attr))
         r.by_text = r.by_text or p.by_text
+        r.notes.extend(p.notes)
         r.specimen_ref = r.specimen_ref or _spec(p)
         if p.resource.get("status") == "preliminary":
             r.notes.append(f"{ref_of(p.resource)} is preliminary")
@@ -510,8 +542,11 @@ def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict
     unreadable = [r for r in results if r.category is None]
     for r in unreadable:
         notes.append(f"HER2 result {', '.join(r.refs)} could not be read: no score, ISH or interpretation found")
+        notes.extend(r.notes)
     results = sorted((r for r in results if r.category), key=lambda r: (r.when is not None, r.when or date.min))
     current = results[-1] if results else None
+    if current:
+        notes.extend(f"latest HER2 result: {n}" for n in current.notes)
     if current and current.when is None:
         notes.append("no HER2 result has a date: the current result cannot be told from older ones")
     ever_positive = any(r.category == POSITIVE for r in results)

@@ -98,6 +98,21 @@ def test_ihc_encodings(value, expected):
     assert category(b.her2_ihc(value)) == expected
 
 
+@pytest.mark.parametrize("text, expected, note", [
+    ("Negative (0-1+)", "binary-only", "range (0-1+)"),     # the old report style: never read as 1+
+    ("HER2 1+/2+", None, "range (1-2+)"),
+    ("2+ equivocal; FISH not amplified (ratio 1.3)", "low", None),
+    ("2+ (equivocal), reflex to FISH", "indeterminate", None),
+    ("3+; FISH amplified", "positive", None),
+    ("Score 0, faint incomplete membrane staining in 5% of tumour cells", "ultralow", None),
+    ("Score 0, faint incomplete membrane staining in 30% of cells", "zero-unspecified", "contradictory"),
+])
+def test_free_text_reports_real_labs_write(text, expected, note):
+    pic = picture(b.metastasis("liver", "2024-01-01"), b.her2_ihc({"valueString": text}))
+    assert pic.category == expected
+    assert note is None or any(note in n for n in pic.notes), pic.notes  # picture notes reach the cards
+
+
 def test_score_in_a_component():
     obs = b.observation(b.cc(text="HER2 panel"), "2025-01-01", component=[
         {"code": b.cc(b.LOINC, "85319-2"), "valueCodeableConcept": {"text": "2+"}},
