@@ -298,3 +298,10 @@ def test_a_suggested_resource_that_is_not_valid_fhir_is_never_sent():
     for bad in ({**good, "intent": None}, no_subject, {**good, "code": "HER2"}):
         with pytest.raises(ValueError, match="not valid FHIR R4"):
             _check_action(bad)
+
+
+def test_rescore_card_says_when_there_is_no_receptor_result(app):
+    chart = [b.metastasis("liver", "2024-01-01"), b.her2_ihc({"valueString": "Negative (0-1+)"}, "2025-02-01")]
+    card = cards_for(app, chart, "patient-view")["her2-rescore"]
+    assert "- HR status unknown: no ER or PR result" in card["detail"]
+    assert "range (0-1+)" in card["detail"]

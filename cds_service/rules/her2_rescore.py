@@ -92,7 +92,8 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or ["no HER2 result found"]
     evidence.append(f"metastatic since {fmt(facts.setting.start)} "
                     f"({', '.join(e.ref for e in facts.setting.evidence)})")
-    evidence += [f"HR status {facts.hr.status}: " + "; ".join(e.line() for e in facts.hr.evidence())]
+    hr_lines = "; ".join(e.line() for e in facts.hr.evidence())
+    evidence.append(f"HR status {facts.hr.status}: {hr_lines or 'no ER or PR result'}")
     order = systemic_order(facts, hook)
     if order and order.drug:
         evidence.append(f"order in progress: {order.drug.canonical}")
