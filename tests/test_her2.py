@@ -235,3 +235,14 @@ def test_unspecified_zero_is_never_ultralow(text, ish):
 def test_score_parser_total(text):
     score = ihc_score_from_text(text)
     assert score is None or score in (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("display", ["HER2 [Mass/volume] in Serum", "HER2 [Mass/volume] in Serum or Plasma"])
+def test_serum_her2_is_not_a_tumour_her2_result(display):
+    """LOINC 32996-1 is a blood test (shed HER2 extracellular domain): a high value is no ISH amplification."""
+    serum = b.observation(b.cc(b.LOINC, "32996-1", display), "2025-06-01",
+                          valueQuantity={"value": 25, "unit": "ng/mL"},
+                          interpretation=[b.cc("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                                               "H", "High")])
+    pic = picture(b.metastasis("liver", "2024-01-01"), serum)
+    assert pic.results == [] and pic.category is None
