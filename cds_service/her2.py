@@ -198,35 +198,29 @@ def ish_in_ihc_text(text: str) -> str | None:
     return ish_from_text(text[m.end():]) if m else None
 
 
-def membrane_from_text(text: str) -> str | None:
+def _first_label(text: str, table: tuple[tuple[re.Pattern[str], str], ...]) -> str | None:
+    """The label of the first pattern (in table order) found in text."""
     low = text.lower()
-    if _ULTRALOW.search(low):
-        return "faint-le-10"
-    if _NULL.search(low):
-        return "absent"
-    return None
+    return next((label for regex, label in table if regex.search(low)), None)
+
+
+def membrane_from_text(text: str) -> str | None:
+    return _first_label(text, ((_ULTRALOW, "faint-le-10"), (_NULL, "absent")))
 
 
 def ish_from_text(text: str) -> str | None:
-    low = text.lower()
-    if _NOT_AMP.search(low):
-        return "not-amplified"
-    if _EQUIVOCAL.search(low):
-        return "equivocal"
-    if _AMP.search(low):
-        return "amplified"
-    return None
+    return _first_label(text, ((_NOT_AMP, "not-amplified"), (_EQUIVOCAL, "equivocal"), (_AMP, "amplified")))
+
+
+_BINARY_SETS = (("result-equivocal", "equivocal"), ("result-negative", "negative"), ("result-positive", "positive"))
 
 
 def _binary(ts: Terminology, holder: dict[str, Any], key: str = "valueCodeableConcept") -> str | None:
     value = holder.get(key)
-    for vs, label in (("result-equivocal", "equivocal"), ("result-negative", "negative"),
-                      ("result-positive", "positive")):
-        if ts.match(vs, value):
-            return label
-    for t in _value_texts(holder) if key == "valueCodeableConcept" else texts(value):
-        hit = next((lab for vs, lab in (("result-equivocal", "equivocal"), ("result-negative", "negative"),
-                                        ("result-positive", "positive")) if ts.match(vs, {"text": t})), None)
+    candidates = [value, *({"text": t} for t in (_value_texts(holder) if key == "valueCodeableConcept"
+                                                  else texts(value)))]
+    for cc in candidates:
+        hit = next((label for vs, label in _BINARY_SETS if ts.match(vs, cc)), None)
         if hit:
             return hit
     return None
