@@ -29,7 +29,7 @@ MODELS = {"Observation": Observation, "Condition": Condition, "Procedure": Proce
           "Specimen": Specimen, "ServiceRequest": ServiceRequest}
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 OBS_SETS = ("her2-ish-ratio", "her2-ish-copy-number", "her2-ish", "her2-ihc", "her2-interpretation",
-            "er", "pr", "disease-status", "staging")
+            "er", "pr", "disease-status", "staging", "renal-function")
 CONDITION_SETS = ("ild", "lung-metastasis", "metastatic-disease", "breast-cancer", "renal-impairment")
 PROCEDURE_SETS = ("radiotherapy", "biopsy")
 

@@ -60,7 +60,8 @@ def derive(resources: list[dict[str, Any]], context: dict[str, Any], ts: Termino
     setting = derive_setting(ex.conditions, ex.observations["staging"], ts)
     therapy = derive_therapy(ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today)
     tdxd_start = min((r.start for r in therapy.tdxd if r.start), default=None)
-    ild = derive_ild(ex.conditions, ex.procedures, setting.lung_metastases, tdxd_start, ts)
+    ild = derive_ild(ex.conditions, ex.procedures, setting.lung_metastases, tdxd_start, ts,
+                     ex.observations["renal-function"])
     drafts = read_drafts(context, ts)
     return Facts(today=today, her2=her2, hr=hr, setting=setting, therapy=therapy, ild=ild, drafts=drafts,
                  later_metastatic_biopsy=_later_metastatic_biopsy(ex, her2, ts), data_notes=ex.notes,

@@ -1,5 +1,5 @@
 """ILD/pneumonitis risk (DESIGN §6.5): prior ILD or pneumonitis (T-DXd-associated, grade),
-thoracic radiotherapy, lung metastases, reduced renal function."""
+thoracic radiotherapy, lung metastases, reduced renal function (a Condition, or the latest eGFR)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,51 @@ _SEVERITY = {"255604002": 1, "6736007": 2, "24484000": 3}  # SNOMED mild / moder
 _DRUG_INDUCED_ICD = ("J70.2", "J70.3", "J70.4")
 
 
+_BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?)")
+_SKIP_STATUS = {"entered-in-error", "cancelled", "registered"}
+
+
+@dataclass(frozen=True)
+class Egfr:
+    """The latest estimated GFR, as reported (a bound such as ">60" keeps its comparator)."""
+
+    value: float
+    comparator: str | None
+    evidence: Evidence
+
+    def below(self, threshold: float) -> bool | None:
+        """Whether it is under threshold; None when a reported bound (">30") leaves it open."""
+        if self.comparator in (">", ">=", "≥"):
+            return False if self.value >= threshold else None
+        if self.comparator in ("<", "<=", "≤"):
+            return True if self.value <= threshold else None
+        return self.value < threshold
+
+
+def _egfr_reading(obs: dict[str, Any]) -> tuple[float, str | None] | None:
+    q = obs.get("valueQuantity")
+    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
+        comp = q.get("comparator")
+        return float(q["value"]), comp if isinstance(comp, str) else None
+    m = _BOUND.match(obs["valueString"]) if isinstance(obs.get("valueString"), str) else None
+    return (float(m.group(2)), m.group(1)) if m else None
+
+
+def latest_egfr(observations: list[dict[str, Any]]) -> Egfr | None:
+    """The most recent readable eGFR result (entered-in-error, cancelled and pending ones skipped)."""
+    readings = []
+    for obs in observations:
+        reading = _egfr_reading(obs) if obs.get("status") not in _SKIP_STATUS else None
+        if reading:
+            readings.append((effective_date(obs) or date.min, reading, obs))
+    if not readings:
+        return None
+    _, (value, comp), obs = max(readings, key=lambda t: t[0])
+    unit = (obs.get("valueQuantity") or {}).get("unit") if isinstance(obs.get("valueQuantity"), dict) else None
+    text = f"eGFR {comp or ''}{value:g} {unit or 'mL/min/1.73 m2'}"
+    return Egfr(value, comp, Evidence(ref_of(obs), effective_date(obs), text))
+
+
 @dataclass
 class IldRisk:
     prior_ild: list[Evidence] = field(default_factory=list)
@@ -23,6 +68,7 @@ class IldRisk:
     thoracic_rt: list[Evidence] = field(default_factory=list)
     lung_metastases: list[Evidence] = field(default_factory=list)
     renal: list[Evidence] = field(default_factory=list)
+    egfr: Egfr | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -60,8 +106,9 @@ def _thoracic(proc: dict[str, Any], ts: Terminology) -> bool:
 
 
 def derive_ild(conditions: dict[str, list[tuple[dict[str, Any], Match]]], procedures: dict[str, list[dict[str, Any]]],
-               lung_metastases: list[Evidence], tdxd_start: date | None, ts: Terminology) -> IldRisk:
-    risk = IldRisk(lung_metastases=list(lung_metastases))
+               lung_metastases: list[Evidence], tdxd_start: date | None, ts: Terminology,
+               renal_observations: list[dict[str, Any]] = ()) -> IldRisk:
+    risk = IldRisk(lung_metastases=list(lung_metastases), egfr=latest_egfr(list(renal_observations)))
     for cond, match in conditions.get("ild", []):
         if verification_codes(cond) & {"entered-in-error", "refuted"}:
             continue

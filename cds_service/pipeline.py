@@ -45,7 +45,7 @@ class Engine:
         fhir = settings.fhir
         self.client = FhirClient(fhir["allowed_servers"], float(fhir["timeout_seconds"]),
                                  int(fhir.get("max_pages", 20)))
-        self.pool = ThreadPoolExecutor(max_workers=int(fhir.get("max_workers", 8)),
+        self.pool = ThreadPoolExecutor(max_workers=int(fhir.get("max_workers", 32)),
                                        thread_name_prefix="fhir-fallback")
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
         self.shown = memory_from_url(settings["storage"]["cache_url"], namespace="shown")

@@ -23,11 +23,11 @@ def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
     for r in resources:
         by_type.setdefault(r["resourceType"], []).append(r)
     obs_keys: dict[str, list[dict[str, Any]]] = {
-        "her2Observations": [], "receptorObservations": [], "diseaseStatus": []}
+        "her2Observations": [], "receptorObservations": [], "diseaseStatus": [], "renalFunction": []}
     templates = contracts.services()["her2-order-select"]["prefetch"]
     for o in by_type.get("Observation", []):
         codes = [c.get("code") for c in (o.get("code") or {}).get("coding", [])]
-        key = next((k for k in ("receptorObservations", "diseaseStatus")
+        key = next((k for k in ("receptorObservations", "diseaseStatus", "renalFunction")
                     if any(c and f"|{c}" in templates[k] for c in codes)), "her2Observations")
         obs_keys[key].append(o)
     meds = by_type.get("Medication", [])

@@ -260,3 +260,20 @@ def test_body_over_limit_is_413(settings_factory):
                   content_type="application/json")
     assert resp.status_code == 413
     assert "2048" in resp.get_json()["error"]
+
+
+def test_observation_prefetch_codes_are_the_value_sets_codes():
+    """Every LOINC code an Observation prefetch asks for belongs to the value set its key feeds, and
+    every LOINC code of those value sets is asked for (32996-1, serum HER2, once slipped in)."""
+    from cds_service.terminology import load_terminology
+    ts = load_terminology()
+    feeds = {"her2Observations": ("her2-ihc", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number",
+                                  "her2-interpretation"),
+             "receptorObservations": ("er", "pr"), "diseaseStatus": ("disease-status", "staging"),
+             "renalFunction": ("renal-function",)}
+    for service in contracts.services().values():
+        for key, sets in feeds.items():
+            query = service["prefetch"][key]
+            asked = {c.split("|")[1] for c in query.split("code=")[1].split("&")[0].split(",")}
+            shipped = {code for vs in sets for system, code in ts.sets[vs].codes if system == "http://loinc.org"}
+            assert asked == shipped, (service["id"], key, asked ^ shipped)

@@ -305,3 +305,36 @@ def test_rescore_card_says_when_there_is_no_receptor_result(app):
     card = cards_for(app, chart, "patient-view")["her2-rescore"]
     assert "- HR status unknown: no ER or PR result" in card["detail"]
     assert "range (0-1+)" in card["detail"]
+
+
+# --- renal function as an ILD risk factor (latest eGFR)
+def _egfr(value, when, **kw):
+    v = {"valueString": value} if isinstance(value, str) else {
+        "valueQuantity": {"value": value, "unit": "mL/min/1.73m2", "system": "http://unitsofmeasure.org",
+                          "code": "mL/min/{1.73_m2}"}}
+    return b.observation(b.cc(b.LOINC, "98979-8", "eGFR (CKD-EPI 2021)"), when, **v, **kw)
+
+
+@pytest.mark.parametrize("results, indicator, evidence, unknown", [
+    ([_egfr(45, "2026-10-01")], "warning", "reduced renal function: eGFR 45 mL/min/1.73m2 (under 60)", None),
+    ([_egfr(45, "2024-03-01"), _egfr(75, "2026-10-01")], "info", None, None),        # the latest counts
+    ([_egfr(75, "2024-03-01"), _egfr(40, "2026-10-01")], "warning", "eGFR 40", None),
+    ([_egfr(">60", "2026-10-01")], "info", None, None),                              # a bound above the line
+    ([_egfr(">30", "2026-10-01")], "info", None, "cannot tell whether renal function is under 60"),
+    ([_egfr(20, "2026-10-01", status="entered-in-error")], "info", None, None),
+])
+def test_latest_egfr_under_60_is_an_ild_risk_factor(app, results, indicator, evidence, unknown):
+    chart = [*patients.bell(), *results]
+    card = cards_for(app, chart, "order-sign", [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))])["ild-monitoring"]
+    assert card["indicator"] == indicator
+    assert evidence is None or evidence in card["detail"]
+    assert unknown is None or unknown in card["detail"]
+    if indicator == "info":
+        assert "reduced renal function: eGFR" not in card["detail"]
+
+
+def test_egfr_threshold_is_configurable(settings_factory):
+    app = create_app(settings_factory(cards={"ild_monitoring": {"enabled": True, "egfr_below": 30}}))
+    chart = [*patients.bell(), _egfr(45, "2026-10-01")]
+    card = cards_for(app, chart, "order-sign", [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))])["ild-monitoring"]
+    assert card["indicator"] == "info"

@@ -89,9 +89,10 @@ def test_fallback_queries_run_in_parallel(app_for, fhir_server):
     resp = app.test_client().post("/cds-services/her2-patient-view",
                                   json=_request(fhir_server.base))
     elapsed = time.perf_counter() - started
+    keys = len(empty_prefetch())
     assert resp.status_code == 200
-    assert len(fhir_server.log()) == 9
-    assert elapsed < 0.3 * 9 / 2, f"9 queries of 0.3 s took {elapsed:.2f} s: not parallel"
+    assert len(fhir_server.log()) == keys
+    assert elapsed < 0.3 * 2, f"{keys} queries of 0.3 s took {elapsed:.2f} s: not all in parallel"
 
 
 def test_slow_server_gives_degraded_answer_within_deadline(app_for, fhir_server, settings_factory):
@@ -185,7 +186,7 @@ def test_token_never_logged(app_for, fhir_server, caplog):
     text = caplog.text
     assert TOKEN not in text
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "her2_cds.audit"]
-    assert records and records[-1]["status"] == 200 and records[-1]["fallback_calls"] == 9
+    assert records and records[-1]["status"] == 200 and records[-1]["fallback_calls"] == len(empty_prefetch())
 
 
 def test_real_socket_round_trip(app_for, fhir_server, live_server):

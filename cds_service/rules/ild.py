@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..evidence import Evidence
 from ..facts import Facts
 from .decision import CardDecision, Suggestion, tdxd_order, unavailable_lines
 
@@ -26,8 +27,17 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     if order is None and not (hook == "patient-view" and facts.therapy.tdxd_active):
         return None
     risk = facts.ild
-    evidence = [f"risk factor: {e.line()}" for e in risk.factors]
+    factors = list(risk.factors)
     unknowns = list(risk.notes)
+    threshold = float(cfg.get("egfr_below", 60))
+    if risk.egfr is not None:
+        below = risk.egfr.below(threshold)
+        ev = risk.egfr.evidence
+        if below:
+            factors.append(Evidence(ev.ref, ev.when, f"reduced renal function: {ev.text} (under {threshold:g})"))
+        elif below is None:
+            unknowns.append(f"{ev.line()}: cannot tell whether renal function is under {threshold:g}")
+    evidence = [f"risk factor: {e.line()}" for e in factors]
     indicator, summary = "info", "T-DXd: baseline chest CT and SpO2; teach to report cough, dyspnoea or fever"
     dose_line = None
     if order is not None:
@@ -36,9 +46,9 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         elif abs(order.dose_mg_per_kg - BREAST_DOSE) > 0.05:
             dose_line = (f"Drafted dose {order.dose_mg_per_kg:g} mg/kg is not the breast-cancer dose of 5.4 mg/kg "
                          "(6.4 mg/kg is the gastric dose).")
-    if risk.factors:
+    if factors:
         indicator = "warning"
-        summary = f"T-DXd with ILD risk factors ({len(risk.factors)}): baseline chest CT, SpO2, close monitoring"
+        summary = f"T-DXd with ILD risk factors ({len(factors)}): baseline chest CT, SpO2, close monitoring"
     if dose_line:
         indicator = "warning"
         summary = f"T-DXd dose {order.dose_mg_per_kg:g} mg/kg: breast-cancer dose is 5.4 mg/kg; plus ILD monitoring"
