@@ -409,19 +409,12 @@ def categorise(r: Her2Result) -> str | None:
             r.notes.append(f"IHC 0 with membrane staining in {r.membrane_pct:g}% of cells is contradictory "
                            "(>10% would be 1+): pathology review needed")
         return ZERO_UNSPECIFIED
-    if ish == "amplified":
-        return POSITIVE
-    if ish == "not-amplified":
-        return BINARY_ONLY
-    if ish == "equivocal":
-        return INDETERMINATE
-    if r.binary == "positive":
-        return POSITIVE
-    if r.binary == "negative":
-        return BINARY_ONLY
-    if r.binary == "equivocal":
-        return INDETERMINATE
-    return None
+    # no IHC score: the ISH call decides, else the reported interpretation (§6.1, last rows)
+    return _WITHOUT_IHC.get(ish or "") or _WITHOUT_IHC.get(r.binary or "")
+
+
+_WITHOUT_IHC = {"amplified": POSITIVE, "not-amplified": BINARY_ONLY, "equivocal": INDETERMINATE,
+                "positive": POSITIVE, "negative": BINARY_ONLY}
 
 
 # ---------------------------------------------------------------- grouping and the picture
