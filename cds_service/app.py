@@ -19,6 +19,7 @@ from .gathering import MissingPrefetch
 from .logs import audit_logger
 from .metrics import Metrics
 from .pipeline import Engine
+from .prefetch import published_services
 from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as replay_cache_from_url
 
@@ -67,7 +68,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_config()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.limits.get("max_body_bytes", 5_000_000))
-    services = contracts.services()
     for name in ("request", "feedback", "response", "order-select.context",
                  "order-sign.context", "patient-view.context"):
         contracts.validator(name)  # load and check every schema at start, not on first use
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         logging.getLogger("her2_cds").warning("feedback database not reachable at start (%s); "
                                               "will retry on first feedback", type(exc).__name__)
     engine = Engine(settings)
+    services = published_services(contracts.services(), engine.terminology)
     metrics = Metrics()
     audit = audit_logger()
     origins = set(settings["cors"]["allowed_origins"])

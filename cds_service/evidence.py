@@ -70,6 +70,9 @@ class Evidence:
 
 
 def ref_of(resource: dict[str, Any]) -> str:
+    """Type/id; a result read from a report's text names the report (`_ref`)."""
+    if isinstance(resource.get("_ref"), str):
+        return resource["_ref"]
     return f"{resource.get('resourceType', '?')}/{resource.get('id', '?')}"
 
 

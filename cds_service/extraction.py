@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.medicationrequest import MedicationRequest
@@ -21,16 +22,21 @@ from fhir.resources.R4B.specimen import Specimen
 from pydantic import ValidationError
 
 from .evidence import ref_of
+from .pathology import conclusion_statements, pathology_reports, report_member_set, result_refs, with_report_context
+from .status import IGNORE, UNCONFIRMED, verdict
+from .status import note as status_note
 from .terminology import Match, Terminology
 
 MODELS = {"Observation": Observation, "Condition": Condition, "Procedure": Procedure,
           "MedicationStatement": MedicationStatement, "MedicationRequest": MedicationRequest,
           "MedicationAdministration": MedicationAdministration, "Medication": Medication,
-          "Specimen": Specimen, "ServiceRequest": ServiceRequest}
+          "Specimen": Specimen, "ServiceRequest": ServiceRequest, "DiagnosticReport": DiagnosticReport}
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
-OBS_SETS = ("her2-ish-ratio", "her2-ish-copy-number", "her2-ish", "her2-ihc", "her2-interpretation",
-            "er", "pr", "disease-status", "staging", "renal-function")
-CONDITION_SETS = ("ild", "lung-metastasis", "metastatic-disease", "breast-cancer", "renal-impairment")
+HER2_SETS = ("her2-ish-ratio", "her2-ish-copy-number", "her2-cep17-copy-number", "her2-ish", "her2-ihc",
+             "her2-interpretation")
+OBS_SETS = (*HER2_SETS, "er", "pr", "hr-combined", "disease-status", "staging", "renal-function")
+CONDITION_SETS = ("ild", "lung-metastasis", "metastatic-disease", "regional-lymph-node", "lymph-node-metastasis",
+                  "breast-cancer", "renal-impairment")
 PROCEDURE_SETS = ("radiotherapy", "biopsy")
 
 
@@ -47,6 +53,7 @@ class Extracted:
     """The relevant resources of one request, by what they are."""
 
     observations: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in OBS_SETS})
+    reports: list[dict[str, Any]] = field(default_factory=list)
     conditions: dict[str, list[tuple[dict[str, Any], Match]]] = field(
         default_factory=lambda: {k: [] for k in CONDITION_SETS})
     procedures: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in PROCEDURE_SETS})
@@ -180,10 +187,21 @@ def _observation_set(ts: Terminology, obs: dict[str, Any]) -> str | None:
         return hit.value_set
     for comp in obs.get("component") or []:
         if isinstance(comp, dict):
-            hit = ts.match_any(OBS_SETS[:5], comp.get("code"))
+            hit = ts.match_any(HER2_SETS, comp.get("code"))
             if hit:
                 return "her2-ihc" if hit.value_set in ("her2-ihc", "her2-interpretation") else "her2-ish"
     return None
+
+
+def _condition_hits(ts: Terminology, cond: dict[str, Any]) -> list[tuple[str, Match]]:
+    """The value sets a Condition's code is in: by code when any coding matched one (its text is
+    then not read against the others), else by text."""
+    code = cond.get("code")
+    if not ts.group(CONDITION_SETS).could_match(code):
+        return []
+    hits = [(vs, m) for vs in CONDITION_SETS if (m := ts.match(vs, code)) is not None]
+    coded = [(vs, m) for vs, m in hits if m.by == "code"]
+    return coded or hits
 
 
 def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
@@ -193,38 +211,53 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     out.counted = len(resources)
     medications = {r["id"]: r for r in resources
                    if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
+    reports = pathology_reports(resources, ts, lambda rep: _admit(rep, out.notes))
+    out.reports = reports
+    members = {ref: rep for rep in reports for ref in result_refs(rep)}
     for r in resources:
         try:
-            _sort_one(r, ts, medications, out)
+            _sort_one(r, ts, medications, members, out)
         except (TypeError, AttributeError, ValueError, KeyError):
             out.notes.append(f"{ref_of(r)} was skipped: not readable FHIR")
+    for rep in reports:
+        for kind, obs in conclusion_statements(rep, {k for k, lst in out.observations.items()
+                                                     if any(o.get("_report") == rep.get("id") for o in lst)}):
+            out.observations[kind].append(obs)
     return out
 
 
-def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[str, Any]], out: Extracted) -> None:
+def _admit(r: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    """The status policy, then FHIR validation: the resource to read, or None (with a note)."""
+    decision, status = verdict(r)
+    if decision in (IGNORE, UNCONFIRMED):
+        notes.append(status_note(r, decision, status))
+        return None
+    return validated(r, notes)
+
+
+def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[str, Any]],
+              members: dict[str, dict[str, Any]], out: Extracted) -> None:
     rtype = r["resourceType"]
     if rtype == "Observation":
-        vs = _observation_set(ts, r)
-        if vs and (r := validated(r, out.notes)) is not None:
-            out.observations[vs].append(r)
+        report = members.get(ref_of(r))
+        vs = _observation_set(ts, r) or (report_member_set(r) if report else None)
+        if vs and (r := _admit(r, out.notes)) is not None:
+            out.observations[vs].append(with_report_context(r, report) if report else r)
     elif rtype == "Condition":
-        if not ts.group(CONDITION_SETS).could_match(r.get("code")):
-            return
-        hits = [(vs, ts.match(vs, r.get("code"))) for vs in CONDITION_SETS]
-        hits = [(vs, m) for vs, m in hits if m]
-        if hits and (r := validated(r, out.notes)) is not None:
+        hits = _condition_hits(ts, r)
+        if hits and (r := _admit(r, out.notes)) is not None:
             for vs, m in hits:
                 out.conditions[vs].append((r, m))
     elif rtype == "Procedure":
         if not ts.group(PROCEDURE_SETS).could_match(r.get("code")):
             return
         hits = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
-        if hits and (r := validated(r, out.notes)) is not None:
+        if hits and (r := _admit(r, out.notes)) is not None:
             for vs in hits:
                 out.procedures[vs].append(r)
     elif rtype in MED_TYPES:
         drug = ts.classify_drug(medication_concept(r, medications))
         if drug and (r := validated(r, out.notes)) is not None:
             out.meds.append(MedRecord(r, drug))
-    elif rtype == "Specimen" and isinstance(r.get("id"), str) and (r := validated(r, out.notes)) is not None:
+    elif rtype == "Specimen" and isinstance(r.get("id"), str) and (r := _admit(r, out.notes)) is not None:
         out.specimens[r["id"]] = r

@@ -11,7 +11,10 @@ from typing import Any
 from urllib.parse import quote
 
 from .fhir_client import FetchResult, FhirClient, is_allowed, read_payload
+from .prefetch import PATHOLOGY_KEY, missing_report_results
 
+# keys an EHR may not support: their absence is said on the cards, never a 412
+OPTIONAL_KEYS = {PATHOLOGY_KEY}
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 
 
@@ -93,14 +96,55 @@ def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClien
         why = ("no fhirServer in the request" if not isinstance(server, str) else
                "fhirServer is not on this service's allow-list" if not is_allowed(server, client.allowed)
                else "no fhirAuthorization token for fhirServer")
-        raise MissingPrefetch(sorted(to_fetch), why)
+        if set(to_fetch) - OPTIONAL_KEYS:
+            raise MissingPrefetch(sorted(set(to_fetch) - OPTIONAL_KEYS), why)
+        for key in to_fetch:  # an EHR without this key (e.g. no DiagnosticReport support): said, not refused
+            out.by_key[key] = []
+            out.unavailable[key] = f"not prefetched and cannot be fetched ({why})"
+        to_fetch = {}
     for key in list(to_continue):
         if not usable:
             out.unavailable[key] = "prefetch was paged and the remaining pages cannot be fetched"
             del to_continue[key]
-    if not to_fetch and not to_continue:
-        return out
     base = server.rstrip("/") + "/" if isinstance(server, str) else ""
+    if to_fetch or to_continue:
+        _fetch(out, to_fetch, to_continue, base, client, pool, token, deadline)
+    _complete_reports(out, usable, base, client, pool, token, deadline)
+    return out
+
+
+REPORT_RESULTS_PER_QUERY = 40
+
+
+def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient, pool: ThreadPoolExecutor,
+                      token: str | None, deadline: float) -> None:
+    """Results that pathology reports reference but that came without them (no `_include` support on
+    the server or in the EHR's prefetch): one `Observation?_id=` query per 40 ids, in parallel."""
+    missing = missing_report_results(out.by_key)
+    if not missing:
+        return
+    if not usable:
+        out.unavailable[PATHOLOGY_KEY] = (f"{len(missing)} result(s) referenced by pathology reports were not "
+                                          "delivered and cannot be fetched")
+        return
+    chunks = [missing[i:i + REPORT_RESULTS_PER_QUERY] for i in range(0, len(missing), REPORT_RESULTS_PER_QUERY)]
+    futures = [pool.submit(client.search, f"{base}Observation?_id={','.join(c)}", token, deadline, base)
+               for c in chunks]
+    for fut in futures:
+        try:
+            res: FetchResult = fut.result(timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+        except FutureTimeout:
+            res = FetchResult(error="deadline passed")
+        out.fallback_calls += res.calls
+        out.by_key.setdefault(PATHOLOGY_KEY, []).extend(res.resources)
+        if res.error:
+            out.fallback_errors += 1
+            out.unavailable[PATHOLOGY_KEY] = f"results of pathology reports: {res.error}"
+
+
+def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str], base: str, client: FhirClient,
+           pool: ThreadPoolExecutor, token: str | None, deadline: float) -> None:
+    """The missing keys and the remaining pages of paged ones, in parallel, within the deadline."""
     futures = {key: pool.submit(client.search, base + query, token, deadline, base)
                for key, query in to_fetch.items()}
     futures.update({key: pool.submit(client.search, url, token, deadline, base)
@@ -117,5 +161,4 @@ def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClien
             out.unavailable[key] = res.error
         elif res.truncated:
             out.unavailable[key] = "more pages than this service follows; later pages not read"
-    return out
 

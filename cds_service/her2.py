@@ -9,18 +9,20 @@ from datetime import date
 from typing import Any
 
 from .evidence import effective_date, fmt, parse_date, ref_of
-from .terminology import Terminology, codings, texts
+from .status import result_rank
+from .terminology import Terminology, codings, note_texts, texts
 
 POSITIVE, LOW, ULTRALOW, NULL = "positive", "low", "ultralow", "null"
 INDETERMINATE, ZERO_UNSPECIFIED, BINARY_ONLY = "indeterminate", "zero-unspecified", "binary-only"
+INCONSISTENT = "inconsistent"
 CATEGORY_LABEL = {
     POSITIVE: "HER2-positive", LOW: "HER2-low", ULTRALOW: "HER2-ultralow", NULL: "HER2-null (IHC 0, no staining)",
-    INDETERMINATE: "HER2 indeterminate (IHC 2+ without ISH)",
+    INDETERMINATE: "HER2 indeterminate (IHC 2+ without ISH, or ISH that cannot be interpreted)",
     ZERO_UNSPECIFIED: "HER2 IHC 0 without a membrane-staining statement",
     BINARY_ONLY: "HER2-negative (no IHC score reported)",
+    INCONSISTENT: "HER2 IHC 0 with staining in >10% of cells (inconsistent report)",
 }
 LOCAL_CS = "http://her2-cds.org/fhir/CodeSystem/her2-ihc"
-IGNORED_STATUS = {"entered-in-error", "cancelled", "registered"}
 AMENDING_STATUS = {"amended", "corrected"}
 PAIR_ISH_DAYS = 60
 
@@ -52,9 +54,12 @@ class Partial:
     ihc: int | None = None
     membrane: str | None = None  # "absent" | "faint-le-10"
     membrane_pct: float | None = None
+    membrane_pct_cmp: str | None = None
     ish: str | None = None  # "amplified" | "not-amplified" | "equivocal"
     ratio: float | None = None
+    ratio_cmp: str | None = None
     copy_number: float | None = None
+    cep17: float | None = None
     binary: str | None = None  # "positive" | "negative" | "equivocal"
     stated: str | None = None  # a category the report states in words (HER2-low ...)
     by_text: bool = False
@@ -66,7 +71,7 @@ class Partial:
 
     @property
     def has_ish(self) -> bool:
-        return self.ish is not None or self.ratio is not None or self.copy_number is not None
+        return self.ish is not None or self.ratio is not None or self.copy_number is not None or self.cep17 is not None
 
 
 @dataclass
@@ -79,9 +84,12 @@ class Her2Result:
     ihc: int | None = None
     membrane: str | None = None
     membrane_pct: float | None = None
+    membrane_pct_cmp: str | None = None
     ish: str | None = None
     ratio: float | None = None
+    ratio_cmp: str | None = None
     copy_number: float | None = None
+    cep17: float | None = None
     ish_group: int | None = None
     binary: str | None = None
     site_kind: str = "unknown"  # primary | metastatic | unknown
@@ -102,7 +110,7 @@ class Her2Result:
         if self.membrane == "absent":
             return "no membrane staining"
         if self.membrane_pct is not None:
-            return f"{self.membrane_pct:g}% cells with membrane staining"
+            return f"{self.membrane_pct_cmp or ''}{self.membrane_pct:g}% cells with membrane staining"
         return "no membrane-staining statement"
 
     def describe(self) -> str:
@@ -113,9 +121,9 @@ class Her2Result:
                 bits.append(self._membrane_text())
         if self.ish or self.ratio is not None:
             ish = self.ish or "ISH"
-            nums = ", ".join(x for x in (f"ratio {self.ratio:g}" if self.ratio is not None else "",
-                                         f"{self.copy_number:g} copies/cell" if self.copy_number is not None else "")
-                             if x)
+            ratio = f"ratio {self.ratio_cmp or ''}{self.ratio:g}" if self.ratio is not None else ""
+            copies = f"{self.copy_number:g} copies/cell" if self.copy_number is not None else ""
+            nums = ", ".join(x for x in (ratio, copies) if x)
             bits.append(f"ISH {ish.replace('-', ' ')}" + (f" ({nums})" if nums else ""))
         if not bits and self.binary:
             bits.append(f"reported only as {self.binary}")
@@ -135,6 +143,7 @@ class Her2Picture:
     ever_positive: bool
     discordant: bool
     notes: list[str] = field(default_factory=list)
+    earlier_low: Her2Result | None = None  # latest null/zero-unspecified, an earlier sample low/ultralow
 
     @property
     def category(self) -> str | None:
@@ -143,27 +152,56 @@ class Her2Picture:
 
 # ---------------------------------------------------------------- reading values
 
-def _value_texts(holder: dict[str, Any]) -> list[str]:
-    out = texts(holder.get("valueCodeableConcept"))
-    for c in codings(holder.get("valueCodeableConcept")):
-        if c.get("system") == LOCAL_CS and isinstance(c.get("code"), str):
-            out.append(c["code"].replace("score-", "score ").replace("membrane-staining-", ""))
+SCORE_SETS = {f"her2-ihc-score-{n}": n for n in range(4)}
+_BINARY_SETS = (("result-equivocal", "equivocal"), ("result-negative", "negative"), ("result-positive", "positive"))
+ANSWER_SETS = (*SCORE_SETS, *(vs for vs, _ in _BINARY_SETS), "ihc-membrane-staining-answer")
+# component codes, in the order a text-only component name is tried (a coded name always wins)
+COMPONENT_SETS = ("ihc-membrane-percent", "ihc-membrane-staining", "her2-ish-ratio", "her2-ish-copy-number",
+                  "her2-cep17-copy-number", "her2-ish", "her2-ihc", "her2-interpretation")
+_MEMBRANE_CODES = {"membrane-staining-absent": "absent", "membrane-staining-faint-le-10": "faint-le-10"}
+_BOUND = re.compile(r"(less than|greater than|more than|below|above|under|over|<=|>=|≤|≥|<|>)?\s*(\d+(?:\.\d+)?)")
+_WORD_CMP = {"less than": "<", "below": "<", "under": "<", "greater than": ">", "more than": ">", "above": ">",
+             "over": ">", "≤": "<=", "≥": ">="}
+
+
+def _value_texts(holder: dict[str, Any], ts: Terminology) -> list[str]:
+    """The words of value[x] that may be read: CodeableConcept text, displays of codings that matched no
+    answer value set, valueString."""
+    out = ts.unmatched_texts(ANSWER_SETS, holder.get("valueCodeableConcept"))
     if isinstance(holder.get("valueString"), str):
         out.append(holder["valueString"])
     return out
 
 
-def _number(holder: dict[str, Any]) -> float | None:
-    if isinstance(holder.get("valueInteger"), int) and not isinstance(holder.get("valueInteger"), bool):
-        return float(holder["valueInteger"])
+def read_bound(holder: dict[str, Any], ts: Terminology) -> tuple[float, str | None] | None:
+    """A number and its comparator from value[x] (integer, Quantity with comparator, Ratio, or text
+    such as "less than 1.8" / "<1%"); None when there is none."""
+    v = holder.get("valueInteger")
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v), None
     q = holder.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
-        return float(q["value"])
-    for t in _value_texts(holder):
-        m = _NUMBER.search(t)
+    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
+        comp = q.get("comparator")
+        return float(q["value"]), comp if isinstance(comp, str) else None
+    ratio = holder.get("valueRatio")
+    if isinstance(ratio, dict):
+        num, den = ratio.get("numerator") or {}, ratio.get("denominator") or {}
+        if (isinstance(num, dict) and isinstance(den, dict) and isinstance(num.get("value"), (int, float))
+                and isinstance(den.get("value"), (int, float)) and den["value"]
+                and not num.get("comparator") and not den.get("comparator")):
+            return float(num["value"]) / float(den["value"]), None
+        return None
+    for t in _value_texts(holder, ts):
+        m = _BOUND.search(t.lower())
         if m:
-            return float(m.group(1))
+            cmp = m.group(1)
+            return float(m.group(2)), _WORD_CMP.get(cmp, cmp) if cmp else None
     return None
+
+
+def _number(holder: dict[str, Any], ts: Terminology) -> float | None:
+    b = read_bound(holder, ts)
+    return b[0] if b and b[1] is None else None
 
 
 def ihc_score_from_text(text: str) -> int | None:
@@ -212,32 +250,39 @@ def ish_from_text(text: str) -> str | None:
     return _first_label(text, ((_NOT_AMP, "not-amplified"), (_EQUIVOCAL, "equivocal"), (_AMP, "amplified")))
 
 
-_BINARY_SETS = (("result-equivocal", "equivocal"), ("result-negative", "negative"), ("result-positive", "positive"))
-
-
 def _binary(ts: Terminology, holder: dict[str, Any], key: str = "valueCodeableConcept") -> str | None:
+    """positive / negative / equivocal: by answer code first, then by the readable words."""
     value = holder.get(key)
-    candidates = [value, *({"text": t} for t in (_value_texts(holder) if key == "valueCodeableConcept"
-                                                  else texts(value)))]
-    for cc in candidates:
-        hit = next((label for vs, label in _BINARY_SETS if ts.match(vs, cc)), None)
+    values = value if isinstance(value, list) else [value]
+    for cc in values:
+        hit = next((label for vs, label in _BINARY_SETS if ts.match_code(vs, cc)), None)
+        if hit:
+            return hit
+    words = _value_texts(holder, ts) if key == "valueCodeableConcept" else [t for cc in values for t in texts(cc)]
+    for t in words:
+        hit = next((label for vs, label in _BINARY_SETS if ts.match(vs, {"text": t})), None)
         if hit:
             return hit
     return None
 
 
+def _coded_score(holder: dict[str, Any], ts: Terminology) -> int | None:
+    cc = holder.get("valueCodeableConcept")
+    return next((n for vs, n in SCORE_SETS.items() if ts.match_code(vs, cc)), None)
+
+
 def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None:
-    for c in codings(holder.get("valueCodeableConcept")):
-        if c.get("system") == LOCAL_CS and str(c.get("code", "")).startswith("score-"):
-            p.ihc = int(c["code"][-1])
-            return
-    n = None
+    coded = _coded_score(holder, ts)
+    if coded is not None:
+        p.ihc = coded
+        p.binary = p.binary or _binary(ts, holder)
+        return
     if "valueInteger" in holder or "valueQuantity" in holder:
-        n = _number(holder)
-        if n is not None and n in (0, 1, 2, 3):
-            p.ihc = int(n)
+        b = read_bound(holder, ts)
+        if b is not None and b[1] is None and b[0] in (0, 1, 2, 3):
+            p.ihc = int(b[0])
             return
-    for t in _value_texts(holder):
+    for t in _value_texts(holder, ts):
         if rng := score_range_in_text(t):  # never pick one end of "0-1+": unscored, re-scoring needed
             p.notes.append(f"{ref_of(p.resource)} gives the IHC score as a range ({rng[0]}-{rng[1]}+), "
                            "not a single score")
@@ -251,11 +296,13 @@ def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
                 p.membrane_pct = p.membrane_pct if p.membrane else membrane_pct_from_text(t)
             p.ish = p.ish or ish_in_ihc_text(t)
             return
-    for t in _value_texts(holder):
+    for t in _value_texts(holder, ts):
         for regex, cat in _STATED:
             if regex.search(t.lower()):
                 p.stated, p.by_text = cat, True
                 return
+        if _ISH_WORD.search(t.lower()) and (call := ish_from_text(t)):
+            p.ish, p.by_text = call, True
     p.binary = p.binary or _binary(ts, holder)
 
 
@@ -264,54 +311,54 @@ def _read_ish_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
         if c.get("system") == LOCAL_CS and c.get("code") in ("ish-amplified", "ish-not-amplified"):
             p.ish = c["code"].removeprefix("ish-")
             return
-    for t in _value_texts(holder):
+    b = _binary(ts, holder)
+    if b and ts.match_code({"positive": "result-positive", "negative": "result-negative",
+                            "equivocal": "result-equivocal"}[b], holder.get("valueCodeableConcept")):
+        p.ish = {"positive": "amplified", "negative": "not-amplified", "equivocal": "equivocal"}[b]
+        return
+    for t in _value_texts(holder, ts):
         found = ish_from_text(t)
         if found:
-            p.ish = found
+            p.ish, p.by_text = found, True
             return
-    b = _binary(ts, holder)
+    bound = read_bound(holder, ts)
+    if bound is not None:  # "less than 1.8", "greater than 2.2": a HER2/CEP17 ratio (Synthea)
+        p.ratio, p.ratio_cmp = bound
+        p.notes.append(f"{ref_of(p.resource)} gives ISH as a ratio only ({_bound_text(bound)})")
+        return
     if b:
-        p.ish = {"positive": "amplified", "negative": "not-amplified", "equivocal": "equivocal"}[b]
+        p.ish, p.by_text = {"positive": "amplified", "negative": "not-amplified", "equivocal": "equivocal"}[b], True
+
+
+def _bound_text(bound: tuple[float, str | None]) -> str:
+    return f"{bound[1] or ''}{bound[0]:g}"
+
+
+def _membrane_answer(comp: dict[str, Any], ts: Terminology) -> str | None:
+    for c in codings(comp.get("valueCodeableConcept")):
+        if c.get("system") == LOCAL_CS and c.get("code") in _MEMBRANE_CODES:
+            return _MEMBRANE_CODES[c["code"]]
+    return next((m for t in _value_texts(comp, ts) if (m := membrane_from_text(t))), None)
 
 
 def read_observation(obs: dict[str, Any], kind: str, ts: Terminology) -> Partial:
     """Everything one HER2 Observation says, whatever the encoding."""
-    p = Partial(resource=obs, when=effective_date(obs))
-    if kind == "her2-ish-ratio":
-        p.ratio = _number(obs)
-    elif kind == "her2-ish-copy-number":
-        p.copy_number = _number(obs)
-    elif kind == "her2-ish":
-        _read_ish_value(p, obs, ts)
-    else:
-        _read_ihc_value(p, obs, ts)
-        if p.ihc is None and kind == "her2-interpretation" and p.binary is None:
-            p.binary = _binary(ts, obs)
+    p = Partial(resource=obs, when=effective_date(obs), by_text=bool(obs.get("_from_text")))
+    _read_slot(p, obs, kind, ts)
     for comp in obs.get("component") or []:
         if not isinstance(comp, dict):
             continue
-        code = comp.get("code")
-        if ts.match("ihc-membrane-staining", code) or any(c.get("code") == "membrane-staining"
-                                                          for c in codings(code)):
-            for t in _value_texts(comp):
-                p.membrane = membrane_from_text(t) or ("faint-le-10" if "faint-le-10" in t else
-                                                       "absent" if t == "absent" else p.membrane)
-        elif ts.match("ihc-membrane-percent", code):
-            p.membrane_pct = _number(comp)
-        elif ts.match("her2-ish-ratio", code):
-            p.ratio = _number(comp)
-        elif ts.match("her2-ish-copy-number", code):
-            p.copy_number = _number(comp)
-        elif ts.match("her2-ish", code):
-            _read_ish_value(p, comp, ts)
-        elif ts.match("her2-ihc", code) or ts.match("her2-interpretation", code):
-            _read_ihc_value(p, comp, ts)
-    if p.ihc == 0 and p.membrane is None:
-        for t in texts(obs.get("valueCodeableConcept")) + [n.get("text", "") for n in obs.get("note") or []
-                                                          if isinstance(n, dict)]:
-            if isinstance(t, str) and membrane_from_text(t):
-                p.membrane = membrane_from_text(t)
-                p.by_text = True
+        hit = ts.match_any(COMPONENT_SETS, comp.get("code"))
+        if hit is not None:
+            _read_slot(p, comp, hit.value_set, ts)
+    if p.ihc == 0 and p.membrane is None and p.membrane_pct is None:
+        for t in texts(obs.get("valueCodeableConcept")) + note_texts(obs):
+            if membrane_from_text(t):
+                p.membrane, p.by_text = membrane_from_text(t), True
+                break
+            if (pct := membrane_pct_from_text(t)) is not None:
+                p.membrane_pct, p.by_text = pct, True
+                break
     if p.ihc is None and p.binary is None and p.stated is None and not p.has_ish:
         p.binary = _binary(ts, obs, "interpretation") if obs.get("interpretation") else None
         for interp in obs.get("interpretation") or []:
@@ -321,6 +368,30 @@ def read_observation(obs: dict[str, Any], kind: str, ts: Terminology) -> Partial
             elif code & {"NEG", "N"}:
                 p.binary = "negative"
     return p
+
+
+def _read_slot(p: Partial, holder: dict[str, Any], kind: str, ts: Terminology) -> None:
+    """Read one Observation or component as the value set its code belongs to says."""
+    if kind == "her2-ish-ratio":
+        b = read_bound(holder, ts)
+        if b:
+            p.ratio, p.ratio_cmp = b
+    elif kind == "her2-ish-copy-number":
+        p.copy_number = _number(holder, ts)
+    elif kind == "her2-cep17-copy-number":
+        p.cep17 = _number(holder, ts)
+    elif kind == "her2-ish":
+        _read_ish_value(p, holder, ts)
+    elif kind == "ihc-membrane-percent":
+        b = read_bound(holder, ts)
+        if b:
+            p.membrane_pct, p.membrane_pct_cmp = b
+    elif kind == "ihc-membrane-staining":
+        p.membrane = _membrane_answer(holder, ts) or p.membrane
+    elif any(k in holder for k in ("valueCodeableConcept", "valueString", "valueInteger", "valueQuantity")):
+        _read_ihc_value(p, holder, ts)
+        if p.ihc is None and kind == "her2-interpretation" and p.binary is None:
+            p.binary = _binary(ts, holder)
 
 
 # ---------------------------------------------------------------- sites
@@ -362,26 +433,88 @@ def ish_group(ratio: float | None, copies: float | None) -> int | None:
     return 4 if copies >= 4.0 else 5
 
 
-def _ish_call(r: Her2Result) -> str | None:
-    """The ISH call, integrating ASCO/CAP groups 2-4 with the concurrent IHC score."""
-    if r.ish in ("amplified", "not-amplified"):
-        return r.ish
-    if r.ratio is not None and r.copy_number is None:
-        # single number: a ratio < 2 with no copy number cannot be placed in a group
-        r.notes.append("ISH ratio without copy number: ASCO/CAP group cannot be assigned")
-    group = r.ish_group = ish_group(r.ratio, r.copy_number)
+def ratio_at_least_2(ratio: float | None, cmp: str | None) -> bool | None:
+    """Whether a (possibly bounded) HER2/CEP17 ratio is ≥2.0; None when the bound leaves it open."""
+    if ratio is None:
+        return None
+    if cmp is None:
+        return ratio >= 2.0
+    if cmp in ("<", "<="):
+        return False if (ratio <= 2.0 if cmp == "<" else ratio < 2.0) else None
+    return True if ratio >= 2.0 else None  # ">", ">="
+
+
+def _numeric_call(r: Her2Result) -> str | None:
+    """The ISH call from numbers (ASCO/CAP 2018 groups, integrated with the concurrent IHC score)."""
+    if r.ratio is None and r.copy_number is not None and r.cep17:
+        r.ratio, r.ratio_cmp = round(r.copy_number / r.cep17, 2), None
+        r.notes.append(f"HER2/CEP17 ratio {r.ratio:g} computed from the copy numbers")
+    ge2 = ratio_at_least_2(r.ratio, r.ratio_cmp)
+    if r.ratio is not None and ge2 is None:
+        r.notes.append(f"ISH ratio {r.ratio_cmp or ''}{r.ratio:g} cannot be placed above or below 2.0")
+        return "amplified" if r.ihc == 3 else "equivocal"
+    if ge2 is None:
+        if r.copy_number is None:
+            return None
+        r.notes.append("ISH reported as HER2 copies per cell only (single-probe criteria)")
+        return "amplified" if r.copy_number >= 6.0 else "not-amplified" if r.copy_number < 4.0 else "equivocal"
+    if r.copy_number is None:
+        r.notes.append("ISH ratio without HER2 copy number: ASCO/CAP group cannot be assigned")
+        if r.ihc == 3:
+            return "amplified"
+        if not ge2 and (r.ihc in (0, 1) or (r.ihc is None and r.binary == "negative")):
+            return "not-amplified"  # groups 3-5 are all not amplified with IHC 0-1+
+        return "equivocal"
+    group = r.ish_group = ish_group(2.0 if ge2 else 1.0, r.copy_number)
     if group == 1:
         return "amplified"
     if group == 5:
         return "not-amplified"
-    if group in (2, 3, 4):
-        if r.ihc == 3 or (group == 3 and r.ihc == 2):
-            return "amplified"
-        if r.ihc in (0, 1, 2):
-            return "not-amplified"
-        r.notes.append(f"ISH group {group} needs the concurrent IHC score to be interpreted")
-        return "equivocal"
-    return r.ish
+    if r.ihc == 3 or (group == 3 and r.ihc == 2):
+        return "amplified"
+    if r.ihc in (0, 1, 2):
+        if group == 4:
+            r.notes.append("ISH group 4 (ratio <2.0, 4.0-<6.0 copies): not amplified, with a comment (ASCO/CAP 2018)")
+        return "not-amplified"
+    r.notes.append(f"ISH group {group} needs the concurrent IHC score to be interpreted")
+    return "equivocal"
+
+
+def _ish_call(r: Her2Result) -> str | None:
+    """The ISH call: a stated call wins over numbers that disagree, with a note."""
+    numeric = _numeric_call(r) if (r.ratio is not None or r.copy_number is not None) else None
+    if r.ish in ("amplified", "not-amplified"):
+        if numeric in ("amplified", "not-amplified") and numeric != r.ish:
+            r.notes.append(f"the reported ISH call ({r.ish.replace('-', ' ')}) disagrees with its numbers "
+                           f"({numeric.replace('-', ' ')}): the reported call is used")
+        return r.ish
+    return numeric or r.ish
+
+
+def _ihc_zero(r: Her2Result) -> str:
+    """IHC 0: ultralow, null, zero-unspecified, or an inconsistent report (DESIGN §6.1)."""
+    if r.membrane == "faint-le-10":
+        return ULTRALOW
+    if r.membrane == "absent":
+        return NULL
+    pct, cmp = r.membrane_pct, r.membrane_pct_cmp
+    if pct is None:
+        return ZERO_UNSPECIFIED
+    if cmp is None:
+        if pct == 0:
+            return NULL
+        if pct <= 10:
+            return ULTRALOW
+    elif cmp in ("<", "<=") and pct <= 10:
+        return ULTRALOW if pct > 0 else NULL
+    elif cmp in (">", ">=") and pct >= 10 and not (cmp == ">=" and pct == 10):
+        pass
+    else:
+        r.notes.append(f"IHC 0 with membrane staining in {cmp}{pct:g}% of cells: ≤10% or not cannot be told")
+        return ZERO_UNSPECIFIED
+    r.notes.append(f"IHC 0 with membrane staining in {cmp or ''}{pct:g}% of cells is contradictory "
+                   "(>10% would be 1+): pathology review needed")
+    return INCONSISTENT
 
 
 def categorise(r: Her2Result) -> str | None:
@@ -395,26 +528,15 @@ def categorise(r: Her2Result) -> str | None:
     if r.ihc == 1:
         return POSITIVE if ish == "amplified" else LOW
     if r.ihc == 0:
-        if ish == "amplified":
-            return POSITIVE
-        if r.membrane == "faint-le-10":
-            return ULTRALOW
-        if r.membrane == "absent":
-            return NULL
-        if r.membrane_pct is not None:
-            if r.membrane_pct == 0:
-                return NULL
-            if 0 < r.membrane_pct <= 10:
-                return ULTRALOW
-            r.notes.append(f"IHC 0 with membrane staining in {r.membrane_pct:g}% of cells is contradictory "
-                           "(>10% would be 1+): pathology review needed")
-        return ZERO_UNSPECIFIED
-    # no IHC score: the ISH call decides, else the reported interpretation (§6.1, last rows)
-    return _WITHOUT_IHC.get(ish or "") or _WITHOUT_IHC.get(r.binary or "")
-
-
-_WITHOUT_IHC = {"amplified": POSITIVE, "not-amplified": BINARY_ONLY, "equivocal": INDETERMINATE,
-                "positive": POSITIVE, "negative": BINARY_ONLY}
+        return POSITIVE if ish == "amplified" else _ihc_zero(r)
+    # no IHC score: an amplified ISH or a reported positive decides; then a negative; then equivocal
+    if ish == "amplified" or r.binary == "positive":
+        return POSITIVE
+    if ish == "not-amplified" or r.binary == "negative":
+        return BINARY_ONLY
+    if ish == "equivocal" or r.binary == "equivocal":
+        return INDETERMINATE
+    return None
 
 
 # ---------------------------------------------------------------- grouping and the picture
@@ -466,21 +588,35 @@ def _split_readings(key: tuple[Any, ...], groups: dict[tuple[Any, ...], list[Par
         sites[sub] = sites[key]
 
 
+_BUNDLES = (("ihc", "membrane", "membrane_pct", "membrane_pct_cmp"), ("ratio", "ratio_cmp"))
+_SINGLE = ("membrane", "membrane_pct", "ish", "copy_number", "cep17", "binary")
+
+
 def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
-    group = sorted(group, key=lambda p: (p.when or date.min))
+    """One result from the readings of one specimen: final/amended/corrected outrank preliminary, and
+    among equals the later `issued`, then the later date, wins. An IHC score brings its own staining
+    statement (never mixed with another reading's)."""
+    group = sorted(group, key=lambda p: (*result_rank(p.resource), p.when or date.min))
     r = Her2Result(category=None, when=None, refs=[ref_of(p.resource) for p in group])
     r.site_kind, r.site = site
     for p in group:
         r.when = max(filter(None, (r.when, p.when)), default=None)
-        for attr in ("ihc", "membrane", "membrane_pct", "ish", "ratio", "copy_number", "binary"):
+        for attr in _SINGLE:
             if getattr(p, attr) is not None:
                 setattr(r, attr, getattr(p, attr))
+        for bundle in _BUNDLES:
+            if getattr(p, bundle[0]) is not None:
+                for attr in bundle:
+                    setattr(r, attr, getattr(p, attr))
         r.by_text = r.by_text or p.by_text
         r.notes.extend(p.notes)
         r.specimen_ref = r.specimen_ref or _spec(p)
+    final = [p for p in group if p.resource.get("status") != "preliminary"]
+    for p in group:
         if p.resource.get("status") == "preliminary":
-            r.notes.append(f"{ref_of(p.resource)} is preliminary")
-    stated = next((p.stated for p in group if p.stated), None)
+            r.notes.append(f"{ref_of(p.resource)} is preliminary" + (" and outranked by the final result" if final
+                                                                     else ""))
+    stated = next((p.stated for p in reversed(group) if p.stated), None)
     r.category = categorise(r)
     if r.category is None and stated:
         r.category = stated
@@ -493,12 +629,9 @@ def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict
     """All HER2 results of the patient, categorised, and the current picture."""
     notes: list[str] = []
     partials: list[tuple[Partial, tuple[str, str | None]]] = []
-    for kind in ("her2-ihc", "her2-interpretation", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number"):
-        for obs in observations.get(kind, []):
-            status = obs.get("status")
-            if status in IGNORED_STATUS:
-                notes.append(f"{ref_of(obs)} ignored (status {status})")
-                continue
+    for kind in ("her2-ihc", "her2-interpretation", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number",
+                 "her2-cep17-copy-number"):
+        for obs in observations.get(kind, []):  # the status policy was applied at extraction
             partials.append((read_observation(obs, kind, ts), _site(obs, specimens, ts)))
     kept = {id(p) for p in _supersede([p for p, _ in partials], notes)}
     partials = [(p, s) for p, s in partials if id(p) in kept]
@@ -538,4 +671,11 @@ def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict
         notes.append("no HER2 result has a date: the current result cannot be told from older ones")
     ever_positive = any(r.category == POSITIVE for r in results)
     discordant = ever_positive and any(r.category != POSITIVE for r in results)
-    return Her2Picture(results, current, ever_positive, discordant, notes)
+    earlier_low = None
+    if current and current.category in (NULL, ZERO_UNSPECIFIED) and not ever_positive:
+        earlier_low = next((r for r in reversed(results[:-1]) if r.category in (LOW, ULTRALOW)), None)
+        if earlier_low:
+            discordant = True
+            notes.append(f"the latest result ({CATEGORY_LABEL[current.category]}, {fmt(current.when)}) differs from "
+                         f"an earlier sample ({CATEGORY_LABEL[earlier_low.category]}, {fmt(earlier_low.when)})")
+    return Her2Picture(results, current, ever_positive, discordant, notes, earlier_low)

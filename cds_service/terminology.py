@@ -191,6 +191,30 @@ class Terminology:
                 return Match(vs_id, "text", found[0], found[1])
         return None
 
+    def match_code(self, vs_id: str, cc: Any) -> Match | None:
+        """A match by code only (never by text)."""
+        vs = self.sets[vs_id]
+        for c in codings(cc):
+            system, code = c.get("system"), c.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                hit = vs.match_coding(system, code)
+                if hit is not None:
+                    return Match(vs_id, "code", f"{system.rsplit('/', 1)[-1]}|{code}", hit)
+        return None
+
+    def unmatched_texts(self, vs_ids: Iterable[str], cc: Any) -> list[str]:
+        """The text of a CodeableConcept that may be read: its `text`, and the display of each coding
+        that is in none of vs_ids (a coded answer is read by its code, never by its words)."""
+        vs_ids = tuple(vs_ids)
+        out = [cc["text"]] if isinstance(cc, dict) and isinstance(cc.get("text"), str) else []
+        for c in codings(cc):
+            system, code = c.get("system"), c.get("code")
+            coded = isinstance(system, str) and isinstance(code, str) and any(
+                self.sets[v].match_coding(system, code) is not None for v in vs_ids)
+            if not coded and isinstance(c.get("display"), str):
+                out.append(c["display"])
+        return out
+
     def match_any(self, vs_ids: Iterable[str], cc: Any) -> Match | None:
         """The first value set that has one of cc's codes; failing that, the first that names it."""
         vs_ids = tuple(vs_ids)

@@ -6,8 +6,11 @@ import uuid
 from typing import Any
 
 from cds_service import contracts
+from cds_service.prefetch import published_services
+from cds_service.terminology import load_terminology
 
-PREFETCH_KEYS = list(contracts.services()["her2-order-select"]["prefetch"])
+SERVICES = published_services(contracts.services(), load_terminology())
+PREFETCH_KEYS = list(SERVICES["her2-order-select"]["prefetch"])
 SERVICE_FOR_HOOK = {"order-select": "her2-order-select", "order-sign": "her2-order-sign",
                     "patient-view": "her2-patient-view"}
 
@@ -24,17 +27,24 @@ def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
         by_type.setdefault(r["resourceType"], []).append(r)
     obs_keys: dict[str, list[dict[str, Any]]] = {
         "her2Observations": [], "receptorObservations": [], "diseaseStatus": [], "renalFunction": []}
-    templates = contracts.services()["her2-order-select"]["prefetch"]
+    templates = SERVICES["her2-order-select"]["prefetch"]
+    reports = by_type.get("DiagnosticReport", [])
+    in_reports = {ref["reference"] for r in reports for ref in r.get("result", [])}
     for o in by_type.get("Observation", []):
+        if f"Observation/{o['id']}" in in_reports:  # what `_include=DiagnosticReport:result` brings
+            reports = reports + [o]
+            continue
         codes = [c.get("code") for c in (o.get("code") or {}).get("coding", [])]
         key = next((k for k in ("receptorObservations", "diseaseStatus", "renalFunction")
-                    if any(c and f"|{c}" in templates[k] for c in codes)), "her2Observations")
+                    if any(c and f"|{c}," in templates[k] + "," or f"|{c}&" in templates[k] for c in codes)),
+                   "her2Observations")
         obs_keys[key].append(o)
     meds = by_type.get("Medication", [])
     return {
         "patient": next(iter(by_type.get("Patient", [])), None),
         **{k: bundle(v + (by_type.get("Specimen", []) if k == "her2Observations" else []))
            for k, v in obs_keys.items()},
+        "pathology": bundle(reports),
         "conditions": bundle(by_type.get("Condition", [])),
         "procedures": bundle(by_type.get("Procedure", [])),
         "medicationStatements": bundle(by_type.get("MedicationStatement", []) + meds),

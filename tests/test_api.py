@@ -35,8 +35,13 @@ def test_discovery_lists_three_services_with_prefetch(client):
         assert "85337-4" in prefetch["receptorObservations"]
 
 
-def test_discovery_is_the_data_under_hooks(client):
-    assert client.get("/cds-services").get_json()["services"] == list(contracts.services().values())
+def test_discovery_is_the_data_under_hooks_with_value_set_codes_filled_in(client):
+    from cds_service.prefetch import published_services
+    from cds_service.terminology import load_terminology
+    published = client.get("/cds-services").get_json()["services"]
+    assert published == list(published_services(contracts.services(), load_terminology()).values())
+    assert [s["id"] for s in published] == list(contracts.services())
+    assert "{{codes" not in json.dumps(published)
 
 
 @pytest.mark.parametrize("hook", ["order-select", "order-sign", "patient-view"])
@@ -262,18 +267,29 @@ def test_body_over_limit_is_413(settings_factory):
     assert "2048" in resp.get_json()["error"]
 
 
-def test_observation_prefetch_codes_are_the_value_sets_codes():
-    """Every LOINC code an Observation prefetch asks for belongs to the value set its key feeds, and
-    every LOINC code of those value sets is asked for (32996-1, serum HER2, once slipped in)."""
+def test_observation_prefetch_codes_are_the_value_sets_codes(settings_factory, tmp_path):
+    """Discovery publishes, for each Observation key, exactly the codes of the value sets it feeds, built at
+    start: a site's local code (extra value set) is asked for, and 32996-1 (serum HER2) never is."""
+    local = tmp_path / "local-er.json"
+    local.write_text(json.dumps({"resourceType": "ValueSet", "id": "er-local", "status": "active",
+                                 "url": "http://her2-cds.org/fhir/ValueSet/er",
+                                 "compose": {"include": [{"system": "urn:oid:1.2.3", "concept": [{"code": "ERX"}]}]}}))
+    client = create_app(settings_factory(value_sets={"extra_files": [str(local)]})).test_client()
+    published = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
     from cds_service.terminology import load_terminology
-    ts = load_terminology()
+    ts = load_terminology([str(local)])
     feeds = {"her2Observations": ("her2-ihc", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number",
-                                  "her2-interpretation"),
-             "receptorObservations": ("er", "pr"), "diseaseStatus": ("disease-status", "staging"),
+                                  "her2-cep17-copy-number", "her2-interpretation"),
+             "receptorObservations": ("er", "pr", "hr-combined"), "diseaseStatus": ("disease-status", "staging"),
              "renalFunction": ("renal-function",)}
-    for service in contracts.services().values():
+    for service in published.values():
         for key, sets in feeds.items():
             query = service["prefetch"][key]
-            asked = {c.split("|")[1] for c in query.split("code=")[1].split("&")[0].split(",")}
-            shipped = {code for vs in sets for system, code in ts.sets[vs].codes if system == "http://loinc.org"}
+            assert "{{codes" not in query
+            asked = set(query.split("code=")[1].split("&")[0].split(","))
+            shipped = {f"{system}|{code}" for vs in sets for system, code in ts.sets[vs].codes}
             assert asked == shipped, (service["id"], key, asked ^ shipped)
+        assert "urn:oid:1.2.3|ERX" in service["prefetch"]["receptorObservations"]
+        assert "http://loinc.org|49683-6" in service["prefetch"]["her2Observations"]
+        assert "32996-1" not in service["prefetch"]["her2Observations"]
+        assert service["prefetch"]["pathology"].startswith("DiagnosticReport?patient={{context.patientId}}&category=")

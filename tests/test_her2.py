@@ -56,7 +56,7 @@ def test_table_ihc_with_ish(ihc, ish, expected):
     ({}, "not amplified", "zero-unspecified"),
     ({"pct": 5}, None, "ultralow"),
     ({"pct": 0}, None, "null"),
-    ({"pct": 30}, None, "zero-unspecified"),  # contradictory: never upgraded, flagged for review
+    ({"pct": 30}, None, "inconsistent"),  # >10% is the definition of 1+: re-score, never low by guess
 ])
 def test_table_ihc_zero(ihc0, ish, expected):
     resources = [b.her2_ihc(0, "2025-06-01", specimen="s1", **ihc0)]
@@ -105,7 +105,7 @@ def test_ihc_encodings(value, expected):
     ("2+ (equivocal), reflex to FISH", "indeterminate", None),
     ("3+; FISH amplified", "positive", None),
     ("Score 0, faint incomplete membrane staining in 5% of tumour cells", "ultralow", None),
-    ("Score 0, faint incomplete membrane staining in 30% of cells", "zero-unspecified", "contradictory"),
+    ("Score 0, faint incomplete membrane staining in 30% of cells", "inconsistent", "contradictory"),
 ])
 def test_free_text_reports_real_labs_write(text, expected, note):
     pic = picture(b.metastasis("liver", "2024-01-01"), b.her2_ihc({"valueString": text}))
@@ -149,9 +149,10 @@ def test_ish_pairs_with_ihc_without_specimen_within_60_days():
 
 # --- status, amendment, history
 def test_entered_in_error_is_ignored():
-    pic = picture(b.her2_ihc(1, "2025-01-01"), b.her2_ihc(3, "2025-06-01", status="entered-in-error"))
-    assert pic.category == "low" and not pic.ever_positive
-    assert any("entered-in-error" in n for n in pic.notes)
+    facts = derive([b.her2_ihc(1, "2025-01-01"), b.her2_ihc(3, "2025-06-01", status="entered-in-error")], {}, TS,
+                   TODAY)
+    assert facts.her2.category == "low" and not facts.her2.ever_positive
+    assert any("entered-in-error" in n for n in facts.data_notes)
 
 
 def test_amended_result_replaces_the_original():

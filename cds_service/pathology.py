@@ -1,0 +1,132 @@
+"""Pathology reports: the HER2/ER/PR results a DiagnosticReport references (whatever their code),
+and its conclusion read as text when it holds no structured result of that kind."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .evidence import ref_of
+from .terminology import Terminology, codings, texts
+
+HER2_KINDS = {"her2-ish-ratio", "her2-ish-copy-number", "her2-cep17-copy-number", "her2-ish", "her2-ihc",
+              "her2-interpretation"}
+_HER2 = re.compile(r"(?<![a-z0-9])(?:her-?2(?:/neu)?|erbb-?2|c-?erbb-?2)(?![a-z0-9])", re.I)
+_ER = re.compile(r"(?<![a-z0-9])(?:o?estrogen receptors?|er)(?![a-z0-9])", re.I)
+_PR = re.compile(r"(?<![a-z0-9])(?:progesterone receptors?|pg?r)(?![a-z0-9])", re.I)
+_ISH = re.compile(r"(?<![a-z])(?:fish|sish|cish|dish|ish|in[\s-]situ hybridi[sz]ation|amplification)(?![a-z])", re.I)
+_RATIO = re.compile(r"ratio|/\s*cep\s*17|:\s*cep\s*17", re.I)
+_CEP17 = re.compile(r"cep\s*17|chromosome 17", re.I)
+_COPIES = re.compile(r"cop(?:y|ies)|signals", re.I)
+_MARKERS = ((_HER2, "her2-ihc"), (_ER, "er"), (_PR, "pr"))
+_SENTENCE_END = re.compile(r"\.(?:\s|$)|;|\n")
+
+
+def result_refs(report: dict[str, Any]) -> list[str]:
+    """`Observation/id` of each result the report references (relative or absolute URLs)."""
+    out = []
+    for ref in report.get("result") or []:
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str) and "Observation/" in target:
+            out.append("Observation/" + target.split("Observation/", 1)[1].split("/_history", 1)[0])
+    return out
+
+
+def is_pathology_report(report: dict[str, Any], ts: Terminology) -> bool:
+    concepts = [*(report.get("category") or []), report.get("code")]
+    if any(ts.match("pathology-report", cc) for cc in concepts if isinstance(cc, dict)):
+        return True
+    return False
+
+
+def pathology_reports(resources: list[dict[str, Any]], ts: Terminology,
+                      admit: Callable[[dict[str, Any]], dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The pathology DiagnosticReports that pass the status policy and validation."""
+    out = []
+    for r in resources:
+        if r.get("resourceType") == "DiagnosticReport" and is_pathology_report(r, ts):
+            admitted = admit(r)
+            if admitted is not None:
+                out.append(admitted)
+    return out
+
+
+def report_member_set(obs: dict[str, Any]) -> str | None:
+    """What a result referenced by a pathology report is about, from its code's words (local codes)."""
+    words = " ".join(texts(obs.get("code")) + [str(c.get("code", "")) for c in codings(obs.get("code"))])
+    if _HER2.search(words) or (_CEP17.search(words) and _COPIES.search(words)):
+        if _CEP17.search(words) and not _HER2.search(words):
+            return "her2-cep17-copy-number"
+        if _RATIO.search(words):
+            return "her2-ish-ratio"
+        if _ISH.search(words):
+            return "her2-ish-copy-number" if _COPIES.search(words) else "her2-ish"
+        return "her2-ihc"
+    if _ER.search(words):
+        return "er"
+    if _PR.search(words):
+        return "pr"
+    return None
+
+
+def with_report_context(obs: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """The result as read: it names its report, and takes the report's specimen and date when it has none."""
+    out = {**obs, "_report": report.get("id")}
+    if not obs.get("specimen") and isinstance(report.get("specimen"), list) and report["specimen"]:
+        out["specimen"] = report["specimen"][0]
+    if not any(k in obs for k in ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")):
+        for key in ("effectiveDateTime", "effectivePeriod", "issued"):
+            if key in report:
+                out[key] = report[key]
+    return out
+
+
+def statements(text: str) -> list[tuple[str, str]]:
+    """(kind, phrase) for each HER2 / ER / PR statement in free text: a phrase runs from its marker to
+    the next marker or the end of the sentence ("ER positive (95%), PR negative, HER2 1+")."""
+    found = sorted((m.start(), m.end(), kind) for regex, kind in _MARKERS for m in regex.finditer(text))
+    # a marker inside another (none today) or overlapping matches: keep the first
+    marks: list[tuple[int, int, str]] = []
+    for start, end, kind in found:
+        if not marks or start >= marks[-1][1]:
+            marks.append((start, end, kind))
+    out = []
+    for i, (start, end, kind) in enumerate(marks):
+        stop = marks[i + 1][0] if i + 1 < len(marks) else len(text)
+        sentence = _SENTENCE_END.search(text, end)
+        if sentence and sentence.start() < stop:
+            stop = sentence.start()
+        phrase = text[start:stop].strip(" ,:")
+        if len(phrase) > end - start:
+            out.append((kind, phrase))
+    return out
+
+
+def conclusion_statements(report: dict[str, Any], present: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Results read from the report's conclusion / conclusionCode for each kind (HER2, ER, PR) the report
+    holds no structured result of. Each is an Observation-shaped reading that names the report."""
+    blob = "\n".join([report["conclusion"]] if isinstance(report.get("conclusion"), str) else [])
+    for cc in report.get("conclusionCode") or []:
+        blob += "\n" + "\n".join(texts(cc))
+    if not blob.strip():
+        return []
+    have_her2 = bool(present & HER2_KINDS)
+    out: list[tuple[str, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for kind, phrase in statements(blob):
+        if kind in seen or (kind == "her2-ihc" and have_her2) or (kind != "her2-ihc" and kind in present):
+            continue
+        seen.add(kind)
+        reading: dict[str, Any] = {
+            "resourceType": "Observation", "id": f"{report.get('id')}-{kind}", "_ref": ref_of(report),
+            "_report": report.get("id"), "_from_text": True, "status": report.get("status"),
+            "code": {"text": f"{kind.split('-')[0].upper()} (pathology report conclusion)"},
+            "valueString": phrase[:300]}
+        for key in ("effectiveDateTime", "effectivePeriod", "issued"):
+            if key in report:
+                reading[key] = report[key]
+        if isinstance(report.get("specimen"), list) and report["specimen"]:
+            reading["specimen"] = report["specimen"][0]
+        out.append((kind, reading))
+    return out

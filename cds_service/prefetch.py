@@ -1,0 +1,56 @@
+"""Prefetch templates built from the loaded value sets: discovery publishes, and the fallback asks
+for, every code a value set holds (a site's local codes included), never a hand-kept list."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from .terminology import Terminology
+
+# "{{codes:her2-ihc,er}}" in hooks/services.json: the system|code tokens of those value sets
+_CODES = re.compile(r"\{\{\s*codes:([A-Za-z0-9,-]+)\s*\}\}")
+PATHOLOGY_KEY = "pathology"
+
+
+def code_tokens(ts: Terminology, vs_ids: list[str]) -> str:
+    """`system|code,...` for every coded concept of the value sets, sorted, without duplicates."""
+    tokens = sorted({f"{system}|{code}" for vs in vs_ids for system, code in ts.sets[vs].codes if system})
+    return ",".join(tokens)
+
+
+def expand_template(template: str, ts: Terminology) -> str:
+    def sub(m: re.Match[str]) -> str:
+        ids = [v for v in m.group(1).split(",") if v]
+        unknown = [v for v in ids if v not in ts.sets]
+        if unknown:
+            raise ValueError(f"hooks/services.json names unknown value sets {unknown}")
+        return code_tokens(ts, ids)
+
+    return _CODES.sub(sub, template)
+
+
+def published_services(services: dict[str, dict[str, Any]], ts: Terminology) -> dict[str, dict[str, Any]]:
+    """The service definitions with every `{{codes:...}}` token filled from the value sets."""
+    out = copy.deepcopy(services)
+    for svc in out.values():
+        svc["prefetch"] = {k: expand_template(t, ts) for k, t in (svc.get("prefetch") or {}).items()}
+    return out
+
+
+def missing_report_results(by_key: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Ids of Observations that pathology reports reference but that no key delivered (a server or EHR
+    that does not support `_include`)."""
+    have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == "Observation"}
+    wanted: list[str] = []
+    for r in by_key.get(PATHOLOGY_KEY, []):
+        if r.get("resourceType") != "DiagnosticReport":
+            continue
+        for ref in r.get("result") or []:
+            target = ref.get("reference") if isinstance(ref, dict) else None
+            if isinstance(target, str) and "Observation/" in target:
+                rid = target.split("Observation/", 1)[1].split("/", 1)[0]
+                if rid and rid not in have and rid not in wanted and re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", rid):
+                    wanted.append(rid)
+    return wanted

@@ -1,0 +1,56 @@
+"""One status policy for every resource type (DESIGN §6.1): what is ignored, what is said but not
+counted, and how results of one specimen rank against each other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .evidence import ref_of
+from .terminology import codings
+
+IGNORE, UNCONFIRMED, PRELIMINARY, USE = "ignore", "unconfirmed", "preliminary", "use"
+
+# Observation / DiagnosticReport: no result (registered), withdrawn (cancelled) or a mistake.
+_RESULT_IGNORED = {"entered-in-error", "cancelled", "registered"}
+# Condition.verificationStatus
+_CONDITION_IGNORED = {"entered-in-error", "refuted"}
+_CONDITION_UNCONFIRMED = {"unconfirmed", "provisional", "differential"}
+# Procedure.status: not done, or not yet done.
+_PROCEDURE_IGNORED = {"entered-in-error", "not-done", "preparation"}
+_RESULT_RANK = {"final": 2, "amended": 2, "corrected": 2, "appended": 2, "preliminary": 1}
+
+
+def verdict(resource: dict[str, Any]) -> tuple[str, str | None]:
+    """(IGNORE | UNCONFIRMED | PRELIMINARY | USE, the status that decided it)."""
+    rtype = resource.get("resourceType")
+    status = resource.get("status")
+    if rtype in ("Observation", "DiagnosticReport"):
+        if status in _RESULT_IGNORED:
+            return IGNORE, status
+        return (PRELIMINARY, status) if status == "preliminary" else (USE, None)
+    if rtype == "Condition":
+        ver = {c.get("code") for c in codings(resource.get("verificationStatus"))}
+        if ver & _CONDITION_IGNORED:
+            return IGNORE, next(iter(ver & _CONDITION_IGNORED))
+        if ver & _CONDITION_UNCONFIRMED:
+            return UNCONFIRMED, next(iter(ver & _CONDITION_UNCONFIRMED))
+        return USE, None
+    if rtype == "Procedure":
+        return (IGNORE, status) if status in _PROCEDURE_IGNORED else (USE, None)
+    if status == "entered-in-error":
+        return IGNORE, status
+    return USE, None
+
+
+def note(resource: dict[str, Any], decision: str, status: str | None) -> str:
+    """The sentence a card shows for a resource the policy set aside."""
+    if decision == UNCONFIRMED:
+        return f"{ref_of(resource)} is {status}: said here, not counted"
+    return f"{ref_of(resource)} ignored (status {status})"
+
+
+def result_rank(resource: dict[str, Any]) -> tuple[int, str]:
+    """Order of precedence among results of one specimen: final/amended/corrected over preliminary,
+    then the later `issued`."""
+    issued = resource.get("issued")
+    return _RESULT_RANK.get(str(resource.get("status")), 1), issued if isinstance(issued, str) else ""
