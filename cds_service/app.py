@@ -182,6 +182,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         if outcome.failed:
             g.log["derivation_failed"] = True
             metrics.internal_errors.labels(service=service_id).inc()
+        if outcome.failed_topics:
+            g.log["card_failures"] = outcome.failed_topics
+            for topic in outcome.failed_topics:
+                metrics.card_failures.labels(service=service_id, topic=topic).inc()
         for topic in outcome.topics:
             metrics.cards.labels(service=service_id, topic=topic).inc()
         return _json(outcome.body)

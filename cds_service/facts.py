@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .evidence import Evidence, effective_date, ref_of
+from .evidence import Evidence, effective_date, latest_day, ref_of
 from .extraction import Extracted, extract
 from .her2 import Her2Picture, build_picture
-from .ild import IldRisk, derive_ild
+from .ild import Exposure, IldRisk, derive_ild
 from .orders import DraftOrder, read_drafts
 from .receptors import HrStatus, hr_status
 from .setting import Setting, derive_setting
@@ -51,16 +51,26 @@ def _later_metastatic_biopsy(ex: Extracted, her2: Her2Picture, ts: Terminology) 
     return None
 
 
+def tdxd_exposure(therapy: TherapyHistory) -> Exposure | None:
+    """First T-DXd dose to the last (open while it continues)."""
+    starts = [r.start for r in therapy.tdxd if r.start]
+    if not starts:
+        return None
+    ongoing = therapy.tdxd_active and any(r.ongoing for r in therapy.tdxd)
+    last = max((latest_day(r.end or r.start) for r in therapy.tdxd if r.end or r.start), default=None)
+    return Exposure(min(starts), None if ongoing else last)
+
+
 def derive(resources: list[dict[str, Any]], context: dict[str, Any], ts: Terminology, today: date,
            unavailable: dict[str, str] | None = None) -> Facts:
     """Build the facts from a request's resources (prefetched or fetched) and its context."""
     ex = extract(resources, ts)
     her2 = build_picture(ex.observations, ex.specimens, ts)
-    hr = hr_status(ex.observations["er"], ex.observations["pr"], ts)
+    hr = hr_status(ex.observations["er"], ex.observations["pr"], ts, ex.observations["hr-combined"])
     setting = derive_setting(ex.conditions, ex.observations["staging"], ts)
-    therapy = derive_therapy(ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today)
-    tdxd_start = min((r.start for r in therapy.tdxd if r.start), default=None)
-    ild = derive_ild(ex.conditions, ex.procedures, setting.lung_metastases, tdxd_start, ts,
+    therapy = derive_therapy(ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today,
+                             setting.distant)
+    ild = derive_ild(ex.conditions, ex.procedures, setting.lung_metastases, tdxd_exposure(therapy), ts,
                      ex.observations["renal-function"])
     drafts = read_drafts(context, ts)
     return Facts(today=today, her2=her2, hr=hr, setting=setting, therapy=therapy, ild=ild, drafts=drafts,

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from .evidence import Evidence, effective_date, ref_of
-from .terminology import Match, Terminology, codings, first_text, note_texts, texts, verification_codes
+from .evidence import Evidence, effective_date, fmt, ref_of
+from .terminology import Match, Terminology, first_text, note_texts, texts
 
 _GRADE = re.compile(r"grade\s*([1-5])", re.I)
 _SEVERITY = {"255604002": 1, "6736007": 2, "24484000": 3}  # SNOMED mild / moderate / severe
-_DRUG_INDUCED_ICD = ("J70.2", "J70.3", "J70.4")
 
 
 _BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?)")
@@ -88,14 +87,30 @@ def _grade(cond: dict[str, Any]) -> int | None:
     return None
 
 
-def _tdxd_associated(cond: dict[str, Any], ts: Terminology, tdxd_start: date | None) -> bool:
+TDXD_WINDOW_DAYS = 91  # T-DXd exposure runs from the first dose to 3 months after the last
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """T-DXd exposure: first dose, last dose (None while it continues)."""
+
+    first: date
+    last: date | None
+
+    def covers(self, when: date) -> bool:
+        return when >= self.first and (self.last is None or when <= self.last + timedelta(days=TDXD_WINDOW_DAYS))
+
+
+def _tdxd_associated(cond: dict[str, Any], ts: Terminology, exposure: Exposure | None) -> str | None:
+    """Why an ILD/pneumonitis is T-DXd-associated: named as caused by T-DXd, or its onset falls during
+    T-DXd exposure (DESIGN §6.5); None when neither."""
     blob = " ".join(texts(cond.get("code")) + note_texts(cond))
     if ts.match("tdxd", {"text": blob}):
-        return True
-    coded = any(str(c.get("code", "")).startswith(_DRUG_INDUCED_ICD) for c in codings(cond.get("code")))
-    drug_induced = coded or "drug-induced" in blob.lower() or "drug induced" in blob.lower()
+        return "attributed to T-DXd in the record"
     onset = effective_date(cond)
-    return bool(drug_induced and tdxd_start and onset and onset >= tdxd_start)
+    if exposure and onset and exposure.covers(onset):
+        return f"onset {fmt(onset)} during T-DXd exposure (from {fmt(exposure.first)})"
+    return None
 
 
 def _thoracic(proc: dict[str, Any], ts: Terminology) -> bool:
@@ -106,23 +121,25 @@ def _thoracic(proc: dict[str, Any], ts: Terminology) -> bool:
 
 
 def derive_ild(conditions: dict[str, list[tuple[dict[str, Any], Match]]], procedures: dict[str, list[dict[str, Any]]],
-               lung_metastases: list[Evidence], tdxd_start: date | None, ts: Terminology,
+               lung_metastases: list[Evidence], exposure: Exposure | None, ts: Terminology,
                renal_observations: list[dict[str, Any]] = ()) -> IldRisk:
+    """The status policy was applied at extraction: every resource here counts."""
     risk = IldRisk(lung_metastases=list(lung_metastases), egfr=latest_egfr(list(renal_observations)))
     for cond, match in conditions.get("ild", []):
-        if verification_codes(cond) & {"entered-in-error", "refuted"}:
-            continue
         grade = _grade(cond)
         label = first_text(cond.get("code"), match.what)
-        ev = Evidence(ref_of(cond), effective_date(cond), f"{label}" + (f", grade {grade}" if grade else ""))
+        why = _tdxd_associated(cond, ts, exposure)
+        text = f"{label}" + (f", grade {grade}" if grade else ", grade not recorded") + (f"; {why}" if why else "")
+        ev = Evidence(ref_of(cond), effective_date(cond), text)
         risk.prior_ild.append(ev)
-        if _tdxd_associated(cond, ts, tdxd_start):
+        if why:
             if grade is None:
                 risk.notes.append(f"{ref_of(cond)}: T-DXd-associated ILD/pneumonitis without a recorded grade")
             elif grade >= 2:
                 risk.tdxd_ild_grade2plus.append(ev)
     for proc in procedures.get("radiotherapy", []):
-        if proc.get("status") in ("entered-in-error", "not-done", "preparation"):
+        if not proc.get("bodySite") and not ts.match("thoracic-site", {"text": " ".join(texts(proc.get("code")))}):
+            risk.notes.append(f"{ref_of(proc)}: radiotherapy without a body site: thoracic or not cannot be told")
             continue
         if _thoracic(proc, ts):
             label = first_text(proc.get("code"), "radiotherapy")

@@ -33,6 +33,9 @@ class Metrics:
         self.internal_errors = Counter("her2cds_derivation_failures_total",
                                        "requests answered with no cards because derivation failed", ["service"],
                                        registry=r)
+        self.card_failures = Counter("her2cds_card_failures_total",
+                                     "card topics that could not be evaluated (an info card said so)",
+                                     ["service", "topic"], registry=r)
         self.feedback = Counter("her2cds_feedback_entries_total", "feedback entries received",
                                 ["service", "outcome"], registry=r)
 

@@ -20,9 +20,12 @@ from .gathering import Gathered, gather
 from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as memory_from_url
 from .rules import her2_rescore, ild, tdxd
+from .rules.decision import CardDecision
 from .terminology import load_terminology
 
 ALWAYS_REPEAT = {"ild-monitoring"}
+TOPIC_NAMES = {"her2-rescore": "HER2 re-scoring", "tdxd-consideration": "T-DXd consideration",
+               "ild-monitoring": "ILD monitoring"}
 RULES = ((ild, "ild_monitoring"), (tdxd, "tdxd_consideration"), (her2_rescore, "her2_rescore"))
 
 
@@ -34,6 +37,7 @@ class Outcome:
     topics: list[str] = field(default_factory=list)
     gathered: Gathered | None = None
     failed: bool = False
+    failed_topics: list[str] = field(default_factory=list)
     repeats_left_out: int = 0
 
 
@@ -58,26 +62,44 @@ class Engine:
             return Outcome(body={"cards": []})  # a draft with no drug yet: nothing to say, nothing to fetch
         gathered = gather(request, service.get("prefetch", {}), self.client, self.pool, deadline,
                           bool(self.settings.fhir.get("allow_unauthenticated")))
+        failed_topics: list[str] = []
         try:
-            facts = derive(gathered.all_resources(), context, self.terminology,
-                           datetime.now(timezone.utc).date(), gathered.unavailable)
-            rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")))
-            cards = self.without_repeats(rendered, service["hook"], context)
+            facts: Facts | None = derive(gathered.all_resources(), context, self.terminology,
+                                         datetime.now(timezone.utc).date(), gathered.unavailable)
         except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            logging.getLogger("her2_cds").error("card derivation failed: %s at %s:%s", type(exc).__name__,
-                                                frame.filename.rsplit("/", 1)[-1], frame.lineno)
-            return Outcome(body={"cards": []}, gathered=gathered, failed=True)
+            _log_failure("fact derivation", exc)
+            facts = None
+        rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics)
+        try:
+            cards = self.without_repeats(rendered, service["hook"], context)
+        except Exception as exc:  # noqa: BLE001 - repeats cannot be told: show every card
+            _log_failure("repeat check", exc)
+            cards = rendered
         topics = [c["source"]["topic"]["code"] for c in cards]
-        return Outcome(body={"cards": cards}, topics=topics, gathered=gathered,
-                       repeats_left_out=len(rendered) - len(cards))
+        return Outcome(body={"cards": cards}, topics=topics, gathered=gathered, failed=facts is None,
+                       failed_topics=failed_topics, repeats_left_out=len(rendered) - len(cards))
 
-    def cards_for(self, facts: Facts, hook: str, patient_id: str) -> list[dict[str, Any]]:
-        """Run the enabled rules on the facts and render their cards."""
+    def cards_for(self, facts: Facts | None, hook: str, patient_id: str,
+                  failed: list[str] | None = None) -> list[dict[str, Any]]:
+        """Run the enabled rules on the facts and render their cards. A rule (or its rendering) that fails
+        leaves the others alone and becomes an info card saying that topic could not be evaluated."""
         cfg = self.settings.cards
-        decisions = [d for rule, key in RULES
-                     if (d := rule.decide(facts, hook, cfg[key], patient_id)) is not None]
-        return render(decisions, cfg, self.terminology)
+        failed = [] if failed is None else failed
+        out: list[dict[str, Any]] = []
+        for rule, key in RULES:
+            if not cfg[key].get("enabled", True):
+                continue
+            try:
+                if facts is None:
+                    raise RuntimeError("no facts")
+                decision = rule.decide(facts, hook, cfg[key], patient_id)
+                out += render([decision], cfg, self.terminology) if decision is not None else []
+            except Exception as exc:  # noqa: BLE001 - one topic failing must not silence the others
+                if facts is not None:
+                    _log_failure(f"rule {rule.TOPIC}", exc)
+                failed.append(rule.TOPIC)
+                out += render([not_evaluated(rule.TOPIC)], cfg, self.terminology)
+        return out
 
     def without_repeats(self, cards: list[dict[str, Any]], hook: str, context: dict[str, Any]) -> list[dict[str, Any]]:
         """order-sign leaves out an info card that the same user was shown, unchanged, on order-select
@@ -102,6 +124,21 @@ class Engine:
             if new or hook == "order-select":
                 kept.append(card)
         return kept
+
+
+def not_evaluated(topic: str) -> CardDecision:
+    """The card that stands in for a topic whose derivation failed (no internal detail)."""
+    return CardDecision(
+        topic=topic, indicator="info",
+        summary=f"her2-cds could not evaluate {TOPIC_NAMES[topic]} for this patient: review it yourself",
+        evidence=[], unknowns=[f"the service could not evaluate {TOPIC_NAMES[topic]} for this request; the other "
+                               "checks ran. The failure was recorded for the service team."])
+
+
+def _log_failure(stage: str, exc: Exception) -> None:
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" if frame else "?"
+    logging.getLogger("her2_cds").error("%s failed: %s at %s", stage, type(exc).__name__, where)
 
 
 def _has_medication(context: dict[str, Any]) -> bool:

@@ -8,9 +8,7 @@ from datetime import date
 from typing import Any
 
 from .evidence import Evidence, effective_date, ref_of
-from .terminology import Terminology, texts
-
-_PCT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+from .terminology import Terminology
 
 
 @dataclass
@@ -31,57 +29,91 @@ class HrStatus:
     notes: list[str] = field(default_factory=list)
 
     def evidence(self) -> list[Evidence]:
-        return [r.evidence for r in (self.er, self.pr) if r]
+        return list(dict.fromkeys(r.evidence for r in (self.er, self.pr) if r))
 
 
-def _percent(obs: dict[str, Any]) -> float | None:
-    q = obs.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and (
-            q.get("unit") in ("%", "percent") or q.get("code") == "%"):
-        return float(q["value"])
-    for t in texts(obs.get("valueCodeableConcept")) + (
-            [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []):
-        m = _PCT.search(t)
+_PCT = re.compile(r"(<=|>=|≤|≥|<|>|less than|greater than)?\s*(\d+(?:\.\d+)?)\s*%")
+_CMP = {"≤": "<=", "≥": ">=", "less than": "<", "greater than": ">"}
+_ANSWERS = ("result-positive", "result-negative")
+
+
+def _percent(obs: dict[str, Any], ts: Terminology) -> tuple[float, str | None] | None:
+    """The percentage of stained nuclei and its comparator ("<1%" stays below 1)."""
+    holders = [obs] + [c for c in obs.get("component") or [] if isinstance(c, dict)]
+    for h in holders:
+        q = h.get("valueQuantity")
+        if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and (
+                q.get("unit") in ("%", "percent") or q.get("code") == "%"):
+            comp = q.get("comparator")
+            return float(q["value"]), comp if isinstance(comp, str) else None
+    words = ts.unmatched_texts(_ANSWERS, obs.get("valueCodeableConcept")) + (
+        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
+    for t in words:
+        m = _PCT.search(t.lower())
         if m:
-            return float(m.group(1))
-    for comp in obs.get("component") or []:
-        if isinstance(comp, dict):
-            q = comp.get("valueQuantity")
-            if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and q.get("unit") in ("%", "percent"):
-                return float(q["value"])
+            cmp = m.group(1)
+            return float(m.group(2)), _CMP.get(cmp, cmp) if cmp else None
     return None
 
 
+def positive_at(pct: float, cmp: str | None) -> bool | None:
+    """≥1% is positive; a bound keeps its comparator ("<1%" negative, ">5%" positive); None when open."""
+    if cmp is None:
+        return pct >= 1.0
+    if cmp == "<":
+        return False if pct <= 1.0 else None
+    if cmp == "<=":
+        return False if pct < 1.0 else None
+    return True if pct >= 1.0 else None  # ">", ">="
+
+
 def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> ReceptorResult | None:
-    pct = _percent(obs)
-    value = obs.get("valueCodeableConcept") or ({"text": obs["valueString"]}
-                                                 if isinstance(obs.get("valueString"), str) else None)
-    positive: bool | None = None
-    if pct is not None:
-        positive = pct >= 1.0
-    elif ts.match("result-negative", value):
-        positive = False
-    elif ts.match("result-positive", value):
-        positive = True
-    else:
+    """A coded answer decides; a number decides when there is no coded answer; a number that
+    contradicts the coded answer is said, never silently preferred."""
+    value = obs.get("valueCodeableConcept")
+    coded: bool | None = True if ts.match_code("result-positive", value) else (
+        False if ts.match_code("result-negative", value) else None)
+    bound = _percent(obs, ts)
+    by_number = positive_at(*bound) if bound else None
+    notes = []
+    positive = coded
+    if positive is None:
+        positive = by_number
+    elif by_number is not None and by_number != coded:
+        notes.append(f"the percentage {_bound_text(bound)} disagrees with the coded "
+                     f"{'positive' if coded else 'negative'} result; the coded result is used")
+    if positive is None:
+        text_value = {"text": " ".join(ts.unmatched_texts(_ANSWERS, value) + (
+            [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []))}
+        if ts.match("result-negative", text_value):
+            positive = False
+        elif ts.match("result-positive", text_value):
+            positive = True
+    if positive is None:
         for interp in obs.get("interpretation") or []:
             codes = {c.get("code") for c in (interp.get("coding") or []) if isinstance(c, dict)}
             positive = True if codes & {"POS"} else False if codes & {"NEG"} else positive
     if positive is None:
         return None
-    label = f"{receptor} {'positive' if positive else 'negative'}" + (f" ({pct:g}%)" if pct is not None else "")
+    pct = bound[0] if bound and bound[1] is None else None
+    shown = f" ({_bound_text(bound)})" if bound else ""
+    label = f"{receptor} {'positive' if positive else 'negative'}{shown}" + "".join(f" [{n}]" for n in notes)
     return ReceptorResult(receptor, positive, pct, Evidence(ref_of(obs), effective_date(obs), label))
 
 
-def hr_status(er_obs: list[dict[str, Any]], pr_obs: list[dict[str, Any]], ts: Terminology) -> HrStatus:
-    """The latest readable ER and PR results decide; both needed to call HR-negative."""
+def _bound_text(bound: tuple[float, str | None] | None) -> str:
+    return f"{bound[1] or ''}{bound[0]:g}%" if bound else ""
+
+
+def hr_status(er_obs: list[dict[str, Any]], pr_obs: list[dict[str, Any]], ts: Terminology,
+              combined_obs: list[dict[str, Any]] = ()) -> HrStatus:
+    """The latest readable ER and PR results decide; both needed to call HR-negative. One ER+PR result
+    stands for both when neither is reported on its own."""
     notes: list[str] = []
 
     def latest(obs_list: list[dict[str, Any]], receptor: str) -> ReceptorResult | None:
         results = []
-        for o in obs_list:
-            if o.get("status") in ("entered-in-error", "cancelled", "registered"):
-                continue
+        for o in obs_list:  # the status policy was applied at extraction
             r = read_receptor(o, receptor, ts)
             if r is None:
                 notes.append(f"{ref_of(o)}: {receptor} result could not be read")
@@ -91,6 +123,10 @@ def hr_status(er_obs: list[dict[str, Any]], pr_obs: list[dict[str, Any]], ts: Te
         return results[-1] if results else None
 
     er, pr = latest(er_obs, "ER"), latest(pr_obs, "PR")
+    both = latest(list(combined_obs), "ER+PR") if combined_obs and not (er or pr) else None
+    if both is not None:
+        er = pr = both
+        notes.append("ER and PR reported as one result (ER+PR)")
     if er and er.percent is not None and 1 <= er.percent <= 10:
         notes.append(f"ER-low ({er.percent:g}%): counted as HR-positive; endocrine sensitivity may be limited")
     if (er and er.positive) or (pr and pr.positive):
@@ -99,6 +135,6 @@ def hr_status(er_obs: list[dict[str, Any]], pr_obs: list[dict[str, Any]], ts: Te
         status = "negative"
     else:
         status = "unknown"
-        missing = [n for n, r in (("ER", er), ("PR", pr)) if r is None]
+        missing = [n for n, r in (("ER", er), ("PR", pr)) if r is None] or ["ER+PR"]
         notes.append(f"no readable {' or '.join(missing)} result: hormone-receptor status unknown")
     return HrStatus(status, er, pr, notes)

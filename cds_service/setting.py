@@ -1,4 +1,5 @@
-"""Metastatic setting (DESIGN §6.2): secondary malignancy, metastatic breast cancer, or stage IV / M1."""
+"""Metastatic setting (DESIGN §6.2): a distant metastasis, metastatic breast cancer, stage IV or M1.
+Regional lymph nodes are N, never M; an M0 / stage 0-III staging newer than a text-only metastasis wins."""
 
 from __future__ import annotations
 
@@ -7,11 +8,24 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .evidence import Evidence, effective_date, parse_date, ref_of
-from .terminology import Match, Terminology, first_text, texts, verification_codes
+from .evidence import Evidence, effective_date, fmt, parse_date, ref_of
+from .terminology import Match, Terminology, first_text, texts
 
-_STAGE_IV = re.compile(r"(?<![a-z0-9])(?:stage\s*(?:iv|4)|m1[a-c]?|c?m1)(?![a-z0-9])", re.I)
-_INACTIVE = {"entered-in-error", "refuted"}
+_STAGE_IV = re.compile(r"(?<![a-z0-9])(?:stage\s*(?:iv|4)[a-c]?|[cpy]{0,2}m1[a-d]?(?:\([a-z]+\))?|iv[a-c]?|4[a-c]?)"
+                       r"(?![a-z0-9])", re.I)
+_NO_DISTANT = re.compile(r"(?<![a-z0-9])(?:stage\s*(?:0|i{1,3}|[1-3])[a-c]?|[cpy]{0,2}m0(?:\([a-z+]+\))?|"
+                         r"i{1,3}[a-c]?|[0-3][a-c]?)(?![a-z0-9])", re.I)
+METASTASIS_SETS = ("metastatic-disease", "lymph-node-metastasis", "regional-lymph-node")
+
+
+@dataclass(frozen=True)
+class Metastasis:
+    """A distant metastasis: where, since when, and the record."""
+
+    site: str
+    onset: date | None
+    evidence: Evidence
+    by_text: bool
 
 
 @dataclass
@@ -23,49 +37,109 @@ class Setting:
     evidence: list[Evidence] = field(default_factory=list)
     lung_metastases: list[Evidence] = field(default_factory=list)
     breast_cancer: list[Evidence] = field(default_factory=list)
+    distant: list[Metastasis] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _valid(cond: dict[str, Any]) -> bool:
-    return not (verification_codes(cond) & _INACTIVE)
 
 
 def _onset(cond: dict[str, Any]) -> date | None:
     return effective_date(cond) or parse_date(cond.get("recordedDate"))
 
 
-def _stage_iv(cond: dict[str, Any]) -> bool:
-    for stage in cond.get("stage") or []:
-        if isinstance(stage, dict) and any(_STAGE_IV.search(t) for t in texts(stage.get("summary"))):
-            return True
-    return False
+def stage_reading(cc: Any, ts: Terminology) -> str | None:
+    """'distant' (stage IV / M1), 'none' (stage 0-III / M0) or None, by code first, then by words."""
+    if ts.match_code("stage-distant", cc):
+        return "distant"
+    if ts.match_code("stage-no-distant", cc):
+        return "none"
+    for t in ts.unmatched_texts(("stage-distant", "stage-no-distant"), cc):
+        words = t.lower().replace("american joint committee on cancer", "").replace("(qualifier value)", "").strip()
+        if _STAGE_IV.search(words) and not re.search(r"\bm0\b", words):
+            return "distant"
+        if _NO_DISTANT.search(words):
+            return "none"
+    return None
+
+
+def _region(cond: dict[str, Any], sets: dict[str, Match], ts: Terminology) -> str:
+    """'regional', 'distant' or 'unknown' for a condition about metastatic disease."""
+    sites = [cond.get("code"), *(cond.get("bodySite") or [])]
+    if any(ts.match_code("regional-lymph-node", cc) for cc in sites):
+        return "regional"
+    words = " ".join(t for cc in sites for t in texts(cc))
+    coded_node = "lymph-node-metastasis" in sets and sets["lymph-node-metastasis"].by == "code"
+    coded_distant = "metastatic-disease" in sets and sets["metastatic-disease"].by == "code" and not coded_node
+    if coded_distant and not any(ts.match_code("regional-lymph-node", cc) for cc in sites[1:]):
+        return "regional" if ts.match("regional-lymph-node", {"text": " ".join(
+            t for cc in sites[1:] for t in texts(cc))}) else "distant"
+    nodal = coded_node or ts.match("lymph-node-metastasis", {"text": words}) is not None
+    if ts.match("regional-lymph-node", {"text": words}):
+        return "regional"
+    if nodal:
+        distant = any(ts.match_code("distant-lymph-node", cc) for cc in sites) or ts.match(
+            "distant-lymph-node", {"text": words})
+        return "distant" if distant else "unknown"
+    return "distant"
+
+
+def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
+    for cc in [*(cond.get("bodySite") or []), cond.get("code")]:
+        hit = ts.match("metastatic-site", cc)
+        if hit:
+            return hit.canonical.lower()
+    return match.canonical.lower()
 
 
 def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
                    staging: list[dict[str, Any]], ts: Terminology) -> Setting:
     s = Setting(metastatic=False, start=None)
-    seen: set[str] = set()
-    for cond, match in conditions.get("metastatic-disease", []):
-        if not _valid(cond):
-            s.notes.append(f"{ref_of(cond)} ignored (entered in error or refuted)")
+    by_ref: dict[str, tuple[dict[str, Any], dict[str, Match]]] = {}
+    for vs in METASTASIS_SETS:
+        for cond, match in conditions.get(vs, []):
+            by_ref.setdefault(ref_of(cond), (cond, {}))[1][vs] = match
+    text_only: list[Evidence] = []
+    for ref, (cond, sets) in by_ref.items():
+        region = _region(cond, sets, ts)
+        label = first_text(cond.get("code"), "metastatic disease")
+        if region == "regional":
+            s.notes.append(f"{ref} ({label}): regional lymph-node disease (N category), not distant metastasis")
             continue
-        seen.add(ref_of(cond))
-        label = match.describe() if match.by == "text" else first_text(cond.get("code"), match.what)
-        s.evidence.append(Evidence(ref_of(cond), _onset(cond), f"metastatic disease: {label}"))
+        if region == "unknown":
+            s.notes.append(f"{ref} ({label}): lymph-node metastasis whose region (regional or distant) is not "
+                           "recorded; not counted as distant metastasis")
+            continue
+        match = sets.get("metastatic-disease") or next(iter(sets.values()))
+        shown = match.describe() if match.by == "text" else label
+        ev = Evidence(ref, _onset(cond), f"metastatic disease: {shown}")
+        s.evidence.append(ev)
+        s.distant.append(Metastasis(_site_key(cond, match, ts), ev.when, ev, match.by == "text"))
+        if match.by == "text":
+            text_only.append(ev)
+    staged_none: list[Evidence] = []
     for cond, _ in conditions.get("breast-cancer", []):
-        if not _valid(cond):
-            continue
         s.breast_cancer.append(Evidence(ref_of(cond), _onset(cond), "breast cancer"))
-        if _stage_iv(cond) and ref_of(cond) not in seen:
-            s.evidence.append(Evidence(ref_of(cond), _onset(cond), "breast cancer, stage IV"))
-    for obs in staging:
-        if obs.get("status") in ("entered-in-error", "cancelled"):
-            continue
-        if any(_STAGE_IV.search(t) for t in texts(obs.get("valueCodeableConcept"))):
-            s.evidence.append(Evidence(ref_of(obs), effective_date(obs), "stage IV / M1 staging"))
+        for stage in cond.get("stage") or []:
+            reading = stage_reading(stage.get("summary"), ts) if isinstance(stage, dict) else None
+            label = first_text(stage.get("summary"), "stage") if isinstance(stage, dict) else "stage"
+            if reading == "distant" and ref_of(cond) not in by_ref:
+                s.evidence.append(Evidence(ref_of(cond), _onset(cond), f"breast cancer, stage {label}"))
+            elif reading == "none":
+                staged_none.append(Evidence(ref_of(cond), _onset(cond), f"stage {label}"))
+    for obs in staging:  # the status policy was applied at extraction
+        reading = stage_reading(obs.get("valueCodeableConcept"), ts)
+        label = f"{first_text(obs.get('code'), 'staging')}: {first_text(obs.get('valueCodeableConcept'), '?')}"
+        if reading == "distant":
+            s.evidence.append(Evidence(ref_of(obs), effective_date(obs), f"stage IV / M1 staging ({label})"))
+        elif reading == "none":
+            staged_none.append(Evidence(ref_of(obs), effective_date(obs), label))
+    for ev in text_only:
+        newer = [m for m in staged_none if m.when and (ev.when is None or m.when > ev.when)]
+        if newer:
+            s.evidence.remove(ev)
+            s.distant = [d for d in s.distant if d.evidence != ev]
+            s.notes.append(f"{ev.ref} ({ev.text}, {fmt(ev.when)}) is a text-only statement; the newer staging "
+                           f"{newer[-1].ref} ({newer[-1].text}, {fmt(newer[-1].when)}) says no distant metastasis")
     for cond, _ in conditions.get("lung-metastasis", []):
-        if _valid(cond):
-            s.lung_metastases.append(Evidence(ref_of(cond), _onset(cond), "lung/pleural metastasis"))
+        s.lung_metastases.append(Evidence(ref_of(cond), _onset(cond), "lung/pleural metastasis"))
     s.metastatic = bool(s.evidence)
     dated = [e.when for e in s.evidence if e.when]
     s.start = min(dated) if dated else None

@@ -9,6 +9,7 @@ from typing import Any
 
 from .evidence import Evidence, effective_date, fmt, latest_day, parse_date, ref_of
 from .extraction import MedRecord
+from .setting import Metastasis
 from .terminology import Terminology
 
 CLASS_LABEL = {"endocrine-therapy": "endocrine therapy", "cdk46-inhibitor": "CDK4/6 inhibitor",
@@ -97,12 +98,32 @@ def _period(r: dict[str, Any]) -> tuple[date | None, date | None]:
             if isinstance(bounds, dict):
                 start = parse_date(bounds.get("start")) or start
                 end = parse_date(bounds.get("end")) or end
-        validity = (r.get("dispenseRequest") or {}).get("validityPeriod")
-        if end is None and isinstance(validity, dict) and r.get("status") in ("completed", "stopped"):
-            end = parse_date(validity.get("end"))
+        dispense = r.get("dispenseRequest") if isinstance(r.get("dispenseRequest"), dict) else {}
+        validity = dispense.get("validityPeriod")
+        if isinstance(validity, dict):
+            start = start or parse_date(validity.get("start"))
+            end = end or parse_date(validity.get("end"))
+        supply = _days(dispense.get("expectedSupplyDuration"))
+        if end is None and start and supply:  # a refill order: its supply, times (1 + refills)
+            repeats = dispense.get("numberOfRepeatsAllowed")
+            repeats = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 0 else 0
+            end = start + timedelta(days=round(supply * (1 + repeats)))
         return start, end
     d = effective_date(r)
     return d, (d if r["resourceType"] == "MedicationAdministration" else None)
+
+
+_UNIT_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30, "months": 30,
+              "a": 365, "year": 365, "years": 365}
+
+
+def _days(duration: Any) -> float | None:
+    """A FHIR Duration in days (d, wk, mo, a), or None."""
+    if not isinstance(duration, dict) or not isinstance(duration.get("value"), (int, float)):
+        return None
+    unit = str(duration.get("code") or duration.get("unit") or "").lower()
+    factor = _UNIT_DAYS.get(unit)
+    return float(duration["value"]) * factor if factor and duration["value"] > 0 else None
 
 
 def _reasons(r: dict[str, Any]) -> list[Any]:
@@ -166,7 +187,7 @@ def _line(episodes: list[list[Record]]) -> Line:
 
 
 def _outcome(line: Line, episodes: list[list[Record]], status_obs: list[tuple[date, Evidence]],
-             previous_end: date | None) -> None:
+             previous_end: date | None, next_same_class: date | None = None) -> None:
     for ep in episodes:
         for r in ep:
             if r.stop == "progression":
@@ -174,7 +195,7 @@ def _outcome(line: Line, episodes: list[list[Record]], status_obs: list[tuple[da
     if line.start:
         horizon = None if line.ongoing or line.end is None else line.end + timedelta(days=PROGRESSION_AFTER_END_DAYS)
         for when, ev in status_obs:
-            if when < line.start or (horizon and when > horizon):
+            if when < line.start or (horizon and when > horizon) or (next_same_class and when > next_same_class):
                 continue
             if line.end is None and not line.ongoing:
                 continue  # an open-ended record without an end cannot claim later progressions
@@ -193,18 +214,32 @@ def _outcome(line: Line, episodes: list[list[Record]], status_obs: list[tuple[da
         line.outcome = "ended-reason-unknown"
 
 
+def new_metastases(metastases: list[Metastasis], metastatic_start: date | None) -> list[tuple[date, Evidence, bool]]:
+    """(onset, evidence, starts the metastatic setting) for each distant site not known before."""
+    first: dict[str, date] = {}
+    for m in metastases:
+        if m.onset and (m.site not in first or m.onset < first[m.site]):
+            first[m.site] = m.onset
+    out = []
+    for m in metastases:
+        if m.onset and first.get(m.site) == m.onset:
+            initial = metastatic_start is not None and m.onset <= metastatic_start
+            out.append((m.onset, Evidence(m.evidence.ref, m.onset, f"new distant metastasis: {m.site}"), initial))
+    return out
+
+
 def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], metastatic_start: date | None,
-                   metastatic: bool, ts: Terminology, today: date) -> TherapyHistory:
+                   metastatic: bool, ts: Terminology, today: date,
+                   metastases: list[Metastasis] = ()) -> TherapyHistory:
     notes: list[str] = []
     records = [r for r in (read_record(m, ts) for m in meds) if r]
     progressions = []
-    for o in status_obs:
-        if o.get("status") in ("entered-in-error", "cancelled"):
-            continue
+    for o in status_obs:  # the status policy was applied at extraction
         hit = ts.match("progression", o.get("valueCodeableConcept"))
         when = effective_date(o)
         if hit and when:
             progressions.append((when, Evidence(ref_of(o), when, f"disease status: {hit.describe()}")))
+    new_sites = new_metastases(list(metastases), metastatic_start)
     systemic = [r for r in records if r.drug_class not in ("tdxd",)]
     episodes = sorted(_episodes(systemic), key=lambda ep: ep[0].start or date.min)
     lines: list[Line] = []
@@ -216,9 +251,14 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
         else:
             clusters.append([ep])
     previous_end: date | None = None
-    for cl in clusters:
-        line = _line(cl)
-        _outcome(line, cl, progressions, previous_end)
+    built = [_line(cl) for cl in clusters]
+    for i, (cl, line) in enumerate(zip(clusters, built, strict=True)):
+        later = [ln.start for ln in built[i + 1:] if ln.start and ln.classes & line.classes]
+        # a new site starts the metastatic setting: it is not progression of a line that began after it
+        sites = [(w, ev) for w, ev, initial in new_sites
+                 if not (initial and line.start and metastatic_start and line.start >= metastatic_start)]
+        _outcome(line, cl, sorted(progressions + sites, key=lambda t: t[0]), previous_end,
+                 min(later) if later else None)
         previous_end = line.end or previous_end
         if metastatic and metastatic_start and line.start:
             if line.start >= latest_day(metastatic_start):

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..evidence import fmt, months_between
 from ..facts import Facts
-from ..her2 import BINARY_ONLY, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
+from ..her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
 from .decision import CardDecision, Suggestion, systemic_order, unavailable_lines
 
 TOPIC = "her2-rescore"
@@ -15,6 +15,8 @@ SUMMARIES = {
     BINARY_ONLY: "HER2 reported only as 'negative': re-score IHC for HER2-low/ultralow (T-DXd eligibility)",
     ZERO_UNSPECIFIED: "HER2 IHC 0 without staining statement: request review for HER2-ultralow vs null",
     INDETERMINATE: "HER2 IHC 2+ without ISH: order reflex ISH to decide HER2-low vs positive",
+    "ish-unreadable": "HER2 ISH cannot be interpreted as reported: request pathology review",
+    INCONSISTENT: "HER2 IHC 0 with staining in >10% of cells is contradictory: request pathology review",
     "stale": "HER2 result is old or from the primary only: consider re-testing metastatic tissue",
 }
 
@@ -35,9 +37,17 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
                    + ("; ultralow would open the DESTINY-Breast06 pathway for this HR-positive disease"
                       if hr_pos else ""))
         kind = "ihc"
-    elif cur.category == INDETERMINATE:
+    elif cur.category == INDETERMINATE and cur.ihc == 2 and cur.ish is None:
         why.append("the latest result is IHC 2+ without an ISH result")
         kind = "ish"
+    elif cur.category == INDETERMINATE:
+        why.append("the latest ISH result cannot be interpreted as reported ("
+                   + ("; ".join(cur.notes) or "equivocal") + ")")
+        kind = "ish"
+    elif cur.category == INCONSISTENT:
+        why.append("the latest result is IHC 0 but states membrane staining in more than 10% of cells, which is "
+                   "the definition of 1+: the report is inconsistent")
+        kind = "ihc"
     if cur.category in (LOW, ULTRALOW) and not recheck_actionable:
         return why, kind  # an old or primary-only HER2-low/ultralow result already qualifies: no noise
     if cur.when is None:
@@ -53,7 +63,7 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
     return why, kind
 
 
-def _service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
+def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
     spec = facts.her2.current.specimen_ref if facts.her2.current else None
     site = facts.her2.current.site if facts.her2.current else None
     code = ({"coding": [{"system": "http://loinc.org", "code": "85318-4",
@@ -88,7 +98,10 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     if not why or kind is None:
         return None
     cur = facts.her2.current
-    summary = SUMMARIES.get(cur.category if cur else None, SUMMARIES["stale"])
+    key = cur.category if cur else None
+    if cur and cur.category == INDETERMINATE and not (cur.ihc == 2 and cur.ish is None):
+        key = "ish-unreadable"
+    summary = SUMMARIES.get(key, SUMMARIES["stale"])
     evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or ["no HER2 result found"]
     evidence.append(f"metastatic since {fmt(facts.setting.start)} "
                     f"({', '.join(e.ref for e in facts.setting.evidence)})")
@@ -102,5 +115,5 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         topic=TOPIC, indicator="warning" if cur is None or cur.category != INDETERMINATE else "info",
         summary=summary, evidence=evidence, advice=[f"Why: {w}." for w in why],
         unknowns=facts.her2.notes + facts.hr.notes[:2] + unavailable_lines(facts),
-        suggestions=[Suggestion(label, [_service_request(facts, patient_id, kind)])],
+        suggestions=[Suggestion(label, [service_request(facts, patient_id, kind)])],
         links=["asco_cap", "label"], overrides=["already-addressed", "not-a-candidate", "data-incorrect"])

@@ -9,6 +9,7 @@ from ..evidence import fmt
 from ..facts import Facts
 from ..her2 import CATEGORY_LABEL, LOW, ULTRALOW
 from .decision import CardDecision, Suggestion, systemic_order, tdxd_order, unavailable_lines
+from .her2_rescore import service_request
 
 TOPIC = "tdxd-consideration"
 TDXD_RXNORM = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2267582",
@@ -40,11 +41,15 @@ class Pathway:
 
 
 def _her2(facts: Facts, allowed: tuple[str, ...]) -> tuple[bool | None, str]:
-    cur = facts.her2.current
+    cur, earlier = facts.her2.current, facts.her2.earlier_low
     if cur is None:
         return None, "no HER2 result"
     if cur.category in allowed:
         return True, cur.describe()
+    if earlier is not None and earlier.category in allowed:
+        return None, (f"latest {cur.describe()}; earlier sample {earlier.describe()}. The label does not say which "
+                      "sample counts; expert consensus (ESMO 2023) accepts a HER2-low result on any sample. "
+                      "Consider re-testing")
     return False, cur.describe()
 
 
@@ -111,7 +116,8 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         return None
     if facts.her2.ever_positive or facts.therapy.tdxd or facts.therapy.tdxd_active:
         return None  # HER2-positive has its own pathway; T-DXd already given
-    if facts.her2.category not in (LOW, ULTRALOW):
+    earlier = facts.her2.earlier_low
+    if facts.her2.category not in (LOW, ULTRALOW) and earlier is None:
         return None  # not HER2-low/ultralow: the re-score card speaks when the picture is unclear
     if hook != "patient-view" and (tdxd_order(facts, hook) or systemic_order(facts, hook) is None):
         return None  # beside a systemic-therapy order only; a T-DXd order gets the ILD card instead
@@ -121,7 +127,10 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     if not met and not possible:
         return None
     label = CATEGORY_LABEL[facts.her2.category].split(" ")[0]
-    if met:
+    if earlier is not None:
+        summary = (f"Latest HER2 {'null' if facts.her2.category == 'null' else 'IHC 0'}, earlier sample "
+                   f"{CATEGORY_LABEL[earlier.category]} ({fmt(earlier.when)}): T-DXd possible; consider re-testing")
+    elif met:
         names = " and ".join(p.short for p in met)
         summary = f"{label} metastatic breast cancer meets the T-DXd label pathway ({names}): consider T-DXd"
     else:
@@ -148,6 +157,8 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         topic=TOPIC, indicator=indicator, summary=summary, evidence=evidence, advice=advice,
         unknowns=unknowns + facts.her2.notes + facts.hr.notes + unavailable_lines(facts),
         suggestions=[Suggestion("Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)", [_order(patient_id)],
-                                recommended=False)],
+                                recommended=False)]
+        + ([Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, "ihc")])]
+           if earlier is not None else []),
         links=["label", "db06", "db04"], overrides=["already-addressed", "patient-declined", "not-a-candidate",
                                                     "data-incorrect"])
