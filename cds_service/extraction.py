@@ -127,14 +127,23 @@ def _validate(model: Any, resource: dict[str, Any], notes: list[str]) -> dict[st
         except ValidationError as exc:
             fixes = {e["loc"][0] for e in exc.errors() if e["type"] == "list_type" and len(e["loc"]) == 1}
             if attempt or not fixes:
-                where = ", ".join(sorted({".".join(map(str, e["loc"][:3])) for e in exc.errors()})[:3])
-                notes.append(f"{ref_of(resource)} was skipped: not valid FHIR R4 ({where})")
+                notes.append(f"{ref_of(resource)} could not be read and was left out: not valid FHIR R4 "
+                             f"({_problem(exc)})")
                 return None
             resource = {**resource, **{k: [resource[k]] for k in fixes}}
         except (RecursionError, TypeError, ValueError):
             notes.append(f"{ref_of(resource)} was skipped: not readable FHIR")
             return None
     return None
+
+
+def _problem(exc: ValidationError) -> str:
+    """Where a resource breaks FHIR R4, in a few words (never its values)."""
+    errors = exc.errors()
+    if any("one field value is expected" in str(e.get("msg", "")) for e in errors):
+        return "more than one value[x]"
+    where = sorted({".".join(map(str, e["loc"][:3])) for e in errors if e.get("loc")})[:3]
+    return ", ".join(where) or "invalid element"
 
 
 def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from .evidence import Evidence, effective_date, fmt, parse_date, ref_of
-from .terminology import Match, Terminology, first_text, texts
+from .terminology import Match, Terminology, codings, first_text, texts
 
 _STAGE_IV = re.compile(r"(?<![a-z0-9])(?:stage\s*(?:iv|4)[a-c]?|[cpy]{0,2}m1[a-d]?(?:\([a-z]+\))?|iv[a-c]?|4[a-c]?)"
                        r"(?![a-z0-9])", re.I)
@@ -39,6 +39,12 @@ class Setting:
     breast_cancer: list[Evidence] = field(default_factory=list)
     distant: list[Metastasis] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def code_text(cc: Any) -> str:
+    """system|code of the first coding, for a concept sent without any words."""
+    c = next(iter(codings(cc)), {})
+    return f"{str(c.get('system', '')).rsplit('/', 1)[-1]}|{c.get('code', '?')}" if c else "not coded"
 
 
 def _onset(cond: dict[str, Any]) -> date | None:
@@ -99,7 +105,7 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
     text_only: list[Evidence] = []
     for ref, (cond, sets) in by_ref.items():
         region = _region(cond, sets, ts)
-        label = first_text(cond.get("code"), "metastatic disease")
+        label = first_text(cond.get("code"), code_text(cond.get("code")))
         if region == "regional":
             s.notes.append(f"{ref} ({label}): regional lymph-node disease (N category), not distant metastasis")
             continue
@@ -108,7 +114,7 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
                            "recorded; not counted as distant metastasis")
             continue
         match = sets.get("metastatic-disease") or next(iter(sets.values()))
-        shown = match.describe() if match.by == "text" else label
+        shown = match.describe() if match.by == "text" else match.canonical
         ev = Evidence(ref, _onset(cond), f"metastatic disease: {shown}")
         s.evidence.append(ev)
         s.distant.append(Metastasis(_site_key(cond, match, ts), ev.when, ev, match.by == "text"))
@@ -119,14 +125,16 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
         s.breast_cancer.append(Evidence(ref_of(cond), _onset(cond), "breast cancer"))
         for stage in cond.get("stage") or []:
             reading = stage_reading(stage.get("summary"), ts) if isinstance(stage, dict) else None
-            label = first_text(stage.get("summary"), "stage") if isinstance(stage, dict) else "stage"
+            summary = stage.get("summary") if isinstance(stage, dict) else None
+            label = first_text(summary, code_text(summary))
             if reading == "distant" and ref_of(cond) not in by_ref:
                 s.evidence.append(Evidence(ref_of(cond), _onset(cond), f"breast cancer, stage {label}"))
             elif reading == "none":
                 staged_none.append(Evidence(ref_of(cond), _onset(cond), f"stage {label}"))
     for obs in staging:  # the status policy was applied at extraction
         reading = stage_reading(obs.get("valueCodeableConcept"), ts)
-        label = f"{first_text(obs.get('code'), 'staging')}: {first_text(obs.get('valueCodeableConcept'), '?')}"
+        value = obs.get("valueCodeableConcept")
+        label = f"{first_text(obs.get('code'), 'staging')}: {first_text(value, code_text(value))}"
         if reading == "distant":
             s.evidence.append(Evidence(ref_of(obs), effective_date(obs), f"stage IV / M1 staging ({label})"))
         elif reading == "none":
