@@ -195,7 +195,7 @@ def test_invalid_resource_is_skipped_with_a_note():
     bad["status"] = 42
     facts = derive([bad], {}, TS, TODAY)
     assert facts.her2.category is None
-    assert any("skipped" in n for n in facts.data_notes)
+    assert any("could not be read and was left out" in n for n in facts.data_notes)
 
 
 def test_ish_group_boundaries():
