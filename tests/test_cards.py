@@ -338,3 +338,27 @@ def test_egfr_threshold_is_configurable(settings_factory):
     chart = [*patients.bell(), _egfr(45, "2026-10-01")]
     card = cards_for(app, chart, "order-sign", [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))])["ild-monitoring"]
     assert card["indicator"] == "info"
+
+
+def test_a_failing_topic_becomes_an_info_card_and_the_others_still_go_out(settings_factory, monkeypatch, caplog):
+    """Fault injection: the T-DXd rule raises; the ILD and re-score cards are unaffected."""
+    from cds_service.rules import tdxd
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr(tdxd, "decide", broken)
+    app = create_app(settings_factory())
+    client = app.test_client()
+    body = hook_request("order-select", prefetch=prefetch_from(patients.builta_binary_only()),
+                        draft_orders=[draft("capecitabine")])
+    with caplog.at_level("INFO"):
+        resp = client.post("/cds-services/her2-order-select", json=body)
+    cards = {c["source"]["topic"]["code"]: c for c in assert_cds_response(resp.get_json())}
+    assert cards["her2-rescore"]["indicator"] == "warning"
+    fallback = cards["tdxd-consideration"]
+    assert fallback["indicator"] == "info" and "could not evaluate T-DXd consideration" in fallback["summary"]
+    assert "injected" not in fallback["detail"] and "ZeroDivisionError" not in fallback["detail"]
+    assert '"card_failures":["tdxd-consideration"]' in caplog.text
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'her2cds_card_failures_total{service="her2-order-select",topic="tdxd-consideration"} 1.0' in metrics
