@@ -19,7 +19,6 @@ from .gathering import MissingPrefetch
 from .logs import audit_logger
 from .metrics import Metrics
 from .pipeline import Engine
-from .prefetch import published_services
 from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as replay_cache_from_url
 
@@ -80,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         logging.getLogger("her2_cds").warning("feedback database not reachable at start (%s); "
                                               "will retry on first feedback", type(exc).__name__)
     engine = Engine(settings)
-    services = published_services(contracts.services(), engine.terminology)
+    services = engine.services
     metrics = Metrics()
     audit = audit_logger()
     origins = set(settings["cors"]["allowed_origins"])

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from . import contracts
 from .cards import render
 from .config import Settings
 from .facts import Facts, derive
 from .fhir_client import FhirClient
 from .gathering import Gathered, gather
+from .prefetch import published_services
 from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as memory_from_url
 from .rules import her2_rescore, ild, tdxd
@@ -52,6 +54,8 @@ class Engine:
         self.pool = ThreadPoolExecutor(max_workers=int(fhir.get("max_workers", 32)),
                                        thread_name_prefix="fhir-fallback")
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
+        # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
+        self.services = published_services(contracts.services(), self.terminology)
         self.shown = memory_from_url(settings["storage"]["cache_url"], namespace="shown")
 
     def invoke(self, service: dict[str, Any], request: dict[str, Any]) -> Outcome:
@@ -60,7 +64,8 @@ class Engine:
         context = request.get("context") or {}
         if service["hook"] == "order-select" and not _has_medication(context):
             return Outcome(body={"cards": []})  # a draft with no drug yet: nothing to say, nothing to fetch
-        gathered = gather(request, service.get("prefetch", {}), self.client, self.pool, deadline,
+        templates = self.services.get(service["id"], service).get("prefetch", {})
+        gathered = gather(request, templates, self.client, self.pool, deadline,
                           bool(self.settings.fhir.get("allow_unauthenticated")))
         failed_topics: list[str] = []
         try:

@@ -1,7 +1,9 @@
 """A small, faithful FHIR R4 REST server for tests, run as its own process.
 
-Implements read (`GET /Type/id`), search by `patient` and `code` (token lists,
-`system|code`), `_include=X:medication`, paging with `next` links (`_count`, default 3),
+Implements read (`GET /Type/id`), search by `patient`, `code` and `category` (token lists,
+`system|code`) and `_id` (a list), `_include=X:medication`, `X:specimen` and
+`DiagnosticReport:result[:Observation]` (off with `include_results: false`, like servers that
+ignore it), paging with `next` links (`_count`, default 3),
 and a control endpoint (`POST /_control`) that loads resources and injects faults:
 delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
 to another host. `GET /_log` returns what it was asked (paths and whether a token came).
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 STATE: dict[str, Any] = {"resources": [], "delay": 0.0, "status": 200, "html": False,
-                         "next": "normal", "page_size": 3, "log": []}
+                         "next": "normal", "page_size": 3, "log": [], "include_results": True}
 LOCK = threading.Lock()
 
 
@@ -33,24 +35,31 @@ def _subject_id(res: dict[str, Any]) -> str | None:
     return None
 
 
-def _codes(res: dict[str, Any]) -> set[tuple[str, str]]:
+def _codes(res: dict[str, Any], keys: tuple[str, ...] = ("code", "medicationCodeableConcept")) -> set[tuple[str, str]]:
     out = set()
-    for key in ("code", "medicationCodeableConcept"):
-        cc = res.get(key)
-        if isinstance(cc, dict):
-            for c in cc.get("coding") or []:
-                out.add((c.get("system", ""), c.get("code", "")))
+    for key in keys:
+        value = res.get(key)
+        for cc in value if isinstance(value, list) else [value]:
+            if isinstance(cc, dict):
+                for c in cc.get("coding") or []:
+                    out.add((c.get("system", ""), c.get("code", "")))
     return out
+
+
+def _token_match(have: set[tuple[str, str]], param: str) -> bool:
+    wanted = [t.split("|", 1) if "|" in t else ["", t] for t in param.split(",")]
+    return any((s, c) in have or (not s and any(c == hc for _, hc in have)) for s, c in wanted)
 
 
 def _matches(res: dict[str, Any], params: dict[str, list[str]]) -> bool:
     if "patient" in params and _subject_id(res) != params["patient"][0].split("/")[-1]:
         return False
-    if "code" in params:
-        wanted = [t.split("|", 1) if "|" in t else ["", t] for t in params["code"][0].split(",")]
-        have = _codes(res)
-        if not any((s, c) in have or (not s and any(c == hc for _, hc in have)) for s, c in wanted):
-            return False
+    if "code" in params and not _token_match(_codes(res), params["code"][0]):
+        return False
+    if "category" in params and not _token_match(_codes(res, ("category",)), params["category"][0]):
+        return False
+    if "_id" in params and res.get("id") not in params["_id"][0].split(","):
+        return False
     return True
 
 
@@ -73,7 +82,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_control":
             with LOCK:
                 if "reset" in data:
-                    STATE.update(delay=0.0, status=200, html=False, next="normal", page_size=3, log=[])
+                    STATE.update(delay=0.0, status=200, html=False, next="normal", page_size=3, log=[],
+                                 include_results=True)
                 STATE.update({k: v for k, v in data.items() if k != "reset"})
             self._send(200, b"{}", "application/json")
         else:
@@ -121,12 +131,17 @@ class Handler(BaseHTTPRequestHandler):
         entries = [{"fullUrl": f"{self._base()}/{r['resourceType']}/{r.get('id')}", "resource": r,
                     "search": {"mode": "match"}} for r in page]
         for inc in params.get("_include", []):
+            name = (inc.split(":") + [""])[1]
             field, target = {"medication": ("medicationReference", "Medication"),
-                             "specimen": ("specimen", "Specimen")}.get(inc.split(":")[-1], (None, None))
+                             "specimen": ("specimen", "Specimen"),
+                             "result": ("result", "Observation")}.get(name, (None, None))
+            if name == "result" and not STATE["include_results"]:
+                continue
             for r in page if field else []:
-                ref = (r.get(field) or {}).get("reference", "")
+                value = r.get(field)
+                refs = {v.get("reference", "") for v in (value if isinstance(value, list) else [value or {}])}
                 for m in STATE["resources"]:
-                    if m.get("resourceType") == target and f"{target}/{m.get('id')}" == ref:
+                    if m.get("resourceType") == target and f"{target}/{m.get('id')}" in refs:
                         entries.append({"resource": m, "search": {"mode": "include"}})
         links = []
         if offset + size < len(hits):

@@ -44,8 +44,7 @@ def app_for(settings_factory, fhir_server):
 
 def _gather(app, body):
     engine = app.extensions["her2_cds"]["engine"]
-    from cds_service.contracts import services
-    return engine.invoke(services()["her2-patient-view"], body).gathered
+    return engine.invoke(engine.services["her2-patient-view"], body).gathered
 
 
 def test_fallback_fetches_every_missing_key_with_token_and_pages(app_for, fhir_server):
@@ -203,3 +202,53 @@ def test_real_socket_round_trip(app_for, fhir_server, live_server):
     bad = requests.post(f"{srv.url}/cds-services/her2-patient-view", data="{",
                         headers={"Content-Type": "application/json"}, timeout=5)
     assert bad.status_code == 400 and "malformed" in bad.json()["error"]
+
+
+def _pathology_patient():
+    """A patient whose HER2/ER/PR results exist only as locally coded results of a pathology report."""
+    from .fixtures import builders as b
+    from .fixtures import realworld as rw
+    her2 = rw.local_result("HER2 IHC", {"valueString": "1+"}, "2025-04-01")
+    er = rw.local_result("ER", {"valueString": "Positive, 90%"}, "2025-04-01")
+    pr = rw.local_result("PR", {"valueString": "Negative (<1%)"}, "2025-04-01")
+    report = rw.pathology_report([her2, er, pr], "2025-04-01")
+    return [b.patient(), b.breast_cancer("2019-01-01"), b.metastasis("liver", "2023-01-10"), report, her2, er, pr,
+            b.med_statement("letrozole", "2023-02-01", "2025-03-01", status="stopped", reason="progression")]
+
+
+@pytest.mark.parametrize("include_results, report_queries", [(True, 1), (False, 2)])
+def test_pathology_reports_and_their_results_are_fetched(app_for, fhir_server, include_results, report_queries):
+    """`_include=DiagnosticReport:result` where the server honours it; one `Observation?_id=` query where not."""
+    fhir_server.reset(_pathology_patient(), page_size=50, include_results=include_results)
+    app = app_for()
+    started = time.perf_counter()
+    resp = app.test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
+    elapsed = time.perf_counter() - started
+    cards = {c["source"]["topic"]["code"]: c for c in assert_cds_response(resp.get_json())}
+    assert "meets" in cards["tdxd-consideration"]["summary"]
+    log = [e["path"] for e in fhir_server.log()]
+    report_calls = [p for p in log if p.startswith("/DiagnosticReport") or p.startswith("/Observation?_id=")]
+    assert len(report_calls) == report_queries, log
+    assert any("category=" in p and "LP7839-6" in p for p in report_calls)
+    assert len(log) <= 12 and elapsed < 2.0
+
+
+def test_report_results_that_cannot_be_fetched_are_said(app_for):
+    from .helpers import prefetch_from
+    resources = [r for r in _pathology_patient() if r["resourceType"] != "Observation"]
+    prefetch = prefetch_from(resources)
+    resp = app_for().test_client().post("/cds-services/her2-patient-view",
+                                        json=hook_request("patient-view", prefetch=prefetch))
+    cards = assert_cds_response(resp.get_json())
+    assert any("referenced by pathology reports were not delivered" in c["detail"] for c in cards)
+
+
+def test_an_ehr_without_the_pathology_key_is_not_refused(app_for):
+    from .fixtures import patients
+    from .helpers import prefetch_from
+    prefetch = prefetch_from(patients.bell())
+    del prefetch["pathology"]
+    resp = app_for().test_client().post("/cds-services/her2-patient-view",
+                                        json=hook_request("patient-view", prefetch=prefetch))
+    assert resp.status_code == 200
+    assert any("pathology" in c["detail"] for c in assert_cds_response(resp.get_json()))
