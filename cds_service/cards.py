@@ -75,6 +75,10 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
                 for res in s.resources:
                     _check_action(res)
                     actions.append({"type": "create", "description": s.label, "resource": res})
+                for res in s.updates:
+                    _check_action(res)
+                    actions.append({"type": "update", "description": s.label, "resource": res})
+                actions += [{"type": "delete", "description": s.label, "resourceId": ref} for ref in s.deletes]
                 sug: dict[str, Any] = {"label": s.label, "uuid": str(uuid.uuid4()), "actions": actions}
                 if s.recommended is not None:
                     sug["isRecommended"] = s.recommended

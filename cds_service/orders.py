@@ -10,7 +10,7 @@ from .evidence import ref_of
 from .extraction import medication_concept
 from .terminology import Match, Terminology, note_texts, texts
 
-_MG_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
+MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
 SYSTEMIC_CLASSES = {"tdxd", "her2-directed-antibody", "other-adc", "cdk46-inhibitor", "endocrine-therapy",
                     "other-targeted", "chemotherapy"}
 
@@ -22,6 +22,7 @@ class DraftOrder:
     drug: Match | None
     dose_mg_per_kg: float | None
     dose_text: str | None
+    resource: dict[str, Any] | None = None  # the drafted resource, as the EHR sent it
 
     @property
     def is_tdxd(self) -> bool:
@@ -45,7 +46,7 @@ def _dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
                     return float(q["value"]), text
                 return None, text
         if isinstance(d.get("text"), str):
-            m = _MG_KG.search(d["text"])
+            m = MG_PER_KG.search(d["text"])
             return (float(m.group(1)) if m else None), d["text"][:80]
     return None, None
 
@@ -79,4 +80,4 @@ def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> Dra
             for t in texts(res.get("code")) + note_texts(res):
                 drug = ts.classify_drug({"text": t}) or drug
     dose, dose_text = _dose(res) if drug else (None, None)
-    return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text)
+    return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text, res)

@@ -36,6 +36,9 @@ def cards_for(app, resources, hook, drafts=()):
     for card in cards:
         for s in card.get("suggestions", []):
             for action in s["actions"]:
+                if action["type"] == "delete":
+                    assert action["resourceId"].startswith("MedicationRequest/") and "resource" not in action
+                    continue
                 model = {"ServiceRequest": ServiceRequest, "MedicationRequest": MedicationRequest}
                 model[action["resource"]["resourceType"]].model_validate(action["resource"])
     return {c["source"]["topic"]["code"]: c for c in cards}
@@ -183,6 +186,11 @@ def test_gastric_dose_is_a_warning(app):
     card = cards_for(app, patients.bell(), "order-sign", [draft("fam-trastuzumab deruxtecan", (6.4, "mg/kg"))])[
         "ild-monitoring"]
     assert card["indicator"] == "warning" and "6.4" in card["summary"]
+    fix = next(s for s in card["suggestions"] if s["actions"][0]["type"] == "update")
+    fixed = fix["actions"][0]["resource"]
+    assert fixed["id"] == "draft-fam-trastuzumab"
+    assert fixed["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 5.4
+    assert not fix.get("isRecommended")
 
 
 def test_risk_factors_make_a_warning(app):
@@ -194,8 +202,12 @@ def test_risk_factors_make_a_warning(app):
 def test_prior_grade3_tdxd_pneumonitis_is_critical(app):
     card = cards_for(app, patients.builta_pneumonitis(), "order-sign",
                      [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))])["ild-monitoring"]
-    assert card["indicator"] == "critical" and "discontinue permanently" in card["summary"]
-    assert "grade 3" in card["detail"]
+    assert card["indicator"] == "critical" and "discontinue T-DXd permanently" in card["summary"]
+    assert "grade 3" in card["detail"] and "Stop T-DXd" in card["detail"]
+    assert "baseline" not in card["detail"].lower()  # no work-up for a drug that must not be given
+    [remove] = card["suggestions"]
+    assert remove["actions"] == [{"type": "delete", "description": "Remove the drafted T-DXd order",
+                                  "resourceId": "MedicationRequest/draft-fam-trastuzumab"}]
 
 
 def test_patient_view_with_active_tdxd_reminds(app):

@@ -13,9 +13,13 @@ ORDER_HOOKS = ("order-select", "order-sign")
 
 @dataclass
 class Suggestion:
+    """Resources to create, drafted orders to update (whole resource) or delete (by reference)."""
+
     label: str
     resources: list[dict[str, Any]]
     recommended: bool | None = None
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
 
 
 @dataclass
