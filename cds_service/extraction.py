@@ -239,7 +239,9 @@ def _admit(r: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """The status policy, then FHIR validation: the resource to read, or None (with a note)."""
     decision, status = verdict(r)
     if decision in (IGNORE, UNCONFIRMED):
-        notes.append(status_note(r, decision, status))
+        said = status_note(r, decision, status)
+        if said:
+            notes.append(said)
         return None
     return validated(r, notes)
 
@@ -266,7 +268,7 @@ def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[st
                 out.procedures[vs].append(r)
     elif rtype in MED_TYPES:
         drug = ts.classify_drug(medication_concept(r, medications))
-        if drug and (r := validated(r, out.notes)) is not None:
+        if drug and (r := _admit(r, out.notes)) is not None:
             out.meds.append(MedRecord(r, drug))
     elif rtype == "Specimen" and isinstance(r.get("id"), str) and (r := _admit(r, out.notes)) is not None:
         out.specimens[r["id"]] = r

@@ -17,6 +17,9 @@ _CONDITION_IGNORED = {"entered-in-error", "refuted"}
 _CONDITION_UNCONFIRMED = {"unconfirmed", "provisional", "differential"}
 # Procedure.status: not done, or not yet done.
 _PROCEDURE_IGNORED = {"entered-in-error", "not-done", "preparation"}
+# MedicationStatement / MedicationRequest / MedicationAdministration: never given, or not yet decided.
+_MEDICATION_IGNORED = {"entered-in-error", "not-taken", "not-done", "cancelled", "draft", "intended", "unknown"}
+MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 _RESULT_RANK = {"final": 2, "amended": 2, "corrected": 2, "appended": 2, "preliminary": 1}
 
 
@@ -37,13 +40,20 @@ def verdict(resource: dict[str, Any]) -> tuple[str, str | None]:
         return USE, None
     if rtype == "Procedure":
         return (IGNORE, status) if status in _PROCEDURE_IGNORED else (USE, None)
+    if rtype in MEDICATION_TYPES:
+        return (IGNORE, status) if status in _MEDICATION_IGNORED else (USE, None)
     if status == "entered-in-error":
         return IGNORE, status
     return USE, None
 
 
-def note(resource: dict[str, Any], decision: str, status: str | None) -> str:
-    """The sentence a card shows for a resource the policy set aside."""
+_UNREMARKABLE = {"draft", "intended"}  # orders not yet placed: nothing to tell the clinician
+
+
+def note(resource: dict[str, Any], decision: str, status: str | None) -> str | None:
+    """The sentence a card shows for a resource the policy set aside (None: not worth a line)."""
+    if status in _UNREMARKABLE:
+        return None
     if decision == UNCONFIRMED:
         return f"{ref_of(resource)} is {status}: said here, not counted"
     return f"{ref_of(resource)} ignored (status {status})"

@@ -20,7 +20,6 @@ EPISODE_GAP_DAYS = 90
 COMBINATION_DAYS = 45
 PROGRESSION_AFTER_END_DAYS = 90
 ADJUVANT_RECURRENCE_DAYS = 183
-EXCLUDED = {"entered-in-error", "not-taken", "not-done", "cancelled", "draft", "intended", "unknown"}
 ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
 ONGOING = {"active", "in-progress", "on-hold"}
 
@@ -135,8 +134,6 @@ def _reasons(r: dict[str, Any]) -> list[Any]:
 def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
     r = rec.resource
     status = r.get("status")
-    if status in EXCLUDED:
-        return None
     if r["resourceType"] == "MedicationRequest" and r.get("intent") not in ORDER_INTENTS:
         return None
     start, end = _period(r)

@@ -391,3 +391,13 @@ def test_no_hedged_card_when_any_result_was_positive(app):  # noqa: F811
     pt = hr_positive_mbc_after_et_progression([b.her2_ihc(3, "2022-01-20"), b.her2_ihc("1+", "2023-01-20"),
                                                b.her2_ihc(0, "2025-04-01", membrane="absent")])
     assert "tdxd-consideration" not in cards_for(app, pt, "order-select", [draft("capecitabine")])
+
+
+def test_medication_statuses_follow_the_same_policy():
+    given = b.med_statement("letrozole", "2024-01-01", "2024-06-01")
+    mistake = b.med_statement("capecitabine", "2024-07-01", "2024-09-01", status="entered-in-error")
+    planned = b.med_request("paclitaxel", "2024-10-01", status="draft")
+    f = facts(given, mistake, planned)
+    assert [ln.drugs for ln in f.therapy.lines] == [["letrozole"]]
+    assert any(mistake["id"] in n and "entered-in-error" in n for n in f.data_notes)
+    assert not any(planned["id"] in n for n in f.data_notes)  # a draft order is not worth a line on a card
