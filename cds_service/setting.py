@@ -134,7 +134,7 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
     for obs in staging:  # the status policy was applied at extraction
         reading = stage_reading(obs.get("valueCodeableConcept"), ts)
         value = obs.get("valueCodeableConcept")
-        label = f"{first_text(obs.get('code'), 'staging')}: {first_text(value, code_text(value))}"
+        label = f"{first_text(obs.get('code'), code_text(obs.get('code')))}: {first_text(value, code_text(value))}"
         if reading == "distant":
             s.evidence.append(Evidence(ref_of(obs), effective_date(obs), f"stage IV / M1 staging ({label})"))
         elif reading == "none":
