@@ -303,7 +303,10 @@ def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
                 return
         if _ISH_WORD.search(t.lower()) and (call := ish_from_text(t)):
             p.ish, p.by_text = call, True
-    p.binary = p.binary or _binary(ts, holder)
+    if p.binary is None:
+        p.binary = _binary(ts, holder)
+        if p.binary and not any(ts.match_code(vs, holder.get("valueCodeableConcept")) for vs, _ in _BINARY_SETS):
+            p.by_text = True
 
 
 def _read_ish_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None:
@@ -406,18 +409,14 @@ def _site(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Termino
     if spec:
         concepts += [spec.get("type"), (spec.get("collection") or {}).get("bodySite")]
     concepts.append(obs.get("bodySite"))
-    for cc in concepts:
-        if not cc:
-            continue
+    concepts = [cc for cc in concepts if cc]
+    for cc in concepts:  # any concept that tells metastatic from primary decides, wherever it sits
         label = next(iter(texts(cc)), None)
-        blob = " ".join(texts(cc)).lower()
-        if "metasta" in blob or ts.match("metastatic-site", cc):
+        if "metasta" in " ".join(texts(cc)).lower() or ts.match("metastatic-site", cc):
             return "metastatic", label
         if ts.match("primary-site", cc):
             return "primary", label
-        if label:
-            return "unknown", label
-    return "unknown", None
+    return "unknown", next((t for cc in concepts for t in texts(cc)), None)
 
 
 # ---------------------------------------------------------------- categorising
