@@ -187,7 +187,8 @@ def test_specimen_resource_gives_the_site():
     ({"valueRatio": {"numerator": {"value": 5, "comparator": ">"}, "denominator": {"value": 2}}}, None),
     ({"valueRatio": {"numerator": {"value": 5}, "denominator": {"value": 0}}}, None),
     ({"valueString": "greater than 2.2"}, (2.2, ">")), ({"valueString": "less than 1.8"}, (1.8, "<")),
-    ({"valueString": "below 2"}, (2.0, "<")), ({"valueString": "≥ 4"}, (4.0, ">=")), ({"valueString": "<= 3"}, (3.0, "<=")),
+    ({"valueString": "below 2"}, (2.0, "<")), ({"valueString": "≥ 4"}, (4.0, ">=")),
+    ({"valueString": "<= 3"}, (3.0, "<=")),
     ({"valueString": "1.3"}, (1.3, None)), ({"valueString": "n/a"}, None), ({"valueBoolean": True}, None),
     ({"valueCodeableConcept": {"text": "ratio 2.4"}}, (2.4, None)),
 ])
