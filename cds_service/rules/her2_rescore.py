@@ -52,6 +52,7 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
         return why, kind  # an old or primary-only HER2-low/ultralow result already qualifies: no noise
     if cur.when is None:
         why.append("the latest HER2 result has no date")
+        kind = kind or "ihc"
     elif months_between(cur.when, facts.today) > stale_months:
         why.append(f"the latest HER2 result is {months_between(cur.when, facts.today)} months old "
                    f"(threshold {stale_months})")

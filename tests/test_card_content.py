@@ -1,0 +1,276 @@
+"""What each card says, word for word, for hand-built facts: the summary, every evidence line, the
+advice, what is unknown, and the drafted resources. A clinician reviews these lines."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+import pytest
+
+from cds_service.evidence import Evidence
+from cds_service.ild import Egfr, IldRisk
+from cds_service.rules import her2_rescore, ild, tdxd
+from cds_service.therapy import Record
+
+from .test_truth_tables import ADJ, CAPE, EV, TDXD, base, line, result
+
+LOW = "HER2-low: no readable value; specimen site not recorded; 2025-06-01; Observation/h"
+ET = "endocrine-therapy (2024-01-01 to 2025-01-01, metastatic setting): progressed"
+CHEMO = "chemotherapy (2024-01-01 to 2025-01-01, metastatic setting): progressed"
+ADVICE = ["Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
+          "Boxed warnings: interstitial lung disease/pneumonitis and embryo-fetal toxicity; assess LVEF before and "
+          "during treatment."]
+
+
+def tdxd_card(f, hook="order-select"):
+    return tdxd.decide(f, hook, {"enabled": True}, "p1")
+
+
+def test_db06_met_card():
+    d = tdxd_card(base())
+    assert (d.topic, d.indicator) == ("tdxd-consideration", "info")
+    assert d.summary == "HER2-low metastatic breast cancer meets the T-DXd label pathway (DB-06): consider T-DXd"
+    assert d.evidence == ["**DESTINY-Breast06** met:", f"✔ HER2-low or HER2-ultralow: {LOW}",
+                          "✔ HR-positive: x (2025-01-01; Observation/x)",
+                          f"✔ progression on ≥1 endocrine therapy in the metastatic setting: {ET}",
+                          "✔ no chemotherapy in the metastatic setting: none recorded",
+                          "order in progress: capecitabine", "metastatic since 2023-12-01"]
+    assert d.advice == ADVICE and d.unknowns == []
+    assert d.links == ["label", "db06", "db04"]
+    assert d.overrides == ["already-addressed", "patient-declined", "not-a-candidate", "data-incorrect"]
+    [s] = d.suggestions
+    assert s.label == "Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)" and s.recommended is False
+    order = s.resources[0]
+    assert order["medicationCodeableConcept"]["coding"][0]["code"] == "2267582"
+    assert order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] == {
+        "value": 5.4, "unit": "mg/kg", "system": "http://unitsofmeasure.org", "code": "mg/kg"}
+    assert order["dosageInstruction"][0]["timing"] == {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}}
+    assert (order["status"], order["intent"], order["subject"]) == ("draft", "order", {"reference": "Patient/p1"})
+
+
+def test_db04_and_db06_met_card():
+    d = tdxd_card(base(lines=[line("endocrine-therapy"), line("chemotherapy")]))
+    assert d.summary == "HER2-low metastatic breast cancer meets the T-DXd label pathway (DB-04): consider T-DXd"
+    assert d.evidence[:3] == ["**DESTINY-Breast04** met:", f"✔ HER2-low (IHC 1+ or 2+/ISH-negative): {LOW}",
+                              f"✔ prior chemotherapy in the metastatic setting: {CHEMO}"]
+
+
+def test_db04_by_adjuvant_recurrence():
+    d = tdxd_card(base(hr="negative", lines=[], adjuvant=ADJ))
+    assert d.evidence[2] == ("✔ recurrence during or within 6 months of adjuvant chemotherapy: recurrence 120 days "
+                             "after completing chemotherapy (2023-06-01; MedicationStatement/c)")
+    assert "(DB-04)" in d.summary
+
+
+def test_ultralow_summary_and_possible_pathway_says_what_is_unknown():
+    d = tdxd_card(base(her2=[result("ultralow")], hr="unknown"))
+    assert d.summary == "HER2-ultralow metastatic breast cancer may meet a T-DXd label pathway: confirm what is unknown"
+    assert d.evidence[0] == "**DESTINY-Breast06** not confirmed:"
+    assert "? HR-positive: x (2025-01-01; Observation/x)" in d.evidence
+    assert d.unknowns == ["HR-positive: x (2025-01-01; Observation/x)"]
+
+
+def test_unclear_progression_is_named():
+    d = tdxd_card(base(lines=[line("endocrine-therapy", outcome="ended-reason-unknown")]))
+    assert ("? progression on ≥1 endocrine therapy in the metastatic setting: progression not documented for: "
+            "endocrine-therapy (2024-01-01 to 2025-01-01, metastatic setting): ended, reason unknown") in d.evidence
+
+
+def test_pathway_failure_reasons():
+    p = tdxd.db06(base(lines=[line("endocrine-therapy", outcome="ongoing"), line("chemotherapy")]))
+    assert p.criteria[2] == ("progression on ≥1 endocrine therapy in the metastatic setting", False,
+                             "endocrine-therapy (2024-01-01 to 2025-01-01, metastatic setting): ongoing")
+    assert p.criteria[3] == ("no chemotherapy in the metastatic setting", False, CHEMO)
+    p = tdxd.db06(base(lines=[]))
+    assert p.criteria[2][2] == "no endocrine therapy recorded in the metastatic setting"
+    p = tdxd.db04(base(lines=[]))
+    assert p.criteria[1] == ("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", False,
+                             "no chemotherapy in the metastatic setting and no early recurrence after adjuvant "
+                             "chemotherapy")
+    p = tdxd.db04(base(lines=[line("chemotherapy", setting="unknown")]))
+    assert p.criteria[1][1] is None and p.criteria[1][2].startswith("setting unknown: chemotherapy")
+    p = tdxd.db06(base(her2=[]))
+    assert p.criteria[0] == ("HER2-low or HER2-ultralow", None, "no HER2 result")
+    assert tdxd.db06(base(hr="unknown", lines=[])).unknown == ["HR-positive: x (2025-01-01; Observation/x)"]
+
+
+def test_ild_history_makes_the_card_a_warning_with_a_caution_first():
+    d = tdxd_card(base(ild=IldRisk(prior_ild=[Evidence("Condition/i", date(2020, 1, 1), "pneumonitis")])))
+    assert d.indicator == "warning"
+    assert d.advice[0] == ("Caution: history of ILD/pneumonitis (pneumonitis (2020-01-01; Condition/i)); such "
+                           "patients were excluded from DESTINY-Breast04/06.")
+
+
+def test_patient_view_needs_no_order_and_active_tdxd_silences():
+    assert tdxd_card(base(drafts=[]), "patient-view") is not None
+    f = base()
+    f = replace(f, therapy=replace(f.therapy, tdxd_active=True))
+    assert tdxd_card(f, "patient-view") is None
+    assert tdxd.decide(base(), "order-select", {"enabled": False}, "p1") is None
+
+
+def test_hedged_card_for_an_earlier_low_sample():
+    f = base(her2=[result("low", date(2023, 1, 20)), result("null", date(2025, 4, 1))])
+    f = replace(f, her2=replace(f.her2, earlier_low=f.her2.results[0]))
+    d = tdxd_card(f)
+    assert d.summary == ("Latest HER2 null, earlier sample HER2-low (2023-01-20): T-DXd possible; consider "
+                         "re-testing")
+    assert [s.label for s in d.suggestions] == ["Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)",
+                                                "Request HER2 re-testing of the latest sample"]
+    assert any("ESMO 2023" in u and "2023-01-20" in u and "2025-04-01" in u for u in d.unknowns)
+    z = base(her2=[result("ultralow", date(2023, 1, 20)), result("zero-unspecified", date(2025, 4, 1))])
+    z = replace(z, her2=replace(z.her2, earlier_low=z.her2.results[0]))
+    assert tdxd_card(z).summary.startswith("Latest HER2 IHC 0, earlier sample HER2-ultralow (2023-01-20)")
+    assert tdxd.db04(z).criteria[0][1] is False  # DB-04 needs HER2-low, not ultralow
+
+
+# --- re-score
+def rescore(f, **cfg):
+    return her2_rescore.decide(f, "order-select", {"enabled": True, "stale_after_months": 24, **cfg}, "p1")
+
+
+@pytest.mark.parametrize("her2, summary, why, kind", [
+    ([], "Metastatic breast cancer with no HER2 result: order HER2 IHC with low/ultralow scoring",
+     "Why: no HER2 result on record.", "85319-2"),
+    ([result("binary-only")],
+     "HER2 reported only as 'negative': re-score IHC for HER2-low/ultralow (T-DXd eligibility)",
+     "Why: the latest HER2 result is reported only as negative, without an IHC score.", "85319-2"),
+    ([result("zero-unspecified", ihc=0)], "HER2 IHC 0 without staining statement: request review for HER2-ultralow vs "
+     "null", "Why: the latest result is IHC 0 without a membrane-staining statement (null vs ultralow); ultralow would "
+     "open the DESTINY-Breast06 pathway for this HR-positive disease.", "85319-2"),
+    ([result("indeterminate", ihc=2)], "HER2 IHC 2+ without ISH: order reflex ISH to decide HER2-low vs positive",
+     "Why: the latest result is IHC 2+ without an ISH result.", "85318-4"),
+    ([result("indeterminate", ihc=2, ish="equivocal")],
+     "HER2 ISH cannot be interpreted as reported: request pathology review",
+     "Why: the latest ISH result cannot be interpreted as reported (equivocal).", "85318-4"),
+    ([result("inconsistent", ihc=0)],
+     "HER2 IHC 0 with staining in >10% of cells is contradictory: request pathology review",
+     "Why: the latest result is IHC 0 but states membrane staining in more than 10% of cells, which is the definition "
+     "of 1+: the report is inconsistent.", "85319-2"),
+    ([result("null", date(2024, 10, 25))], "HER2 result is old or from the primary only: consider re-testing "
+     "metastatic tissue", "Why: the latest HER2 result is 25 months old (threshold 24).", "85319-2"),
+])
+def test_rescore_card(her2, summary, why, kind):
+    d = rescore(base(her2=her2))
+    assert d.summary == summary and d.advice == [why]
+    assert d.indicator == ("info" if kind == "85318-4" else "warning")
+    [s] = d.suggestions
+    assert s.resources[0]["code"]["coding"][0]["code"] == kind
+    assert d.links == ["asco_cap", "label"]
+    assert d.evidence[-3:] == ["metastatic since 2023-12-01 (Observation/x)",
+                               "HR status positive: x (2025-01-01; Observation/x)", "order in progress: capecitabine"]
+
+
+def test_rescore_names_the_specimen_and_hr_negative_omits_the_db06_clause():
+    r = result("zero-unspecified", ihc=0, specimen_ref="Specimen/s9", site="liver core")
+    d = rescore(base(her2=[r], hr="negative"))
+    assert d.advice == ["Why: the latest result is IHC 0 without a membrane-staining statement (null vs ultralow)."]
+    sr = d.suggestions[0].resources[0]
+    assert sr["specimen"] == [{"reference": "Specimen/s9"}] and sr["note"] == [{"text": "Specimen: liver core"}]
+    assert sr["subject"] == {"reference": "Patient/p1"} and sr["status"] == "draft"
+
+
+def test_rescore_quiet_cases_and_recheck_option():
+    old_low = base(her2=[result("low", date(2020, 1, 1))])
+    assert rescore(old_low) is None
+    d = rescore(old_low, recheck_actionable=True)
+    assert d.advice == ["Why: the latest HER2 result is 82 months old (threshold 24)."]
+    assert rescore(base(her2=[result("null", when=None)])).advice == ["Why: the latest HER2 result has no date."]
+    f = base(her2=[result("binary-only")])
+    assert rescore(replace(f, setting=replace(f.setting, breast_cancer=[])), ) is not None  # HER2 results count
+    assert her2_rescore.decide(base(drafts=[]), "order-select", {"enabled": True}, "p1") is None
+
+
+# --- ILD monitoring
+def ild_card(risk=None, drafts=(TDXD,), hook="order-sign", **cfg):
+    return ild.decide(base(ild=risk or IldRisk(), drafts=list(drafts)), hook, {"enabled": True, **cfg}, "p1")
+
+
+def test_ild_info_card():
+    d = ild_card()
+    assert (d.indicator, d.summary) == ("info", "T-DXd: baseline chest CT and SpO2; teach to report cough, dyspnoea "
+                                                "or fever")
+    assert d.evidence == ["no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
+                          "reduced renal function)"]
+    assert d.advice == [
+        "Before starting: baseline chest imaging (CT) and pulse oximetry.",
+        "Teach the patient to report new or worsening cough, dyspnoea or fever at once; evaluate symptoms promptly.",
+        "Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; symptomatic "
+        "(grade ≥2) ILD — discontinue permanently and start corticosteroids."]
+    assert [s.label for s in d.suggestions] == ["Order baseline CT chest", "Order pulse oximetry"]
+    ct = d.suggestions[0].resources[0]
+    assert ct["code"]["coding"][0]["code"] == "169069000" and ct["subject"] == {"reference": "Patient/p1"}
+    assert d.suggestions[1].resources[0]["code"]["coding"][0]["code"] == "252465000"
+    assert d.selection == "any" and d.links == ["label"]
+
+
+def test_ild_warning_lists_each_factor():
+    risk = IldRisk(thoracic_rt=[Evidence("Procedure/r", date(2020, 1, 1), "thoracic radiotherapy: RT")],
+                   egfr=Egfr(45, None, Evidence("Observation/e", date(2025, 1, 1), "eGFR 45 mL/min/1.73 m2")))
+    d = ild_card(risk)
+    assert d.indicator == "warning"
+    assert d.summary == "T-DXd with ILD risk factors (2): baseline chest CT, SpO2, close monitoring"
+    assert d.evidence == ["risk factor: thoracic radiotherapy: RT (2020-01-01; Procedure/r)",
+                          "risk factor: reduced renal function: eGFR 45 mL/min/1.73 m2 (under 60) (2025-01-01; "
+                          "Observation/e)"]
+    open_bound = IldRisk(egfr=Egfr(30, ">", Evidence("Observation/e", date(2025, 1, 1), "eGFR >30")))
+    assert ild_card(open_bound).unknowns[0] == ("eGFR >30 (2025-01-01; Observation/e): cannot tell whether renal "
+                                                "function is under 60")
+
+
+def test_ild_dose_warning_and_unreadable_dose():
+    d = ild_card(drafts=[replace(TDXD, dose_mg_per_kg=6.4)])
+    assert d.summary == "T-DXd dose 6.4 mg/kg: breast-cancer dose is 5.4 mg/kg; plus ILD monitoring"
+    assert d.advice[0] == ("Drafted dose 6.4 mg/kg is not the breast-cancer dose of 5.4 mg/kg (6.4 mg/kg is the "
+                           "gastric dose).")
+    assert ild_card(drafts=[replace(TDXD, dose_mg_per_kg=5.44)]).indicator == "info"  # within rounding
+    d = ild_card(drafts=[replace(TDXD, dose_mg_per_kg=None, dose_text="400 mg")])
+    assert d.unknowns[0] == "drafted dose not readable as mg/kg (400 mg)"
+    d = ild_card(drafts=[replace(TDXD, dose_mg_per_kg=None, dose_text=None)])
+    assert d.unknowns[0] == "drafted dose not readable as mg/kg (no dose)"
+
+
+def test_corrected_dose_update_only_when_safe():
+    drafted = {"resourceType": "MedicationRequest", "id": "d2", "status": "draft", "intent": "order",
+               "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"text": "Enhertu"},
+               "dosageInstruction": [{"text": "6.4 mg/kg IV q3w",
+                                      "doseAndRate": [{"doseQuantity": {"value": 6.4, "unit": "mg/kg"}}]}]}
+    fixed = ild.corrected_dose(replace(TDXD, dose_mg_per_kg=6.4, resource=drafted))
+    assert fixed["dosageInstruction"] == [{"text": "5.4 mg/kg IV q3w", "doseAndRate": [{"doseQuantity": {
+        "value": 5.4, "unit": "mg/kg", "system": "http://unitsofmeasure.org", "code": "mg/kg"}}]}]
+    assert drafted["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 6.4  # the draft is untouched
+    two = {**drafted, "dosageInstruction": drafted["dosageInstruction"] * 2}
+    assert ild.corrected_dose(replace(TDXD, resource=two)) is None
+    assert ild.corrected_dose(replace(TDXD, resource={**drafted, "id": None})) is None
+    assert ild.corrected_dose(replace(TDXD, resource=None)) is None
+    d = ild.decide(base(drafts=[replace(TDXD, dose_mg_per_kg=6.4, resource=drafted)]), "order-sign",
+                   {"enabled": True}, "p1")
+    assert d.suggestions[0].label == "Change the T-DXd dose to 5.4 mg/kg (breast cancer)"
+    assert d.suggestions[0].updates == [fixed]
+
+
+def test_ild_critical_card():
+    risk = IldRisk(prior_ild=[EV], tdxd_ild_grade2plus=[Evidence("Condition/p", date(2025, 10, 5), "pneumonitis, "
+                                                                                                  "grade 2")])
+    d = ild_card(risk)
+    assert d.indicator == "critical"
+    assert d.summary == "Prior grade ≥2 ILD/pneumonitis on T-DXd: label says discontinue T-DXd permanently"
+    assert d.evidence[0] == ("prior T-DXd-associated ILD/pneumonitis grade ≥2: pneumonitis, grade 2 (2025-10-05; "
+                             "Condition/p)")
+    assert d.advice[0].startswith("Stop T-DXd: after grade ≥2 (symptomatic) ILD/pneumonitis the label requires")
+    [remove] = d.suggestions
+    assert remove.deletes == ["MedicationRequest/d2"] and remove.resources == [] and d.selection == "at-most-one"
+    f = base(ild=risk, drafts=[])
+    f = replace(f, therapy=replace(f.therapy, tdxd_active=True, tdxd=[Record(
+        "MedicationAdministration/t", "tdxd", "trastuzumab deruxtecan", date(2025, 9, 1), date(2025, 9, 1), False,
+        None, None, False)]))
+    pv = ild.decide(f, "patient-view", {"enabled": True}, "p1")
+    assert pv.indicator == "critical" and pv.suggestions == []
+    assert "T-DXd exposure: MedicationAdministration/t (2025-09-01)" in pv.evidence
+
+
+def test_ild_quiet_without_tdxd():
+    assert ild_card(drafts=[CAPE]) is None
+    assert ild_card(drafts=[], hook="patient-view") is None
+    assert ild.decide(base(drafts=[TDXD]), "order-sign", {"enabled": False}, "p1") is None
