@@ -67,31 +67,28 @@ def stage_reading(cc: Any, ts: Terminology) -> str | None:
 
 
 def _region(cond: dict[str, Any], sets: dict[str, Match], ts: Terminology) -> str:
-    """'regional', 'distant' or 'unknown' for a condition about metastatic disease."""
+    """'regional', 'distant' or 'unknown' for a condition about metastatic disease: a regional node
+    (by code or words, in the code or a body site) is N; a lymph-node metastasis is distant only
+    when its station is (coded or named); any other secondary site is distant."""
     sites = [cond.get("code"), *(cond.get("bodySite") or [])]
-    if any(ts.match_code("regional-lymph-node", cc) for cc in sites):
+    words = {"text": " ".join(t for cc in sites for t in texts(cc))}
+    if any(ts.match_code("regional-lymph-node", cc) for cc in sites) or ts.match("regional-lymph-node", words):
         return "regional"
-    words = " ".join(t for cc in sites for t in texts(cc))
-    coded_node = "lymph-node-metastasis" in sets and sets["lymph-node-metastasis"].by == "code"
-    coded_distant = "metastatic-disease" in sets and sets["metastatic-disease"].by == "code" and not coded_node
-    if coded_distant and not any(ts.match_code("regional-lymph-node", cc) for cc in sites[1:]):
-        return "regional" if ts.match("regional-lymph-node", {"text": " ".join(
-            t for cc in sites[1:] for t in texts(cc))}) else "distant"
-    nodal = coded_node or ts.match("lymph-node-metastasis", {"text": words}) is not None
-    if ts.match("regional-lymph-node", {"text": words}):
-        return "regional"
-    if nodal:
-        distant = any(ts.match_code("distant-lymph-node", cc) for cc in sites) or ts.match(
-            "distant-lymph-node", {"text": words})
+    if "lymph-node-metastasis" in sets or ts.match("lymph-node-metastasis", words):
+        distant = any(ts.match_code("distant-lymph-node", cc) for cc in sites) or ts.match("distant-lymph-node", words)
         return "distant" if distant else "unknown"
     return "distant"
 
 
 def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
+    """The organ a distant metastasis is in, one word per organ whatever the coding ("liver" for
+    SNOMED 10200004 Liver structure, ICD C78.7 and "liver metastases" alike)."""
+    sites = ts.sets["metastatic-site"]
     for cc in [*(cond.get("bodySite") or []), cond.get("code")]:
         hit = ts.match("metastatic-site", cc)
         if hit:
-            return hit.canonical.lower()
+            term = sites.match_text(hit.canonical)
+            return (term[1] if term else hit.canonical).lower()
     return match.canonical.lower()
 
 
