@@ -87,8 +87,8 @@ def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
     for cc in [*(cond.get("bodySite") or []), cond.get("code")]:
         hit = ts.match("metastatic-site", cc)
         if hit:
-            term = sites.match_text(hit.canonical)
-            return (term[1] if term else hit.canonical).lower()
+            words = [m.group(1) for m in sites.regex.finditer(hit.canonical.lower())] if sites.regex else []
+            return min(words, key=len) if words else hit.canonical.lower()
     return match.canonical.lower()
 
 
