@@ -87,8 +87,9 @@ def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
     for cc in [*(cond.get("bodySite") or []), cond.get("code")]:
         hit = ts.match("metastatic-site", cc)
         if hit:
-            words = [m.group(1) for m in sites.regex.finditer(hit.canonical.lower())] if sites.regex else []
-            return min(words, key=len) if words else hit.canonical.lower()
+            name = hit.canonical.lower()
+            words = [t for t in sites.terms if re.search(rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])", name)]
+            return min(words, key=len) if words else name
     return match.canonical.lower()
 
 
