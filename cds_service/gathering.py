@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,15 +131,21 @@ def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient
     futures = [pool.submit(client.search, f"{base}Observation?_id={','.join(c)}", token, deadline, base)
                for c in chunks]
     for fut in futures:
-        try:
-            res: FetchResult = fut.result(timeout=max(0.0, deadline - time.monotonic()) + 0.05)
-        except FutureTimeout:
-            res = FetchResult(error="deadline passed")
-        out.fallback_calls += res.calls
-        out.by_key.setdefault(PATHOLOGY_KEY, []).extend(res.resources)
+        res = _collect(out, PATHOLOGY_KEY, fut, deadline)
         if res.error:
-            out.fallback_errors += 1
             out.unavailable[PATHOLOGY_KEY] = f"results of pathology reports: {res.error}"
+
+
+def _collect(out: Gathered, key: str, fut: Future[FetchResult], deadline: float) -> FetchResult:
+    """Wait for one query until the deadline; add what it brought (and its calls and errors) under key."""
+    try:
+        res = fut.result(timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+    except FutureTimeout:
+        res = FetchResult(error="deadline passed")
+    out.fallback_calls += res.calls
+    out.by_key.setdefault(key, []).extend(res.resources)
+    out.fallback_errors += 1 if res.error else 0
+    return res
 
 
 def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str], base: str, client: FhirClient,
@@ -150,14 +156,8 @@ def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str],
     futures.update({key: pool.submit(client.search, url, token, deadline, base)
                     for key, url in to_continue.items()})
     for key, fut in futures.items():
-        try:
-            res: FetchResult = fut.result(timeout=max(0.0, deadline - time.monotonic()) + 0.05)
-        except FutureTimeout:
-            res = FetchResult(error="deadline passed")
-        out.fallback_calls += res.calls
-        out.by_key.setdefault(key, []).extend(res.resources)
+        res = _collect(out, key, fut, deadline)
         if res.error:
-            out.fallback_errors += 1
             out.unavailable[key] = res.error
         elif res.truncated:
             out.unavailable[key] = "more pages than this service follows; later pages not read"

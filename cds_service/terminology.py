@@ -178,13 +178,11 @@ class Terminology:
         return index
 
     def match(self, vs_id: str, cc: Any, extra_text: Iterable[str] = ()) -> Match | None:
+        """By code first; failing that, by the concept's words (and extra_text)."""
+        hit = self.match_code(vs_id, cc)
+        if hit is not None:
+            return hit
         vs = self.sets[vs_id]
-        for c in codings(cc):
-            system, code = c.get("system"), c.get("code")
-            if isinstance(system, str) and isinstance(code, str):
-                hit = vs.match_coding(system, code)
-                if hit is not None:
-                    return Match(vs_id, "code", f"{system.rsplit('/', 1)[-1]}|{code}", hit)
         for text in [*texts(cc), *extra_text]:
             found = vs.match_text(text) if isinstance(text, str) else None
             if found:
