@@ -53,7 +53,6 @@ class Extracted:
     """The relevant resources of one request, by what they are."""
 
     observations: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in OBS_SETS})
-    reports: list[dict[str, Any]] = field(default_factory=list)
     conditions: dict[str, list[tuple[dict[str, Any], Match]]] = field(
         default_factory=lambda: {k: [] for k in CONDITION_SETS})
     procedures: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in PROCEDURE_SETS})
@@ -221,7 +220,6 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     medications = {r["id"]: r for r in resources
                    if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
     reports = pathology_reports(resources, ts, lambda rep: _admit(rep, out.notes))
-    out.reports = reports
     members = {ref: rep for rep in reports for ref in result_refs(rep)}
     for r in resources:
         try:
