@@ -57,6 +57,7 @@ class Extracted:
         default_factory=lambda: {k: [] for k in CONDITION_SETS})
     procedures: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in PROCEDURE_SETS})
     meds: list[MedRecord] = field(default_factory=list)
+    unreadable: dict[str, list[str]] = field(default_factory=dict)  # value set -> refs that failed validation
     specimens: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     counted: int = 0
@@ -250,8 +251,13 @@ def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[st
     if rtype == "Observation":
         report = members.get(ref_of(r))
         vs = _observation_set(ts, r) or (report_member_set(r) if report else None)
-        if vs and (r := _admit(r, out.notes)) is not None:
-            out.observations[vs].append(with_report_context(r, report) if report else r)
+        if not vs:
+            return
+        admitted = _admit(r, out.notes)
+        if admitted is not None:
+            out.observations[vs].append(with_report_context(admitted, report) if report else admitted)
+        elif verdict(r)[0] not in (IGNORE, UNCONFIRMED):  # a result exists but cannot be read: say which
+            out.unreadable.setdefault(vs, []).append(ref_of(r))
     elif rtype == "Condition":
         hits = _condition_hits(ts, r)
         if hits and (r := _admit(r, out.notes)) is not None:

@@ -66,6 +66,7 @@ def derive(resources: list[dict[str, Any]], context: dict[str, Any], ts: Termino
     """Build the facts from a request's resources (prefetched or fetched) and its context."""
     ex = extract(resources, ts)
     her2 = build_picture(ex.observations, ex.specimens, ts)
+    her2.unreadable = [ref for vs, refs in ex.unreadable.items() if vs.startswith("her2-") for ref in refs]
     hr = hr_status(ex.observations["er"], ex.observations["pr"], ts, ex.observations["hr-combined"])
     setting = derive_setting(ex.conditions, ex.observations["staging"], ts)
     therapy = derive_therapy(ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today,

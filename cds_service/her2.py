@@ -144,6 +144,7 @@ class Her2Picture:
     discordant: bool
     notes: list[str] = field(default_factory=list)
     earlier_low: Her2Result | None = None  # latest null/zero-unspecified, an earlier sample low/ultralow
+    unreadable: list[str] = field(default_factory=list)  # HER2 results that are not valid FHIR (named, not read)
 
     @property
     def category(self) -> str | None:

@@ -401,3 +401,16 @@ def test_medication_statuses_follow_the_same_policy():
     assert [ln.drugs for ln in f.therapy.lines] == [["letrozole"]]
     assert any(mistake["id"] in n and "entered-in-error" in n for n in f.data_notes)
     assert not any(planned["id"] in n for n in f.data_notes)  # a draft order is not worth a line on a card
+
+
+def test_a_her2_result_that_is_not_valid_fhir_is_never_called_missing(app):  # noqa: F811
+    """rw05's shape: a HER2 Observation with two value[x] (it said 'Positive'). It cannot be read, so its
+    category is unknown: the card says a result exists, never 'no HER2 result'."""
+    bad = b.observation(b.cc(b.LOINC, "85319-2"), "2024-02-01", valueCodeableConcept=b.cc(b.SCT, "10828004"),
+                        valueString="Positive")
+    pt = [b.patient(), b.breast_cancer("2019-01-01"), b.metastasis("liver", "2023-01-10"), bad]
+    card = cards_for(app, pt, "patient-view")["her2-rescore"]
+    assert card["summary"] == ("A HER2 result could not be read (invalid record): check the pathology report before "
+                               "re-testing")
+    assert f"a HER2 result exists (Observation/{bad['id']}) but is not valid FHIR" in card["detail"]
+    assert "no HER2 result" not in card["detail"]

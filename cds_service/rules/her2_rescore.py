@@ -18,6 +18,7 @@ SUMMARIES = {
     "ish-unreadable": "HER2 ISH cannot be interpreted as reported: request pathology review",
     INCONSISTENT: "HER2 IHC 0 with staining in >10% of cells is contradictory: request pathology review",
     "stale": "HER2 result is old or from the primary only: consider re-testing metastatic tissue",
+    "unreadable": "A HER2 result could not be read (invalid record): check the pathology report before re-testing",
 }
 
 
@@ -26,6 +27,9 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
     her2, hr_pos = facts.her2, facts.hr.status == "positive"
     cur = her2.current
     if cur is None:
+        if her2.unreadable:
+            return [f"a HER2 result exists ({', '.join(her2.unreadable)}) but is not valid FHIR and could not be "
+                    "read; its category is unknown (it may even be HER2-positive)"], "ihc"
         return ["no HER2 result on record"], "ihc"
     why: list[str] = []
     kind: str | None = None
@@ -99,11 +103,12 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     if not why or kind is None:
         return None
     cur = facts.her2.current
-    key = cur.category if cur else None
+    key = cur.category if cur else ("unreadable" if facts.her2.unreadable else None)
     if cur and cur.category == INDETERMINATE and not (cur.ihc == 2 and cur.ish is None):
         key = "ish-unreadable"
     summary = SUMMARIES.get(key, SUMMARIES["stale"])
-    evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or ["no HER2 result found"]
+    evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or [
+        "no readable HER2 result" if facts.her2.unreadable else "no HER2 result found"]
     evidence.append(f"metastatic since {fmt(facts.setting.start)} "
                     f"({', '.join(e.ref for e in facts.setting.evidence)})")
     hr_lines = "; ".join(e.line() for e in facts.hr.evidence())
