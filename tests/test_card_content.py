@@ -274,3 +274,12 @@ def test_ild_quiet_without_tdxd():
     assert ild_card(drafts=[CAPE]) is None
     assert ild_card(drafts=[], hook="patient-view") is None
     assert ild.decide(base(drafts=[TDXD]), "order-sign", {"enabled": False}, "p1") is None
+
+
+def test_an_unreadable_her2_result_keeps_the_card_from_asserting():
+    f = base()
+    f = replace(f, her2=replace(f.her2, unreadable=["Observation/bad"]))
+    d = tdxd_card(f)
+    assert d.summary == "HER2-low metastatic breast cancer may meet a T-DXd label pathway: confirm what is unknown"
+    assert ("no HER2-positive result: HER2 result(s) Observation/bad could not be read (not valid FHIR); check them "
+            "in the pathology report") in d.unknowns

@@ -53,9 +53,17 @@ def _her2(facts: Facts, allowed: tuple[str, ...]) -> tuple[bool | None, str]:
     return False, cur.describe()
 
 
+def _unreadable(facts: Facts, p: Pathway) -> None:
+    """A HER2 result that could not be read may be HER2-positive: the pathway cannot be called met."""
+    if facts.her2.unreadable:
+        p.add("no HER2-positive result", None, f"HER2 result(s) {', '.join(facts.her2.unreadable)} could not be "
+                                               "read (not valid FHIR); check them in the pathology report")
+
+
 def db06(facts: Facts) -> Pathway:
     p = Pathway("DESTINY-Breast06", "DB-06")
     p.add("HER2-low or HER2-ultralow", *_her2(facts, (LOW, ULTRALOW)))
+    _unreadable(facts, p)
     hr = facts.hr
     p.add("HR-positive", {"positive": True, "negative": False}.get(hr.status),
           "; ".join(e.line() for e in hr.evidence()) or "no ER/PR result")
@@ -82,6 +90,7 @@ def db06(facts: Facts) -> Pathway:
 def db04(facts: Facts) -> Pathway:
     p = Pathway("DESTINY-Breast04", "DB-04")
     p.add("HER2-low (IHC 1+ or 2+/ISH-negative)", *_her2(facts, (LOW,)))
+    _unreadable(facts, p)
     chemo = facts.therapy.metastatic("is_chemo")
     adj = facts.therapy.adjuvant_recurrence
     unknown_chemo = [ln for ln in facts.therapy.lines if ln.is_chemo and ln.setting == "unknown"]
