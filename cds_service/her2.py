@@ -101,7 +101,8 @@ class Her2Result:
     @property
     def method(self) -> str:
         parts = [p for p, present in (("IHC", self.ihc is not None),
-                                      ("ISH", self.ish is not None or self.ratio is not None)) if present]
+                                      ("ISH", self.ish is not None or self.ratio is not None
+                                       or self.copy_number is not None)) if present]
         return "+".join(parts) or "interpretation only"
 
     def _membrane_text(self) -> str:
@@ -119,12 +120,12 @@ class Her2Result:
             bits.append(f"IHC {self.ihc}{'+' if self.ihc else ''}")
             if self.ihc == 0:
                 bits.append(self._membrane_text())
-        if self.ish or self.ratio is not None:
-            ish = self.ish or "ISH"
+        if self.ish or self.ratio is not None or self.copy_number is not None:
             ratio = f"ratio {self.ratio_cmp or ''}{self.ratio:g}" if self.ratio is not None else ""
             copies = f"{self.copy_number:g} copies/cell" if self.copy_number is not None else ""
             nums = ", ".join(x for x in (ratio, copies) if x)
-            bits.append(f"ISH {ish.replace('-', ' ')}" + (f" ({nums})" if nums else ""))
+            call = f" {self.ish.replace('-', ' ')}" if self.ish else ""
+            bits.append(f"ISH{call}" + (f" ({nums})" if nums else ""))
         if not bits and self.binary:
             bits.append(f"reported only as {self.binary}")
         where = self.site or ("metastatic site" if self.site_kind == "metastatic" else

@@ -283,3 +283,96 @@ def test_an_unreadable_her2_result_keeps_the_card_from_asserting():
     assert d.summary == "HER2-low metastatic breast cancer may meet a T-DXd label pathway: confirm what is unknown"
     assert ("no HER2-positive result: HER2 result(s) Observation/bad could not be read (not valid FHIR); check them "
             "in the pathology report") in d.unknowns
+
+
+# --- the drafted resources, whole: a clinician signs them
+def test_drafted_requests_whole():
+    f = base(her2=[result("indeterminate", ihc=2)])
+    assert her2_rescore.service_request(f, "p1", "ish") == {
+        "resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
+                                  "display": "Laboratory procedure"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85318-4",
+                             "display": "HER2 [Presence] in Breast cancer specimen by FISH"}],
+                 "text": "Reflex HER2 ISH for IHC 2+"},
+        "subject": {"reference": "Patient/p1"},
+        "reasonCode": [{"text": "Metastatic breast cancer: HER2-low/ultralow status needed for trastuzumab "
+                                "deruxtecan eligibility (ASCO/CAP 2023)"}]}
+    ihc = her2_rescore.service_request(base(her2=[result("binary-only", specimen_ref="Specimen/s1")]), "p9", "ihc")
+    assert ihc["code"] == {"coding": [{"system": "http://loinc.org", "code": "85319-2",
+                                       "display": "HER2 [Presence] in Breast cancer specimen by Immune stain"}],
+                           "text": "HER2 IHC re-scoring / pathology review (report HER2-low, -ultralow or -null)"}
+    assert ihc["specimen"] == [{"reference": "Specimen/s1"}] and ihc["note"] == [{"text": "Specimen: Specimen/s1"}]
+    assert her2_rescore.service_request(base(her2=[]), "p1", "ihc").keys() == {
+        "resourceType", "status", "intent", "category", "code", "subject", "reasonCode"}
+
+
+def test_tdxd_order_whole():
+    [s] = tdxd_card(base()).suggestions
+    assert s.resources == [{
+        "resourceType": "MedicationRequest", "status": "draft", "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                  "code": "2267582", "display": "fam-trastuzumab deruxtecan"}],
+                                      "text": "trastuzumab deruxtecan (Enhertu)"},
+        "subject": {"reference": "Patient/p1"},
+        "dosageInstruction": [{
+            "text": "5.4 mg/kg IV infusion every 3 weeks (21-day cycle) until progression or unacceptable toxicity",
+            "timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}},
+            "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008",
+                                  "display": "Intravenous route"}]},
+            "doseAndRate": [{"doseQuantity": {"value": 5.4, "unit": "mg/kg", "system": "http://unitsofmeasure.org",
+                                              "code": "mg/kg"}}]}]}]
+
+
+def test_baseline_requests_whole():
+    ct, ox = [s.resources[0] for s in ild_card().suggestions]
+    reason = [{"text": "Baseline before trastuzumab deruxtecan (ILD/pneumonitis monitoring)"}]
+    assert ct == {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+                  "code": {"coding": [{"system": "http://snomed.info/sct", "code": "169069000",
+                                       "display": "CT of chest"}], "text": "CT chest (baseline before T-DXd)"},
+                  "subject": {"reference": "Patient/p1"}, "reasonCode": reason}
+    assert ox["code"] == {"coding": [{"system": "http://snomed.info/sct", "code": "252465000",
+                                      "display": "Pulse oximetry"}], "text": "Pulse oximetry (baseline SpO2)"}
+
+
+# --- result and line descriptions in every form
+@pytest.mark.parametrize("kw, text", [
+    ({"category": "low", "ihc": 1, "site_kind": "metastatic"},
+     "HER2-low: IHC 1+; metastatic site; 2025-06-01; Observation/h"),
+    ({"category": "low", "ihc": 1, "site_kind": "primary"},
+     "HER2-low: IHC 1+; primary tumour; 2025-06-01; Observation/h"),
+    ({"category": "low", "ihc": 1, "site_kind": "primary", "site": "left breast"},
+     "HER2-low: IHC 1+; left breast; 2025-06-01; Observation/h"),
+    ({"category": "low", "ihc": 2, "ish": "not-amplified"},
+     "HER2-low: IHC 2+, ISH not amplified; specimen site not recorded; 2025-06-01; Observation/h"),
+    ({"category": "positive", "ratio": 2.5},
+     "HER2-positive: ISH (ratio 2.5); specimen site not recorded; 2025-06-01; Observation/h"),
+    ({"category": "positive", "ish": "amplified", "copy_number": 7.0},
+     "HER2-positive: ISH amplified (7 copies/cell); specimen site not recorded; 2025-06-01; Observation/h"),
+    ({"category": "indeterminate", "copy_number": 5.0},
+     "HER2 indeterminate (IHC 2+ without ISH, or ISH that cannot be interpreted): ISH (5 copies/cell); specimen "
+     "site not recorded; 2025-06-01; Observation/h"),
+    ({"category": None}, "category undetermined: no readable value; specimen site not recorded; 2025-06-01; "
+                         "Observation/h"),
+    ({"category": "null", "ihc": 0, "membrane": "absent", "refs": ["Observation/a", "Observation/b"],
+      "by_text": True}, "HER2-null (IHC 0, no staining): IHC 0, no membrane staining; specimen site not recorded; "
+                        "2025-06-01; Observation/a, Observation/b (read from free text)"),
+])
+def test_result_describe(kw, text):
+    refs = kw.pop("refs", ["Observation/h"])
+    from cds_service.her2 import Her2Result
+    assert Her2Result(when=date(2025, 6, 1), refs=refs, **kw).describe() == text
+
+
+def test_line_describe_forms():
+    ln = replace(line("endocrine-therapy", outcome="ongoing"), drugs=["letrozole", "palbociclib"], end=None,
+                 ongoing=True, notes=["started before the metastasis was found"])
+    assert ln.describe() == ("letrozole + palbociclib (2024-01-01 to ongoing, metastatic setting): ongoing "
+                             "[started before the metastasis was found]")
+    ln = replace(line("chemotherapy", outcome="ended-reason-unknown"), end=None)
+    assert ln.describe() == "chemotherapy (2024-01-01 to end unknown, metastatic setting): ended, reason unknown"
+    progression = [Evidence("Observation/a", date(2024, 6, 1), "disease status: x"),
+                   Evidence("Condition/b", date(2024, 7, 1), "new distant metastasis: liver")]
+    ln = replace(line("chemotherapy"), progression=progression)
+    assert ln.describe().endswith("progressed — disease status: x (2024-06-01; Observation/a); new distant "
+                                  "metastasis: liver (2024-07-01; Condition/b)")
