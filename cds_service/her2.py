@@ -427,7 +427,12 @@ def ish_group(ratio: float | None, copies: float | None) -> int | None:
     """ASCO/CAP 2018 dual-probe ISH group (1-5), or None when a number is missing."""
     if ratio is None or copies is None:
         return None
-    if ratio >= 2.0:
+    return _group(ratio >= 2.0, copies)
+
+
+def _group(ratio_ge2: bool, copies: float) -> int:
+    """Group 1 (ratio ≥2.0, ≥4.0 copies), 2 (ratio ≥2.0, <4.0), 3 (ratio <2.0, ≥6.0), 4 (4.0-<6.0), 5 (<4.0)."""
+    if ratio_ge2:
         return 1 if copies >= 4.0 else 2
     if copies >= 6.0:
         return 3
@@ -452,7 +457,7 @@ def _numeric_call(r: Her2Result) -> str | None:
         r.notes.append(f"HER2/CEP17 ratio {r.ratio:g} computed from the copy numbers")
     ge2 = ratio_at_least_2(r.ratio, r.ratio_cmp)
     if r.ratio is not None and ge2 is None:
-        r.notes.append(f"ISH ratio {r.ratio_cmp or ''}{r.ratio:g} cannot be placed above or below 2.0")
+        r.notes.append(f"ISH ratio {r.ratio_cmp}{r.ratio:g} cannot be placed above or below 2.0")
         return "amplified" if r.ihc == 3 else "equivocal"
     if ge2 is None:
         if r.copy_number is None:
@@ -466,7 +471,7 @@ def _numeric_call(r: Her2Result) -> str | None:
         if not ge2 and (r.ihc in (0, 1) or (r.ihc is None and r.binary == "negative")):
             return "not-amplified"  # groups 3-5 are all not amplified with IHC 0-1+
         return "equivocal"
-    group = r.ish_group = ish_group(2.0 if ge2 else 1.0, r.copy_number)
+    group = r.ish_group = _group(ge2, r.copy_number)
     if group == 1:
         return "amplified"
     if group == 5:

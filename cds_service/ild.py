@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from .evidence import Evidence, effective_date, fmt, ref_of
-from .terminology import Match, Terminology, first_text, note_texts, texts
+from .terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _GRADE = re.compile(r"grade\s*([1-5])", re.I)
 _SEVERITY = {"255604002": 1, "6736007": 2, "24484000": 3}  # SNOMED mild / moderate / severe
@@ -76,12 +76,12 @@ class IldRisk:
 
 
 def _grade(cond: dict[str, Any]) -> int | None:
-    for c in (cond.get("severity") or {}).get("coding", []) if isinstance(cond.get("severity"), dict) else []:
+    for c in codings(cond.get("severity")):
         if c.get("code") in _SEVERITY:
             return _SEVERITY[c["code"]]
     blobs = texts(cond.get("code")) + texts(cond.get("severity")) + note_texts(cond)
     for t in blobs:
-        m = _GRADE.search(t or "")
+        m = _GRADE.search(t)
         if m:
             return int(m.group(1))
     return None

@@ -23,13 +23,17 @@ _MARKERS = ((_HER2, "her2-ihc"), (_ER, "er"), (_PR, "pr"))
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|;|\n")
 
 
+_OBS_REF = re.compile(r"(?:^|/)Observation/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+
+
 def result_refs(report: dict[str, Any]) -> list[str]:
-    """`Observation/id` of each result the report references (relative or absolute URLs)."""
+    """`Observation/id` of each result the report references (relative, absolute or versioned)."""
     out = []
     for ref in report.get("result") or []:
         target = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(target, str) and "Observation/" in target:
-            out.append("Observation/" + target.split("Observation/", 1)[1].split("/_history", 1)[0])
+        m = _OBS_REF.search(target) if isinstance(target, str) else None
+        if m:
+            out.append(f"Observation/{m.group(1)}")
     return out
 
 
@@ -85,19 +89,13 @@ def with_report_context(obs: dict[str, Any], report: dict[str, Any]) -> dict[str
 def statements(text: str) -> list[tuple[str, str]]:
     """(kind, phrase) for each HER2 / ER / PR statement in free text: a phrase runs from its marker to
     the next marker or the end of the sentence ("ER positive (95%), PR negative, HER2 1+")."""
-    found = sorted((m.start(), m.end(), kind) for regex, kind in _MARKERS for m in regex.finditer(text))
-    # a marker inside another (none today) or overlapping matches: keep the first
-    marks: list[tuple[int, int, str]] = []
-    for start, end, kind in found:
-        if not marks or start >= marks[-1][1]:
-            marks.append((start, end, kind))
+    # the markers cannot overlap: each is a whole word
+    marks = sorted((m.start(), m.end(), kind) for regex, kind in _MARKERS for m in regex.finditer(text))
     out = []
     for i, (start, end, kind) in enumerate(marks):
         stop = marks[i + 1][0] if i + 1 < len(marks) else len(text)
-        sentence = _SENTENCE_END.search(text, end)
-        if sentence and sentence.start() < stop:
-            stop = sentence.start()
-        phrase = text[start:stop].strip(" ,:")
+        sentence = _SENTENCE_END.search(text, end, stop)
+        phrase = text[start:sentence.start() if sentence else stop].strip(" ,:")
         if len(phrase) > end - start:
             out.append((kind, phrase))
     return out
@@ -106,16 +104,15 @@ def statements(text: str) -> list[tuple[str, str]]:
 def conclusion_statements(report: dict[str, Any], present: set[str]) -> list[tuple[str, dict[str, Any]]]:
     """Results read from the report's conclusion / conclusionCode for each kind (HER2, ER, PR) the report
     holds no structured result of. Each is an Observation-shaped reading that names the report."""
-    blob = "\n".join([report["conclusion"]] if isinstance(report.get("conclusion"), str) else [])
-    for cc in report.get("conclusionCode") or []:
-        blob += "\n" + "\n".join(texts(cc))
-    if not blob.strip():
-        return []
+    parts = [report["conclusion"]] if isinstance(report.get("conclusion"), str) else []
+    parts += [t for cc in report.get("conclusionCode") or [] for t in texts(cc)]
+    blob = "\n".join(parts)
     have_her2 = bool(present & HER2_KINDS)
     out: list[tuple[str, dict[str, Any]]] = []
     seen: set[str] = set()
     for kind, phrase in statements(blob):
-        if kind in seen or (kind == "her2-ihc" and have_her2) or (kind != "her2-ihc" and kind in present):
+        structured = have_her2 if kind == "her2-ihc" else kind in present
+        if kind in seen or structured:
             continue
         seen.add(kind)
         reading: dict[str, Any] = {

@@ -58,10 +58,9 @@ def stage_reading(cc: Any, ts: Terminology) -> str | None:
     if ts.match_code("stage-no-distant", cc):
         return "none"
     for t in ts.unmatched_texts(("stage-distant", "stage-no-distant"), cc):
-        words = t.lower().replace("american joint committee on cancer", "").replace("(qualifier value)", "").strip()
-        if _STAGE_IV.search(words) and not re.search(r"\bm0\b", words):
+        if _STAGE_IV.search(t):
             return "distant"
-        if _NO_DISTANT.search(words):
+        if _NO_DISTANT.search(t):
             return "none"
     return None
 

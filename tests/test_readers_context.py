@@ -284,3 +284,64 @@ def test_thoracic_radiotherapy(procedure, thoracic):
 def test_renal_condition_is_a_factor_with_its_label():
     risk = facts(b.condition(b.cc(b.ICD, "N18.4", "Chronic kidney disease, stage 4"), "2023-01-01")).ild
     assert [e.text for e in risk.renal] == ["reduced renal function: Chronic kidney disease, stage 4"]
+
+
+# --- the remaining edges of the readers
+def test_pathology_report_by_category_alone():
+    rep = {**rw.pathology_report([], "2025-04-01", conclusion="HER2 1+"), "code": {"text": "Report"}}
+    assert facts(rep).her2.category == "low"
+    rep_code_only = {**rep, "category": [], "code": b.cc(b.LOINC, "11526-1", "Pathology study")}
+    assert facts(rep_code_only).her2.category == "low"
+
+
+def test_cep17_alone_is_not_a_her2_result():
+    assert report_member_set(rw.local_result("CEP17 control", {"valueString": "x"}, "2025-01-01")) is None
+
+
+def test_report_dates_copied_in_every_form():
+    rep = {"id": "r1", "effectivePeriod": {"start": "2025-04-01"}, "issued": "2025-04-03T00:00:00Z"}
+    assert with_report_context({"resourceType": "Observation"}, rep) == {
+        "resourceType": "Observation", "_report": "r1", "effectivePeriod": {"start": "2025-04-01"},
+        "issued": "2025-04-03T00:00:00Z"}
+    for own in ({"effectivePeriod": {"start": "2025-01-01"}}, {"effectiveInstant": "2025-01-01T00:00:00Z"},
+                {"issued": "2025-01-02T00:00:00Z"}):
+        assert with_report_context({"resourceType": "Observation", **own}, rep) == {
+            "resourceType": "Observation", **own, "_report": "r1"}
+
+
+def test_conclusion_reading_dates_and_length():
+    rep = {"resourceType": "DiagnosticReport", "id": "r1", "status": "final",
+           "effectivePeriod": {"start": "2025-04-01"}, "issued": "2025-04-03T00:00:00Z",
+           "conclusion": "HER2 " + "x" * 400}
+    [(_, reading)] = conclusion_statements(rep, set())
+    assert reading["effectivePeriod"] == {"start": "2025-04-01"} and reading["issued"] == "2025-04-03T00:00:00Z"
+    assert len(reading["valueString"]) == 300
+    assert "specimen" not in reading
+    assert [k for k, _ in conclusion_statements({**rep, "conclusion": "ER: ", "conclusionCode": []}, set())] == []
+
+
+def test_unconfirmed_condition_note():
+    cond = b.condition(b.cc(b.SCT, "94381002", "Secondary malignant neoplasm of liver"), "2024-01-01",
+                       verification="provisional")
+    f = facts(cond)
+    assert not f.setting.metastatic
+    assert f"Condition/{cond['id']} is provisional: said here, not counted" in f.data_notes
+
+
+@pytest.mark.parametrize("onset, associated", [("2025-01-01", True), ("2024-12-31", False), ("2025-04-23", True),
+                                               ("2025-04-24", False)])
+def test_exposure_window_edges(onset, associated):
+    # doses 2025-01-01 and 2025-01-22: exposure to 91 days after the last dose (2025-04-23)
+    risk = ild_facts(b.ild(onset, "Pneumonitis", severity=b.cc(b.SCT, "6736007", "Moderate")))
+    assert bool(risk.tdxd_ild_grade2plus) is associated
+
+
+def test_egfr_quantity_comparator_and_unicode_bounds():
+    from cds_service.evidence import Evidence
+    from cds_service.ild import Egfr, latest_egfr
+    obs = b.observation(b.cc(b.LOINC, "33914-3"), "2025-01-01", valueQuantity={"value": 60, "comparator": ">",
+                                                                               "unit": "mL/min/{1.73_m2}"})
+    egfr = latest_egfr([obs])
+    assert (egfr.value, egfr.comparator, egfr.evidence.text) == (60, ">", "eGFR >60 mL/min/{1.73_m2}")
+    assert Egfr(30, "≥", Evidence("Observation/e", None, "x")).below(60) is None
+    assert Egfr(30, "≤", Evidence("Observation/e", None, "x")).below(60) is True

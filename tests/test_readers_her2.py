@@ -251,3 +251,21 @@ def test_interpretation_codes_without_value():
     neg = b.her2_interpretation("x") | {"interpretation": [b.cc(code, "N")]}
     del neg["valueCodeableConcept"]
     assert current(neg).category == "binary-only"
+
+
+def test_copy_numbers_given_as_words_and_bounds():
+    her2 = b.observation(b.cc(b.LOINC, "74860-8"), "2025-06-05", valueString="5.2",
+                         specimen={"reference": "Specimen/s1"})
+    cep = b.observation(b.cc(b.LOINC, "74861-6"), "2025-06-05", valueString="3",
+                        specimen={"reference": "Specimen/s1"})
+    cur = current(her2, cep, b.her2_ihc(2, "2025-06-01", specimen="s1"))
+    assert (cur.copy_number, cur.ratio, cur.ish_group, cur.category) == (5.2, 1.73, 4, "low")
+    assert "HER2/CEP17 ratio 1.73 computed from the copy numbers" in cur.notes
+    bounded = b.observation(b.cc(b.LOINC, "74860-8"), "2025-06-05", valueString="<4",
+                            specimen={"reference": "Specimen/s1"})
+    assert current(bounded, b.her2_ihc(2, "2025-06-01", specimen="s1")).copy_number is None
+
+
+def test_ratio_without_copies_and_a_negative_interpretation_with_ihc_2_stays_open():
+    r = result(ihc=2, binary="negative", ratio=1.5)
+    assert categorise(r) == "indeterminate" and r.ish == "equivocal"

@@ -10,6 +10,7 @@ from ..her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO
 from .decision import CardDecision, Suggestion, systemic_order, unavailable_lines
 
 TOPIC = "her2-rescore"
+IHC, ISH = "ihc", "ish"  # what the drafted ServiceRequest asks for: IHC re-scoring / review, or reflex ISH
 SUMMARIES = {
     None: "Metastatic breast cancer with no HER2 result: order HER2 IHC with low/ultralow scoring",
     BINARY_ONLY: "HER2 reported only as 'negative': re-score IHC for HER2-low/ultralow (T-DXd eligibility)",
@@ -29,42 +30,42 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
     if cur is None:
         if her2.unreadable:
             return [f"a HER2 result exists ({', '.join(her2.unreadable)}) but is not valid FHIR and could not be "
-                    "read; its category is unknown (it may even be HER2-positive)"], "ihc"
-        return ["no HER2 result on record"], "ihc"
+                    "read; its category is unknown (it may even be HER2-positive)"], IHC
+        return ["no HER2 result on record"], IHC
     why: list[str] = []
     kind: str | None = None
     if cur.category == BINARY_ONLY:
         why.append("the latest HER2 result is reported only as negative, without an IHC score")
-        kind = "ihc"
+        kind = IHC
     elif cur.category == ZERO_UNSPECIFIED:
         why.append("the latest result is IHC 0 without a membrane-staining statement (null vs ultralow)"
                    + ("; ultralow would open the DESTINY-Breast06 pathway for this HR-positive disease"
                       if hr_pos else ""))
-        kind = "ihc"
+        kind = IHC
     elif cur.category == INDETERMINATE and cur.ihc == 2 and cur.ish is None:
         why.append("the latest result is IHC 2+ without an ISH result")
-        kind = "ish"
+        kind = ISH
     elif cur.category == INDETERMINATE:
         why.append("the latest ISH result cannot be interpreted as reported ("
                    + ("; ".join(cur.notes) or "equivocal") + ")")
-        kind = "ish"
+        kind = ISH
     elif cur.category == INCONSISTENT:
         why.append("the latest result is IHC 0 but states membrane staining in more than 10% of cells, which is "
                    "the definition of 1+: the report is inconsistent")
-        kind = "ihc"
+        kind = IHC
     if cur.category in (LOW, ULTRALOW) and not recheck_actionable:
         return why, kind  # an old or primary-only HER2-low/ultralow result already qualifies: no noise
     if cur.when is None:
         why.append("the latest HER2 result has no date")
-        kind = kind or "ihc"
+        kind = kind or IHC
     elif months_between(cur.when, facts.today) > stale_months:
         why.append(f"the latest HER2 result is {months_between(cur.when, facts.today)} months old "
                    f"(threshold {stale_months})")
-        kind = kind or "ihc"
+        kind = kind or IHC
     if facts.later_metastatic_biopsy:
         why.append(f"metastatic tissue was sampled on {fmt(facts.later_metastatic_biopsy.when)} "
                    f"({facts.later_metastatic_biopsy.ref}) but HER2 results are from the primary tumour only")
-        kind = kind or "ihc"
+        kind = kind or IHC
     return why, kind
 
 
@@ -73,7 +74,7 @@ def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
     site = facts.her2.current.site if facts.her2.current else None
     code = ({"coding": [{"system": "http://loinc.org", "code": "85318-4",
                          "display": "HER2 [Presence] in Breast cancer specimen by FISH"}],
-             "text": "Reflex HER2 ISH for IHC 2+"} if kind == "ish" else
+             "text": "Reflex HER2 ISH for IHC 2+"} if kind == ISH else
             {"coding": [{"system": "http://loinc.org", "code": "85319-2",
                          "display": "HER2 [Presence] in Breast cancer specimen by Immune stain"}],
              "text": "HER2 IHC re-scoring / pathology review (report HER2-low, -ultralow or -null)"})
@@ -116,7 +117,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     order = systemic_order(facts, hook)
     if order and order.drug:
         evidence.append(f"order in progress: {order.drug.canonical}")
-    label = "Order reflex HER2 ISH" if kind == "ish" else "Request HER2 IHC re-scoring / pathology review"
+    label = "Order reflex HER2 ISH" if kind == ISH else "Request HER2 IHC re-scoring / pathology review"
     return CardDecision(
         topic=TOPIC, indicator="warning" if cur is None or cur.category != INDETERMINATE else "info",
         summary=summary, evidence=evidence, advice=[f"Why: {w}." for w in why],

@@ -9,7 +9,7 @@ from ..evidence import fmt
 from ..facts import Facts
 from ..her2 import CATEGORY_LABEL, LOW, ULTRALOW
 from .decision import CardDecision, Suggestion, systemic_order, tdxd_order, unavailable_lines
-from .her2_rescore import service_request
+from .her2_rescore import IHC, service_request
 
 TOPIC = "tdxd-consideration"
 TDXD_RXNORM = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2267582",
@@ -167,7 +167,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         unknowns=unknowns + facts.her2.notes + facts.hr.notes + unavailable_lines(facts),
         suggestions=[Suggestion("Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)", [_order(patient_id)],
                                 recommended=False)]
-        + ([Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, "ihc")])]
+        + ([Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, IHC)])]
            if earlier is not None else []),
         links=["label", "db06", "db04"], overrides=["already-addressed", "patient-declined", "not-a-candidate",
                                                     "data-incorrect"])
