@@ -34,7 +34,7 @@ MODELS = {"Observation": Observation, "Condition": Condition, "Procedure": Proce
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 HER2_SETS = ("her2-ish-ratio", "her2-ish-copy-number", "her2-cep17-copy-number", "her2-ish", "her2-ihc",
              "her2-interpretation")
-OBS_SETS = (*HER2_SETS, "er", "pr", "hr-combined", "disease-status", "staging", "renal-function")
+OBS_SETS = (*HER2_SETS, "er", "pr", "hr-combined", "disease-status", "staging", "renal-function", "ild")
 CONDITION_SETS = ("ild", "lung-metastasis", "metastatic-disease", "regional-lymph-node", "lymph-node-metastasis",
                   "breast-cancer", "renal-impairment")
 PROCEDURE_SETS = ("radiotherapy", "biopsy")

@@ -72,7 +72,7 @@ def derive(resources: list[dict[str, Any]], context: dict[str, Any], ts: Termino
     therapy = derive_therapy(ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today,
                              setting.distant)
     ild = derive_ild(ex.conditions, ex.procedures, setting.lung_metastases, tdxd_exposure(therapy), ts,
-                     ex.observations["renal-function"])
+                     ex.observations["renal-function"], ex.observations["ild"])
     drafts = read_drafts(context, ts)
     return Facts(today=today, her2=her2, hr=hr, setting=setting, therapy=therapy, ild=ild, drafts=drafts,
                  later_metastatic_biopsy=_later_metastatic_biopsy(ex, her2, ts), data_notes=ex.notes,

@@ -120,23 +120,47 @@ def _thoracic(proc: dict[str, Any], ts: Terminology) -> bool:
     return bool(ts.match("thoracic-site", {"text": " ".join(texts(proc.get("code")))}))
 
 
+def observation_grade(obs: dict[str, Any]) -> int | None:
+    """The CTCAE grade (1-5) an ILD/pneumonitis Observation reports: an integer, or "grade N" in its value."""
+    value = obs.get("valueInteger")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 1 <= value <= 5 else None
+    words = texts(obs.get("valueCodeableConcept")) + (
+        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
+    for t in words:
+        m = _GRADE.search(t)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _add_event(risk: IldRisk, record: dict[str, Any], label: str, grade: int | None, ts: Terminology,
+               exposure: Exposure | None) -> None:
+    """One ILD/pneumonitis event: a risk factor, and T-DXd-associated grade ≥2 when it is."""
+    why = _tdxd_associated(record, ts, exposure)
+    graded = "" if grade is None and not why else (
+        "" if grade and _GRADE.search(label) else f", grade {grade}" if grade else ", grade not recorded")
+    ev = Evidence(ref_of(record), effective_date(record), label + graded + (f"; {why}" if why else ""))
+    risk.prior_ild.append(ev)
+    if why:
+        if grade is None:
+            risk.notes.append(f"{ref_of(record)}: T-DXd-associated ILD/pneumonitis without a recorded grade")
+        elif grade >= 2:
+            risk.tdxd_ild_grade2plus.append(ev)
+
+
 def derive_ild(conditions: dict[str, list[tuple[dict[str, Any], Match]]], procedures: dict[str, list[dict[str, Any]]],
                lung_metastases: list[Evidence], exposure: Exposure | None, ts: Terminology,
-               renal_observations: list[dict[str, Any]] = ()) -> IldRisk:
+               renal_observations: list[dict[str, Any]] = (),
+               graded_observations: list[dict[str, Any]] = ()) -> IldRisk:
     """The status policy was applied at extraction: every resource here counts."""
     risk = IldRisk(lung_metastases=list(lung_metastases), egfr=latest_egfr(list(renal_observations)))
     for cond, match in conditions.get("ild", []):
-        grade = _grade(cond)
-        label = first_text(cond.get("code"), match.what)
-        why = _tdxd_associated(cond, ts, exposure)
-        text = f"{label}" + (f", grade {grade}" if grade else ", grade not recorded") + (f"; {why}" if why else "")
-        ev = Evidence(ref_of(cond), effective_date(cond), text)
-        risk.prior_ild.append(ev)
-        if why:
-            if grade is None:
-                risk.notes.append(f"{ref_of(cond)}: T-DXd-associated ILD/pneumonitis without a recorded grade")
-            elif grade >= 2:
-                risk.tdxd_ild_grade2plus.append(ev)
+        _add_event(risk, cond, first_text(cond.get("code"), match.what), _grade(cond), ts, exposure)
+    for obs in graded_observations:  # a CTCAE-graded ILD/pneumonitis observation is an event of its own
+        grade = observation_grade(obs)
+        if grade:
+            _add_event(risk, obs, first_text(obs.get("code"), "ILD/pneumonitis"), grade, ts, exposure)
     for proc in procedures.get("radiotherapy", []):
         if not proc.get("bodySite") and not ts.match("thoracic-site", {"text": " ".join(texts(proc.get("code")))}):
             risk.notes.append(f"{ref_of(proc)}: radiotherapy without a body site: thoracic or not cannot be told")

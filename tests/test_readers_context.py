@@ -257,13 +257,13 @@ def test_ild_grade(text, severity, grade):
 
 def test_ild_named_as_caused_by_tdxd_outside_exposure():
     risk = facts(b.ild("2020-01-01", "Pneumonitis due to Enhertu, grade 2")).ild
-    assert risk.prior_ild[0].text == "Pneumonitis due to Enhertu, grade 2, grade 2; attributed to T-DXd in the record"
+    assert risk.prior_ild[0].text == "Pneumonitis due to Enhertu, grade 2; attributed to T-DXd in the record"
     assert risk.tdxd_ild_grade2plus
 
 
 def test_unrelated_ild_is_a_risk_factor_not_tdxd_ild():
     risk = facts(b.ild("2020-01-01", "Interstitial lung disease, grade 2")).ild
-    assert risk.prior_ild[0].text == "Interstitial lung disease, grade 2, grade 2"
+    assert risk.prior_ild[0].text == "Interstitial lung disease, grade 2"
     assert not risk.tdxd_ild_grade2plus and risk.factors == risk.prior_ild
 
 
@@ -345,3 +345,20 @@ def test_egfr_quantity_comparator_and_unicode_bounds():
     assert (egfr.value, egfr.comparator, egfr.evidence.text) == (60, ">", "eGFR >60 mL/min/{1.73_m2}")
     assert Egfr(30, "≥", Evidence("Observation/e", None, "x")).below(60) is None
     assert Egfr(30, "≤", Evidence("Observation/e", None, "x")).below(60) is True
+
+
+def test_ctcae_graded_observation_is_an_ild_event():
+    graded = b.observation(b.cc(b.SCT, "205237003", "Pneumonitis"), "2025-02-10", id="ae1",
+                           valueCodeableConcept={"text": "CTCAE grade 2"})
+    risk = ild_facts(b.ild("2025-02-01", "Pneumonitis"), graded)
+    assert [e.text for e in risk.tdxd_ild_grade2plus] == [
+        "Pneumonitis, grade 2; onset 2025-02-10 during T-DXd exposure (from 2025-01-01)"]
+    assert ild_facts(b.observation(b.cc(b.SCT, "205237003"), "2025-02-10", valueInteger=1)).tdxd_ild_grade2plus == []
+    assert ild_facts(b.observation(b.cc(b.SCT, "205237003"), "2025-02-10", valueInteger=3)).tdxd_ild_grade2plus
+    ungraded = ild_facts(b.observation(b.cc(b.SCT, "205237003"), "2025-02-10", valueInteger=0))
+    assert ungraded.prior_ild == []
+
+
+def test_ungraded_ild_outside_tdxd_says_nothing_about_grade():
+    risk = facts(b.ild("2020-01-01", "Interstitial lung disease")).ild
+    assert [e.text for e in risk.prior_ild] == ["Interstitial lung disease"]
