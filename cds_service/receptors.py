@@ -135,6 +135,6 @@ def hr_status(er_obs: list[dict[str, Any]], pr_obs: list[dict[str, Any]], ts: Te
         status = "negative"
     else:
         status = "unknown"
-        missing = [n for n, r in (("ER", er), ("PR", pr)) if r is None] or ["ER+PR"]
+        missing = [n for n, r in (("ER", er), ("PR", pr)) if r is None]
         notes.append(f"no readable {' or '.join(missing)} result: hormone-receptor status unknown")
     return HrStatus(status, er, pr, notes)

@@ -8,7 +8,7 @@ from typing import Any
 from .evidence import ref_of
 from .terminology import codings
 
-IGNORE, UNCONFIRMED, PRELIMINARY, USE = "ignore", "unconfirmed", "preliminary", "use"
+IGNORE, UNCONFIRMED, USE = "ignore", "unconfirmed", "use"
 
 # Observation / DiagnosticReport: no result (registered), withdrawn (cancelled) or a mistake.
 _RESULT_IGNORED = {"entered-in-error", "cancelled", "registered"}
@@ -24,13 +24,12 @@ _RESULT_RANK = {"final": 2, "amended": 2, "corrected": 2, "appended": 2, "prelim
 
 
 def verdict(resource: dict[str, Any]) -> tuple[str, str | None]:
-    """(IGNORE | UNCONFIRMED | PRELIMINARY | USE, the status that decided it)."""
+    """(IGNORE | UNCONFIRMED | USE, the status that decided it). A preliminary result is used: it is
+    ranked below final ones of the same specimen (result_rank) and called preliminary on the card."""
     rtype = resource.get("resourceType")
     status = resource.get("status")
     if rtype in ("Observation", "DiagnosticReport"):
-        if status in _RESULT_IGNORED:
-            return IGNORE, status
-        return (PRELIMINARY, status) if status == "preliminary" else (USE, None)
+        return (IGNORE, status) if status in _RESULT_IGNORED else (USE, None)
     if rtype == "Condition":
         ver = {c.get("code") for c in codings(resource.get("verificationStatus"))}
         if ver & _CONDITION_IGNORED:

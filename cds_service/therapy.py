@@ -180,6 +180,9 @@ def _line(episodes: list[list[Record]]) -> Line:
                 start=min(starts) if starts else None, end=end, ongoing=ongoing, refs=[r.ref for r in recs])
     if not ongoing and end is None:
         line.notes.append("end date not recorded")
+    by_text = sorted({r.ingredient for r in recs if r.by_text})
+    if by_text:
+        line.notes.append(f"drug named in free text, not coded: {', '.join(by_text)}")
     return line
 
 

@@ -225,3 +225,65 @@ def test_line_describe():
 def test_drug_matched_by_text_is_said():
     rec = facts(b.med_statement("letrozole", "2024-03-01", by="text")).therapy.lines[0]
     assert rec.drugs == ["letrozole"]
+
+
+def test_drug_named_in_free_text_is_said_on_the_line():
+    [line] = facts(b.med_statement("letrozole", "2024-03-01", by="text")).therapy.lines
+    assert line.notes == ["drug named in free text, not coded: letrozole"]
+    assert line.describe().endswith("[drug named in free text, not coded: letrozole]")
+
+
+def test_line_refs_name_the_records():
+    ms = b.med_statement("letrozole", "2021-01-01", "2021-12-31", status="stopped", reason="progression")
+    [line] = facts(ms).therapy.lines
+    assert line.refs == [f"MedicationStatement/{ms['id']}"]
+    assert line.progression[0].ref == f"MedicationStatement/{ms['id']}"
+
+
+def test_request_dosage_bounds_start_and_reason_codes():
+    mr = b.med_request("letrozole", "2024-01-10", status="stopped", end="2024-06-01")
+    mr["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]["start"] = "2024-02-01"
+    mr["reasonCode"] = [b.cc(b.SCT, "271299001", "Patient's condition worsened")]
+    [line] = facts(mr).therapy.lines
+    assert (line.start, line.end, line.outcome) == (date(2024, 2, 1), date(2024, 6, 1), "progressed")
+    assert line.progression[0].text == "stopped for progression: Patient's condition worsened (sct|271299001)"
+
+
+@pytest.mark.parametrize("gap, lines", [(90, 1), (91, 2)])
+def test_episode_gap_boundary(gap, lines):
+    second = date.fromordinal(date(2024, 3, 1).toordinal() + gap).isoformat()
+    f = facts(b.med_statement("letrozole", "2024-01-01", "2024-03-01", status="completed"),
+              b.med_statement("letrozole", second, "2024-12-01", status="completed"))
+    assert len(f.therapy.lines) == lines
+
+
+def test_toxicity_counts_only_when_it_ended_the_line():
+    early_tox = facts(b.med_statement("letrozole", "2020-01-01", "2024-01-01", status="completed"),
+                      b.med_statement("abemaciclib", "2020-01-01", "2022-01-01", status="stopped", reason="toxicity"))
+    assert early_tox.therapy.lines[0].outcome == "ended-reason-unknown"
+    last_tox = facts(b.med_statement("letrozole", "2020-01-01", "2022-01-01", status="completed"),
+                     b.med_statement("abemaciclib", "2020-01-01", "2024-01-01", status="stopped", reason="toxicity"))
+    assert last_tox.therapy.lines[0].outcome == "stopped-toxicity"
+
+
+def test_receptor_latest_by_date_whatever_the_order_and_er_low_boundary():
+    new, old = b.receptor("ER", "positive", "2024-01-01"), b.receptor("ER", "negative", "2020-01-01")
+    assert facts(new, old, b.receptor("PR", 0)).hr.status == "positive"
+    assert facts(b.receptor("ER", 11), b.receptor("PR", 0)).hr.notes == []
+    assert facts(b.receptor("ER", 10), b.receptor("PR", 0)).hr.notes[0].startswith("ER-low (10%)")
+
+
+def test_combined_result_is_not_used_when_one_receptor_is_reported():
+    both = b.observation(b.cc(b.LOINC, "10480-2"), "2024-01-01", valueCodeableConcept=b.cc(b.SCT, "10828004"))
+    hr = facts(both, b.receptor("ER", "negative")).hr
+    assert hr.status == "unknown" and hr.pr is None
+    assert facts(both).hr.er.evidence.text == "ER+PR positive"
+
+
+def test_condition_recorded_date_and_codes_without_words():
+    cond = b.condition({"coding": [{"system": b.ICD, "code": "C78.7"}]}, None, recordedDate="2023-05-01")
+    s = facts(cond).setting
+    assert s.start == date(2023, 5, 1)
+    assert s.evidence[0].text == "metastatic disease: C78.7"
+    regional = b.condition({"coding": [{"system": b.ICD, "code": "C77.3"}]}, "2023-05-01", id="rx")
+    assert facts(regional).setting.notes[0].startswith("Condition/rx (icd-10-cm|C77.3): regional")

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 .venv/bin/pip install -q "mutmut>=3.3,<4"
 rm -rf mutants
-.venv/bin/mutmut run --max-children "${MUTMUT_CHILDREN:-2}" > /dev/null 2>&1 || true
+.venv/bin/mutmut run --max-children "${MUTMUT_CHILDREN:-2}" > mutmut.log 2>&1 || tail -c 2000 mutmut.log
 .venv/bin/python - <<'PY'
 import collections, subprocess
 out = subprocess.run([".venv/bin/mutmut", "results", "--all", "true"], capture_output=True, text=True).stdout
