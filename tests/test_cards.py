@@ -204,6 +204,7 @@ def test_prior_grade3_tdxd_pneumonitis_is_critical(app):
                      [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))])["ild-monitoring"]
     assert card["indicator"] == "critical" and "discontinue T-DXd permanently" in card["summary"]
     assert "grade 3" in card["detail"] and "Stop T-DXd" in card["detail"]
+    assert card["detail"].count("Drug-induced pneumonitis (trastuzumab deruxtecan)") == 1  # said once
     assert "baseline" not in card["detail"].lower()  # no work-up for a drug that must not be given
     [remove] = card["suggestions"]
     assert remove["actions"] == [{"type": "delete", "description": "Remove the drafted T-DXd order",

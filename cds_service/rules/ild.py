@@ -59,14 +59,15 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
             factors.append(Evidence(ev.ref, ev.when, f"reduced renal function: {ev.text} (under {threshold:g})"))
         elif below is None:
             unknowns.append(f"{ev.line()}: cannot tell whether renal function is under {threshold:g}")
-    evidence = [f"risk factor: {e.line()}" for e in factors]
-    if facts.therapy.tdxd:
-        evidence.append("T-DXd exposure: " + "; ".join(f"{r.ref} ({r.start})" for r in facts.therapy.tdxd[:6]))
+    exposure = ["T-DXd exposure: " + "; ".join(f"{r.ref} ({r.start})" for r in facts.therapy.tdxd[:6])
+                ] if facts.therapy.tdxd else []
+    evidence = [f"risk factor: {e.line()}" for e in factors] + exposure
     rules_line = ("Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; "
                   "symptomatic (grade ≥2) ILD — discontinue permanently and start corticosteroids.")
     if risk.tdxd_ild_grade2plus:  # the label's answer is to stop: no baseline work-up, offer to remove the order
-        evidence.insert(0, "prior T-DXd-associated ILD/pneumonitis grade ≥2: "
-                        + "; ".join(e.line() for e in risk.tdxd_ild_grade2plus))
+        evidence = (["prior T-DXd-associated ILD/pneumonitis grade ≥2: "
+                     + "; ".join(e.line() for e in risk.tdxd_ild_grade2plus)]
+                    + [f"risk factor: {e.line()}" for e in factors if e not in risk.tdxd_ild_grade2plus] + exposure)
         suggestions = [Suggestion("Remove the drafted T-DXd order", [], deletes=[order.ref])] if order else []
         return CardDecision(
             topic=TOPIC, indicator="critical",
