@@ -359,6 +359,7 @@ def test_baseline_requests_whole():
                         "2025-06-01; Observation/a, Observation/b (read from free text)"),
 ])
 def test_result_describe(kw, text):
+    kw = dict(kw)  # the parameter is shared between runs: never change it
     refs = kw.pop("refs", ["Observation/h"])
     from cds_service.her2 import Her2Result
     assert Her2Result(when=date(2025, 6, 1), refs=refs, **kw).describe() == text
