@@ -362,3 +362,37 @@ def test_ctcae_graded_observation_is_an_ild_event():
 def test_ungraded_ild_outside_tdxd_says_nothing_about_grade():
     risk = facts(b.ild("2020-01-01", "Interstitial lung disease")).ild
     assert [e.text for e in risk.prior_ild] == ["Interstitial lung disease"]
+
+
+def test_a_regional_node_does_not_hide_a_distant_site_recorded_after_it():
+    s = facts(b.condition(b.cc(b.ICD, "C77.3", "Axillary nodes"), "2024-01-01"),
+              b.condition(b.cc(b.ICD, "C77.9", "Nodes, region not said"), "2024-01-01"),
+              b.metastasis("liver", "2024-02-01")).setting
+    assert s.metastatic and s.start == date(2024, 2, 1) and len(s.notes) == 2
+
+
+def test_setting_evidence_and_notes_word_for_word():
+    s = facts(rw.breast_cancer_stage("4", "IV", "2024-02-01")).setting
+    assert [e.text for e in s.evidence] == ["breast cancer, stage IV"]
+    assert [e.text for e in s.breast_cancer] == ["breast cancer"]
+    undated = b.metastasis("liver", None)
+    s = facts(undated).setting
+    assert s.metastatic and s.start is None
+    assert s.notes == ["metastatic disease is recorded without a date: therapy lines cannot be placed before or "
+                       "after it"]
+    assert facts(b.breast_cancer("2024-01-01")).setting.notes == [
+        "no record of metastatic disease (secondary malignancy, stage IV or M1)"]
+    text_met = b.condition({"text": "metastatic disease"}, "2024-01-01", id="tm")
+    staged = rw.tnm_m("1229901006", "cM0", "2024-03-01")
+    s = facts(text_met, staged).setting
+    assert s.notes[0] == (f"Condition/tm (metastatic disease: \"metastatic\" (matched by text), 2024-01-01) is a "
+                          f"text-only statement; the newer staging Observation/{staged['id']} (cM category: cM0, "
+                          "2024-03-01) says no distant metastasis")
+    assert s.distant == []
+    s = facts(text_met, rw.breast_cancer_stage("2A", "IIA", "2024-03-01")).setting
+    assert not s.metastatic
+
+
+def test_lung_metastasis_is_listed_for_ild_risk():
+    s = facts(b.metastasis("lung", "2024-01-01")).setting
+    assert [e.text for e in s.lung_metastases] == ["lung/pleural metastasis"]
