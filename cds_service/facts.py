@@ -43,7 +43,7 @@ def _later_metastatic_biopsy(ex: Extracted, her2: Her2Picture, ts: Terminology) 
     if not her2.current or any(r.site_kind == "metastatic" for r in her2.results):
         return None
     latest = her2.current.when
-    for proc in ex.procedures.get("biopsy", []):
+    for proc in ex.procedures["biopsy"]:
         when = effective_date(proc)
         sites = list(proc.get("bodySite") or []) + [proc.get("code")]
         if when and latest and when > latest and any(ts.match("metastatic-site", s) for s in sites):

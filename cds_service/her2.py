@@ -637,7 +637,7 @@ def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict
     partials: list[tuple[Partial, tuple[str, str | None]]] = []
     for kind in ("her2-ihc", "her2-interpretation", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number",
                  "her2-cep17-copy-number"):
-        for obs in observations.get(kind, []):  # the status policy was applied at extraction
+        for obs in observations[kind]:  # the status policy was applied at extraction
             partials.append((read_observation(obs, kind, ts), _site(obs, specimens, ts)))
     kept = {id(p) for p in _supersede([p for p, _ in partials], notes)}
     partials = [(p, s) for p, s in partials if id(p) in kept]

@@ -16,7 +16,6 @@ _SEVERITY = {"255604002": 1, "6736007": 2, "24484000": 3}  # SNOMED mild / moder
 
 
 _BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?)")
-_SKIP_STATUS = {"entered-in-error", "cancelled", "registered"}
 
 
 @dataclass(frozen=True)
@@ -39,23 +38,22 @@ class Egfr:
 def _egfr_reading(obs: dict[str, Any]) -> tuple[float, str | None] | None:
     q = obs.get("valueQuantity")
     if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-        comp = q.get("comparator")
-        return float(q["value"]), comp if isinstance(comp, str) else None
+        return float(q["value"]), q.get("comparator")  # valid FHIR: a comparator code or nothing
     m = _BOUND.match(obs["valueString"]) if isinstance(obs.get("valueString"), str) else None
     return (float(m.group(2)), m.group(1)) if m else None
 
 
 def latest_egfr(observations: list[dict[str, Any]]) -> Egfr | None:
-    """The most recent readable eGFR result (entered-in-error, cancelled and pending ones skipped)."""
+    """The most recent readable eGFR result (the status policy already set aside unusable ones)."""
     readings = []
     for obs in observations:
-        reading = _egfr_reading(obs) if obs.get("status") not in _SKIP_STATUS else None
+        reading = _egfr_reading(obs)  # the status policy was applied at extraction
         if reading:
             readings.append((effective_date(obs) or date.min, reading, obs))
     if not readings:
         return None
     _, (value, comp), obs = max(readings, key=lambda t: t[0])
-    unit = (obs.get("valueQuantity") or {}).get("unit") if isinstance(obs.get("valueQuantity"), dict) else None
+    unit = (obs.get("valueQuantity") or {}).get("unit")  # valid FHIR: a Quantity or nothing
     text = f"eGFR {comp or ''}{value:g} {unit or 'mL/min/1.73 m2'}"
     return Egfr(value, comp, Evidence(ref_of(obs), effective_date(obs), text))
 
@@ -155,20 +153,20 @@ def derive_ild(conditions: dict[str, list[tuple[dict[str, Any], Match]]], proced
                graded_observations: list[dict[str, Any]] = ()) -> IldRisk:
     """The status policy was applied at extraction: every resource here counts."""
     risk = IldRisk(lung_metastases=list(lung_metastases), egfr=latest_egfr(list(renal_observations)))
-    for cond, match in conditions.get("ild", []):
+    for cond, match in conditions["ild"]:
         _add_event(risk, cond, first_text(cond.get("code"), match.what), _grade(cond), ts, exposure)
     for obs in graded_observations:  # a CTCAE-graded ILD/pneumonitis observation is an event of its own
         grade = observation_grade(obs)
         if grade:
             _add_event(risk, obs, first_text(obs.get("code"), "ILD/pneumonitis"), grade, ts, exposure)
-    for proc in procedures.get("radiotherapy", []):
+    for proc in procedures["radiotherapy"]:
         if not proc.get("bodySite") and not ts.match("thoracic-site", {"text": " ".join(texts(proc.get("code")))}):
             risk.notes.append(f"{ref_of(proc)}: radiotherapy without a body site: thoracic or not cannot be told")
             continue
         if _thoracic(proc, ts):
             label = first_text(proc.get("code"), "radiotherapy")
             risk.thoracic_rt.append(Evidence(ref_of(proc), effective_date(proc), f"thoracic radiotherapy: {label}"))
-    for cond, _ in conditions.get("renal-impairment", []):
+    for cond, _ in conditions["renal-impairment"]:
         risk.renal.append(Evidence(ref_of(cond), effective_date(cond),
                                    f"reduced renal function: {first_text(cond.get('code'), 'CKD')}"))
     return risk

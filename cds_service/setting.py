@@ -97,7 +97,7 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
     s = Setting(metastatic=False, start=None)
     by_ref: dict[str, tuple[dict[str, Any], dict[str, Match]]] = {}
     for vs in METASTASIS_SETS:
-        for cond, match in conditions.get(vs, []):
+        for cond, match in conditions[vs]:
             by_ref.setdefault(ref_of(cond), (cond, {}))[1][vs] = match
     text_only: list[Evidence] = []
     for ref, (cond, sets) in by_ref.items():
@@ -118,7 +118,7 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
         if match.by == "text":
             text_only.append(ev)
     staged_none: list[Evidence] = []
-    for cond, _ in conditions.get("breast-cancer", []):
+    for cond, _ in conditions["breast-cancer"]:
         s.breast_cancer.append(Evidence(ref_of(cond), _onset(cond), "breast cancer"))
         for stage in cond.get("stage") or []:
             reading = stage_reading(stage.get("summary"), ts) if isinstance(stage, dict) else None
@@ -143,7 +143,7 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
             s.distant = [d for d in s.distant if d.evidence != ev]
             s.notes.append(f"{ev.ref} ({ev.text}, {fmt(ev.when)}) is a text-only statement; the newer staging "
                            f"{newer[-1].ref} ({newer[-1].text}, {fmt(newer[-1].when)}) says no distant metastasis")
-    for cond, _ in conditions.get("lung-metastasis", []):
+    for cond, _ in conditions["lung-metastasis"]:
         s.lung_metastases.append(Evidence(ref_of(cond), _onset(cond), "lung/pleural metastasis"))
     s.metastatic = bool(s.evidence)
     dated = [e.when for e in s.evidence if e.when]

@@ -396,3 +396,64 @@ def test_setting_evidence_and_notes_word_for_word():
 def test_lung_metastasis_is_listed_for_ild_risk():
     s = facts(b.metastasis("lung", "2024-01-01")).setting
     assert [e.text for e in s.lung_metastases] == ["lung/pleural metastasis"]
+
+
+# --- a metastatic biopsy after the latest HER2 result; T-DXd exposure; graded observations
+def biopsy(when, site):
+    return b.procedure(b.cc(b.SCT, "86273004", "Biopsy"), when, body_site=site)
+
+
+@pytest.mark.parametrize("her2_site, biopsy_day, biopsy_site, later", [
+    ("left breast", "2024-03-01", "liver", True),
+    ("left breast", "2022-01-01", "liver", False),     # same day as the HER2 result: not after it
+    ("left breast", "2021-06-01", "liver", False),     # before it
+    ("left breast", "2024-03-01", "left breast", False),
+    ("liver", "2024-03-01", "bone", False),            # a metastatic sample already has a result
+])
+def test_later_metastatic_biopsy(her2_site, biopsy_day, biopsy_site, later):
+    proc = biopsy(biopsy_day, biopsy_site)
+    f = facts(b.her2_ihc(0, "2022-01-01", membrane="absent", site=her2_site), proc)
+    if later:
+        assert f.later_metastatic_biopsy.ref == f"Procedure/{proc['id']}"
+        assert f.later_metastatic_biopsy.when == date(2024, 3, 1)
+        assert f.later_metastatic_biopsy.text == "biopsy of a metastatic site after the latest HER2 result"
+    else:
+        assert f.later_metastatic_biopsy is None
+    assert facts(proc).later_metastatic_biopsy is None  # no HER2 result at all
+
+
+def test_tdxd_exposure_is_open_while_it_continues():
+    ongoing = b.med_statement("fam-trastuzumab deruxtecan", "2025-01-01")
+    risk = facts(ongoing, b.ild("2026-09-01", "Pneumonitis", severity=b.cc(b.SCT, "6736007"))).ild
+    assert risk.tdxd_ild_grade2plus  # 20 months after the first dose, still on it
+    stopped = b.med_statement("fam-trastuzumab deruxtecan", "2025-01-01", "2025-03-01", status="completed")
+    moderate = b.cc(b.SCT, "6736007")
+    assert not facts(stopped, b.ild("2026-09-01", "Pneumonitis", severity=moderate)).ild.tdxd_ild_grade2plus
+    assert facts(stopped, b.ild("2025-05-30", "Pneumonitis", severity=moderate)).ild.tdxd_ild_grade2plus
+
+
+@pytest.mark.parametrize("value, grade2plus, listed", [(1, False, True), (2, True, True), (5, True, True),
+                                                       (6, False, False), (0, False, False)])
+def test_graded_observation_bounds(value, grade2plus, listed):
+    obs = b.observation(b.cc(b.SCT, "205237003", "Pneumonitis"), "2025-02-10", valueInteger=value)
+    risk = ild_facts(obs)
+    assert bool(risk.tdxd_ild_grade2plus) is grade2plus and bool(risk.prior_ild) is listed
+    words = b.observation(b.cc(b.SCT, "205237003", "Pneumonitis"), "2025-02-10", valueString="Grade 3")
+    assert ild_facts(words).prior_ild[0].text.startswith("Pneumonitis, grade 3")
+    unnamed = b.observation({"coding": [{"system": b.SCT, "code": "205237003"}]}, "2025-02-10", valueInteger=2)
+    assert ild_facts(unnamed).prior_ild[0].text.startswith("ILD/pneumonitis, grade 2")
+
+
+def test_risk_factor_evidence_dates_and_labels():
+    rt = b.procedure(b.cc(b.SCT, "108290001", "Radiation oncology AND/OR radiotherapy"), "2020-05-01",
+                     body_site="chest wall")
+    ckd = b.condition({"coding": [{"system": b.ICD, "code": "N18.4"}]}, "2021-01-01")
+    risk = facts(rt, ckd).ild
+    assert [(e.ref, e.when, e.text) for e in risk.thoracic_rt] == [
+        (f"Procedure/{rt['id']}", date(2020, 5, 1), "thoracic radiotherapy: Radiation oncology AND/OR radiotherapy")]
+    assert [(e.ref, e.when, e.text) for e in risk.renal] == [
+        (f"Condition/{ckd['id']}", date(2021, 1, 1), "reduced renal function: CKD")]
+    unnamed_rt = b.procedure({"coding": [{"system": b.SCT, "code": "1217123003"}]}, "2020-05-01", body_site="chest")
+    assert facts(unnamed_rt).ild.thoracic_rt[0].text == "thoracic radiotherapy: radiotherapy"
+    coded_egfr = b.observation(b.cc(b.LOINC, "33914-3"), "2025-01-01", valueCodeableConcept={"text": "normal"})
+    assert facts(coded_egfr).ild.egfr is None
