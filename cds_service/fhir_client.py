@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,17 +19,38 @@ MAX_RESPONSE_BYTES = 50_000_000
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def _norm_prefix(url: str) -> str:
-    return url.rstrip("/") + "/"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNRESERVED = re.compile(r"%(2[DdEe]|5[Ff]|7[Ee]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])")
+
+
+def normalise(url: str) -> str | None:
+    """The URL in RFC 3986 normal form (scheme and host in lower case, no default port, unreserved
+    characters decoded), without query or fragment; None when it is not an http(s) URL, carries
+    credentials, or still holds a dot segment ("/../", "/./", "%2e%2e") after decoding."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username or parts.password:
+        return None
+    path = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), parts.path)
+    if any(seg in (".", "..") for seg in path.split("/")):
+        return None
+    host = parts.hostname.lower()
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{path}"
 
 
 def is_allowed(url: str, allowed: list[str]) -> bool:
-    """True when url lies under one of the allowed server prefixes (path-boundary aware)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+    """True when url, normalised, lies under one of the allowed server prefixes (path-boundary aware)."""
+    target = normalise(url)
+    if target is None:
         return False
-    target = _norm_prefix(url.split("?", 1)[0].split("#", 1)[0])
-    return any(target.startswith(_norm_prefix(a)) for a in allowed)
+    target = target.rstrip("/") + "/"
+    prefixes = (normalise(a) for a in allowed)
+    return any(p is not None and target.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
 @dataclass
@@ -54,6 +77,8 @@ class FhirClient:
         if session is None:
             session = requests.Session()
             session.trust_env = False
+            # no cookies: a cookie one user's query received must never ride along on another's
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
             self._local.session = session
         return session
 

@@ -6,7 +6,7 @@ Implements read (`GET /Type/id`), search by `patient`, `code` and `category` (to
 ignore it), paging with `next` links (`_count`, default 3),
 and a control endpoint (`POST /_control`) that loads resources and injects faults:
 delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
-to another host. `GET /_log` returns what it was asked (paths and whether a token came).
+to another host, a `Set-Cookie` on every answer. `GET /_log` returns what it was asked (paths and whether a token came).
 
 Run: python tests/fhir_server.py [--port 0]   (prints "PORT <n>" when ready)
 """
@@ -23,7 +23,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 STATE: dict[str, Any] = {"resources": [], "delay": 0.0, "status": 200, "html": False,
-                         "next": "normal", "page_size": 3, "log": [], "include_results": True}
+                         "next": "normal", "page_size": 3, "log": [], "include_results": True,
+                         "set_cookie": False}
 LOCK = threading.Lock()
 
 
@@ -73,6 +74,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if STATE["set_cookie"]:
+            self.send_header("Set-Cookie", "session=user-a-secret; Path=/")
         self.end_headers()
         self.wfile.write(body)
 
@@ -83,7 +86,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 if "reset" in data:
                     STATE.update(delay=0.0, status=200, html=False, next="normal", page_size=3, log=[],
-                                 include_results=True)
+                                 include_results=True, set_cookie=False)
                 STATE.update({k: v for k, v in data.items() if k != "reset"})
             self._send(200, b"{}", "application/json")
         else:
@@ -97,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         with LOCK:
             STATE["log"].append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                 "t": time.time()})
+                                 "cookie": self.headers.get("Cookie"), "t": time.time()})
             delay, status, html = STATE["delay"], STATE["status"], STATE["html"]
         if delay:
             time.sleep(delay)

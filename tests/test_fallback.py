@@ -252,3 +252,43 @@ def test_an_ehr_without_the_pathology_key_is_not_refused(app_for):
                                         json=hook_request("patient-view", prefetch=prefetch))
     assert resp.status_code == 200
     assert any("pathology" in c["detail"] for c in assert_cds_response(resp.get_json()))
+
+
+@pytest.mark.parametrize("server_path", ["/../../admin", "/%2e%2e/%2e%2e/admin", "/%2E%2e/admin", "/./x/../.."])
+def test_a_fhir_server_with_dot_segments_is_not_on_the_allow_list(app_for, fhir_server, server_path):
+    """fhirServer = <allowed>/../../admin must never receive the token (it passed a string-prefix check)."""
+    fhir_server.reset(_resources(1))
+    resp = app_for().test_client().post("/cds-services/her2-patient-view",
+                                        json=_request(fhir_server.base + server_path))
+    assert resp.status_code == 412 and resp.get_json()["reason"] == "fhirServer is not on this service's allow-list"
+    assert fhir_server.log() == []
+
+
+def test_a_next_link_with_dot_segments_is_not_followed(app_for, fhir_server):
+    fhir_server.reset(_resources(7), page_size=3)
+    first = {"resourceType": "Bundle", "type": "searchset",
+             "link": [{"relation": "next", "url": f"{fhir_server.base}/Condition/%2e%2e/%2e%2e/admin?x=1"}],
+             "entry": [{"resource": r} for r in _resources(1)[1:]]}
+    gathered = _gather(app_for(), _request(fhir_server.base, {**empty_prefetch(), "conditions": first}))
+    assert "server not on the allow-list" in gathered.unavailable["conditions"]
+    assert not any("admin" in e["path"] for e in fhir_server.log())
+
+
+def test_cookies_a_fhir_server_sets_are_never_sent_back(app_for, fhir_server):
+    fhir_server.reset(_resources(7), page_size=3, set_cookie=True)
+    app = app_for()
+    for _ in range(3):  # the pool's threads keep their sessions between requests (and users)
+        _gather(app, _request(fhir_server.base))
+    log = fhir_server.log()
+    assert len(log) > 20 and all(entry["cookie"] is None for entry in log)
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://OK.example:443/fhir/Patient/1", True), ("https://ok.example/f%68ir/Patient", True),
+    ("https://ok.example/fhirx/Patient", False), ("https://ok.example:8443/fhir/x", False),
+    ("https://user:pw@ok.example/fhir/x", False), ("http://ok.example/fhir/x", False),
+    ("https://ok.example:99999/fhir", False), ("ftp://ok.example/fhir", False),
+])
+def test_allow_list_compares_normalised_urls(url, allowed):
+    from cds_service.fhir_client import is_allowed
+    assert is_allowed(url, ["https://ok.example/fhir/"]) is allowed
