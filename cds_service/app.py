@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -45,6 +46,21 @@ class BadBody(Exception):
         self.message = message
 
 
+class NonFinite(ValueError):
+    """A number JSON does not have (NaN, Infinity) or one too large for a float."""
+
+
+def _no_constant(name: str) -> Any:
+    raise NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFinite(text[:20])
+    return value
+
+
 def _read_json() -> Any:
     ctype = (request.mimetype or "").lower()
     if ctype and ctype not in JSON_TYPES and not ctype.endswith("+json"):
@@ -53,7 +69,9 @@ def _read_json() -> Any:
     if not raw:
         raise BadBody("the request body is empty; a JSON object is required")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except NonFinite as exc:
+        raise BadBody("NaN and Infinity are not JSON numbers; send a finite number") from exc
     except RecursionError as exc:
         raise BadBody("the JSON body is nested too deeply") from exc
     except UnicodeDecodeError as exc:
@@ -94,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         try:
             verifier.verify(request.headers.get("Authorization"), audience)
         except AuthError as exc:
-            metrics.auth_failures.labels(reason=exc.reason.split(" (")[0][:40]).inc()
+            metrics.auth_failures.labels(reason=exc.label).inc()
             g.auth_failure = exc.reason
             return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
         except CacheUnavailable as exc:  # cannot prove the jti is fresh: refuse, but say it is on our side

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from typing import Any
@@ -18,12 +19,29 @@ JWKS_REFETCH_SECONDS = 30
 JWKS_MAX_AGE_SECONDS = 3600
 
 
+_JWT_ERRORS = {name for name in dir(jwt.exceptions) if name.endswith("Error")}
+# The metric label of a refusal: one of a fixed set, whatever the caller put in its token.
+REASON_LABELS = ("missing Authorization header", "Authorization is not a Bearer token", "malformed token",
+                 "algorithm not allowed", "untrusted issuer", "jku is not the issuer's configured JWKS URL",
+                 "cannot fetch JWKS", "jwks_url did not return a JWK Set", "unknown kid", "unusable key",
+                 "token has no kid and the issuer has several keys", "issued in the future",
+                 "token lifetime too long", "exp or iat is not a number", "jti is not a string", "replayed jti")
+
+
 class AuthError(Exception):
     """Why a token was refused; for logs and metrics only, never sent to the client."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    @property
+    def label(self) -> str:
+        """The reason as a metric label from a fixed set (PyJWT's own errors by class name, else 'other')."""
+        known = next((r for r in REASON_LABELS if self.reason.startswith(r)), None)
+        if known:
+            return known
+        return self.reason if self.reason in _JWT_ERRORS else "other"
 
 
 class KeySets:
@@ -129,6 +147,9 @@ class Verifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(type(exc).__name__) from exc
+        if not all(isinstance(claims[k], (int, float)) and not isinstance(claims[k], bool)
+                   and math.isfinite(claims[k]) for k in ("exp", "iat")):
+            raise AuthError("exp or iat is not a number")  # PyJWT accepts "1700000000"; arithmetic would not
         now = time.time()
         if claims["iat"] > now + self.leeway:
             raise AuthError("issued in the future")

@@ -109,6 +109,8 @@ class FhirClient:
             return None, "timed out"
         except requests.RequestException as exc:
             return None, f"unreachable ({type(exc).__name__})"
+        except (UnicodeError, ValueError) as exc:  # a URL or header that cannot be sent: never a 500
+            return None, f"request not sendable ({type(exc).__name__})"
         try:
             return json.loads(body), None
         except (ValueError, UnicodeDecodeError):

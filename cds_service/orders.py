@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,8 @@ def _dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
             continue
         for dr in d.get("doseAndRate") or []:
             q = dr.get("doseQuantity") if isinstance(dr, dict) else None
-            if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+            if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q["value"], bool) \
+                    and math.isfinite(q["value"]):
                 unit = str(q.get("unit") or q.get("code") or "")
                 text = f"{q['value']:g} {unit}".strip()
                 if unit.replace(" ", "").lower() in ("mg/kg", "mg/kg/dose"):
