@@ -222,8 +222,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             return _error(400, "invalid feedback", problems)
         try:
             new = store.store(service_id, body["feedback"])
-        except Exception:  # noqa: BLE001 - the database is down: say so, lose nothing silently
-            logging.getLogger("her2_cds").exception("feedback could not be stored")
+        except Exception as exc:  # noqa: BLE001 - the database is down: say so, lose nothing silently
+            # the class only: a driver's message or a traceback could carry the clinician's comment
+            logging.getLogger("her2_cds").error("feedback could not be stored: %s", type(exc).__name__)
             return _error(503, "feedback could not be stored; retry later")
         for entry in body["feedback"]:
             metrics.feedback.labels(service=service_id, outcome=entry["outcome"]).inc()

@@ -51,7 +51,8 @@ class FeedbackStore:
         url = database_url
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # hide_parameters: an error never carries the statement's values (a clinician's comment) into a log
+        kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         self.engine: Engine = create_engine(url, **kwargs)

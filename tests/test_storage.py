@@ -90,3 +90,36 @@ def test_cards_shown_on_one_replica_are_not_repeated_at_sign_on_another(settings
                 .get_json()["cards"]]
     assert topics(one, "order-select") == ["tdxd-consideration"]
     assert topics(two, "order-sign") == []
+
+
+def test_a_database_error_logs_no_statement_values(settings_factory, tmp_path, caplog):
+    """The table vanishes under the service: the feedback is refused with 503 and the log holds neither the
+    clinician's comment nor the statement's parameters."""
+    import sqlite3
+
+    from cds_service.app import create_app
+    db = tmp_path / "gone.db"
+    app = create_app(settings_factory(storage={"database_url": f"sqlite:///{db}"}))
+    client = app.test_client()
+    secret = "patient said she is moving to Lyon next week"
+    body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                          "overrideReason": {"reason": {"code": "patient-declined"}, "userComment": secret}}]}
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE cds_feedback")
+    with caplog.at_level("DEBUG"):
+        resp = client.post("/cds-services/her2-order-select/feedback", json=body)
+    assert resp.status_code == 503
+    assert "feedback could not be stored: OperationalError" in caplog.text
+    assert secret not in caplog.text and "patient-declined" not in caplog.text and "INSERT" not in caplog.text
+
+
+def test_feedback_fields_longer_than_their_columns_are_a_400(settings_factory):
+    from cds_service.app import create_app
+    client = create_app(settings_factory()).test_client()
+    body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                          "overrideReason": {"reason": {"code": "x" * 201}}}]}
+    resp = client.post("/cds-services/her2-order-select/feedback", json=body)
+    assert resp.status_code == 400
+    assert resp.get_json()["problems"][0]["field"] == "feedback[0].overrideReason.reason.code"
+    body["feedback"][0]["overrideReason"]["reason"]["code"] = "x" * 200
+    assert client.post("/cds-services/her2-order-select/feedback", json=body).status_code == 200
