@@ -25,7 +25,8 @@ REASON_LABELS = ("missing Authorization header", "Authorization is not a Bearer 
                  "algorithm not allowed", "untrusted issuer", "jku is not the issuer's configured JWKS URL",
                  "cannot fetch JWKS", "jwks_url did not return a JWK Set", "unknown kid", "unusable key",
                  "token has no kid and the issuer has several keys", "issued in the future",
-                 "token lifetime too long", "exp or iat is not a number", "jti is not a string", "replayed jti")
+                 "token lifetime too long", "exp or iat is not a number", "jti is not a string",
+                 "issued before the replay cache started", "replayed jti")
 
 
 class AuthError(Exception):
@@ -158,6 +159,8 @@ class Verifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti is not a string")
+        if claims["iat"] < math.floor(self.replay.epoch()):
+            raise AuthError("issued before the replay cache started")  # it may have been used and forgotten
         ttl = int(claims["exp"] - now) + self.leeway + 1
         key_id = hashlib.sha256(json.dumps([iss, jti]).encode()).hexdigest()
         if not self.replay.first_use(key_id, ttl):

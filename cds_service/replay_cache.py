@@ -19,6 +19,10 @@ class ReplayCache(Protocol):
     def ping(self) -> bool:
         """True when the cache can be used."""
 
+    def epoch(self) -> float:
+        """The wall-clock time since which the cache remembers every key it was given: a token issued
+        before it may have been used already and forgotten (a restart without persistence)."""
+
 
 class MemoryReplayCache:
     """A per-process cache; enough for one worker, not for replicas."""
@@ -28,6 +32,7 @@ class MemoryReplayCache:
         self._lock = threading.Lock()
         self._max = max_entries
         self._refuse_when_full = refuse_when_full
+        self._epoch = time.time()  # this process's memory starts now
 
     def first_use(self, key: str, ttl_seconds: int) -> bool:
         now = time.monotonic()
@@ -47,6 +52,9 @@ class MemoryReplayCache:
     def ping(self) -> bool:
         return True
 
+    def epoch(self) -> float:
+        return self._epoch
+
 
 class RedisReplayCache:
     """SET NX EX in Redis: atomic across workers and replicas."""
@@ -63,6 +71,20 @@ class RedisReplayCache:
         try:
             return bool(self._redis.set(self._prefix + key, b"1", nx=True, ex=max(1, ttl_seconds)))
         except redis.RedisError as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
+
+    def epoch(self) -> float:
+        """The time Redis began remembering: set once (NX) and read back in one round trip; a Redis that
+        lost its data (restart without persistence) gets a new epoch on the next call."""
+        import redis
+
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._prefix + "epoch", repr(time.time()).encode(), nx=True)
+            pipe.get(self._prefix + "epoch")
+            _, value = pipe.execute()
+            return float(value)
+        except (redis.RedisError, TypeError, ValueError) as exc:
             raise CacheUnavailable(type(exc).__name__) from exc
 
     def ping(self) -> bool:

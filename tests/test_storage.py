@@ -123,3 +123,66 @@ def test_feedback_fields_longer_than_their_columns_are_a_400(settings_factory):
     assert resp.get_json()["problems"][0]["field"] == "feedback[0].overrideReason.reason.code"
     body["feedback"][0]["overrideReason"]["reason"]["code"] = "x" * 200
     assert client.post("/cds-services/her2-order-select/feedback", json=body).status_code == 200
+
+
+def test_a_token_issued_before_the_memory_cache_started_is_refused(settings_factory, make_token, jwks):
+    """A restarted service has forgotten the jtis it saw: a token issued before its start may be a replay."""
+    import time
+
+    from .conftest import PUBLIC_BASE, TEST_ISS
+    old = make_token(f"{PUBLIC_BASE}/cds-services", iat_offset=-2)
+    time.sleep(1.1)
+    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                                      public_base_url=PUBLIC_BASE)).test_client()
+    assert app.get("/cds-services", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    new = make_token(f"{PUBLIC_BASE}/cds-services")
+    assert app.get("/cds-services", headers={"Authorization": f"Bearer {new}"}).status_code == 200
+    metrics = app.get("/metrics").get_data(as_text=True)
+    assert 'her2cds_auth_failures_total{reason="issued before the replay cache started"} 1.0' in metrics
+
+
+def test_replay_is_refused_after_redis_restarts_without_persistence(settings_factory, make_token, jwks, tmp_path):
+    """Our own Redis instance (another port, no persistence, as the compose file runs it), restarted between
+    two uses of one token: the second use is refused because the cache's epoch moved."""
+    import socket
+    import subprocess
+    import time
+
+    from .conftest import PUBLIC_BASE, TEST_ISS
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", str(tmp_path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                return proc
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    proc = start()
+    try:
+        app = create_app(settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]}, public_base_url=PUBLIC_BASE,
+            storage={"cache_url": f"redis://127.0.0.1:{port}/0", "database_url": "sqlite://"})).test_client()
+        time.sleep(1.1)
+        token = make_token(f"{PUBLIC_BASE}/cds-services")
+        headers = {"Authorization": f"Bearer {token}"}
+        assert app.get("/cds-services", headers=headers).status_code == 200
+        assert app.get("/cds-services", headers=headers).status_code == 401  # replay, remembered
+        proc.terminate()
+        proc.wait(timeout=10)
+        time.sleep(1.1)
+        proc = start()
+        assert app.get("/cds-services", headers=headers).status_code == 401  # replay, memory lost: refused
+        time.sleep(1.1)
+        fresh = make_token(f"{PUBLIC_BASE}/cds-services")
+        assert app.get("/cds-services", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
