@@ -29,17 +29,20 @@ def _serve(args: argparse.Namespace) -> int:
     log = logging.getLogger("her2_cds")
     for level, line in banner(settings):
         log.log(getattr(logging, level), line)
-    app = create_app(settings)
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
-        return _gunicorn(app, args)
+        # each worker builds its own app after the fork: database pools and Redis sockets are never shared
+        from .terminology import load_terminology
+
+        load_terminology(settings["value_sets"]["extra_files"])  # a bad value set still stops start-up here
+        return _gunicorn(lambda: create_app(settings), args)
     from werkzeug.serving import run_simple
 
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    run_simple(args.host, args.port, create_app(settings), threaded=True, use_reloader=False)
     return 0
 
 
-def _gunicorn(app: Any, args: argparse.Namespace) -> int:
+def _gunicorn(build: Any, args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     class _App(BaseApplication):
@@ -52,8 +55,8 @@ def _gunicorn(app: Any, args: argparse.Namespace) -> int:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
 
-        def load(self) -> Any:
-            return app
+        def load(self) -> Any:  # called in each worker after the fork (preload_app is off)
+            return build()
 
     _App().run()
     return 0

@@ -93,3 +93,50 @@ def test_two_instances_share_replay_cache_and_feedback(two_instances, make_token
     metrics = requests.get(a + "/metrics", timeout=5).text
     assert "her2cds_requests_total" in metrics
     assert json.loads(requests.get(b + "/readyz", timeout=5).text)["checks"]["cache"] is True
+
+
+def test_feedback_burst_right_after_serve_workers_2_starts_on_postgresql(tmp_path, pg_url, make_token, jwks):
+    """`her2-cds serve --workers 2` builds the app in each worker after the fork: no PostgreSQL socket is
+    shared, so the first burst of feedback is stored whole, with no 503 and no hang."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = _free_port()
+    cfg = {"public_base_url": PUBLIC, "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+           "storage": {"database_url": pg_url}}
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--config", str(path), "--workers", "2",
+                             "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/cds-services/her2-order-select/feedback"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except requests.RequestException:
+                assert time.time() < deadline, "serve --workers 2 did not start"
+                time.sleep(0.1)
+        cards = [str(uuid.uuid4()) for _ in range(40)]
+
+        audience = PUBLIC + "/cds-services/her2-order-select/feedback"
+
+        def post(card: str) -> int:
+            body = {"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-25T11:00:00Z"}]}
+            headers = {"Authorization": f"Bearer {make_token(audience)}"}
+            return requests.post(url, json=body, timeout=15, headers=headers).status_code
+
+        started = time.time()
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(post, cards))
+        assert statuses == [200] * 40 and time.time() - started < 15
+        engine = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.connect() as conn:
+            n = conn.execute(sqlalchemy.text("SELECT count(*) FROM cds_feedback WHERE card_uuid = ANY(:c)"),
+                             {"c": cards})
+            assert n.scalar() == 40
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
