@@ -6,6 +6,7 @@ import http.cookiejar
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,16 @@ def normalise(url: str) -> str | None:
     host = parts.hostname.lower()
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     return f"{scheme}://{netloc}{path}"
+
+
+def _shut_down(resp: requests.Response) -> None:
+    """End a response's socket from another thread: a blocked read returns at once."""
+    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def is_allowed(url: str, allowed: list[str]) -> bool:
@@ -98,19 +109,31 @@ class FhirClient:
                                      allow_redirects=False) as resp:
                 if resp.status_code != 200:
                     return None, f"HTTP {resp.status_code}"
-                body = bytearray()
-                for chunk in resp.iter_content(65536):
-                    body.extend(chunk)
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        return None, "response too large"
-                    if time.monotonic() > deadline:
-                        return None, "deadline passed"
+                # the read timeout is per socket read: a server that trickles bytes would hold this thread
+                # past the deadline. At the deadline the socket is shut down, whatever the read is doing.
+                cut = threading.Timer(max(0.0, deadline - time.monotonic()), _shut_down, (resp,))
+                cut.daemon = True
+                cut.start()
+                try:
+                    body = bytearray()
+                    for chunk in resp.iter_content(65536):
+                        body.extend(chunk)
+                        if len(body) > MAX_RESPONSE_BYTES:
+                            return None, "response too large"
+                        if time.monotonic() > deadline:
+                            return None, "deadline passed"
+                finally:
+                    cut.cancel()
         except requests.Timeout:
             return None, "timed out"
         except requests.RequestException as exc:
+            if time.monotonic() > deadline:
+                return None, "deadline passed"
             return None, f"unreachable ({type(exc).__name__})"
         except (UnicodeError, ValueError) as exc:  # a URL or header that cannot be sent: never a 500
             return None, f"request not sendable ({type(exc).__name__})"
+        if time.monotonic() > deadline:
+            return None, "deadline passed"  # nothing is parsed after the deadline
         try:
             return json.loads(body), None
         except (ValueError, UnicodeDecodeError):

@@ -6,7 +6,8 @@ Implements read (`GET /Type/id`), search by `patient`, `code` and `category` (to
 ignore it), paging with `next` links (`_count`, default 3),
 and a control endpoint (`POST /_control`) that loads resources and injects faults:
 delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
-to another host, a `Set-Cookie` on every answer. `GET /_log` returns what it was asked (paths and whether a token came).
+to another host, a `Set-Cookie` on every answer, a body trickled a byte at a time.
+`GET /_log` returns what it was asked (paths and whether a token came).
 
 Run: python tests/fhir_server.py [--port 0]   (prints "PORT <n>" when ready)
 """
@@ -24,7 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 STATE: dict[str, Any] = {"resources": [], "delay": 0.0, "status": 200, "html": False,
                          "next": "normal", "page_size": 3, "log": [], "include_results": True,
-                         "set_cookie": False}
+                         "set_cookie": False, "trickle": 0.0}
 LOCK = threading.Lock()
 
 
@@ -77,7 +78,17 @@ class Handler(BaseHTTPRequestHandler):
         if STATE["set_cookie"]:
             self.send_header("Set-Cookie", "session=user-a-secret; Path=/")
         self.end_headers()
-        self.wfile.write(body)
+        trickle = STATE["trickle"] if ctype == "application/fhir+json" else 0.0
+        if not trickle:
+            self.wfile.write(body)
+            return
+        try:  # a server that keeps every socket read alive but never finishes in time
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(trickle)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
@@ -86,7 +97,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 if "reset" in data:
                     STATE.update(delay=0.0, status=200, html=False, next="normal", page_size=3, log=[],
-                                 include_results=True, set_cookie=False)
+                                 include_results=True, set_cookie=False, trickle=0.0)
                 STATE.update({k: v for k, v in data.items() if k != "reset"})
             self._send(200, b"{}", "application/json")
         else:

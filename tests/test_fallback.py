@@ -292,3 +292,27 @@ def test_cookies_a_fhir_server_sets_are_never_sent_back(app_for, fhir_server):
 def test_allow_list_compares_normalised_urls(url, allowed):
     from cds_service.fhir_client import is_allowed
     assert is_allowed(url, ["https://ok.example/fhir/"]) is allowed
+
+
+def test_a_trickling_server_is_cut_at_the_deadline(fhir_server):
+    """Each byte arrives within the socket timeout, so only a wall-clock deadline stops the read: the thread
+    is back within 0.3 s of the deadline, and nothing is parsed after it."""
+    from cds_service.fhir_client import FhirClient
+    fhir_server.reset(_resources(3), page_size=50, trickle=0.05)
+    client = FhirClient([fhir_server.base], timeout=1.0, max_pages=5)
+    started = time.monotonic()
+    data, error = client.get_json(f"{fhir_server.base}/Condition?patient=p1", TOKEN, started + 0.8)
+    elapsed = time.monotonic() - started
+    assert data is None and error == "deadline passed"
+    assert 0.75 < elapsed < 1.1, elapsed
+
+
+def test_a_trickling_server_gives_a_degraded_answer_within_the_deadline(fhir_server, settings_factory):
+    fhir_server.reset(_resources(3), page_size=50, trickle=0.05)
+    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 1},
+                                      limits={"request_deadline_seconds": 1.0}))
+    started = time.monotonic()
+    resp = app.test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
+    assert resp.status_code == 200 and time.monotonic() - started < 1.5
+    gathered = _gather(app, _request(fhir_server.base))
+    assert gathered.unavailable and set(gathered.unavailable.values()) == {"deadline passed"}
