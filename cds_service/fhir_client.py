@@ -64,6 +64,20 @@ def is_allowed(url: str, allowed: list[str]) -> bool:
     return any(p is not None and target.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
+class ByteBudget:
+    """The bytes one hook request may read from FHIR servers, shared by its parallel queries."""
+
+    def __init__(self, limit: int) -> None:
+        self._left = limit
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        """Spend n bytes; False once the budget is exceeded (and from then on)."""
+        with self._lock:
+            self._left -= n
+            return self._left >= 0
+
+
 @dataclass
 class FetchResult:
     """What one fallback query produced."""
@@ -77,10 +91,12 @@ class FetchResult:
 class FhirClient:
     """GET searches and reads against an allow-listed FHIR server; never raises on I/O."""
 
-    def __init__(self, allowed_servers: list[str], timeout: float, max_pages: int) -> None:
+    def __init__(self, allowed_servers: list[str], timeout: float, max_pages: int,
+                 bytes_per_request: int = 20_000_000) -> None:
         self.allowed = list(allowed_servers)
         self.timeout = timeout
         self.max_pages = max_pages
+        self.bytes_per_request = bytes_per_request
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -93,7 +109,8 @@ class FhirClient:
             self._local.session = session
         return session
 
-    def get_json(self, url: str, token: str | None, deadline: float) -> tuple[Any, str | None]:
+    def get_json(self, url: str, token: str | None, deadline: float,
+                 budget: ByteBudget | None = None) -> tuple[Any, str | None]:
         """One GET; (parsed JSON, None) or (None, reason). The reason never holds the token."""
         if not is_allowed(url, self.allowed):
             return None, "server not on the allow-list"
@@ -120,6 +137,8 @@ class FhirClient:
                         body.extend(chunk)
                         if len(body) > MAX_RESPONSE_BYTES:
                             return None, "response too large"
+                        if budget is not None and not budget.take(len(chunk)):
+                            return None, "this request's FHIR byte budget is spent"
                         if time.monotonic() > deadline:
                             return None, "deadline passed"
                 finally:
@@ -140,7 +159,7 @@ class FhirClient:
             return None, "response is not JSON"
 
     def search(self, url: str, token: str | None, deadline: float,
-               origin: str | None = None) -> FetchResult:
+               origin: str | None = None, budget: ByteBudget | None = None) -> FetchResult:
         """Fetch url and follow Bundle `next` links on the same server, up to max_pages."""
         result = FetchResult()
         seen: set[str] = set()
@@ -157,7 +176,7 @@ class FhirClient:
                 result.error = "a next link pointed to another host; not followed"
                 break
             seen.add(next_url)
-            data, error = self.get_json(next_url, token, deadline)
+            data, error = self.get_json(next_url, token, deadline, budget)
             result.calls += 1
             if error:
                 result.error = error

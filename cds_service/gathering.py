@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .fhir_client import FetchResult, FhirClient, is_allowed, read_payload
+from .fhir_client import ByteBudget, FetchResult, FhirClient, is_allowed, read_payload
 from .prefetch import PATHOLOGY_KEY, missing_report_results
 
 # keys an EHR may not support: their absence is said on the cards, never a 412
@@ -107,9 +107,10 @@ def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClien
             out.unavailable[key] = "prefetch was paged and the remaining pages cannot be fetched"
             del to_continue[key]
     base = server.rstrip("/") + "/" if isinstance(server, str) else ""
+    budget = ByteBudget(client.bytes_per_request)  # every query of this request draws on one budget
     if to_fetch or to_continue:
-        _fetch(out, to_fetch, to_continue, base, client, pool, token, deadline)
-    _complete_reports(out, usable, base, client, pool, token, deadline)
+        _fetch(out, to_fetch, to_continue, base, client, pool, token, deadline, budget)
+    _complete_reports(out, usable, base, client, pool, token, deadline, budget)
     return out
 
 
@@ -117,7 +118,7 @@ REPORT_RESULTS_PER_QUERY = 40
 
 
 def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient, pool: ThreadPoolExecutor,
-                      token: str | None, deadline: float) -> None:
+                      token: str | None, deadline: float, budget: ByteBudget) -> None:
     """Results that pathology reports reference but that came without them (no `_include` support on
     the server or in the EHR's prefetch): one `Observation?_id=` query per 40 ids, in parallel."""
     missing = missing_report_results(out.by_key)
@@ -128,7 +129,8 @@ def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient
                                           "delivered and cannot be fetched")
         return
     chunks = [missing[i:i + REPORT_RESULTS_PER_QUERY] for i in range(0, len(missing), REPORT_RESULTS_PER_QUERY)]
-    futures = [pool.submit(client.search, f"{base}Observation?_id={','.join(c)}", token, deadline, base)
+    futures = [pool.submit(client.search, f"{base}Observation?_id={','.join(c)}", token, deadline, base,
+                           budget)
                for c in chunks]
     for fut in futures:
         res = _collect(out, PATHOLOGY_KEY, fut, deadline)
@@ -149,11 +151,11 @@ def _collect(out: Gathered, key: str, fut: Future[FetchResult], deadline: float)
 
 
 def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str], base: str, client: FhirClient,
-           pool: ThreadPoolExecutor, token: str | None, deadline: float) -> None:
+           pool: ThreadPoolExecutor, token: str | None, deadline: float, budget: ByteBudget) -> None:
     """The missing keys and the remaining pages of paged ones, in parallel, within the deadline."""
-    futures = {key: pool.submit(client.search, base + query, token, deadline, base)
+    futures = {key: pool.submit(client.search, base + query, token, deadline, base, budget)
                for key, query in to_fetch.items()}
-    futures.update({key: pool.submit(client.search, url, token, deadline, base)
+    futures.update({key: pool.submit(client.search, url, token, deadline, base, budget)
                     for key, url in to_continue.items()})
     for key, fut in futures.items():
         res = _collect(out, key, fut, deadline)

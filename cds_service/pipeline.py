@@ -50,7 +50,7 @@ class Engine:
         self.settings = settings
         fhir = settings.fhir
         self.client = FhirClient(fhir["allowed_servers"], float(fhir["timeout_seconds"]),
-                                 int(fhir.get("max_pages", 20)))
+                                 int(fhir.get("max_pages", 20)), int(fhir.get("max_bytes_per_request", 20_000_000)))
         self.pool = ThreadPoolExecutor(max_workers=int(fhir.get("max_workers", 32)),
                                        thread_name_prefix="fhir-fallback")
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])

@@ -316,3 +316,16 @@ def test_a_trickling_server_gives_a_degraded_answer_within_the_deadline(fhir_ser
     assert resp.status_code == 200 and time.monotonic() - started < 1.5
     gathered = _gather(app, _request(fhir_server.base))
     assert gathered.unavailable and set(gathered.unavailable.values()) == {"deadline passed"}
+
+
+def test_one_request_reads_no_more_than_its_byte_budget(fhir_server, settings_factory):
+    """Many large answers to one request: once its budget is spent, further reads stop and say why."""
+    big = [{"resourceType": "Condition", "id": f"c{i}", "subject": {"reference": "Patient/p1"},
+            "code": {"text": "x" * 20_000}} for i in range(30)]
+    fhir_server.reset([{"resourceType": "Patient", "id": "p1"}, *big], page_size=50)
+    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2,
+                                            "max_bytes_per_request": 200_000}))
+    gathered = _gather(app, _request(fhir_server.base))
+    assert gathered.unavailable["conditions"] == "this request's FHIR byte budget is spent"
+    roomy = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
+    assert "conditions" not in _gather(roomy, _request(fhir_server.base)).unavailable
