@@ -7,16 +7,22 @@ import json
 import math
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 import requests
 
+from .fhir_client import read_body
 from .replay_cache import ReplayCache
 
 FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
 JWKS_REFETCH_SECONDS = 30
 JWKS_MAX_AGE_SECONDS = 3600
+JWKS_DEADLINE_SECONDS = 2.0  # one fetch, wall clock
+JWKS_MAX_BYTES = 1_000_000
+JWKS_BACKOFF_START_SECONDS = 1.0
+JWKS_BACKOFF_MAX_SECONDS = 60.0
 
 
 _JWT_ERRORS = {name for name in dir(jwt.exceptions) if name.endswith("Error")}
@@ -45,25 +51,77 @@ class AuthError(Exception):
         return self.reason if self.reason in _JWT_ERRORS else "other"
 
 
-class KeySets:
-    """Per-issuer JWKS: inline, or fetched from the configured URL and cached."""
+@dataclass
+class _UrlState:
+    """One JWKS URL: one fetch in flight, and the back-off after a failure."""
 
-    def __init__(self, issuers: list[dict[str, Any]], timeout: float = 2.0) -> None:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    failed_until: float = 0.0
+    backoff: float = 0.0
+
+
+class KeySets:
+    """Per-issuer JWKS: inline, or fetched from the configured URL and cached. A slow or failing key
+    server delays only its own issuer: one fetch per URL at a time, a wall-clock deadline and a size
+    cap per fetch, back-off after a failure, and a stale set refreshed in the background."""
+
+    def __init__(self, issuers: list[dict[str, Any]], timeout: float = JWKS_DEADLINE_SECONDS) -> None:
         self._issuers = {i["iss"]: i for i in issuers}
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._states: dict[str, _UrlState] = {}
         self._lock = threading.Lock()
         self._timeout = timeout
 
     def issuer(self, iss: str) -> dict[str, Any] | None:
         return self._issuers.get(iss)
 
+    def _state(self, url: str) -> _UrlState:
+        with self._lock:
+            return self._states.setdefault(url, _UrlState())
+
     def _fetch(self, url: str) -> dict[str, Any]:
-        resp = requests.get(url, timeout=self._timeout, allow_redirects=False)
-        resp.raise_for_status()
-        data = resp.json()
+        deadline = time.monotonic() + self._timeout
+        with requests.get(url, timeout=(self._timeout, self._timeout), stream=True, allow_redirects=False) as resp:
+            resp.raise_for_status()
+            body, error = read_body(resp, deadline, JWKS_MAX_BYTES)
+        if error:
+            raise ValueError(error)
+        data = json.loads(body)
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-            raise AuthError("jwks_url did not return a JWK Set")
+            raise ValueError("not a JWK Set")
         return data
+
+    def _fetch_once(self, url: str, state: _UrlState, known: tuple[float, dict[str, Any]] | None) -> dict[str, Any]:
+        """Fetch under the URL's lock (held by the caller); record success or back off."""
+        newer = self._cache.get(url)
+        if newer is not None and newer is not known:
+            return newer[1]  # another request fetched it while this one waited
+        if time.monotonic() < state.failed_until:
+            raise ValueError("backing off after a failed fetch")
+        try:
+            data = self._fetch(url)
+        except (requests.RequestException, ValueError) as exc:
+            state.backoff = min(max(state.backoff * 2, JWKS_BACKOFF_START_SECONDS), JWKS_BACKOFF_MAX_SECONDS)
+            state.failed_until = time.monotonic() + state.backoff
+            raise ValueError(type(exc).__name__) from exc
+        state.backoff, state.failed_until = 0.0, 0.0
+        with self._lock:
+            self._cache[url] = (time.monotonic(), data)
+        return data
+
+    def _refresh_in_background(self, url: str, state: _UrlState, known: tuple[float, dict[str, Any]]) -> None:
+        if not state.lock.acquire(blocking=False):
+            return  # a fetch is already in flight
+
+        def run() -> None:
+            try:
+                self._fetch_once(url, state, known)
+            except ValueError:
+                pass  # the cached set keeps serving; the failure is backed off
+            finally:
+                state.lock.release()
+
+        threading.Thread(target=run, name="jwks-refresh", daemon=True).start()
 
     def _jwks(self, issuer: dict[str, Any], refresh: bool) -> dict[str, Any]:
         if "jwks" in issuer:
@@ -72,19 +130,26 @@ class KeySets:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(url)
-        fresh = cached and now - cached[0] < JWKS_MAX_AGE_SECONDS
+        state = self._state(url)
         may_refetch = not cached or now - cached[0] > JWKS_REFETCH_SECONDS
-        if cached and fresh and not (refresh and may_refetch):
+        if cached and not (refresh and may_refetch):
+            if now - cached[0] >= JWKS_MAX_AGE_SECONDS:
+                self._refresh_in_background(url, state, cached)
             return cached[1]
-        try:
-            data = self._fetch(url)
-        except (requests.RequestException, ValueError) as exc:
+        if cached and now < state.failed_until:
+            return cached[1]
+        if not state.lock.acquire(timeout=self._timeout):  # one fetch at a time; wait at most one deadline
             if cached:
                 return cached[1]
-            raise AuthError(f"cannot fetch JWKS ({type(exc).__name__})") from exc
-        with self._lock:
-            self._cache[url] = (now, data)
-        return data
+            raise AuthError("cannot fetch JWKS (another fetch is still in progress)")
+        try:
+            return self._fetch_once(url, state, cached)
+        except ValueError as exc:
+            if cached:
+                return cached[1]
+            raise AuthError(f"cannot fetch JWKS ({exc})") from exc
+        finally:
+            state.lock.release()
 
     def key_for(self, issuer: dict[str, Any], kid: str | None, alg: str) -> Any:
         """The verification key for kid, re-fetching the issuer's set once when kid is unknown."""

@@ -44,6 +44,31 @@ def normalise(url: str) -> str | None:
     return f"{scheme}://{netloc}{path}"
 
 
+def read_body(resp: requests.Response, deadline: float, max_bytes: int,
+              budget: ByteBudget | None = None) -> tuple[bytes, str | None]:
+    """A streamed response's body, bounded in wall-clock time and size: (body, None) or (b"", reason).
+    The read timeout of `requests` is per socket read, so a peer that trickles bytes would hold the
+    thread past the deadline: at the deadline the socket is shut down, whatever the read is doing."""
+    cut = threading.Timer(max(0.0, deadline - time.monotonic()), _shut_down, (resp,))
+    cut.daemon = True
+    cut.start()
+    try:
+        body = bytearray()
+        for chunk in resp.iter_content(65536):
+            body.extend(chunk)
+            if len(body) > max_bytes:
+                return b"", "response too large"
+            if budget is not None and not budget.take(len(chunk)):
+                return b"", "this request's FHIR byte budget is spent"
+            if time.monotonic() > deadline:
+                return b"", "deadline passed"
+    finally:
+        cut.cancel()
+    if time.monotonic() > deadline:
+        return b"", "deadline passed"  # nothing is parsed after the deadline
+    return bytes(body), None
+
+
 def _shut_down(resp: requests.Response) -> None:
     """End a response's socket from another thread: a blocked read returns at once."""
     sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
@@ -126,23 +151,9 @@ class FhirClient:
                                      allow_redirects=False) as resp:
                 if resp.status_code != 200:
                     return None, f"HTTP {resp.status_code}"
-                # the read timeout is per socket read: a server that trickles bytes would hold this thread
-                # past the deadline. At the deadline the socket is shut down, whatever the read is doing.
-                cut = threading.Timer(max(0.0, deadline - time.monotonic()), _shut_down, (resp,))
-                cut.daemon = True
-                cut.start()
-                try:
-                    body = bytearray()
-                    for chunk in resp.iter_content(65536):
-                        body.extend(chunk)
-                        if len(body) > MAX_RESPONSE_BYTES:
-                            return None, "response too large"
-                        if budget is not None and not budget.take(len(chunk)):
-                            return None, "this request's FHIR byte budget is spent"
-                        if time.monotonic() > deadline:
-                            return None, "deadline passed"
-                finally:
-                    cut.cancel()
+                body, error = read_body(resp, deadline, MAX_RESPONSE_BYTES, budget)
+                if error:
+                    return None, error
         except requests.Timeout:
             return None, "timed out"
         except requests.RequestException as exc:
@@ -151,8 +162,6 @@ class FhirClient:
             return None, f"unreachable ({type(exc).__name__})"
         except (UnicodeError, ValueError) as exc:  # a URL or header that cannot be sent: never a 500
             return None, f"request not sendable ({type(exc).__name__})"
-        if time.monotonic() > deadline:
-            return None, "deadline passed"  # nothing is parsed after the deadline
         try:
             return json.loads(body), None
         except (ValueError, UnicodeDecodeError):

@@ -133,6 +133,9 @@ class _JwksServer:
     def __init__(self, jwks):
         self.jwks = jwks
         self.fetches = 0
+        self.delay = 0.0       # seconds before answering
+        self.status = 200
+        self.padding = 0       # extra bytes in the body (a huge key set)
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -141,8 +144,10 @@ class _JwksServer:
 
             def do_GET(self):  # noqa: N802
                 outer.fetches += 1
-                body = json.dumps(outer.jwks).encode()
-                self.send_response(200)
+                time.sleep(outer.delay)
+                data = dict(outer.jwks, padding="x" * outer.padding) if outer.padding else outer.jwks
+                body = json.dumps(data).encode()
+                self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -176,3 +181,59 @@ def test_auth_off_needs_no_token(settings_factory):
     c = create_app(settings_factory(auth={"required": False})).test_client()
     assert c.get("/cds-services").status_code == 200
 
+
+
+def _two_issuers(settings_factory, srv_url, jwks):
+    other = "https://other-ehr.example"
+    app = create_app(settings_factory(auth={"required": True, "issuers": [
+        {"iss": TEST_ISS, "jwks_url": srv_url}, {"iss": other, "jwks": jwks}]}, public_base_url=PUBLIC_BASE))
+    return app, other
+
+
+def test_a_slow_key_server_delays_only_its_own_issuer_and_is_fetched_once(settings_factory, make_token, jwks):
+    from concurrent.futures import ThreadPoolExecutor
+    srv = _JwksServer(jwks)
+    srv.delay = 5.0
+    try:
+        app, other = _two_issuers(settings_factory, srv.url, jwks)
+
+        def call(iss):
+            started = time.monotonic()
+            status = _get(app.test_client(), make_token(DISCOVERY, iss=iss)).status_code
+            return status, time.monotonic() - started
+
+        with ThreadPoolExecutor(8) as pool:
+            slow = [pool.submit(call, TEST_ISS) for _ in range(6)]
+            time.sleep(0.2)
+            fast = pool.submit(call, other).result()
+            slow = [f.result() for f in slow]
+        assert fast[0] == 200 and fast[1] < 0.5
+        assert all(status == 401 and took < 4.5 for status, took in slow), slow
+        assert srv.fetches == 1  # one fetch in flight; the others waited for it, then backed off
+    finally:
+        srv.server.shutdown()
+
+
+def test_a_failing_key_server_is_backed_off_not_fetched_by_every_token(settings_factory, make_token, jwks):
+    srv = _JwksServer(jwks)
+    srv.status = 500
+    try:
+        app, _ = _two_issuers(settings_factory, srv.url, jwks)
+        c = app.test_client()
+        for _ in range(5):
+            assert _get(c, make_token(DISCOVERY)).status_code == 401
+        assert srv.fetches == 1
+        metrics = c.get("/metrics").get_data(as_text=True)
+        assert 'her2cds_auth_failures_total{reason="cannot fetch JWKS"} 5.0' in metrics
+    finally:
+        srv.server.shutdown()
+
+
+def test_a_huge_key_set_is_not_read_whole(settings_factory, make_token, jwks):
+    srv = _JwksServer(jwks)
+    srv.padding = 3_000_000
+    try:
+        app, _ = _two_issuers(settings_factory, srv.url, jwks)
+        assert _get(app.test_client(), make_token(DISCOVERY)).status_code == 401
+    finally:
+        srv.server.shutdown()
