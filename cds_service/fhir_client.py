@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,12 +118,28 @@ class FhirClient:
     """GET searches and reads against an allow-listed FHIR server; never raises on I/O."""
 
     def __init__(self, allowed_servers: list[str], timeout: float, max_pages: int,
-                 bytes_per_request: int = 20_000_000) -> None:
+                 bytes_per_request: int = 20_000_000, per_server: int = 32) -> None:
         self.allowed = list(allowed_servers)
         self.timeout = timeout
         self.max_pages = max_pages
         self.bytes_per_request = bytes_per_request
+        self._per_server = per_server
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._pools_lock = threading.Lock()
         self._local = threading.local()
+
+    def submit(self, url: str, token: str | None, deadline: float, origin: str,
+               budget: ByteBudget | None = None) -> Future[FetchResult]:
+        """Run a search on the server's own thread pool: a slow server queues its own queries and never
+        takes the threads another server's queries need. A query that waited past the deadline returns
+        at once without a request."""
+        host = urlsplit(origin).netloc.lower()
+        with self._pools_lock:
+            pool = self._pools.get(host)
+            if pool is None:
+                pool = self._pools[host] = ThreadPoolExecutor(max_workers=self._per_server,
+                                                              thread_name_prefix=f"fhir-{len(self._pools)}")
+        return pool.submit(self.search, url, token, deadline, origin, budget)
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +63,7 @@ def _fhir_token(request: dict[str, Any]) -> str | None:
 
 
 def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClient,
-           pool: ThreadPoolExecutor, deadline: float, allow_unauthenticated: bool) -> Gathered:
+           deadline: float, allow_unauthenticated: bool) -> Gathered:
     """Resolve every prefetch template to a list of resources, fetching what is missing."""
     prefetch = request.get("prefetch") or {}
     server = request.get("fhirServer")
@@ -109,16 +109,16 @@ def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClien
     base = server.rstrip("/") + "/" if isinstance(server, str) else ""
     budget = ByteBudget(client.bytes_per_request)  # every query of this request draws on one budget
     if to_fetch or to_continue:
-        _fetch(out, to_fetch, to_continue, base, client, pool, token, deadline, budget)
-    _complete_reports(out, usable, base, client, pool, token, deadline, budget)
+        _fetch(out, to_fetch, to_continue, base, client, token, deadline, budget)
+    _complete_reports(out, usable, base, client, token, deadline, budget)
     return out
 
 
 REPORT_RESULTS_PER_QUERY = 40
 
 
-def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient, pool: ThreadPoolExecutor,
-                      token: str | None, deadline: float, budget: ByteBudget) -> None:
+def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient, token: str | None,
+                      deadline: float, budget: ByteBudget) -> None:
     """Results that pathology reports reference but that came without them (no `_include` support on
     the server or in the EHR's prefetch): one `Observation?_id=` query per 40 ids, in parallel."""
     missing = missing_report_results(out.by_key)
@@ -129,8 +129,7 @@ def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient
                                           "delivered and cannot be fetched")
         return
     chunks = [missing[i:i + REPORT_RESULTS_PER_QUERY] for i in range(0, len(missing), REPORT_RESULTS_PER_QUERY)]
-    futures = [pool.submit(client.search, f"{base}Observation?_id={','.join(c)}", token, deadline, base,
-                           budget)
+    futures = [client.submit(f"{base}Observation?_id={','.join(c)}", token, deadline, base, budget)
                for c in chunks]
     for fut in futures:
         res = _collect(out, PATHOLOGY_KEY, fut, deadline)
@@ -151,12 +150,10 @@ def _collect(out: Gathered, key: str, fut: Future[FetchResult], deadline: float)
 
 
 def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str], base: str, client: FhirClient,
-           pool: ThreadPoolExecutor, token: str | None, deadline: float, budget: ByteBudget) -> None:
+           token: str | None, deadline: float, budget: ByteBudget) -> None:
     """The missing keys and the remaining pages of paged ones, in parallel, within the deadline."""
-    futures = {key: pool.submit(client.search, base + query, token, deadline, base, budget)
-               for key, query in to_fetch.items()}
-    futures.update({key: pool.submit(client.search, url, token, deadline, base, budget)
-                    for key, url in to_continue.items()})
+    futures = {key: client.submit(base + query, token, deadline, base, budget) for key, query in to_fetch.items()}
+    futures.update({key: client.submit(url, token, deadline, base, budget) for key, url in to_continue.items()})
     for key, fut in futures.items():
         res = _collect(out, key, fut, deadline)
         if res.error:

@@ -7,7 +7,6 @@ import json
 import logging
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -50,9 +49,8 @@ class Engine:
         self.settings = settings
         fhir = settings.fhir
         self.client = FhirClient(fhir["allowed_servers"], float(fhir["timeout_seconds"]),
-                                 int(fhir.get("max_pages", 20)), int(fhir.get("max_bytes_per_request", 20_000_000)))
-        self.pool = ThreadPoolExecutor(max_workers=int(fhir.get("max_workers", 32)),
-                                       thread_name_prefix="fhir-fallback")
+                                 int(fhir.get("max_pages", 20)), int(fhir.get("max_bytes_per_request", 20_000_000)),
+                                 int(fhir.get("max_workers", 32)))
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
         self.services = published_services(contracts.services(), self.terminology)
@@ -65,7 +63,7 @@ class Engine:
         if service["hook"] == "order-select" and not _has_medication(context):
             return Outcome(body={"cards": []})  # a draft with no drug yet: nothing to say, nothing to fetch
         templates = self.services.get(service["id"], service).get("prefetch", {})
-        gathered = gather(request, templates, self.client, self.pool, deadline,
+        gathered = gather(request, templates, self.client, deadline,
                           bool(self.settings.fhir.get("allow_unauthenticated")))
         failed_topics: list[str] = []
         try:

@@ -329,3 +329,35 @@ def test_one_request_reads_no_more_than_its_byte_budget(fhir_server, settings_fa
     assert gathered.unavailable["conditions"] == "this request's FHIR byte budget is spent"
     roomy = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
     assert "conditions" not in _gather(roomy, _request(fhir_server.base)).unavailable
+
+
+def test_a_slow_server_never_takes_the_threads_another_server_needs(fhir_server, settings_factory):
+    """A FHIR server that answers in 1.5 s gets 8 requests at once (88 queries, more than its 4 threads);
+    meanwhile a request to a second, healthy server is answered at once, with every key."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from .conftest import FhirServer
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fhir_server.py"), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    healthy = FhirServer(f"http://127.0.0.1:{int(proc.stdout.readline().split()[1])}", proc)
+    try:
+        fhir_server.reset(_resources(2), delay=1.5)
+        healthy.reset(_resources(2))
+        app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base, healthy.base],
+                                                "timeout_seconds": 2, "max_workers": 4},
+                                          limits={"request_deadline_seconds": 2.0}))
+        with ThreadPoolExecutor(9) as pool:
+            slow = [pool.submit(_gather, app, _request(fhir_server.base)) for _ in range(8)]
+            time.sleep(0.2)
+            started = time.monotonic()
+            good = _gather(app, _request(healthy.base))
+            took = time.monotonic() - started
+            slow = [f.result() for f in slow]
+        assert good.unavailable == {} and len(good.by_key["conditions"]) == 2 and took < 0.5, took
+        assert all(g.unavailable for g in slow)  # the slow server's queries queued on its own threads
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
