@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from cds_service.app import create_app
 from cds_service.replay_cache import MemoryReplayCache, RedisReplayCache
 
@@ -186,3 +188,39 @@ def test_replay_is_refused_after_redis_restarts_without_persistence(settings_fac
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("fault", ["table dropped", "server unreachable"])
+def test_postgresql_error_paths_log_no_values(settings_factory, pg_url, caplog, fault):
+    """On a database of its own (created and dropped by the test), the feedback table vanishes, or the
+    server is unreachable: 503, and neither the comment nor a statement parameter reaches the log."""
+    import sqlalchemy as sa
+
+    from cds_service.app import create_app
+    admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    name = f"her2_fault_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        if fault == "server unreachable":
+            url = "postgresql://postgres@127.0.0.1:1/" + name
+        app = create_app(settings_factory(storage={"database_url": url}))
+        if fault == "table dropped":
+            db = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+            with db.begin() as conn:
+                conn.execute(sa.text("DROP TABLE cds_feedback"))
+            db.dispose()
+        secret = "she asked us not to tell her daughter"
+        body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                              "overrideReason": {"reason": {"code": "patient-declined"}, "userComment": secret}}]}
+        with caplog.at_level("DEBUG"):
+            resp = app.test_client().post("/cds-services/her2-order-select/feedback", json=body)
+        assert resp.status_code == 503
+        assert "feedback could not be stored:" in caplog.text
+        assert secret not in caplog.text and "patient-declined" not in caplog.text and "INSERT" not in caplog.text
+        app.extensions["her2_cds"]["store"].engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
