@@ -183,6 +183,14 @@ def test_auth_off_needs_no_token(settings_factory):
 
 
 
+@pytest.fixture
+def key_server(jwks):
+    """A local JWKS endpoint for one test, shut down after it."""
+    srv = _JwksServer(jwks)
+    yield srv
+    srv.server.shutdown()
+
+
 def _two_issuers(settings_factory, srv_url, jwks):
     other = "https://other-ehr.example"
     app = create_app(settings_factory(auth={"required": True, "issuers": [
@@ -190,50 +198,40 @@ def _two_issuers(settings_factory, srv_url, jwks):
     return app, other
 
 
-def test_a_slow_key_server_delays_only_its_own_issuer_and_is_fetched_once(settings_factory, make_token, jwks):
+def test_a_slow_key_server_delays_only_its_own_issuer_and_is_fetched_once(settings_factory, make_token, jwks,
+                                                                         key_server):
     from concurrent.futures import ThreadPoolExecutor
-    srv = _JwksServer(jwks)
-    srv.delay = 5.0
-    try:
-        app, other = _two_issuers(settings_factory, srv.url, jwks)
+    key_server.delay = 5.0
+    app, other = _two_issuers(settings_factory, key_server.url, jwks)
 
-        def call(iss):
-            started = time.monotonic()
-            status = _get(app.test_client(), make_token(DISCOVERY, iss=iss)).status_code
-            return status, time.monotonic() - started
+    def call(iss):
+        started = time.monotonic()
+        status = _get(app.test_client(), make_token(DISCOVERY, iss=iss)).status_code
+        return status, time.monotonic() - started
 
-        with ThreadPoolExecutor(8) as pool:
-            slow = [pool.submit(call, TEST_ISS) for _ in range(6)]
-            time.sleep(0.2)
-            fast = pool.submit(call, other).result()
-            slow = [f.result() for f in slow]
-        assert fast[0] == 200 and fast[1] < 0.5
-        assert all(status == 401 and took < 4.5 for status, took in slow), slow
-        assert srv.fetches == 1  # one fetch in flight; the others waited for it, then backed off
-    finally:
-        srv.server.shutdown()
+    with ThreadPoolExecutor(8) as pool:
+        slow = [pool.submit(call, TEST_ISS) for _ in range(6)]
+        time.sleep(0.2)
+        fast = pool.submit(call, other).result()
+        slow = [f.result() for f in slow]
+    assert fast[0] == 200 and fast[1] < 0.5
+    assert all(status == 401 and took < 4.5 for status, took in slow), slow
+    assert key_server.fetches == 1  # one fetch in flight; the others waited for it, then backed off
 
 
-def test_a_failing_key_server_is_backed_off_not_fetched_by_every_token(settings_factory, make_token, jwks):
-    srv = _JwksServer(jwks)
-    srv.status = 500
-    try:
-        app, _ = _two_issuers(settings_factory, srv.url, jwks)
-        c = app.test_client()
-        for _ in range(5):
-            assert _get(c, make_token(DISCOVERY)).status_code == 401
-        assert srv.fetches == 1
-        metrics = c.get("/metrics").get_data(as_text=True)
-        assert 'her2cds_auth_failures_total{reason="cannot fetch JWKS"} 5.0' in metrics
-    finally:
-        srv.server.shutdown()
+def test_a_failing_key_server_is_backed_off_not_fetched_by_every_token(settings_factory, make_token, jwks,
+                                                                        key_server):
+    key_server.status = 500
+    c = _two_issuers(settings_factory, key_server.url, jwks)[0].test_client()
+    for _ in range(5):
+        assert _get(c, make_token(DISCOVERY)).status_code == 401
+    assert key_server.fetches == 1
+    metrics = c.get("/metrics").get_data(as_text=True)
+    assert 'her2cds_auth_failures_total{reason="cannot fetch JWKS"} 5.0' in metrics
 
 
-def test_a_huge_key_set_is_not_read_whole(settings_factory, make_token, jwks):
-    srv = _JwksServer(jwks)
-    srv.padding = 3_000_000
-    try:
-        app, _ = _two_issuers(settings_factory, srv.url, jwks)
-        assert _get(app.test_client(), make_token(DISCOVERY)).status_code == 401
-    finally:
-        srv.server.shutdown()
+def test_a_huge_key_set_is_not_read_whole(settings_factory, make_token, jwks, key_server):
+    key_server.padding = 3_000_000
+    app, _ = _two_issuers(settings_factory, key_server.url, jwks)
+    assert _get(app.test_client(), make_token(DISCOVERY)).status_code == 401
+    assert key_server.fetches == 1
