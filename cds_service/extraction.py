@@ -234,15 +234,20 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     return out
 
 
+def _set_aside(r: dict[str, Any], notes: list[str]) -> bool:
+    """True when the status policy sets the resource aside (with a note when one is worth a line)."""
+    decision, status = verdict(r)
+    if decision not in (IGNORE, UNCONFIRMED):
+        return False
+    said = status_note(r, decision, status)
+    if said:
+        notes.append(said)
+    return True
+
+
 def _admit(r: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """The status policy, then FHIR validation: the resource to read, or None (with a note)."""
-    decision, status = verdict(r)
-    if decision in (IGNORE, UNCONFIRMED):
-        said = status_note(r, decision, status)
-        if said:
-            notes.append(said)
-        return None
-    return validated(r, notes)
+    return None if _set_aside(r, notes) else validated(r, notes)
 
 
 def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[str, Any]],
@@ -253,11 +258,13 @@ def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[st
         vs = _observation_set(ts, r) or (report_member_set(r) if report else None)
         if not vs:
             return
-        admitted = _admit(r, out.notes)
-        if admitted is not None:
-            out.observations[vs].append(with_report_context(admitted, report) if report else admitted)
-        elif verdict(r)[0] not in (IGNORE, UNCONFIRMED):  # a result exists but cannot be read: say which
+        if _set_aside(r, out.notes):
+            return
+        admitted = validated(r, out.notes)
+        if admitted is None:  # a result exists but cannot be read: say which
             out.unreadable.setdefault(vs, []).append(ref_of(r))
+        else:
+            out.observations[vs].append(with_report_context(admitted, report) if report else admitted)
     elif rtype == "Condition":
         hits = _condition_hits(ts, r)
         if hits and (r := _admit(r, out.notes)) is not None:

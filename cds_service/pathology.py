@@ -39,9 +39,7 @@ def result_refs(report: dict[str, Any]) -> list[str]:
 
 def is_pathology_report(report: dict[str, Any], ts: Terminology) -> bool:
     concepts = [*(report.get("category") or []), report.get("code")]
-    if any(ts.match("pathology-report", cc) for cc in concepts if isinstance(cc, dict)):
-        return True
-    return False
+    return any(ts.match("pathology-report", cc) for cc in concepts if isinstance(cc, dict))
 
 
 def pathology_reports(resources: list[dict[str, Any]], ts: Terminology,
@@ -77,12 +75,19 @@ def report_member_set(obs: dict[str, Any]) -> str | None:
 def with_report_context(obs: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
     """The result as read: it names its report, and takes the report's specimen and date when it has none."""
     out = {**obs, "_report": report.get("id")}
-    if not obs.get("specimen") and isinstance(report.get("specimen"), list) and report["specimen"]:
-        out["specimen"] = report["specimen"][0]
+    context = _report_context(report)
+    if not obs.get("specimen") and "specimen" in context:
+        out["specimen"] = context["specimen"]
     if not any(k in obs for k in ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")):
-        for key in ("effectiveDateTime", "effectivePeriod", "issued"):
-            if key in report:
-                out[key] = report[key]
+        out.update({k: v for k, v in context.items() if k != "specimen"})
+    return out
+
+
+def _report_context(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's dates and first specimen, as a result read from it carries them."""
+    out = {key: report[key] for key in ("effectiveDateTime", "effectivePeriod", "issued") if key in report}
+    if isinstance(report.get("specimen"), list) and report["specimen"]:
+        out["specimen"] = report["specimen"][0]
     return out
 
 
@@ -119,11 +124,6 @@ def conclusion_statements(report: dict[str, Any], present: set[str]) -> list[tup
             "resourceType": "Observation", "id": f"{report.get('id')}-{kind}", "_ref": ref_of(report),
             "_report": report.get("id"), "_from_text": True, "status": report.get("status"),
             "code": {"text": f"{kind.split('-')[0].upper()} (pathology report conclusion)"},
-            "valueString": phrase[:300]}
-        for key in ("effectiveDateTime", "effectivePeriod", "issued"):
-            if key in report:
-                reading[key] = report[key]
-        if isinstance(report.get("specimen"), list) and report["specimen"]:
-            reading["specimen"] = report["specimen"][0]
+            "valueString": phrase[:300], **_report_context(report)}
         out.append((kind, reading))
     return out

@@ -7,6 +7,7 @@ import copy
 import re
 from typing import Any
 
+from .pathology import result_refs
 from .terminology import Terminology
 
 # "{{codes:her2-ihc,er}}" in hooks/services.json: the system|code tokens of those value sets
@@ -47,10 +48,8 @@ def missing_report_results(by_key: dict[str, list[dict[str, Any]]]) -> list[str]
     for r in by_key.get(PATHOLOGY_KEY, []):
         if r.get("resourceType") != "DiagnosticReport":
             continue
-        for ref in r.get("result") or []:
-            target = ref.get("reference") if isinstance(ref, dict) else None
-            if isinstance(target, str) and "Observation/" in target:
-                rid = target.split("Observation/", 1)[1].split("/", 1)[0]
-                if rid and rid not in have and rid not in wanted and re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", rid):
-                    wanted.append(rid)
+        for ref in result_refs(r):
+            rid = ref.removeprefix("Observation/")
+            if rid not in have and rid not in wanted:
+                wanted.append(rid)
     return wanted
