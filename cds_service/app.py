@@ -24,6 +24,7 @@ from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as replay_cache_from_url
 
 JSON_TYPES = ("application/json", "application/fhir+json")
+RETRY_AFTER_SECONDS = "2"  # a 503 for a database or cache outage: we recover within 2 s of the server's return
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -116,9 +117,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             g.auth_failure = exc.reason
             return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
         except CacheUnavailable as exc:  # cannot prove the jti is fresh: refuse, but say it is on our side
-            metrics.auth_failures.labels(reason="replay cache unavailable").inc()
-            g.auth_failure = f"replay cache unavailable ({exc})"
-            return _json({"error": "tokens cannot be verified right now; retry later"}, 503, {"Retry-After": "5"})
+            metrics.auth_failures.labels(reason=exc.label).inc()
+            g.auth_failure = f"{exc.label} ({exc})" if str(exc) != exc.label else exc.label
+            return _json({"error": "tokens cannot be verified right now; retry later"}, 503,
+                         {"Retry-After": RETRY_AFTER_SECONDS})
         return None
 
     @app.before_request
@@ -225,7 +227,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         except Exception as exc:  # noqa: BLE001 - the database is down: say so, lose nothing silently
             # the class only: a driver's message or a traceback could carry the clinician's comment
             logging.getLogger("her2_cds").error("feedback could not be stored: %s", type(exc).__name__)
-            return _error(503, "feedback could not be stored; retry later")
+            resp = _error(503, "feedback could not be stored; retry later")
+            resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            return resp
         for entry in body["feedback"]:
             metrics.feedback.labels(service=service_id, outcome=entry["outcome"]).inc()
         g.log["feedback_new"] = new

@@ -14,7 +14,7 @@ import jwt
 import requests
 
 from .fhir_client import read_body
-from .replay_cache import ReplayCache
+from .replay_cache import CacheForgot, ReplayCache
 
 FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
 JWKS_REFETCH_SECONDS = 30
@@ -225,7 +225,7 @@ class Verifier:
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti is not a string")
         if claims["iat"] < math.floor(self.replay.epoch()):
-            raise AuthError("issued before the replay cache started")  # it may have been used and forgotten
+            raise CacheForgot("issued before the replay cache started")
         ttl = int(claims["exp"] - now) + self.leeway + 1
         key_id = hashlib.sha256(json.dumps([iss, jti]).encode()).hexdigest()
         if not self.replay.first_use(key_id, ttl):

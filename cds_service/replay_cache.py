@@ -11,6 +11,16 @@ from typing import Protocol
 class CacheUnavailable(Exception):
     """The shared cache cannot be reached: a token's freshness cannot be proven (fail closed)."""
 
+    label = "replay cache unavailable"
+
+
+class CacheForgot(CacheUnavailable):
+    """The token was issued before the cache began remembering (a restart without persistence): it may have
+    been used and forgotten. Refused like an unreachable cache, as a fault on our side: the caller's next
+    token, issued after the epoch, goes through."""
+
+    label = "issued before the replay cache started"
+
 
 class ReplayCache(Protocol):
     def first_use(self, key: str, ttl_seconds: int) -> bool:
