@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -179,6 +180,16 @@ class Verifier:
         self.max_lifetime = int(auth_cfg.get("max_token_lifetime_seconds", 3600))
         self.keys = KeySets(auth_cfg["issuers"])
         self.replay = replay
+        self._jku_noted: set[str] = set()
+
+    def _note_ignored_jku(self, iss: str, jku: Any) -> None:
+        """Log once per issuer that a token's jku was ignored because the issuer's keys are pinned."""
+        if iss in self._jku_noted:
+            return
+        self._jku_noted.add(iss)
+        logging.getLogger("her2_cds.auth").info(
+            "issuer %s: tokens carry a jku (%s); ignored, the issuer's keys are pinned in the configuration",
+            iss, str(jku)[:200])
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """Return the verified claims or raise AuthError."""
@@ -201,7 +212,9 @@ class Verifier:
         if issuer is None:
             raise AuthError("untrusted issuer")
         jku = header.get("jku")
-        if jku is not None and jku != issuer.get("jwks_url"):
+        if jku is not None and "jwks" in issuer:
+            self._note_ignored_jku(iss, jku)  # pinned keys: the jku is never fetched, the signature still checked
+        elif jku is not None and jku != issuer.get("jwks_url"):
             raise AuthError("jku is not the issuer's configured JWKS URL")
         kid = header.get("kid")
         key = self.keys.key_for(issuer, kid if isinstance(kid, str) else None, alg)

@@ -29,12 +29,13 @@ def _serve(args: argparse.Namespace) -> int:
     log = logging.getLogger("her2_cds")
     for level, line in banner(settings):
         log.log(getattr(logging, level), line)
+    from .terminology import load_terminology
+
+    for extra in load_terminology(settings["value_sets"]["extra_files"]).extras:  # a bad one stops start-up here
+        log.info("local value set %s adds %d codes or terms to %s", extra.path, extra.added, extra.value_set)
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
-        from .terminology import load_terminology
-
-        load_terminology(settings["value_sets"]["extra_files"])  # a bad value set still stops start-up here
         return _gunicorn(lambda: create_app(settings), args)
     from werkzeug.serving import run_simple
 
@@ -66,7 +67,8 @@ def _check_config(args: argparse.Namespace) -> int:
     from .terminology import load_terminology
 
     settings = load(args.file)
-    load_terminology(settings["value_sets"]["extra_files"])
+    for extra in load_terminology(settings["value_sets"]["extra_files"]).extras:
+        print(f"{extra.path}: adds {extra.added} codes or terms to {extra.value_set}")
     print(f"{args.file}: configuration is valid")
     return 0
 

@@ -120,7 +120,26 @@ def load(path: str | os.PathLike[str] | None = None, *, dev: bool = False,
     data["value_sets"]["extra_files"] = [
         str(p if Path(p).is_absolute() else base / p) for p in data["value_sets"]["extra_files"]
     ]
+    for index, issuer in enumerate(data["auth"]["issuers"]):
+        if "jwks_file" in issuer:
+            issuer["jwks"] = _pinned_keys(base / issuer["jwks_file"], f"{source}: auth.issuers[{index}].jwks_file")
     return Settings(data=data, source=source, dev_mode=dev, notes=notes)
+
+
+def _pinned_keys(path: Path, where: str) -> dict[str, Any]:
+    """An issuer's keys from a JWK Set file, checked like inline `jwks`."""
+    try:
+        keys = json.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {path} is not JSON: {exc}") from exc
+    schema = _schema()
+    problems = list(jsonschema.Draft202012Validator({**schema["$defs"]["jwks"], "$defs": schema["$defs"]})
+                    .iter_errors(keys))
+    if problems:
+        raise ConfigError(f"{where}: {path} is not a JWK Set: {problems[0].message}")
+    return keys
 
 
 def _dev_overrides(data: dict[str, Any]) -> dict[str, Any]:

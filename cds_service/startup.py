@@ -17,7 +17,8 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
     lines = [("INFO", f"configuration: {s.source}"),
              ("INFO", f"feedback database: {_redact_url(s['storage']['database_url'])}"),
              ("INFO", f"jti replay cache: {_redact_url(s['storage']['cache_url'])}")]
-    issuers = [i["iss"] for i in s.auth["issuers"]]
+    issuers = [f"{i['iss']} (keys {'pinned' if 'jwks' in i else 'from ' + i['jwks_url']})"
+               for i in s.auth["issuers"]]
     if not s.auth["required"]:
         lines.append(("WARNING", "!!! AUTHENTICATION IS OFF: any caller can invoke this service. "
                                  "Local development only; never expose this instance. !!!"))

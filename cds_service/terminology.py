@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -50,24 +51,34 @@ class ValueSetMatcher:
     _regex: re.Pattern[str] | None = None
     _ingredient_regex: re.Pattern[str] | None = None
 
-    def add(self, vs: dict[str, Any]) -> None:
+    def add(self, vs: dict[str, Any]) -> int:
+        """Take the codes, is-a filters and text terms of a ValueSet, in its compose form, its expansion
+        form (what terminology servers return), or both; returns how many were new."""
+        before = len(self.codes) + len(self.prefixes) + len(self.terms)
         for ext in vs.get("extension") or []:
             if ext.get("url") == TEXT_TERM_URL and ext.get("valueString"):
                 self.terms[ext["valueString"].lower()] = ext["valueString"]
         for inc in (vs.get("compose") or {}).get("include") or []:
             system = inc.get("system", "")
             for c in inc.get("concept") or []:
-                canonical = c.get("display") or c["code"]
-                self.codes[(system, c["code"])] = canonical
-                if c.get("display"):
-                    self.terms.setdefault(c["display"].lower(), canonical)
-                for d in c.get("designation") or []:
-                    self.terms.setdefault(d["value"].lower(), canonical)
+                self._add_concept(system, c)
             for f in inc.get("filter") or []:
-                if f.get("op") == "is-a":
+                if f.get("op") == "is-a" and (system, _norm_code(f["value"])) not in self.prefixes:
                     self.prefixes.append((system, _norm_code(f["value"])))
+        for c in _contains((vs.get("expansion") or {}).get("contains") or []):
+            if c.get("system") and c.get("code") and not c.get("abstract"):
+                self._add_concept(c["system"], c)
         self._regex = None
         self._ingredient_regex = None
+        return len(self.codes) + len(self.prefixes) + len(self.terms) - before
+
+    def _add_concept(self, system: str, c: dict[str, Any]) -> None:
+        canonical = c.get("display") or c["code"]
+        self.codes[(system, c["code"])] = canonical
+        if c.get("display"):
+            self.terms.setdefault(c["display"].lower(), canonical)
+        for d in c.get("designation") or []:
+            self.terms.setdefault(d["value"].lower(), canonical)
 
     def ingredient(self, text: str) -> str | None:
         """The ingredient-level name (no strength or form) named in a drug display, if any."""
@@ -112,6 +123,13 @@ class ValueSetMatcher:
         return best
 
 
+def _contains(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """expansion.contains, nested levels included."""
+    for item in items:
+        yield item
+        yield from _contains(item.get("contains") or [])
+
+
 def _norm_code(code: str) -> str:
     return code.replace(".", "").upper()
 
@@ -131,6 +149,15 @@ def texts(cc: Any) -> list[str]:
     out = [cc["text"]] if isinstance(cc.get("text"), str) else []
     out += [c["display"] for c in codings(cc) if isinstance(c.get("display"), str)]
     return out
+
+
+@dataclass(frozen=True)
+class ExtraFile:
+    """What one of a site's value_sets.extra_files added, for check-config and the start-up banner."""
+
+    path: str
+    value_set: str
+    added: int
 
 
 @dataclass
@@ -155,9 +182,11 @@ class GroupIndex:
 class Terminology:
     """All value sets by id; match CodeableConcepts by code first, then by text."""
 
-    def __init__(self, matchers: dict[str, ValueSetMatcher], resources: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, matchers: dict[str, ValueSetMatcher], resources: dict[str, dict[str, Any]],
+                 extras: list[ExtraFile] | None = None) -> None:
         self.sets = matchers
         self.resources = resources
+        self.extras = extras or []
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
 
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
@@ -275,17 +304,55 @@ def _load(extra_files: tuple[str, ...]) -> Terminology:
             matcher = matchers.setdefault(data["id"], ValueSetMatcher(data["id"]))
             matcher.add(data)
             by_url[data["url"]] = data["id"]
-    for name in extra_files:
-        path = Path(name)
-        data = _read(path)
-        if data["resourceType"] != "ValueSet":
-            raise ConfigError(f"{path}: value_sets.extra_files takes ValueSets, not {data['resourceType']}")
-        vs_id = by_url.get(data.get("url", ""), data.get("id") or path.stem)
-        matchers.setdefault(vs_id, ValueSetMatcher(vs_id)).add(data)
+    extras = [_add_extra(Path(name), matchers, by_url) for name in extra_files]
     missing = [v for v in DRUG_CLASSES if v not in matchers]
     if missing:
         raise ConfigError(f"{profiles_dir()}: missing ValueSets {missing}")
-    return Terminology(matchers, resources)
+    return Terminology(matchers, resources, extras)
+
+
+def _problems(data: dict[str, Any]) -> list[str]:
+    """What in a site's ValueSet this service would not read (and so would ignore without a word)."""
+    out = []
+    for i, inc in enumerate((data.get("compose") or {}).get("include") or []):
+        where = f"compose.include[{i}]"
+        if inc.get("valueSet"):
+            out.append(f"{where}.valueSet is not supported: expand it (list its codes) in this file")
+        if not inc.get("system") and (inc.get("concept") or inc.get("filter")):
+            out.append(f"{where} has no system: codes without a system match nothing")
+        for j, f in enumerate(inc.get("filter") or []):
+            if f.get("op") != "is-a":
+                out.append(f"{where}.filter[{j}]: only op 'is-a' is supported, not {f.get('op')!r}")
+    for i, _ in enumerate((data.get("compose") or {}).get("exclude") or []):
+        out.append(f"compose.exclude[{i}] is not supported: leave the codes out instead")
+    missing = [c.get("code", "?") for c in _contains((data.get("expansion") or {}).get("contains") or [])
+               if c.get("code") and not c.get("system")]
+    if missing:
+        out.append(f"expansion.contains: code(s) {', '.join(missing[:5])} have no system")
+    return out
+
+
+def _add_extra(path: Path, matchers: dict[str, ValueSetMatcher], by_url: dict[str, str]) -> ExtraFile:
+    """A site's ValueSet extends the one of ours with the same canonical URL (a `|version` suffix is
+    allowed); a file that names none of ours, or adds no code, stops start-up."""
+    data = _read(path)
+    if data["resourceType"] != "ValueSet":
+        raise ConfigError(f"{path}: value_sets.extra_files takes ValueSets, not {data['resourceType']}")
+    url = str(data.get("url") or "")
+    canonical = url.split("|", 1)[0]
+    vs_id = by_url.get(canonical)
+    if vs_id is None:
+        close = difflib.get_close_matches(canonical, list(by_url), n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else f"; ours start with {VS_BASE}"
+        raise ConfigError(f"{path}: its url {url!r} matches none of this service's value sets{hint}")
+    problems = _problems(data)
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    added = matchers[vs_id].add(data)
+    if added == 0:
+        raise ConfigError(f"{path}: adds no code to {vs_id} (no compose.include concept or filter, no "
+                          "expansion.contains entry with a system and code, or only codes it already has)")
+    return ExtraFile(str(path), vs_id, added)
 
 
 def first_text(cc: Any, default: str) -> str:

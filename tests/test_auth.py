@@ -74,7 +74,7 @@ def _hs256_with_public_key(jwks, aud):
 
 @pytest.mark.parametrize("case", [
     "missing", "garbage", "alg-none", "hs256-public-key", "wrong-kid", "missing-kid-several-keys",
-    "untrusted-iss", "foreign-jku", "wrong-aud", "expired", "not-yet-valid", "too-long-lived",
+    "untrusted-iss", "wrong-aud", "expired", "not-yet-valid", "too-long-lived",
     "other-key", "rs384-not-allowed",
 ])
 def test_bad_tokens_are_401_without_detail(secured, make_token, jwks, case):
@@ -88,7 +88,6 @@ def test_bad_tokens_are_401_without_detail(secured, make_token, jwks, case):
             "hs256-public-key": lambda: _hs256_with_public_key(jwks, DISCOVERY),
             "wrong-kid": lambda: make_token(DISCOVERY, kid="k9"),
             "untrusted-iss": lambda: make_token(DISCOVERY, iss="https://evil.example"),
-            "foreign-jku": lambda: make_token(DISCOVERY, headers={"jku": "https://evil.example/jwks"}),
             "wrong-aud": lambda: make_token(f"{PUBLIC_BASE}/cds-services/her2-order-sign"),
             "expired": lambda: make_token(DISCOVERY, iat_offset=-1000, lifetime=300),
             "not-yet-valid": lambda: make_token(DISCOVERY, iat_offset=600),
@@ -175,6 +174,48 @@ def test_jwks_url_fetched_cached_and_refetched_on_unknown_kid(settings_factory, 
         assert _get(c, token).status_code == 200  # jku equal to the configured URL
     finally:
         srv.server.shutdown()
+
+
+def test_a_jku_other_than_the_configured_jwks_url_is_refused(settings_factory, make_token, jwks, key_server):
+    app = create_app(settings_factory(auth={"required": True, "issuers": [
+        {"iss": TEST_ISS, "jwks_url": key_server.url}]}, public_base_url=PUBLIC_BASE)).test_client()
+    assert _get(app, make_token(DISCOVERY, headers={"jku": "https://evil.example/jwks"})).status_code == 401
+    assert _get(app, make_token(DISCOVERY, headers={"jku": key_server.url})).status_code == 200
+
+
+SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
+
+
+def test_pinned_keys_ignore_the_jku_but_still_check_the_signature(secured, make_token, key_server, caplog):
+    """The CDS Hooks sandbox, built locally, signs with its own key and always names the public sandbox's
+    jku: with the issuer's keys pinned, the jku is never fetched and never a reason to refuse."""
+    c = secured()
+    with caplog.at_level("INFO", logger="her2_cds.auth"):
+        assert _get(c, make_token(DISCOVERY, headers={"jku": SANDBOX_JKU})).status_code == 200
+        assert _get(c, make_token(DISCOVERY, headers={"jku": key_server.url})).status_code == 200
+    assert key_server.fetches == 0
+    assert "jku" in caplog.text and "ignored" in caplog.text and "pinned" in caplog.text
+    assert caplog.text.count("ignored") == 1  # once per issuer, not once per token
+    forged = make_token(DISCOVERY, headers={"jku": key_server.url}, key=ec.generate_private_key(ec.SECP384R1()))
+    assert _get(c, forged).status_code == 401  # the key behind the jku is not trusted
+
+
+def test_keys_pinned_in_a_jwks_file_next_to_the_configuration(tmp_path, make_token, jwks):
+    from cds_service.config import ConfigError, load
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "sandbox-jwks.json").write_text(json.dumps(jwks))
+    cfg = tmp_path / "her2-cds.yaml"
+    cfg.write_text(f"public_base_url: {PUBLIC_BASE}\nstorage: {{database_url: 'sqlite://'}}\n"
+                   f"auth: {{required: true, issuers: [{{iss: '{TEST_ISS}', jwks_file: keys/sandbox-jwks.json}}]}}\n")
+    c = create_app(load(cfg)).test_client()
+    assert _get(c, make_token(DISCOVERY, headers={"jku": SANDBOX_JKU})).status_code == 200
+    assert _get(c, make_token(DISCOVERY, key=ec.generate_private_key(ec.SECP384R1()))).status_code == 401
+    (tmp_path / "keys" / "sandbox-jwks.json").write_text('{"keys": "none"}')
+    with pytest.raises(ConfigError, match=r"auth.issuers\[0\].jwks_file: .*sandbox-jwks.json is not a JWK Set"):
+        load(cfg)
+    (tmp_path / "keys" / "sandbox-jwks.json").unlink()
+    with pytest.raises(ConfigError, match=r"jwks_file: cannot read .*sandbox-jwks.json"):
+        load(cfg)
 
 
 def test_auth_off_needs_no_token(settings_factory):

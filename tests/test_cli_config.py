@@ -143,6 +143,72 @@ def test_malformed_value_set_stops_start_up(tmp_path, capsys):
         create_app(load(cfg))
 
 
+LOCAL_SYSTEM = "urn:oid:1.2.3.local-formulary"
+ENDOCRINE = "http://her2-cds.org/fhir/ValueSet/endocrine-therapy"
+
+
+def _local_vs(tmp_path, **fields) -> str:
+    path = tmp_path / "local-vs.json"
+    path.write_text(json.dumps({"resourceType": "ValueSet", "status": "active", **fields}))
+    return str(path)
+
+
+def _letrozole_matches(files) -> bool:
+    hit = load_terminology(files).classify_drug({"coding": [{"system": LOCAL_SYSTEM, "code": "LET25"}]})
+    return bool(hit) and hit.value_set == "endocrine-therapy"
+
+
+@pytest.mark.parametrize("form", ["versioned canonical", "expansion", "nested expansion"])
+def test_local_value_sets_in_the_forms_terminology_servers_return_are_read(tmp_path, form):
+    concept = {"system": LOCAL_SYSTEM, "code": "LET25", "display": "Letrozole 2.5 mg (formulary)"}
+    fields = {
+        "versioned canonical": {"url": ENDOCRINE + "|2.1.0", "compose": {"include": [
+            {"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]}},
+        "expansion": {"url": ENDOCRINE, "expansion": {"timestamp": "2026-11-01T00:00:00Z", "contains": [concept]}},
+        "nested expansion": {"url": ENDOCRINE, "expansion": {"timestamp": "2026-11-01T00:00:00Z", "contains": [
+            {"abstract": True, "display": "aromatase inhibitors", "contains": [concept]}]}},
+    }[form]
+    assert _letrozole_matches([_local_vs(tmp_path, **fields)])
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapies",
+      "compose": {"include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]}},
+     "matches none of this service's value sets; did you mean " + ENDOCRINE),
+    ({"url": "http://hospital.example/ValueSet/endocrine",
+      "compose": {"include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]}},
+     "matches none of this service's value sets; ours start with http://her2-cds.org/fhir/ValueSet/"),
+    ({"url": ENDOCRINE, "compose": {"include": [{"concept": [{"code": "LET25"}]}]}},
+     "compose.include[0] has no system"),
+    ({"url": ENDOCRINE, "compose": {"include": [{"valueSet": ["http://hospital.example/ValueSet/ai"]}]}},
+     "compose.include[0].valueSet is not supported"),
+    ({"url": ENDOCRINE, "compose": {"include": [{"system": LOCAL_SYSTEM, "filter": [
+        {"property": "concept", "op": "descendent-of", "value": "AI"}]}]}},
+     "only op 'is-a' is supported"),
+    ({"url": ENDOCRINE, "expansion": {"timestamp": "2026-11-01T00:00:00Z", "contains": [{"code": "LET25"}]}},
+     "code(s) LET25 have no system"),
+    ({"url": ENDOCRINE}, "adds no code to endocrine-therapy"),
+    ({"url": ENDOCRINE, "compose": {"include": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                 "concept": [{"code": "72965"}]}]}},
+     "adds no code to endocrine-therapy"),
+])
+def test_a_local_value_set_that_would_be_ignored_stops_check_config(tmp_path, capsys, fields, reason):
+    path = _local_vs(tmp_path, **fields)
+    cfg = _write(tmp_path, f"value_sets:\n  extra_files: [{path}]\n")
+    assert main(["check-config", cfg]) == 2
+    err = capsys.readouterr().err
+    assert path in err and reason in err, err
+
+
+def test_check_config_says_what_each_local_value_set_added(tmp_path, capsys):
+    path = _local_vs(tmp_path, url=ENDOCRINE, compose={"include": [
+        {"system": LOCAL_SYSTEM, "concept": [{"code": "LET25", "display": "Letrozole (formulary)"}]}]})
+    cfg = _write(tmp_path, f"value_sets:\n  extra_files: [{path}]\n")
+    assert main(["check-config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: adds 2 codes or terms to endocrine-therapy" in out and "configuration is valid" in out
+
+
 def test_serve_starts_says_what_it_uses_and_answers(tmp_path):
     env = {**os.environ, "HER2_CDS_CONFIG": ""}
     proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", "0", "--dev"],
