@@ -17,6 +17,7 @@ from .config import Settings
 from .config import load as load_config
 from .feedback_store import FeedbackStore
 from .gathering import MissingPrefetch
+from .logs import audit as audit_line
 from .logs import audit_logger
 from .metrics import Metrics
 from .pipeline import Engine
@@ -149,7 +150,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             record.update(getattr(g, "log", {}))
             if getattr(g, "auth_failure", None):
                 record["auth_failure"] = g.auth_failure
-            audit.info(json.dumps(record, separators=(",", ":")))
+            audit_line(audit, record)
         return resp
 
     @app.route("/cds-services", methods=["OPTIONS"])

@@ -14,9 +14,10 @@ from .config import ConfigError, load
 
 
 def _serve(args: argparse.Namespace) -> int:
+    metrics_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: /metrics then adds up every worker's counts
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
     from .app import create_app
     from .logs import configure
     from .startup import banner
@@ -36,14 +37,21 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
-        return _gunicorn(lambda: create_app(settings), args)
-    from werkzeug.serving import run_simple
+        return _gunicorn(lambda: create_app(settings), args, metrics_dir)
+    log.warning("this is werkzeug's development server, for trying the service on one machine: in production "
+                "run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (README \"Security\")")
+    from werkzeug.serving import WSGIRequestHandler, run_simple
 
-    run_simple(args.host, args.port, create_app(settings), threaded=True, use_reloader=False)
+    class _Quiet(WSGIRequestHandler):
+        def log_request(self, *_: Any) -> None:
+            """The audit logger already writes one JSON line per request."""
+
+    run_simple(args.host, args.port, create_app(settings), threaded=True, use_reloader=False,
+               request_handler=_Quiet)
     return 0
 
 
-def _gunicorn(build: Any, args: argparse.Namespace) -> int:
+def _gunicorn(build: Any, args: argparse.Namespace, metrics_dir: str | None) -> int:
     from gunicorn.app.base import BaseApplication
 
     class _App(BaseApplication):
@@ -51,8 +59,10 @@ def _gunicorn(build: Any, args: argparse.Namespace) -> int:
             from . import gunicorn_conf as production  # the settings docker/ uses, but bind and workers
 
             for key in ("worker_class", "threads", "timeout", "graceful_timeout", "keepalive", "max_requests",
-                        "max_requests_jitter", "limit_request_line", "limit_request_fields", "child_exit"):
+                        "max_requests_jitter", "limit_request_line", "limit_request_fields", "child_exit",
+                        "on_exit", "logconfig_dict", "accesslog", "errorlog"):
                 self.cfg.set(key, getattr(production, key))
+            production.own_metrics_dir(metrics_dir)
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
 
@@ -76,7 +86,9 @@ def _check_config(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_file, render_text
 
-    settings = load(args.config, overrides={"auth": {"required": False}})
+    # in-process and offline: no token, and no database or cache opened (nothing written, nothing contacted)
+    settings = load(args.config, overrides={"auth": {"required": False},
+                                            "storage": {"database_url": "sqlite://", "cache_url": "memory://"}})
     status, body = evaluate_file(args.request, settings, args.service)
     if args.text:
         print(render_text(status, body))
@@ -85,8 +97,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("her2-cds")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="her2-cds", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"her2-cds {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the CDS Hooks service")
     serve.add_argument("--host", default="127.0.0.1")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import tempfile
+
+from cds_service.logs import GUNICORN_LOGCONFIG
 
 bind = os.environ.get("HER2_CDS_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("HER2_CDS_WORKERS", str(min(4, multiprocessing.cpu_count() * 2))))
@@ -18,11 +21,24 @@ max_requests_jitter = 500
 preload_app = False
 accesslog = None  # the service writes its own PHI-free JSON line per request
 errorlog = "-"
+logconfig_dict = GUNICORN_LOGCONFIG  # one JSON object per line, gunicorn's own lines included
 limit_request_line = 8190
 limit_request_fields = 100
 
+_OWN_METRICS_DIR = None
 if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
+    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
+
+
+def own_metrics_dir(path: str | None) -> None:
+    """Remember a metrics directory this process made, so that on_exit removes it."""
+    global _OWN_METRICS_DIR
+    _OWN_METRICS_DIR = path
+
+
+def on_exit(server):  # noqa: ANN001 - gunicorn hook signature; runs in the master only
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
 def child_exit(server, worker):  # noqa: ANN001 - gunicorn hook signature

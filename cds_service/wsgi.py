@@ -6,5 +6,8 @@ import os
 
 from .app import create_app
 from .config import load
+from .logs import configure
 
-app = create_app(load(dev=os.environ.get("HER2_CDS_DEV") == "1"))
+settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
+configure(settings["logging"]["level"])
+app = create_app(settings)

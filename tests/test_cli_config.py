@@ -231,7 +231,9 @@ def test_serve_starts_says_what_it_uses_and_answers(tmp_path):
 
 
 def test_serve_without_config_trusts_nobody(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", "18931"],
+    from .own_servers import free_port
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port)],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "HER2_CDS_CONFIG": ""},
                             cwd=tmp_path)
     try:
@@ -242,7 +244,7 @@ def test_serve_without_config_trusts_nobody(tmp_path):
         assert "no CDS client is trusted yet" in text
         for _ in range(50):
             try:
-                resp = requests.get("http://127.0.0.1:18931/cds-services", timeout=1)
+                resp = requests.get(f"http://127.0.0.1:{port}/cds-services", timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from cds_service.app import create_app
+from cds_service.logs import formatter
 
 from .helpers import assert_cds_response, empty_prefetch, hook_request
 
@@ -184,7 +185,7 @@ def test_token_never_logged(app_for, fhir_server, caplog):
     app.test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
     text = caplog.text
     assert TOKEN not in text
-    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "her2_cds.audit"]
+    records = [json.loads(formatter().format(r)) for r in caplog.records if r.name == "her2_cds.audit"]
     assert records and records[-1]["status"] == 200 and records[-1]["fallback_calls"] == len(empty_prefetch())
 
 

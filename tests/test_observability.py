@@ -6,6 +6,7 @@ import json
 import logging
 
 from cds_service.app import create_app
+from cds_service.logs import formatter
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import patients
@@ -37,7 +38,7 @@ def test_logs_hold_no_tokens_or_patient_identifiers(settings_factory, make_token
     text = caplog.text
     for secret in (PATIENT_ID, FHIR_TOKEN, jwt_token, "DR-SECRET-USER", "Observation/", "MedicationStatement/"):
         assert secret not in text
-    audit = [json.loads(r.getMessage()) for r in caplog.records if r.name == "her2_cds.audit"]
+    audit = [json.loads(formatter().format(r)) for r in caplog.records if r.name == "her2_cds.audit"]
     first = audit[0]
     assert first["status"] == 200 and first["service"] == "her2-patient-view" and first["latency_ms"] > 0
     assert first["hookInstance"] == body["hookInstance"] and first["cards"] == ["tdxd-consideration"]

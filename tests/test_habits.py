@@ -1,0 +1,116 @@
+"""The habits an operator expects on the first afternoon: one JSON object per log line, a development server
+that says so, --version, an offline `evaluate`, no temp directories left behind, a README example that works."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cds_service.cli import main
+from cds_service.paths import hooks_dir
+
+from .own_servers import free_port
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "HER2_CDS_CONFIG")}
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--no-auth", "--port", str(port),
+                             *extra], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            cwd=tmp_path)
+    deadline = time.time() + 30
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc, port
+        except requests.RequestException:
+            assert proc.poll() is None and time.time() < deadline, "serve did not start"
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[str]) -> list[str]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def _call(port: int) -> None:
+    body = json.loads((hooks_dir() / "examples" / "ultralow-hr-positive.patient-view.json").read_text())
+    assert requests.post(f"http://127.0.0.1:{port}/cds-services/her2-patient-view", json=body,
+                         timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_every_log_line_is_one_json_object(tmp_path, workers):
+    proc, port = _serve(tmp_path, "--workers", workers)
+    try:
+        _call(port)
+        time.sleep(0.3)
+    finally:
+        lines = _stop(proc)
+    records = [json.loads(line) for line in lines]  # raises on any line that is not one JSON object
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    requests_logged = [r for r in records if r["logger"] == "her2_cds.audit"]
+    assert [r["route"] for r in requests_logged] == ["/cds-services/<service_id>"]
+    assert requests_logged[0]["status"] == 200 and requests_logged[0]["cards"]
+    assert not any("\x1b[" in line for line in lines)  # no terminal colour codes
+    dev_warning = [r for r in records if "development server" in r["message"]]
+    if workers == "1":
+        assert dev_warning and dev_warning[0]["level"] == "WARNING" and "--workers" in dev_warning[0]["message"]
+    else:
+        assert not dev_warning and any(r["logger"].startswith("gunicorn") for r in records)
+        assert list((tmp_path / "tmp").iterdir()) == []  # the metrics directory went with the server
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert re.fullmatch(r"her2-cds \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def test_evaluate_opens_no_database_and_contacts_no_cache(tmp_path, monkeypatch, capsys):
+    """A configuration that names an unreachable PostgreSQL and Redis: evaluate still answers, offline, and
+    leaves no file behind."""
+    cfg = tmp_path / "prod.yaml"
+    cfg.write_text("storage: {database_url: 'postgresql://u@127.0.0.1:1/none', cache_url: 'redis://127.0.0.1:1/0'}\n")
+    monkeypatch.chdir(tmp_path)
+    example = hooks_dir() / "examples" / "ultralow-hr-positive.patient-view.json"
+    assert main(["evaluate", str(example), "--config", str(cfg), "--text"]) == 0
+    assert "HER2" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prod.yaml"]
+
+
+def test_the_readme_configuration_example_is_valid_as_written(tmp_path, capsys):
+    """The YAML block under README "Configuration", with the two files it names written beside it."""
+    text = README.read_text()
+    section = text[text.index("## Configuration"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+    (tmp_path / "her2-cds.yaml").write_text(block)
+    key = ec.generate_private_key(ec.SECP384R1()).public_key()
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
+    files = re.findall(r"jwks_file: (\S+)", block)
+    assert files, "the README example no longer shows jwks_file"
+    for name in files:
+        (tmp_path / name).write_text(json.dumps({"keys": [dict(jwk, kid="test-client-1")]}))
+    for name in re.findall(r"extra_files: \[(\S+?)\]", block):
+        (tmp_path / name).write_text(json.dumps({
+            "resourceType": "ValueSet", "status": "active", "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
+            "compose": {"include": [{"system": "urn:oid:1.2.3.local-formulary",
+                                     "concept": [{"code": "LET25", "display": "letrozole"}]}]}}))
+    assert main(["check-config", str(tmp_path / "her2-cds.yaml")]) == 0, capsys.readouterr().err
