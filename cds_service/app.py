@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -170,7 +172,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return _json({"services": list(services.values())})
 
     @app.post("/cds-services/<service_id>")
-    def invoke(service_id: str) -> Response:
+    def invoke(service_id: str, explain: bool = False) -> Response:
         service = services.get(service_id)
         if service is None:
             return _error(404, f"no CDS service with id '{service_id[:100]}'")
@@ -185,7 +187,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             return _error(400, "invalid hook request", problems)
         g.log["hookInstance"] = str(body["hookInstance"])[:100]
         try:
-            outcome = engine.invoke(service, body)
+            outcome = engine.invoke(service, body, explain=explain)
         except MissingPrefetch as exc:
             return _error(412, "required prefetch data is missing and cannot be fetched",
                           missing=exc.keys, reason=exc.reason)
@@ -208,7 +210,21 @@ def create_app(settings: Settings | None = None) -> Flask:
                 metrics.card_failures.labels(service=service_id, topic=topic).inc()
         for topic in outcome.topics:
             metrics.cards.labels(service=service_id, topic=topic).inc()
+        if explain:
+            g.log["explain"] = True
+            return _json({**outcome.body, "explanation": outcome.explanation})
         return _json(outcome.body)
+
+    explain_hash = (settings.data.get("operator") or {}).get("explain_token_sha256")
+
+    @app.post("/cds-services/<service_id>/explain")
+    def explain(service_id: str) -> Response:
+        """The cards plus why: facts, verdicts, unmatched codings. For operators only: it needs the usual JWT
+        and the operator token (X-HER2-CDS-Operator) whose SHA-256 is configured; otherwise it does not exist."""
+        given = request.headers.get("X-HER2-CDS-Operator", "")
+        if not explain_hash or not hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), explain_hash):
+            return _error(404, "not found")
+        return invoke(service_id, explain=True)
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:

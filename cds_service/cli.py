@@ -89,8 +89,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     # in-process and offline: no token, and no database or cache opened (nothing written, nothing contacted)
     settings = load(args.config, overrides={"auth": {"required": False},
                                             "storage": {"database_url": "sqlite://", "cache_url": "memory://"}})
-    status, body = evaluate_file(args.request, settings, args.service)
-    if args.text:
+    status, body = evaluate_file(args.request, settings, args.service, explain=args.explain)
+    if args.text or args.explain:
         print(render_text(status, body))
     else:
         print(json.dumps(body, indent=2))
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--service", help="service id (default: from the request's hook)")
     ev.add_argument("--config")
     ev.add_argument("--text", action="store_true", help="readable text instead of JSON")
+    ev.add_argument("--explain", action="store_true",
+                    help="also print the derived facts, each rule's verdict criterion by criterion, and the codings "
+                         "that matched no value set (text)")
     ev.set_defaults(func=_evaluate)
     args = parser.parse_args(argv)
     try:

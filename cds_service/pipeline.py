@@ -14,6 +14,7 @@ from typing import Any
 from . import contracts
 from .cards import render
 from .config import Settings
+from .explain import explain as explain_facts
 from .facts import Facts, derive
 from .fhir_client import FhirClient
 from .gathering import Gathered, gather
@@ -40,6 +41,7 @@ class Outcome:
     failed: bool = False
     failed_topics: list[str] = field(default_factory=list)
     repeats_left_out: int = 0
+    explanation: dict[str, Any] | None = None  # only when asked for (evaluate --explain, the operator route)
 
 
 class Engine:
@@ -56,12 +58,15 @@ class Engine:
         self.services = published_services(contracts.services(), self.terminology)
         self.shown = memory_from_url(settings["storage"]["cache_url"], namespace="shown")
 
-    def invoke(self, service: dict[str, Any], request: dict[str, Any]) -> Outcome:
-        """Answer a validated hook request for service. Raises MissingPrefetch (→ 412)."""
+    def invoke(self, service: dict[str, Any], request: dict[str, Any], explain: bool = False) -> Outcome:
+        """Answer a validated hook request for service. Raises MissingPrefetch (→ 412). With explain, the
+        outcome also carries the facts and each rule's verdict (patient data: never log it)."""
         deadline = time.monotonic() + float(self.settings.limits.get("request_deadline_seconds", 2.0))
         context = request.get("context") or {}
         if service["hook"] == "order-select" and not _has_medication(context):
-            return Outcome(body={"cards": []})  # a draft with no drug yet: nothing to say, nothing to fetch
+            # a draft with no drug yet: nothing to say, nothing to fetch
+            return Outcome(body={"cards": []}, explanation={"facts": {}, "unmatched_codings": [], "rules": {
+                "all": ["order-select with no drafted medication: nothing is evaluated"]}} if explain else None)
         templates = self.services.get(service["id"], service).get("prefetch", {})
         gathered = gather(request, templates, self.client, deadline,
                           bool(self.settings.fhir.get("allow_unauthenticated")))
@@ -79,8 +84,16 @@ class Engine:
             _log_failure("repeat check", exc)
             cards = rendered
         topics = [c["source"]["topic"]["code"] for c in cards]
+        explanation = None
+        if explain:
+            explanation = explain_facts(facts, service["hook"], self.settings.cards, gathered.all_resources(),
+                                        self.terminology)
+            if len(rendered) > len(cards):
+                explanation["rules"]["repeats"] = [f"{len(rendered) - len(cards)} info card(s) left out: shown to "
+                                                   "this user for this patient within cards.repeat_window_minutes"]
         return Outcome(body={"cards": cards}, topics=topics, gathered=gathered, failed=facts is None,
-                       failed_topics=failed_topics, repeats_left_out=len(rendered) - len(cards))
+                       failed_topics=failed_topics, repeats_left_out=len(rendered) - len(cards),
+                       explanation=explanation)
 
     def cards_for(self, facts: Facts | None, hook: str, patient_id: str,
                   failed: list[str] | None = None) -> list[dict[str, Any]]:

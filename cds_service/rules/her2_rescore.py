@@ -91,18 +91,27 @@ def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
     return sr
 
 
-def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg.get("enabled", True) or not facts.setting.metastatic:
-        return None
+def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
+    """Why this rule says nothing (None: it has a card)."""
+    if not facts.setting.metastatic:
+        return "no metastatic disease on record"
     if facts.her2.ever_positive:
-        return None  # HER2-positive disease has its own pathway; never a re-score card
+        return "HER2-positive on record: HER2-positive disease has its own pathway, never a re-scoring card"
     if not (facts.setting.breast_cancer or facts.her2.results or facts.hr.er or facts.hr.pr):
-        return None  # metastatic disease not shown to be breast cancer
+        return "the metastatic disease is not shown to be breast cancer (no diagnosis, HER2, ER or PR result)"
     if hook != "patient-view" and systemic_order(facts, hook) is None:
-        return None
+        return "the order is not a systemic breast-cancer therapy this service recognises"
     why, kind = _reasons(facts, int(cfg.get("stale_after_months", 24)), bool(cfg.get("recheck_actionable", False)))
     if not why or kind is None:
+        cur = facts.her2.current
+        return f"the HER2 picture is actionable as it stands ({cur.describe() if cur else 'no result'})"
+    return None
+
+
+def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
+    if not cfg.get("enabled", True) or why_silent(facts, hook, cfg) is not None:
         return None
+    why, kind = _reasons(facts, int(cfg.get("stale_after_months", 24)), bool(cfg.get("recheck_actionable", False)))
     cur = facts.her2.current
     key = cur.category if cur else ("unreadable" if facts.her2.unreadable else None)
     if cur and cur.category == INDETERMINATE and not (cur.ihc == 2 and cur.ish is None):

@@ -42,12 +42,17 @@ def corrected_dose(order: DraftOrder) -> dict[str, Any] | None:
     return fixed if validated(fixed, problems) is not None and not problems else None
 
 
+def why_silent(facts: Facts, hook: str) -> str | None:
+    """Why this rule says nothing (None: it has a card)."""
+    if tdxd_order(facts, hook) is None and not (hook == "patient-view" and facts.therapy.tdxd_active):
+        return ("no T-DXd on record as active" if hook == "patient-view" else "the order is not T-DXd")
+    return None
+
+
 def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg.get("enabled", True):
+    if not cfg.get("enabled", True) or why_silent(facts, hook) is not None:
         return None
     order = tdxd_order(facts, hook)
-    if order is None and not (hook == "patient-view" and facts.therapy.tdxd_active):
-        return None
     risk = facts.ild
     factors = list(risk.factors)
     unknowns = list(risk.notes)

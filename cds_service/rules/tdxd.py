@@ -120,16 +120,28 @@ def _order(patient_id: str) -> dict[str, Any]:
                                                   "code": "mg/kg"}}]}]}
 
 
+def why_silent(facts: Facts, hook: str) -> str | None:
+    """Why this rule says nothing before any pathway is weighed (None: the pathways decide)."""
+    if not facts.setting.metastatic:
+        return "no metastatic disease on record"
+    if facts.her2.ever_positive:
+        return "HER2-positive on record: HER2-positive disease has its own pathway"
+    if facts.therapy.tdxd or facts.therapy.tdxd_active:
+        return "T-DXd already given"
+    if facts.her2.category not in (LOW, ULTRALOW) and facts.her2.earlier_low is None:
+        return (f"HER2 is {CATEGORY_LABEL.get(facts.her2.category, 'unknown') if facts.her2.category else 'unknown'}, "
+                "not HER2-low or -ultralow (the re-scoring card speaks when the picture is unclear)")
+    if hook != "patient-view" and tdxd_order(facts, hook):
+        return "the order is T-DXd itself: the ILD monitoring card speaks instead"
+    if hook != "patient-view" and systemic_order(facts, hook) is None:
+        return "the order is not a systemic breast-cancer therapy this service recognises"
+    return None
+
+
 def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg.get("enabled", True) or not facts.setting.metastatic:
+    if not cfg.get("enabled", True) or why_silent(facts, hook) is not None:
         return None
-    if facts.her2.ever_positive or facts.therapy.tdxd or facts.therapy.tdxd_active:
-        return None  # HER2-positive has its own pathway; T-DXd already given
     earlier = facts.her2.earlier_low
-    if facts.her2.category not in (LOW, ULTRALOW) and earlier is None:
-        return None  # not HER2-low/ultralow: the re-score card speaks when the picture is unclear
-    if hook != "patient-view" and (tdxd_order(facts, hook) or systemic_order(facts, hook) is None):
-        return None  # beside a systemic-therapy order only; a T-DXd order gets the ILD card instead
     pathways = [db06(facts), db04(facts)]
     met = [p for p in pathways if p.met]
     possible = [p for p in pathways if not p.met and not p.failed]

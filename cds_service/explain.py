@@ -1,0 +1,118 @@
+"""Why the service said what it said: the derived facts, each rule's verdict criterion by criterion, and the
+codings that matched no value set. For `evaluate --explain` and the operator-only explain route; it holds
+patient data, so it is never logged and never sent to an EHR."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .evidence import fmt
+from .facts import Facts
+from .her2 import CATEGORY_LABEL
+from .rules import her2_rescore, ild, tdxd
+from .terminology import Terminology, codings
+
+MED = ("medicationCodeableConcept",)
+CODED_FIELDS = {"Observation": ("code",), "Condition": ("code",), "Procedure": ("code",), "Medication": ("code",),
+                "MedicationRequest": MED, "MedicationStatement": MED, "MedicationAdministration": MED}
+MARK = {True: "✔", False: "✘", None: "?"}
+
+
+def _facts(f: Facts) -> dict[str, list[str]]:
+    her2 = f.her2
+    current = her2.current
+    out = {
+        "HER2": [f"current: {current.describe() if current else 'no readable result'}"
+                 + (f" → {CATEGORY_LABEL.get(current.category, current.category)}" if current and current.category
+                    else "")]
+        + [f"history: {r.describe()}" for r in reversed(her2.results)]
+        + (["ever HER2-positive"] if her2.ever_positive else [])
+        + (["discordant results"] if her2.discordant else [])
+        + ([f"earlier HER2-low/ultralow sample: {her2.earlier_low.describe()}"] if her2.earlier_low else [])
+        + [f"not readable: {ref}" for ref in her2.unreadable] + [f"note: {n}" for n in her2.notes],
+        "HR": [f"status: {f.hr.status}"] + [e.line() for e in f.hr.evidence()] + [f"note: {n}" for n in f.hr.notes],
+        "Setting": [f"metastatic: {'yes, since ' + fmt(f.setting.start) if f.setting.metastatic else 'no'}"]
+        + [e.line() for e in f.setting.evidence]
+        + [f"breast cancer: {e.line()}" for e in f.setting.breast_cancer]
+        + [f"lung metastasis: {e.line()}" for e in f.setting.lung_metastases] + [f"note: {n}" for n in f.setting.notes],
+        "Lines of therapy": [ln.describe() for ln in f.therapy.lines] or ["none recorded"],
+        "Chemotherapy": [ln.describe() for ln in f.therapy.lines if ln.is_chemo] or ["none recorded"],
+        "ILD risk": [f"factor: {e.line()}" for e in f.ild.factors]
+        + [f"T-DXd-associated ILD grade ≥2: {e.line()}" for e in f.ild.tdxd_ild_grade2plus]
+        + ([f"eGFR: {f.ild.egfr.evidence.line()}"] if f.ild.egfr else []) + [f"note: {n}" for n in f.ild.notes]
+        or ["no risk factor recorded"],
+        "Orders in the request": [f"{d.ref}: {d.drug.canonical if d.drug else 'drug not recognised'}"
+                                  + (f", {d.dose_mg_per_kg:g} mg/kg" if d.dose_mg_per_kg is not None else "")
+                                  for d in f.drafts] or ["none"],
+    }
+    if f.therapy.adjuvant_recurrence:
+        out["Chemotherapy"].append(f"recurrence after adjuvant chemotherapy: {f.therapy.adjuvant_recurrence.line()}")
+    if f.unavailable:
+        out["Data not available"] = [f"{k}: {v}" for k, v in sorted(f.unavailable.items())]
+    if f.data_notes:
+        out["Records set aside"] = list(f.data_notes)
+    return out
+
+
+def _verdicts(f: Facts, hook: str, cards_cfg: dict[str, Any]) -> dict[str, list[str]]:
+    rescore_cfg = cards_cfg["her2_rescore"]
+    out: dict[str, list[str]] = {}
+    silent = her2_rescore.why_silent(f, hook, rescore_cfg)
+    out["HER2 re-scoring"] = [f"no card: {silent}"] if silent else ["card: the HER2 picture needs work"]
+    silent = tdxd.why_silent(f, hook)
+    lines = [f"no card: {silent}"] if silent else []
+    for p in (tdxd.db06(f), tdxd.db04(f)):
+        state = "met" if p.met else ("not met" if p.failed else "not confirmed (a criterion is unknown)")
+        lines.append(f"{p.name}: {state}")
+        lines += [f"  {MARK[s]} {label}: {why}" for label, s, why in p.criteria]
+    out["T-DXd consideration"] = lines
+    silent = ild.why_silent(f, hook)
+    out["ILD monitoring"] = [f"no card: {silent}"] if silent else ["card: T-DXd is ordered or active"]
+    for topic, key in (("HER2 re-scoring", "her2_rescore"), ("T-DXd consideration", "tdxd_consideration"),
+                       ("ILD monitoring", "ild_monitoring")):
+        if not cards_cfg[key].get("enabled", True):
+            out[topic].insert(0, f"switched off in the configuration (cards.{key}.enabled: false)")
+    return out
+
+
+def unmatched_codings(resources: list[dict[str, Any]], ts: Terminology) -> list[str]:
+    """Every coding of a resource's main concept that is in no value set (a local code to map), with how
+    many resources carry it."""
+    seen: Counter[str] = Counter()
+    for res in resources:
+        for name in CODED_FIELDS.get(str(res.get("resourceType")), ()):
+            for c in codings(res.get(name)):
+                system, code = c.get("system"), c.get("code")
+                if not isinstance(system, str) or not isinstance(code, str):
+                    continue
+                if any(vs.match_coding(system, code) is not None for vs in ts.sets.values()):
+                    continue
+                seen[f"{res['resourceType']}.{name}: {system}|{code}"
+                     + (f" \"{c['display']}\"" if isinstance(c.get("display"), str) else "")] += 1
+    return [f"{k} ({n}×)" if n > 1 else k for k, n in sorted(seen.items())]
+
+
+def explain(facts: Facts | None, hook: str, cards_cfg: dict[str, Any], resources: list[dict[str, Any]],
+            ts: Terminology) -> dict[str, Any]:
+    """The whole explanation as plain data (JSON-ready)."""
+    if facts is None:
+        return {"facts": {}, "rules": {"all": ["the facts could not be derived for this request"]},
+                "unmatched_codings": unmatched_codings(resources, ts)}
+    return {"facts": _facts(facts), "rules": _verdicts(facts, hook, cards_cfg),
+            "unmatched_codings": unmatched_codings(resources, ts)}
+
+
+def render(explanation: dict[str, Any]) -> str:
+    """The explanation as text for a terminal."""
+    out = ["== Facts"]
+    for section, lines in explanation["facts"].items():
+        out.append(f"{section}:")
+        out += [f"    {line}" for line in lines]
+    out.append("== Rules")
+    for topic, lines in explanation["rules"].items():
+        out.append(f"{topic}:")
+        out += [f"    {line}" for line in lines]
+    out.append("== Codings in no value set (map them with value_sets.extra_files)")
+    out += [f"    {line}" for line in explanation["unmatched_codings"]] or ["    none"]
+    return "\n".join(out)
