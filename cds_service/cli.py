@@ -97,6 +97,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def _seed(args: argparse.Namespace) -> int:
+    from .seed import SeedError, seed, wait_ready
+
+    try:
+        if args.wait:
+            wait_ready(args.fhir_server.rstrip("/"), args.wait)
+        loaded = seed(args.fhir_server, os.environ.get("HER2_CDS_SEED_TOKEN"))
+    except SeedError as exc:
+        print(f"her2-cds seed: {exc}", file=sys.stderr)
+        return 1
+    print(f"loaded {len(loaded)} example patients into {args.fhir_server}:")
+    for patient in loaded:
+        name = patient["name"][0]
+        print(f"  Patient/{patient['id']}: {' '.join(name.get('given', []))} {name.get('family', '')}")
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -132,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print the derived facts, each rule's verdict criterion by criterion, and the codings "
                          "that matched no value set (text)")
     ev.set_defaults(func=_evaluate)
+    sd = sub.add_parser("seed", help="load the example patients into a FHIR R4 server (one transaction Bundle)")
+    sd.add_argument("--fhir-server", required=True, help="the server's base URL, e.g. http://localhost:8081/fhir")
+    sd.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                    help="wait up to SECONDS for the server to answer /metadata first")
+    sd.set_defaults(func=_seed)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -4,7 +4,9 @@ Implements read (`GET /Type/id`), search by `patient`, `code` and `category` (to
 `system|code`) and `_id` (a list), `_include=X:medication`, `X:specimen` and
 `DiagnosticReport:result[:Observation]` (off with `include_results: false`, like servers that
 ignore it), paging with `next` links (`_count`, default 3),
-and a control endpoint (`POST /_control`) that loads resources and injects faults:
+a transaction Bundle posted to the base (PUT `Type/id` entries: create or replace; a
+transaction-response Bundle back), `GET /metadata`, and a control endpoint (`POST /_control`)
+that loads resources and injects faults:
 delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
 to another host, a `Set-Cookie` on every answer, a body trickled a byte at a time.
 `GET /_log` returns what it was asked (paths and whether a token came).
@@ -100,8 +102,32 @@ class Handler(BaseHTTPRequestHandler):
                                  include_results=True, set_cookie=False, trickle=0.0)
                 STATE.update({k: v for k, v in data.items() if k != "reset"})
             self._send(200, b"{}", "application/json")
+        elif self.path in ("/", "") and data.get("resourceType") == "Bundle" and data.get("type") == "transaction":
+            self._transaction(data)
         else:
             self._send(405, b"{}", "application/json")
+
+    def _transaction(self, bundle: dict[str, Any]) -> None:
+        """All or nothing: every entry must be a PUT of Type/id matching its resource."""
+        entries = bundle.get("entry") or []
+        for e in entries:
+            res, req = e.get("resource") or {}, e.get("request") or {}
+            if req.get("method") != "PUT" or req.get("url") != f"{res.get('resourceType')}/{res.get('id')}":
+                self._send(400, json.dumps({"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "invalid", "diagnostics": f"bad entry {req}"}]}).encode())
+                return
+        out = []
+        with LOCK:
+            for e in entries:
+                res = e["resource"]
+                key = (res["resourceType"], res["id"])
+                old = [r for r in STATE["resources"] if (r.get("resourceType"), r.get("id")) == key]
+                STATE["resources"] = [r for r in STATE["resources"] if (r.get("resourceType"), r.get("id")) != key]
+                STATE["resources"].append(res)
+                out.append({"response": {"status": "200 OK" if old else "201 Created",
+                                         "location": f"{key[0]}/{key[1]}/_history/1"}})
+        self._send(200, json.dumps({"resourceType": "Bundle", "type": "transaction-response",
+                                    "entry": out}).encode())
 
     def do_GET(self) -> None:  # noqa: N802
         parts = urlsplit(self.path)
@@ -124,6 +150,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         segs = [s for s in parts.path.split("/") if s]
         params = parse_qs(parts.query)
+        if segs == ["metadata"]:
+            self._send(200, json.dumps({"resourceType": "CapabilityStatement", "status": "active",
+                                        "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"]}).encode())
+            return
         if len(segs) == 2:
             for res in STATE["resources"]:
                 if res.get("resourceType") == segs[0] and res.get("id") == segs[1]:

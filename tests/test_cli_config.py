@@ -100,6 +100,9 @@ def test_docker_files_point_at_real_parts(tmp_path):
     root = Path(__file__).resolve().parents[1] / "docker"
     compose = yaml.safe_load((root / "compose.yaml").read_text())
     mounted = compose["services"]["her2-cds"]["volumes"][0].split(":")[0]
+    seed = compose["services"]["seed"]["command"]
+    assert seed[:2] == ["her2-cds", "seed"] and "http://fhir:8080/fhir" in seed  # the HAPI server compose starts
+    assert compose["services"]["proxy"]["ports"] == ["8080:8080"] and "ports" not in compose["services"]["her2-cds"]
     assert main(["check-config", str(root / mounted)]) == 0
     dockerfile = (root / "Dockerfile").read_text().splitlines()
     cmd = json.loads(next(line for line in dockerfile if line.startswith("CMD "))[4:])
