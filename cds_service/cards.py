@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -25,17 +26,41 @@ def _concepts(ts: Terminology, cs_id: str) -> dict[str, str]:
     return {c["code"]: c["display"] for c in cs["concept"]}
 
 
+# a resource id ("Observation/obs-7") or a code in brackets ("(sct|266721009)"): for the Sources line, not the prose
+REF = re.compile(r"\b(?:Observation|Condition|Procedure|DiagnosticReport|Specimen|Medication(?:Request|Statement|"
+                 r"Administration)?|Patient|Encounter|ServiceRequest)/[A-Za-z0-9\-.]{1,64}")
+BRACKETED_CODE = re.compile(r"\s*\(([A-Za-z0-9\-.:]+\|[A-Za-z0-9\-.]+)\)")
+
+
+def plain(line: str, refs: list[str], codes: list[str]) -> str:
+    """The line in plain words: resource ids and bracketed codes moved to refs and codes."""
+    codes += BRACKETED_CODE.findall(line)
+    line = BRACKETED_CODE.sub("", line)
+    refs += REF.findall(line)
+    line = REF.sub(lambda m: f"One {m.group(0).split('/')[0]}" if m.start() == 0 else "", line)
+    for junk, fix in ((r"\(\s*(?:[;,]\s*)*\)", ""), (r";\s+\(", " ("), (r";\s*\)", ")"), (r"\(\s*;\s*", "("),
+                      (r";\s*;", ";"), (r"[;,]\s*$", ""), (r"\s+([;,.)])", r"\1"), (r"\s{2,}", " ")):
+        line = re.sub(junk, fix, line)
+    return line.strip()
+
+
 def _detail(d: CardDecision, footer: str | None) -> str:
+    """Why the card fired and what to consider first, then the evidence in plain words, what is not known, the
+    site's footer, and last the resource ids and codes behind it all (Sources)."""
+    refs: list[str] = []
+    codes: list[str] = []
     parts = []
     if d.advice:
-        parts.append("\n".join(f"- {a}" for a in d.advice))
+        parts.append("\n".join(f"- {plain(a, refs, codes)}" for a in d.advice))
     if d.evidence:
-        parts.append("**Evidence used**\n" + "\n".join(f"- {e}" for e in d.evidence))
+        parts.append("**Evidence used**\n" + "\n".join(f"- {plain(e, refs, codes)}" for e in d.evidence))
     if d.unknowns:
-        unknowns = "\n".join(f"- {u}" for u in dict.fromkeys(d.unknowns))
+        unknowns = "\n".join(f"- {plain(u, refs, codes)}" for u in dict.fromkeys(d.unknowns))
         parts.append("**Not known / could not be determined**\n" + unknowns)
     if footer:
         parts.append(footer)
+    if refs or codes:
+        parts.append("Sources: " + ", ".join(dict.fromkeys(refs + codes)))
     return "\n\n".join(parts)
 
 

@@ -18,6 +18,8 @@ from .test_truth_tables import ADJ, CAPE, EV, TDXD, base, line, result
 LOW = "HER2-low: no readable value; specimen site not recorded; 2025-06-01; Observation/h"
 ET = "endocrine-therapy (2024-01-01 to 2025-01-01, metastatic setting): progressed"
 CHEMO = "chemotherapy (2024-01-01 to 2025-01-01, metastatic setting): progressed"
+DB06_WHY = ("Why: the record meets DESTINY-Breast06 (HER2-low or HER2-ultralow, HR-positive, progression on ≥1 "
+            "endocrine therapy in the metastatic setting, no chemotherapy in the metastatic setting). Consider T-DXd.")
 ADVICE = ["Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
           "Boxed warnings: interstitial lung disease/pneumonitis and embryo-fetal toxicity; assess LVEF before and "
           "during treatment."]
@@ -36,8 +38,8 @@ def test_db06_met_card():
                           f"✔ progression on ≥1 endocrine therapy in the metastatic setting: {ET}",
                           "✔ no chemotherapy in the metastatic setting: none recorded",
                           "order in progress: capecitabine", "metastatic since 2023-12-01"]
-    assert d.advice == ADVICE and d.unknowns == []
-    assert d.links == ["label", "db06", "db04"]
+    assert d.advice == [DB06_WHY, *ADVICE] and d.unknowns == []
+    assert d.links == ["label", "db06"]  # DB-04 is not met (no chemotherapy): no link to it
     assert d.overrides == ["already-addressed", "patient-declined", "not-a-candidate", "data-incorrect"]
     [s] = d.suggestions
     assert s.label == "Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)" and s.recommended is False
@@ -54,6 +56,9 @@ def test_db04_and_db06_met_card():
     assert d.summary == "HER2-low metastatic breast cancer meets the T-DXd label pathway (DB-04): consider T-DXd"
     assert d.evidence[:3] == ["**DESTINY-Breast04** met:", f"✔ HER2-low (IHC 1+ or 2+/ISH-negative): {LOW}",
                               f"✔ prior chemotherapy in the metastatic setting: {CHEMO}"]
+    assert d.links == ["label", "db04"]  # DB-06 failed (chemotherapy given): only the pathway named is linked
+    assert d.advice[0] == ("Why: the record meets DESTINY-Breast04 (HER2-low (IHC 1+ or 2+/ISH-negative), prior "
+                           "chemotherapy in the metastatic setting). Consider T-DXd.")
 
 
 def test_db04_by_adjuvant_recurrence():
@@ -69,6 +74,9 @@ def test_ultralow_summary_and_possible_pathway_says_what_is_unknown():
     assert d.evidence[0] == "**DESTINY-Breast06** not confirmed:"
     assert "? HR-positive: x (2025-01-01; Observation/x)" in d.evidence
     assert d.unknowns == ["HR-positive: x (2025-01-01; Observation/x)"]
+    assert d.advice[0] == ("Why: DESTINY-Breast06 may be met; not known: HR-positive. Confirm these before "
+                           "considering T-DXd.")
+    assert d.links == ["label", "db06"]
 
 
 def test_unclear_progression_is_named():
@@ -98,7 +106,8 @@ def test_pathway_failure_reasons():
 def test_ild_history_makes_the_card_a_warning_with_a_caution_first():
     d = tdxd_card(base(ild=IldRisk(prior_ild=[Evidence("Condition/i", date(2020, 1, 1), "pneumonitis")])))
     assert d.indicator == "warning"
-    assert d.advice[0] == ("Caution: history of ILD/pneumonitis (pneumonitis (2020-01-01; Condition/i)); such "
+    assert d.advice[0] == DB06_WHY  # why first, then the caution
+    assert d.advice[1] == ("Caution: history of ILD/pneumonitis (pneumonitis (2020-01-01; Condition/i)); such "
                            "patients were excluded from DESTINY-Breast04/06.")
 
 
@@ -267,7 +276,7 @@ def test_ild_critical_card():
         None, None, False)]))
     pv = ild.decide(f, "patient-view", {"enabled": True}, "p1")
     assert pv.indicator == "critical" and pv.suggestions == []
-    assert "T-DXd exposure: MedicationAdministration/t (2025-09-01)" in pv.evidence
+    assert "T-DXd given: 2025-09-01 (MedicationAdministration/t)" in pv.evidence
 
 
 def test_ild_quiet_without_tdxd():
@@ -377,3 +386,41 @@ def test_line_describe_forms():
     ln = replace(line("chemotherapy"), progression=progression)
     assert ln.describe().endswith("progressed — disease status: x (2024-06-01; Observation/a); new distant "
                                   "metastasis: liver (2024-07-01; Condition/b)")
+
+
+# --- the rendered detail: the point first, plain words, the ids and codes last
+
+@pytest.mark.parametrize(("line", "prose", "sources"), [
+    ("HR-positive: ER positive (90%) (2010-05-01; Observation/obs-13); PR positive (2010-05-01; Observation/obs-14)",
+     "HR-positive: ER positive (90%) (2010-05-01); PR positive (2010-05-01)",
+     ["Observation/obs-13", "Observation/obs-14"]),
+    ("stopped for progression: Absent response to treatment (sct|266721009) (2019-07-30; MedicationStatement/ms-18)",
+     "stopped for progression: Absent response to treatment (2019-07-30)",
+     ["MedicationStatement/ms-18", "sct|266721009"]),
+    ("HER2-low: IHC 1+; liver; 2023-02-15; Observation/o-1 (read from free text)",
+     "HER2-low: IHC 1+; liver; 2023-02-15 (read from free text)", ["Observation/o-1"]),
+    ("metastatic since 2010-04-15 (Condition/c1)", "metastatic since 2010-04-15", ["Condition/c1"]),
+    ("Observation/x9 could not be read and was left out", "One Observation could not be read and was left out",
+     ["Observation/x9"]),
+    ("T-DXd given: 2025-09-01, 2025-09-22 (MedicationAdministration/a; MedicationAdministration/b)",
+     "T-DXd given: 2025-09-01, 2025-09-22", ["MedicationAdministration/a", "MedicationAdministration/b"]),
+    ("thoracic radiotherapy: sct|1217123003 (2024-07-01)", "thoracic radiotherapy: sct|1217123003 (2024-07-01)", []),
+])
+def test_evidence_in_plain_words(line, prose, sources):
+    from cds_service.cards import plain
+    refs: list[str] = []
+    codes: list[str] = []
+    assert plain(line, refs, codes) == prose
+    assert refs + codes == sources
+
+
+def test_the_rendered_detail_says_why_first_and_sources_last():
+    from cds_service.cards import render
+    from cds_service.config import load
+    from cds_service.terminology import load_terminology
+    [card] = render([tdxd_card(base())], load().cards, load_terminology())
+    paragraphs = card["detail"].split("\n\n")
+    assert paragraphs[0].startswith("- Why: the record meets DESTINY-Breast06")
+    assert paragraphs[1].startswith("**Evidence used**")
+    assert paragraphs[-1].startswith("Sources: ") and "Observation/h" in paragraphs[-1]
+    assert "Observation/" not in "\n\n".join(paragraphs[:-1])

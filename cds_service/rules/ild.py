@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..evidence import Evidence
+from ..evidence import Evidence, fmt
 from ..extraction import validated
 from ..facts import Facts
 from ..orders import MG_PER_KG, DraftOrder
@@ -64,8 +64,9 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
             factors.append(Evidence(ev.ref, ev.when, f"reduced renal function: {ev.text} (under {threshold:g})"))
         elif below is None:
             unknowns.append(f"{ev.line()}: cannot tell whether renal function is under {threshold:g}")
-    exposure = ["T-DXd exposure: " + "; ".join(f"{r.ref} ({r.start})" for r in facts.therapy.tdxd[:6])
-                ] if facts.therapy.tdxd else []
+    given = facts.therapy.tdxd
+    exposure = [f"T-DXd given: {', '.join(fmt(r.start) for r in given[:6])}{' …' if len(given) > 6 else ''} ("
+                + "; ".join(r.ref for r in given[:6]) + ")"] if given else []
     evidence = [f"risk factor: {e.line()}" for e in factors] + exposure
     rules_line = ("Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; "
                   "symptomatic (grade ≥2) ILD — discontinue permanently and start corticosteroids.")

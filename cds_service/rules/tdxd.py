@@ -107,6 +107,22 @@ def db04(facts: Facts) -> Pathway:
     return p
 
 
+LINK = {"DB-06": "db06", "DB-04": "db04"}
+
+
+def _why(met: list[Pathway], possible: list[Pathway], earlier: bool) -> str:
+    """The card's first line: why it fired and what to consider."""
+    if earlier:
+        return ("Why: the latest HER2 result is not HER2-low, but an earlier sample was; the label does not say which "
+                "sample counts. Consider re-testing, then T-DXd if HER2-low or -ultralow.")
+    if met:
+        return "Why: " + "; ".join(f"the record meets {p.name} ({', '.join(label for label, _, _ in p.criteria)})"
+                                   for p in met) + ". Consider T-DXd."
+    unknown = {p.name: ", ".join(label for label, state, _ in p.criteria if state is None) for p in possible}
+    return "Why: " + "; ".join(f"{name} may be met; not known: {labels}" for name, labels in unknown.items()) \
+        + ". Confirm these before considering T-DXd."
+
+
 def _order(patient_id: str) -> dict[str, Any]:
     return {"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
             "medicationCodeableConcept": {"coding": [TDXD_RXNORM], "text": "trastuzumab deruxtecan (Enhertu)"},
@@ -162,13 +178,14 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         evidence.append(f"**{p.name}** {'met' if p.met else 'not confirmed'}:")
         evidence += [f"{'✔' if s else '?'} {lab}: {why}" for lab, s, why in p.criteria]
         unknowns += p.unknown
-    advice = ["Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
+    advice = [_why(met, possible, earlier is not None),
+              "Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
               "Boxed warnings: interstitial lung disease/pneumonitis and embryo-fetal toxicity; assess LVEF before "
               "and during treatment."]
     indicator = "info"
     if facts.ild.prior_ild:
         indicator = "warning"
-        advice.insert(0, "Caution: history of ILD/pneumonitis (" + "; ".join(e.line() for e in facts.ild.prior_ild)
+        advice.insert(1, "Caution: history of ILD/pneumonitis (" + "; ".join(e.line() for e in facts.ild.prior_ild)
                       + "); such patients were excluded from DESTINY-Breast04/06.")
     order = systemic_order(facts, hook)
     if order and order.drug:
@@ -181,5 +198,5 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
                                 recommended=False)]
         + ([Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, IHC)])]
            if earlier is not None else []),
-        links=["label", "db06", "db04"], overrides=["already-addressed", "patient-declined", "not-a-candidate",
-                                                    "data-incorrect"])
+        links=["label"] + [LINK[p.short] for p in met + possible],
+        overrides=["already-addressed", "patient-declined", "not-a-candidate", "data-incorrect"])
