@@ -134,9 +134,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def _finish(resp: Response) -> Response:
         origin = request.headers.get("Origin")
+        refused_origin = None
         if origin and (origin in origins or "*" in origins):
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers["Access-Control-Expose-Headers"] = "Content-Type"
+        elif origin:  # the browser drops the answer without a word: say it here
+            refused_origin = origin[:200]
         resp.headers["Vary"] = "Origin"
         resp.headers.setdefault("Cache-Control", "no-store")
         resp.headers["X-Content-Type-Options"] = "nosniff"
@@ -144,7 +147,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         service = request.view_args.get("service_id", "-") if request.view_args else "-"
         service = service if service in services else "unknown"
         elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
-        if request.method != "OPTIONS" and route not in ("/metrics", "/healthz", "/readyz"):
+        if (request.method != "OPTIONS" or refused_origin) and route not in ("/metrics", "/healthz", "/readyz"):
             metrics.requests.labels(route=route, service=service, status=str(resp.status_code)).inc()
             metrics.latency.labels(route=route, service=service).observe(elapsed)
             record = {"method": request.method, "route": route, "service": service,
@@ -152,6 +155,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             record.update(getattr(g, "log", {}))
             if getattr(g, "auth_failure", None):
                 record["auth_failure"] = g.auth_failure
+            if refused_origin:
+                record["cors_refused"] = f"origin {refused_origin} is not in cors.allowed_origins"
             audit_line(audit, record)
         return resp
 
@@ -189,6 +194,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         try:
             outcome = engine.invoke(service, body, explain=explain)
         except MissingPrefetch as exc:
+            g.log["missing_prefetch"] = exc.keys
+            g.log["why"] = exc.reason
             return _error(412, "required prefetch data is missing and cannot be fetched",
                           missing=exc.keys, reason=exc.reason)
         gathered = outcome.gathered

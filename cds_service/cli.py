@@ -24,8 +24,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.config:
         os.environ["HER2_CDS_CONFIG"] = args.config
-    overrides = {"auth": {"required": False}} if args.no_auth else None
-    settings = load(args.config, dev=args.dev, overrides=overrides)
+    overrides: dict[str, Any] = {"auth": {"required": False}} if args.no_auth else {}
+    settings = load(args.config, dev=args.dev, overrides=overrides or None)
+    if args.allow_fhir_server:  # added to what the file (and --dev) allow
+        allowed = sorted(set(settings.fhir["allowed_servers"]) | set(args.allow_fhir_server))
+        settings = load(args.config, dev=args.dev, overrides={**overrides, "fhir": {"allowed_servers": allowed}})
     configure(settings["logging"]["level"])
     log = logging.getLogger("her2_cds")
     for level, line in banner(settings):
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="local development: trust the public CDS Hooks sandbox and its origin")
     serve.add_argument("--no-auth", action="store_true",
                        help="turn authentication off (local development only; loud warning)")
+    serve.add_argument("--allow-fhir-server", action="append", default=[], metavar="URL",
+                       help="also allow FHIR fallback queries to this server (repeatable), e.g. a sandbox's")
     serve.add_argument("--workers", type=int, default=1, help=">1 runs under gunicorn")
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a configuration file and exit")

@@ -114,3 +114,42 @@ def test_the_readme_configuration_example_is_valid_as_written(tmp_path, capsys):
             "compose": {"include": [{"system": "urn:oid:1.2.3.local-formulary",
                                      "concept": [{"code": "LET25", "display": "letrozole"}]}]}}))
     assert main(["check-config", str(tmp_path / "her2-cds.yaml")]) == 0, capsys.readouterr().err
+
+
+def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, capsys):
+    """README "Try it in the CDS Hooks sandbox": the YAML as written (its key file made at the path it names),
+    then a call signed like the locally built sandbox signs it (its issuer, the public sandbox's jku)."""
+    from cds_service.app import create_app
+    from cds_service.config import load
+    text = README.read_text()
+    section = text[text.index("## Try it in the CDS Hooks sandbox"):]
+    start = section.index("```yaml\n") + 8
+    block = "\n".join(line.removeprefix("   ") for line in section[start:section.index("```", start)].splitlines())
+    (tmp_path / "service").mkdir()
+    cfg = tmp_path / "service" / "sandbox.yaml"
+    cfg.write_text(block)
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = dict(json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), kid="sandbox-key", alg="ES384")
+    [keys] = re.findall(r"jwks_file: (\S+)", block)
+    (cfg.parent / keys).parent.mkdir(parents=True)
+    (cfg.parent / keys).write_text(json.dumps({"keys": [jwk]}))
+    assert main(["check-config", str(cfg)]) == 0, capsys.readouterr().err
+    settings = load(cfg)
+    path = "/cds-services/her2-patient-view"
+    now = int(time.time())
+    token = jwt.encode({"iss": "https://sandbox.cds-hooks.org", "aud": settings["public_base_url"] + path,
+                        "iat": now, "exp": now + 300, "jti": "sandbox-1"}, key, algorithm="ES384",
+                       headers={"kid": "sandbox-key", "jku": "https://sandbox.cds-hooks.org/.well-known/jwks.json"})
+    body = json.loads((hooks_dir() / "examples" / "ultralow-hr-positive.patient-view.json").read_text())
+    origin = settings["cors"]["allowed_origins"][0]
+    resp = create_app(settings).test_client().post(path, json=body, headers={
+        "Authorization": f"Bearer {token}", "Origin": origin})
+    assert resp.status_code == 200 and resp.get_json()["cards"]
+    assert resp.headers["Access-Control-Allow-Origin"] == origin
+
+
+def test_serve_can_allow_a_sandbox_fhir_server_from_the_command_line(tmp_path):
+    proc, _ = _serve(tmp_path, "--dev", "--allow-fhir-server", "http://localhost:8081/fhir")
+    records = [json.loads(line) for line in _stop(proc)]
+    [allowed] = [r["message"] for r in records if r["message"].startswith("FHIR fallback allowed to:")]
+    assert "http://localhost:8081/fhir" in allowed and "https://launch.smarthealthit.org/v/r4/fhir" in allowed

@@ -69,3 +69,21 @@ def test_health_and_readiness(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["checks"] == {"config": True, "database": True,
                                                                         "cache": True}
+
+
+def test_what_a_sandbox_shows_as_no_recommendations_is_named_in_the_log(settings_factory, caplog):
+    """A refused CORS origin, a 401 and a 412 all look like an empty card list in a browser: the log says which."""
+    app = create_app(settings_factory(cors={"allowed_origins": ["https://sandbox.example"]},
+                                      auth={"required": True, "issuers": []})).test_client()
+    caplog.set_level(logging.INFO, logger="her2_cds.audit")
+    app.options("/cds-services", headers={"Origin": "http://localhost:3000"})
+    app.get("/cds-services", headers={"Origin": "http://localhost:3000"})
+    open_app = create_app(settings_factory(auth={"required": False})).test_client()
+    open_app.post("/cds-services/her2-patient-view", json=hook_request("patient-view"))  # no prefetch, no server
+    lines = [json.loads(formatter().format(r)) for r in caplog.records if r.name == "her2_cds.audit"]
+    preflight, discovery, invocation = lines
+    assert preflight["method"] == "OPTIONS"
+    assert preflight["cors_refused"] == "origin http://localhost:3000 is not in cors.allowed_origins"
+    assert discovery["status"] == 401 and discovery["auth_failure"] == "missing Authorization header"
+    assert invocation["status"] == 412 and invocation["why"] == "no fhirServer in the request"
+    assert "patient" in invocation["missing_prefetch"]
