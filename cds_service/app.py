@@ -19,6 +19,7 @@ from .config import Settings
 from .config import load as load_config
 from .feedback_store import FeedbackStore
 from .gathering import MissingPrefetch
+from .ledger import Ledger
 from .logs import audit as audit_line
 from .logs import audit_logger
 from .metrics import Metrics
@@ -100,9 +101,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     except Exception as exc:  # noqa: BLE001 - start anyway; /readyz reports the database
         logging.getLogger("her2_cds").warning("feedback database not reachable at start (%s); "
                                               "will retry on first feedback", type(exc).__name__)
-    engine = Engine(settings)
-    services = engine.services
     metrics = Metrics()
+    ledger_cfg = settings.data.get("ledger") or {}
+    ledger = Ledger(store.engine, ledger_cfg, lambda what: metrics.ledger_misses.labels(what=what).inc()) \
+        if ledger_cfg.get("enabled", True) else None
+    engine = Engine(settings, ledger)
+    services = engine.services
     audit = audit_logger()
     origins = set(settings["cors"]["allowed_origins"])
     public_base = (settings["public_base_url"] or "").rstrip("/")
@@ -114,7 +118,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             return None
         audience = public_base + request.path if public_base else request.base_url
         try:
-            verifier.verify(request.headers.get("Authorization"), audience)
+            claims = verifier.verify(request.headers.get("Authorization"), audience)
+            g.client = str(claims.get("iss", ""))[:300]
         except AuthError as exc:
             metrics.auth_failures.labels(reason=exc.label).inc()
             g.auth_failure = exc.reason
@@ -192,7 +197,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             return _error(400, "invalid hook request", problems)
         g.log["hookInstance"] = str(body["hookInstance"])[:100]
         try:
-            outcome = engine.invoke(service, body, explain=explain)
+            outcome = engine.invoke(service, body, explain=explain, client=getattr(g, "client", None))
         except MissingPrefetch as exc:
             g.log["missing_prefetch"] = exc.keys
             g.log["why"] = exc.reason
@@ -217,6 +222,10 @@ def create_app(settings: Settings | None = None) -> Flask:
                 metrics.card_failures.labels(service=service_id, topic=topic).inc()
         for topic in outcome.topics:
             metrics.cards.labels(service=service_id, topic=topic).inc()
+        if outcome.held_back:
+            g.log["held_back"] = outcome.held_back
+        for topic, why in outcome.held_topics:
+            metrics.held_back.labels(service=service_id, topic=topic, why=why).inc()
         if explain:
             g.log["explain"] = True
             return _json({**outcome.body, "explanation": outcome.explanation})
@@ -257,6 +266,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         for entry in body["feedback"]:
             metrics.feedback.labels(service=service_id, outcome=entry["outcome"]).inc()
         g.log["feedback_new"] = new
+        if ledger is not None and settings.cards.get("snooze"):
+            try:
+                ledger.flush()  # the card this feedback is about may still be in the writer's queue
+                made = ledger.snooze_from_feedback(body["feedback"], settings.cards["snooze"])
+                if made:
+                    g.log["snoozed"] = made
+            except Exception as exc:  # noqa: BLE001 - the feedback is stored; the snooze is a convenience
+                logging.getLogger("her2_cds").error("snooze could not be stored: %s", type(exc).__name__)
+                metrics.ledger_misses.labels(what="snooze write").inc()
         return _json({})
 
     @app.get("/healthz")

@@ -8,6 +8,7 @@ from typing import Any
 
 from .extraction import validated
 from .rules.decision import CardDecision
+from .ruleset import RULESET_VERSION
 from .terminology import Terminology
 
 TOPIC_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-topic"
@@ -88,7 +89,7 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
             "summary": _summary(texts.get(f"{d.topic}.summary", d.summary)),
             "indicator": d.indicator,
             "detail": _detail(d, texts.get(f"{d.topic}.footer")),
-            "source": {"label": cards_cfg.get("source_label", "her2-cds"),
+            "source": {"label": f"{cards_cfg.get('source_label', 'her2-cds')} · rules {RULESET_VERSION}",
                        "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": topics[d.topic]}},
         }
         if cards_cfg.get("links", {}).get("source"):

@@ -14,15 +14,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from .storage import make_engine, migrate
+
 metadata = MetaData()
 
+# the table as migration 0001 creates it (the migrations own the schema; this is for queries)
 feedback = Table(
     "cds_feedback",
     metadata,
@@ -48,19 +50,13 @@ class FeedbackStore:
     """Feedback rows in SQLite (default) or PostgreSQL."""
 
     def __init__(self, database_url: str) -> None:
-        url = database_url
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        # hide_parameters: an error never carries the statement's values (a clinician's comment) into a log
-        kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
-        self.engine: Engine = create_engine(url, **kwargs)
+        self.engine: Engine = make_engine(database_url)
         self._created = False
 
     def create_schema(self) -> None:
+        """Migrate the database to the newest schema (Alembic), once per process."""
         if not self._created:
-            metadata.create_all(self.engine, checkfirst=True)
+            migrate(self.engine)
             self._created = True
 
     def _insert(self):  # noqa: ANN202 - dialect-specific insert construct

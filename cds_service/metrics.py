@@ -36,6 +36,11 @@ class Metrics:
         self.card_failures = Counter("her2cds_card_failures_total",
                                      "card topics that could not be evaluated (an info card said so)",
                                      ["service", "topic"], registry=r)
+        self.held_back = Counter("her2cds_cards_held_back_total", "cards derived but not returned",
+                                 ["service", "topic", "why"], registry=r)
+        self.ledger_misses = Counter("her2cds_ledger_misses_total",
+                                     "card ledger writes or snooze reads that failed (the card went out)", ["what"],
+                                     registry=r)
         self.feedback = Counter("her2cds_feedback_entries_total", "feedback entries received",
                                 ["service", "outcome"], registry=r)
 

@@ -18,11 +18,13 @@ from .explain import explain as explain_facts
 from .facts import Facts, derive
 from .fhir_client import FhirClient
 from .gathering import Gathered, gather
+from .ledger import Entry, Ledger
 from .prefetch import published_services
 from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as memory_from_url
 from .rules import her2_rescore, ild, tdxd
 from .rules.decision import CardDecision
+from .ruleset import RULESET_VERSION
 from .terminology import load_terminology
 
 ALWAYS_REPEAT = {"ild-monitoring"}
@@ -41,14 +43,17 @@ class Outcome:
     failed: bool = False
     failed_topics: list[str] = field(default_factory=list)
     repeats_left_out: int = 0
+    held_back: dict[str, int] = field(default_factory=dict)  # why -> cards held back (repeat, snooze, shadow)
+    held_topics: list[tuple[str, str]] = field(default_factory=list)  # (topic, why) of each card held back
     explanation: dict[str, Any] | None = None  # only when asked for (evaluate --explain, the operator route)
 
 
 class Engine:
     """Holds what lives across requests (config, HTTP client, thread pool)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ledger: Ledger | None = None) -> None:
         self.settings = settings
+        self.ledger = ledger
         fhir = settings.fhir
         self.client = FhirClient(fhir["allowed_servers"], float(fhir["timeout_seconds"]),
                                  int(fhir.get("max_pages", 20)), int(fhir.get("max_bytes_per_request", 20_000_000)),
@@ -58,7 +63,8 @@ class Engine:
         self.services = published_services(contracts.services(), self.terminology)
         self.shown = memory_from_url(settings["storage"]["cache_url"], namespace="shown")
 
-    def invoke(self, service: dict[str, Any], request: dict[str, Any], explain: bool = False) -> Outcome:
+    def invoke(self, service: dict[str, Any], request: dict[str, Any], explain: bool = False,
+               client: str | None = None) -> Outcome:
         """Answer a validated hook request for service. Raises MissingPrefetch (→ 412). With explain, the
         outcome also carries the facts and each rule's verdict (patient data: never log it)."""
         deadline = time.monotonic() + float(self.settings.limits.get("request_deadline_seconds", 2.0))
@@ -77,44 +83,73 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
             _log_failure("fact derivation", exc)
             facts = None
-        rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics)
+        meta: list[dict[str, Any]] = []
+        rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics, meta)
         try:
-            cards = self.without_repeats(rendered, service["hook"], context)
+            kept = self.without_repeats(rendered, service["hook"], context)
         except Exception as exc:  # noqa: BLE001 - repeats cannot be told: show every card
             _log_failure("repeat check", exc)
-            cards = rendered
+            kept = rendered
+        kept_ids = {id(c) for c in kept}
+        patient_hash = self.ledger.patient_hash(str(context.get("patientId", ""))) if self.ledger else None
+        cards, entries, held, held_topics = [], [], {}, []
+        for card, info in zip(rendered, meta, strict=True):
+            why = ("shadow" if info["mode"] == "shadow" else "repeat" if id(card) not in kept_ids else
+                   "snooze" if card["indicator"] == "info" and self.ledger
+                   and self.ledger.snoozed(patient_hash, info["topic"], info["digest"]) else None)
+            if why:
+                held[why] = held.get(why, 0) + 1
+                held_topics.append((info["topic"], why))
+            else:
+                cards.append(card)
+            entries.append(Entry(card_uuid=card["uuid"], service_id=service["id"], hook=service["hook"],
+                                 topic=info["topic"], indicator=card["indicator"], ruleset_version=RULESET_VERSION,
+                                 evidence_digest=info["digest"], pathways=info["pathways"], client=client,
+                                 held_back=why, patient_hash=patient_hash))
+        if self.ledger:
+            self.ledger.record(entries)
         topics = [c["source"]["topic"]["code"] for c in cards]
         explanation = None
         if explain:
             explanation = explain_facts(facts, service["hook"], self.settings.cards, gathered.all_resources(),
                                         self.terminology)
-            if len(rendered) > len(cards):
-                explanation["rules"]["repeats"] = [f"{len(rendered) - len(cards)} info card(s) left out: shown to "
-                                                   "this user for this patient within cards.repeat_window_minutes"]
+            if held:
+                explanation["rules"]["held back"] = [f"{n} card(s): {HELD_BACK[why]}" for why, n in held.items()]
         return Outcome(body={"cards": cards}, topics=topics, gathered=gathered, failed=facts is None,
-                       failed_topics=failed_topics, repeats_left_out=len(rendered) - len(cards),
+                       failed_topics=failed_topics, repeats_left_out=held.get("repeat", 0), held_back=held,
+                       held_topics=held_topics,
                        explanation=explanation)
 
-    def cards_for(self, facts: Facts | None, hook: str, patient_id: str,
-                  failed: list[str] | None = None) -> list[dict[str, Any]]:
-        """Run the enabled rules on the facts and render their cards. A rule (or its rendering) that fails
-        leaves the others alone and becomes an info card saying that topic could not be evaluated."""
+    def cards_for(self, facts: Facts | None, hook: str, patient_id: str, failed: list[str] | None = None,
+                  meta: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Run the rules that are not off (`cards.<topic>.mode`: live | shadow | off; `enabled: false` is off) and
+        render their cards; meta gets, per card, its topic, mode, pathways and evidence digest. A rule (or its
+        rendering) that fails leaves the others alone and becomes an info card saying that topic could not be
+        evaluated."""
         cfg = self.settings.cards
         failed = [] if failed is None else failed
+        meta = [] if meta is None else meta
         out: list[dict[str, Any]] = []
         for rule, key in RULES:
-            if not cfg[key].get("enabled", True):
+            mode = topic_mode(cfg[key])
+            if mode == "off":
                 continue
             try:
                 if facts is None:
                     raise RuntimeError("no facts")
                 decision = rule.decide(facts, hook, cfg[key], patient_id)
-                out += render([decision], cfg, self.terminology) if decision is not None else []
+                decisions = [decision] if decision is not None else []
+                cards = render(decisions, cfg, self.terminology)
             except Exception as exc:  # noqa: BLE001 - one topic failing must not silence the others
                 if facts is not None:
                     _log_failure(f"rule {rule.TOPIC}", exc)
                 failed.append(rule.TOPIC)
-                out += render([not_evaluated(rule.TOPIC)], cfg, self.terminology)
+                decisions = [not_evaluated(rule.TOPIC)]
+                cards = render(decisions, cfg, self.terminology)
+                mode = "live"  # a topic that could not be evaluated says so, even in shadow mode
+            out += cards
+            meta += [{"topic": d.topic, "mode": mode, "pathways": ",".join(d.pathways) or None,
+                      "digest": evidence_digest(d)} for d in decisions]
         return out
 
     def without_repeats(self, cards: list[dict[str, Any]], hook: str, context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,6 +175,23 @@ class Engine:
             if new or hook == "order-select":
                 kept.append(card)
         return kept
+
+
+HELD_BACK = {"shadow": "shadow mode (recorded in the ledger, not returned)",
+             "repeat": "shown to this user for this patient within cards.repeat_window_minutes",
+             "snooze": "snoozed after an override of the same topic for this patient"}
+
+
+def topic_mode(cfg: dict[str, Any]) -> str:
+    """live | shadow | off (`enabled: false` is off)."""
+    return "off" if not cfg.get("enabled", True) else str(cfg.get("mode", "live"))
+
+
+def evidence_digest(d: CardDecision) -> str:
+    """What the card is about, without the order in progress: a snooze 'until the evidence changes' ends when
+    this changes."""
+    lines = [d.topic, d.summary] + [e for e in d.evidence if not e.startswith("order in progress")] + d.unknowns
+    return hashlib.sha256(json.dumps(lines).encode()).hexdigest()
 
 
 def not_evaluated(topic: str) -> CardDecision:

@@ -36,6 +36,7 @@ class CardDecision:
     selection: str = "at-most-one"
     links: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    pathways: list[str] = field(default_factory=list)  # the label pathways the card names (DB-06, DB-04)
 
 
 def orders_in_play(facts: Facts, hook: str) -> list[DraftOrder]:

@@ -198,5 +198,5 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
                                 recommended=False)]
         + ([Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, IHC)])]
            if earlier is not None else []),
-        links=["label"] + [LINK[p.short] for p in met + possible],
+        links=["label"] + [LINK[p.short] for p in met + possible], pathways=[p.short for p in met + possible],
         overrides=["already-addressed", "patient-declined", "not-a-candidate", "data-incorrect"])

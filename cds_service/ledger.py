@@ -1,0 +1,197 @@
+"""The card ledger: every card returned or held back (repeat, snooze, shadow mode), without PHI, for the
+CDS committee's numbers; and snoozes by override reason. Writes go through a background thread: a slow or
+absent database never slows or fails an invocation (the miss is counted)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import queue
+import secrets
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, and_, delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger("her2_cds.ledger")
+meta = MetaData()
+ledger = Table(
+    "cds_card_ledger", meta,
+    Column("card_uuid", String(64), primary_key=True), Column("created_at", DateTime(timezone=True)),
+    Column("service_id", String(100)), Column("hook", String(40)), Column("topic", String(40)),
+    Column("pathways", String(100)), Column("indicator", String(10)), Column("client", String(300)),
+    Column("ruleset_version", String(20)), Column("held_back", String(20)), Column("patient_hash", String(64)),
+    Column("evidence_digest", String(64)),
+)
+snoozes = Table(
+    "cds_snooze", meta,
+    Column("id", Integer, primary_key=True, autoincrement=True), Column("patient_hash", String(64)),
+    Column("topic", String(40)), Column("reason_code", String(200)), Column("card_uuid", String(64)),
+    Column("created_at", DateTime(timezone=True)), Column("until", DateTime(timezone=True)),
+    Column("evidence_digest", String(64)),
+)
+site = Table("cds_site", meta, Column("name", String(40), primary_key=True), Column("value", String(200)))
+QUEUE_SIZE = 10_000
+
+
+@dataclass
+class Entry:
+    """One card as the ledger keeps it: what it was, not whom it was about (the patient is a keyed hash)."""
+
+    card_uuid: str
+    service_id: str
+    hook: str
+    topic: str
+    indicator: str
+    ruleset_version: str
+    evidence_digest: str
+    pathways: str | None = None
+    client: str | None = None
+    held_back: str | None = None  # None: returned; "repeat" | "snooze" | "shadow"
+    patient_hash: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def _insert(engine: Engine, table: Table):  # noqa: ANN202 - dialect-specific insert construct
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+class Ledger:
+    """Records cards (asynchronously) and answers snooze questions (synchronously, failing open: a card that
+    cannot be checked is shown)."""
+
+    def __init__(self, engine: Engine, cfg: dict[str, Any], on_miss: Any = None) -> None:
+        self.engine = engine
+        self.cfg = cfg
+        self._on_miss = on_miss or (lambda what: None)
+        self._queue: queue.Queue[Entry | None] = queue.Queue(QUEUE_SIZE)
+        self._key: bytes | None = None
+        self._key_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    # --- the patient hash
+    def _secret(self) -> bytes:
+        with self._key_lock:
+            if self._key is None:
+                path = self.cfg.get("patient_key_secret_file")
+                self._key = Path(path).read_bytes().strip() if path else self._site_key()
+            return self._key
+
+    def _site_key(self) -> bytes:
+        """A random key kept in the database when no secret file is configured (start-up warns)."""
+        with self.engine.begin() as conn:
+            conn.execute(_insert(self.engine, site).values(name="patient_key", value=secrets.token_hex(32))
+                         .on_conflict_do_nothing(index_elements=["name"]))
+            return str(conn.execute(select(site.c.value).where(site.c.name == "patient_key")).scalar()).encode()
+
+    def patient_hash(self, patient_id: str) -> str | None:
+        if not patient_id:
+            return None
+        try:
+            return hmac.new(self._secret(), patient_id.encode(), hashlib.sha256).hexdigest()
+        except Exception as exc:  # noqa: BLE001 - no key, no hash: the card still goes out
+            self._miss("patient key", exc)
+            return None
+
+    # --- writing
+    def record(self, entries: list[Entry]) -> None:
+        """Queue entries for the writer thread; never blocks, never raises."""
+        self._start()
+        for entry in entries:
+            try:
+                self._queue.put_nowait(entry)
+            except queue.Full:
+                self._on_miss("queue full")
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._thread_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="card-ledger", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < 200:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [asdict(e) for e in batch if e is not None]
+            try:
+                if rows:
+                    with self.engine.begin() as conn:
+                        conn.execute(_insert(self.engine, ledger).on_conflict_do_nothing(
+                            index_elements=["card_uuid"]), rows)
+            except Exception as exc:  # noqa: BLE001 - the database is down: count, never retry forever
+                for _ in rows:
+                    self._miss("write", exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued entry has been written (or counted as missed)."""
+        self._queue.join()
+
+    def _miss(self, what: str, exc: Exception) -> None:
+        self._on_miss(what)
+        log.warning("card ledger %s failed: %s", what, type(exc).__name__)
+
+    # --- snoozes
+    def snoozed(self, patient_hash: str | None, topic: str, evidence_digest: str,
+                now: datetime | None = None) -> bool:
+        """A snooze covers this patient and topic: time-bound and unexpired, or bound to the evidence, which has
+        not changed. Failing open: a snooze that cannot be read holds nothing back."""
+        if not patient_hash:
+            return False
+        now = now or datetime.now(timezone.utc)
+        query = select(snoozes.c.id).where(
+            snoozes.c.patient_hash == patient_hash, snoozes.c.topic == topic,
+            or_(and_(snoozes.c.until.is_not(None), snoozes.c.until > now),
+                and_(snoozes.c.until.is_(None), snoozes.c.evidence_digest == evidence_digest))).limit(1)
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(query).first() is not None
+        except Exception as exc:  # noqa: BLE001
+            self._miss("snooze read", exc)
+            return False
+
+    def snooze_from_feedback(self, entries: list[dict[str, Any]], rules: dict[str, dict[str, Any]]) -> int:
+        """An override whose reason has a snooze rule quiets the same topic for the same patient. Only info
+        cards are snoozed: a warning or a critical card always comes back. Returns the snoozes made."""
+        made = 0
+        for entry in entries:
+            code = ((entry.get("overrideReason") or {}).get("reason") or {}).get("code")
+            rule = rules.get(code) if entry.get("outcome") == "overridden" and code else None
+            if not rule:
+                continue
+            with self.engine.begin() as conn:
+                card = conn.execute(select(ledger).where(ledger.c.card_uuid == entry["card"])).first()
+                if card is None or card.indicator != "info" or not card.patient_hash:
+                    continue
+                now = datetime.now(timezone.utc)
+                until = now + timedelta(days=int(rule["days"])) if rule.get("days") else None
+                conn.execute(_insert(self.engine, snoozes).values(
+                    patient_hash=card.patient_hash, topic=card.topic, reason_code=code, card_uuid=entry["card"],
+                    created_at=now, until=until,
+                    evidence_digest=card.evidence_digest if rule.get("until_evidence_changes") else None))
+                made += 1
+        return made
+
+    def purge(self, retention_days: int, now: datetime | None = None) -> int:
+        """Delete ledger rows (and expired snoozes) older than the retention period."""
+        cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+        with self.engine.begin() as conn:
+            n = conn.execute(delete(ledger).where(ledger.c.created_at < cutoff)).rowcount or 0
+            conn.execute(delete(snoozes).where(snoozes.c.until.is_not(None), snoozes.c.until < cutoff))
+        return n

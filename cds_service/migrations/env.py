@@ -1,0 +1,10 @@
+"""Alembic environment: always given a connection by cds_service.storage (no alembic.ini, no URL here)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=None, render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,57 @@
+"""The service's database: one SQLAlchemy engine per process (SQLite by default, PostgreSQL by URL) and
+its schema, migrated to the newest Alembic revision at start."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS = "cds_service:migrations"
+PG_LOCK = 7_203_114  # pg_advisory_lock key: one migrating process at a time
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine that never puts statement values in its errors (a clinician's comment could be one)."""
+    url = database_url
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs["poolclass"] = StaticPool  # one in-memory database shared by every thread
+    return create_engine(url, **kwargs)
+
+
+def migrate(engine: Engine, attempts: int = 3) -> None:
+    """Upgrade to head. Several workers may start at once: PostgreSQL takes an advisory lock; SQLite retries
+    after a lost race (the winner's tables are then found at head)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            return
+        except Exception:  # noqa: BLE001 - a race with another worker: try again, then give up loudly
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def revision(engine: Engine) -> str | None:
+    """The schema's Alembic revision (None: not migrated)."""
+    with engine.connect() as conn:
+        try:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception:  # noqa: BLE001 - no version table yet
+            return None

@@ -1,0 +1,222 @@
+"""The card ledger (every card returned or held back, without PHI), shadow mode, snooze by override reason,
+and the schema migrations that hold them (issue 11)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import sqlite3
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from cds_service.app import create_app
+from cds_service.ruleset import RULESET_VERSION
+from cds_service.storage import make_engine, migrate, revision
+
+from .conftest import PUBLIC_BASE, TEST_ISS
+from .fixtures import builders as b
+from .fixtures import patients
+from .helpers import hook_request, prefetch_from
+
+SERVICE = {"patient-view": "her2-patient-view", "order-select": "her2-order-select", "order-sign": "her2-order-sign"}
+
+
+def _app(settings_factory, tmp_path, **overrides):
+    key = tmp_path / "patient-key"
+    key.write_bytes(b"site-secret-0123456789\n")
+    cfg = {"ledger": {"patient_key_secret_file": str(key)}, **overrides}
+    return create_app(settings_factory(**cfg))
+
+
+def _call(app, resources, hook="order-select", patient="p1", drafts=None, headers=None):
+    drafts = drafts if drafts is not None else [b.med_request("capecitabine", "2026-11-25", status="draft",
+                                                              id="draft-cape")]
+    body = hook_request(hook, patient, prefetch=prefetch_from(resources),
+                        draft_orders=drafts if hook != "patient-view" else None)
+    resp = app.test_client().post(f"/cds-services/{SERVICE[hook]}", json=body, headers=headers or {})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.get_json()["cards"]
+
+
+def _rows(app):
+    state = app.extensions["her2_cds"]
+    state["engine"].ledger.flush()
+    with state["store"].engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM cds_card_ledger ORDER BY created_at"))]
+
+
+def _feedback(app, card, code, service="her2-order-select"):
+    body = {"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-25T11:00:00Z",
+                          "overrideReason": {"reason": {"code": code, "system": "http://her2-cds.org/fhir/CodeSystem/"
+                                                                                 "override-reason"}}}]}
+    assert app.test_client().post(f"/cds-services/{service}/feedback", json=body).status_code == 200
+
+
+# --- the ledger
+
+def test_every_returned_card_is_recorded_without_phi(settings_factory, tmp_path, make_token, jwks):
+    app = _app(settings_factory, tmp_path, public_base_url=PUBLIC_BASE,
+               auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]})
+    token = make_token(f"{PUBLIC_BASE}/cds-services/her2-order-select")
+    [card] = _call(app, patients.bell(), patient="MRN-0042", headers={"Authorization": f"Bearer {token}"})
+    assert card["source"]["label"] == f"her2-cds · rules {RULESET_VERSION}"
+    [row] = _rows(app)
+    assert row["card_uuid"] == card["uuid"] and row["topic"] == "tdxd-consideration" and row["indicator"] == "info"
+    assert row["pathways"] == "DB-06,DB-04" and row["held_back"] is None
+    assert (row["service_id"], row["hook"], row["client"]) == ("her2-order-select", "order-select", TEST_ISS)
+    assert row["ruleset_version"] == RULESET_VERSION
+    assert row["patient_hash"] == hmac.new(b"site-secret-0123456789", b"MRN-0042", hashlib.sha256).hexdigest()
+    assert "MRN-0042" not in repr(row)
+
+
+def test_without_a_secret_file_the_patient_key_is_random_and_kept(settings_factory, tmp_path):
+    db = f"sqlite:///{tmp_path}/own.db"
+    one = create_app(settings_factory(storage={"database_url": db}))
+    _call(one, patients.bell(), patient="p-7")
+    two = create_app(settings_factory(storage={"database_url": db}))  # a restart: the same key
+    _call(two, patients.bell(), patient="p-7")
+    first, second = _rows(two)
+    assert first["patient_hash"] == second["patient_hash"] != hashlib.sha256(b"p-7").hexdigest()
+
+
+def test_a_down_database_never_stops_a_card_and_the_miss_is_counted(settings_factory, tmp_path):
+    app = _app(settings_factory, tmp_path)
+    with app.extensions["her2_cds"]["store"].engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE cds_card_ledger"))
+    assert [c["source"]["topic"]["code"] for c in _call(app, patients.bell())] == ["tdxd-consideration"]
+    app.extensions["her2_cds"]["engine"].ledger.flush()
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'her2cds_ledger_misses_total{what="write"} 1.0' in metrics
+
+
+# --- shadow mode and repeats
+
+def test_shadow_mode_derives_and_records_but_never_returns(settings_factory, tmp_path):
+    app = _app(settings_factory, tmp_path, cards={"tdxd_consideration": {"enabled": True, "mode": "shadow"}})
+    assert _call(app, patients.bell()) == []
+    [row] = _rows(app)
+    assert (row["topic"], row["held_back"]) == ("tdxd-consideration", "shadow")
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert ('her2cds_cards_held_back_total{service="her2-order-select",topic="tdxd-consideration",why="shadow"} 1.0'
+            in metrics)
+
+
+@pytest.mark.parametrize(("cfg", "derived"), [({"enabled": False}, 0), ({"enabled": True, "mode": "off"}, 0),
+                                              ({"enabled": True, "mode": "live"}, 1)])
+def test_off_derives_nothing(settings_factory, tmp_path, cfg, derived):
+    app = _app(settings_factory, tmp_path, cards={"tdxd_consideration": cfg})
+    assert len(_call(app, patients.bell())) == derived and len(_rows(app)) == derived
+
+
+def test_a_repeat_held_back_on_order_sign_is_recorded(settings_factory, tmp_path):
+    app, chart = _app(settings_factory, tmp_path), patients.bell()
+    _call(app, chart, "order-select")
+    assert _call(app, chart, "order-sign") == []
+    assert [r["held_back"] for r in _rows(app)] == [None, "repeat"]
+
+
+# --- snooze by override reason
+
+SNOOZE = {"snooze": {"patient-declined": {"days": 90}, "data-incorrect": {"until_evidence_changes": True}}}
+
+
+def test_patient_declined_snoozes_the_topic_for_that_patient_only(settings_factory, tmp_path):
+    app = _app(settings_factory, tmp_path, cards=SNOOZE)
+    [card] = _call(app, patients.bell(), patient="p1")
+    _feedback(app, card["uuid"], "patient-declined")
+    assert _call(app, patients.bell(), patient="p1") == []
+    assert len(_call(app, patients.bell(), patient="p2")) == 1  # another patient: not snoozed
+    assert [r["held_back"] for r in _rows(app)] == [None, "snooze", None]
+    with app.extensions["her2_cds"]["store"].engine.connect() as conn:
+        days = conn.execute(sa.text("SELECT julianday(until) - julianday(created_at) FROM cds_snooze")).scalar()
+    assert round(days) == 90
+
+
+def test_data_incorrect_snoozes_until_the_evidence_changes(settings_factory, tmp_path):
+    app, chart = _app(settings_factory, tmp_path, cards=SNOOZE), patients.bell()
+    [card] = _call(app, chart)
+    _feedback(app, card["uuid"], "data-incorrect")
+    assert _call(app, chart) == []
+    changed = [*chart, b.her2_ihc("1+", "2026-10-01", site="liver")]
+    assert len(_call(app, changed)) == 1  # a new HER2 result: the card is back
+
+
+def test_an_unconfigured_reason_and_an_acceptance_snooze_nothing(settings_factory, tmp_path):
+    app = _app(settings_factory, tmp_path, cards=SNOOZE)
+    [card] = _call(app, patients.bell())
+    _feedback(app, card["uuid"], "already-addressed")
+    assert len(_call(app, patients.bell())) == 1
+
+
+def test_warnings_and_critical_cards_are_never_snoozed(settings_factory, tmp_path):
+    app = _app(settings_factory, tmp_path, cards={"snooze": {"ild-risk-accepted": {"days": 90}}})
+    tdxd = [b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", dose=(6.4, "mg/kg"),
+                          id="draft-tdxd")]
+    [card] = _call(app, patients.bell(), "order-sign", drafts=tdxd)
+    assert card["indicator"] == "warning"
+    _feedback(app, card["uuid"], "ild-risk-accepted", service="her2-order-sign")
+    [again] = _call(app, patients.bell(), "order-sign", drafts=tdxd)
+    assert again["indicator"] == "warning"
+
+
+def test_retention_purges_old_rows(settings_factory, tmp_path):
+    from datetime import datetime, timedelta, timezone
+    app = _app(settings_factory, tmp_path)
+    _call(app, patients.bell())
+    ledger = app.extensions["her2_cds"]["engine"].ledger
+    ledger.flush()
+    assert ledger.purge(730) == 0
+    assert ledger.purge(730, now=datetime.now(timezone.utc) + timedelta(days=731)) == 1
+
+
+# --- migrations
+
+def test_a_first_release_sqlite_database_is_migrated_and_keeps_its_feedback(tmp_path):
+    path = tmp_path / "first-release.db"
+    with sqlite3.connect(path) as conn:  # the table as the first release made it (create_all, no Alembic)
+        conn.execute("CREATE TABLE cds_feedback (entry_key VARCHAR(64) PRIMARY KEY, service_id VARCHAR(100) NOT NULL,"
+                     " card_uuid VARCHAR(200) NOT NULL, outcome VARCHAR(20) NOT NULL, accepted_suggestions TEXT,"
+                     " override_reason_system VARCHAR(500), override_reason_code VARCHAR(200), override_comment TEXT,"
+                     " outcome_timestamp VARCHAR(40) NOT NULL, received_at DATETIME NOT NULL)")
+        conn.execute("INSERT INTO cds_feedback VALUES ('k1','her2-order-select','c1','accepted',NULL,NULL,NULL,NULL,"
+                     "'2026-01-01T00:00:00Z','2026-01-01 00:00:00')")
+    engine = make_engine(f"sqlite:///{path}")
+    assert revision(engine) is None
+    migrate(engine)
+    migrate(engine)  # idempotent
+    assert revision(engine) == "0002"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT card_uuid FROM cds_feedback")).scalars().all() == ["c1"]
+        assert conn.execute(sa.text("SELECT count(*) FROM cds_card_ledger")).scalar() == 0
+
+
+def test_postgresql_migrates_once_when_workers_start_together(pg_url):
+    admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    name = f"her2_mig_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = pg_url.rsplit("/", 1)[0] + "/" + name
+        engines = [make_engine(url) for _ in range(4)]
+        errors: list[Exception] = []
+
+        def run(engine):
+            try:
+                migrate(engine)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and {revision(e) for e in engines} == {"0002"}
+        for e in engines:
+            e.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
