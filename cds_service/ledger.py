@@ -188,6 +188,15 @@ class Ledger:
                 made += 1
         return made
 
+    def purge_in_background(self, retention_days: int) -> None:
+        """Purge once, off the request path (at start; each worker's start is often enough)."""
+        def run() -> None:
+            try:
+                self.purge(retention_days)
+            except Exception as exc:  # noqa: BLE001 - retried at the next start
+                self._miss("purge", exc)
+        threading.Thread(target=run, name="card-ledger-purge", daemon=True).start()
+
     def purge(self, retention_days: int, now: datetime | None = None) -> int:
         """Delete ledger rows (and expired snoozes) older than the retention period."""
         cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from .pathology import result_refs
+from .ruleset import EXTENSION_KEY, source_attributes
 from .terminology import Terminology
 
 # "{{codes:her2-ihc,er}}" in hooks/services.json: the system|code tokens of those value sets
@@ -32,11 +33,26 @@ def expand_template(template: str, ts: Terminology) -> str:
     return _CODES.sub(sub, template)
 
 
+TOPICS = ["her2-rescore", "tdxd-consideration", "ild-monitoring"]
+
+
+def value_set_versions(ts: Terminology) -> dict[str, str]:
+    """canonical URL -> version of every ValueSet in use; a site's local files are named beside it."""
+    by_id = {r["id"]: r for r in ts.resources.values() if r["resourceType"] == "ValueSet"}
+    out = {r["url"]: r.get("version", "unversioned") for r in by_id.values()}
+    for extra in ts.extras:
+        out[by_id[extra.value_set]["url"]] += f" + local file {extra.path.rsplit('/', 1)[-1]} ({extra.added} codes)"
+    return dict(sorted(out.items()))
+
+
 def published_services(services: dict[str, dict[str, Any]], ts: Terminology) -> dict[str, dict[str, Any]]:
-    """The service definitions with every `{{codes:...}}` token filled from the value sets."""
+    """The service definitions with every `{{codes:...}}` token filled from the value sets, and, as a CDS Hooks
+    extension, the rule-set version, the value-set versions and the HTI-1 source attributes."""
     out = copy.deepcopy(services)
+    versions = value_set_versions(ts)
     for svc in out.values():
         svc["prefetch"] = {k: expand_template(t, ts) for k, t in (svc.get("prefetch") or {}).items()}
+        svc.setdefault("extension", {})[EXTENSION_KEY] = {**source_attributes(TOPICS), "value_set_versions": versions}
     return out
 
 

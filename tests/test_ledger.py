@@ -220,3 +220,30 @@ def test_postgresql_migrates_once_when_workers_start_together(pg_url):
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --- versioned, attributable rules
+
+def test_discovery_carries_the_rule_set_version_and_hti1_source_attributes(settings_factory, tmp_path):
+    import json
+    local = tmp_path / "local-endocrine.json"
+    local.write_text(json.dumps({"resourceType": "ValueSet", "status": "active",
+                                 "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
+                                 "compose": {"include": [{"system": "urn:oid:1.2.3", "concept": [{"code": "L1"}]}]}}))
+    app = create_app(settings_factory(value_sets={"extra_files": [str(local)]}))
+    services = app.test_client().get("/cds-services").get_json()["services"]
+    assert len(services) == 3
+    for svc in services:
+        attrs = svc["extension"]["her2-cds.org/source-attributes"]
+        assert attrs["ruleset_version"] == RULESET_VERSION
+        for key in ("developer", "funding_source", "intended_population", "intended_users", "last_clinical_review"):
+            assert attrs[key]
+        assert set(attrs["intended_use"]) == {"her2-rescore", "tdxd-consideration", "ild-monitoring"}
+        citations = " ".join(attrs["citations"])
+        for doi in ("10.1056/NEJMoa2407086", "10.1056/NEJMoa2203690", "10.1200/JCO.22.02864"):
+            assert doi in citations
+        assert "BLA 761139" in citations and attrs["cautions"]
+        versions = attrs["value_set_versions"]
+        assert versions["http://her2-cds.org/fhir/ValueSet/tdxd"] in ("0.1.0", "0.2.0")
+        assert versions["http://her2-cds.org/fhir/ValueSet/endocrine-therapy"].endswith(
+            "+ local file local-endocrine.json (1 codes)")
