@@ -103,8 +103,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                                               "will retry on first feedback", type(exc).__name__)
     metrics = Metrics()
     ledger_cfg = settings.data.get("ledger") or {}
-    ledger = Ledger(store.engine, ledger_cfg, lambda what: metrics.ledger_misses.labels(what=what).inc()) \
-        if ledger_cfg.get("enabled", True) else None
+    ledger = Ledger(store.engine, ledger_cfg, lambda what: metrics.ledger_misses.labels(what=what).inc(),
+                    store.create_schema) if ledger_cfg.get("enabled", True) else None
     if ledger is not None:
         ledger.purge_in_background(int(ledger_cfg.get("retention_days", 730)))
     engine = Engine(settings, ledger)

@@ -67,8 +67,9 @@ class Ledger:
     """Records cards (asynchronously) and answers snooze questions (synchronously, failing open: a card that
     cannot be checked is shown)."""
 
-    def __init__(self, engine: Engine, cfg: dict[str, Any], on_miss: Any = None) -> None:
+    def __init__(self, engine: Engine, cfg: dict[str, Any], on_miss: Any = None, ensure_schema: Any = None) -> None:
         self.engine = engine
+        self._ensure = ensure_schema or (lambda: None)  # a database down at start is migrated on first use
         self.cfg = cfg
         self._on_miss = on_miss or (lambda what: None)
         self._queue: queue.Queue[Entry | None] = queue.Queue(QUEUE_SIZE)
@@ -87,6 +88,7 @@ class Ledger:
 
     def _site_key(self) -> bytes:
         """A random key kept in the database when no secret file is configured (start-up warns)."""
+        self._ensure()
         with self.engine.begin() as conn:
             conn.execute(_insert(self.engine, site).values(name="patient_key", value=secrets.token_hex(32))
                          .on_conflict_do_nothing(index_elements=["name"]))
@@ -129,6 +131,7 @@ class Ledger:
             rows = [asdict(e) for e in batch if e is not None]
             try:
                 if rows:
+                    self._ensure()
                     with self.engine.begin() as conn:
                         conn.execute(_insert(self.engine, ledger).on_conflict_do_nothing(
                             index_elements=["card_uuid"]), rows)
@@ -160,6 +163,7 @@ class Ledger:
             or_(and_(snoozes.c.until.is_not(None), snoozes.c.until > now),
                 and_(snoozes.c.until.is_(None), snoozes.c.evidence_digest == evidence_digest))).limit(1)
         try:
+            self._ensure()
             with self.engine.connect() as conn:
                 return conn.execute(query).first() is not None
         except Exception as exc:  # noqa: BLE001
@@ -200,6 +204,7 @@ class Ledger:
     def purge(self, retention_days: int, now: datetime | None = None) -> int:
         """Delete ledger rows (and expired snoozes) older than the retention period."""
         cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+        self._ensure()
         with self.engine.begin() as conn:
             n = conn.execute(delete(ledger).where(ledger.c.created_at < cutoff)).rowcount or 0
             conn.execute(delete(snoozes).where(snoozes.c.until.is_not(None), snoozes.c.until < cutoff))
