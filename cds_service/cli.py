@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, load
@@ -117,6 +118,26 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from datetime import date, timedelta
+
+    from .feedback_store import FeedbackStore
+    from .report import write_report
+
+    settings = load(args.config)
+    try:
+        until = date.fromisoformat(args.until) if args.until else date.today() + timedelta(days=1)
+        since = date.fromisoformat(args.since) if args.since else until - timedelta(days=35)
+    except ValueError as exc:
+        print(f"her2-cds report: dates are YYYY-MM-DD ({exc})", file=sys.stderr)
+        return 2
+    store = FeedbackStore(settings["storage"]["database_url"])
+    store.create_schema()
+    for path in write_report(store.engine, since, until, Path(args.out)):
+        print(path)
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -154,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print the derived facts, each rule's verdict criterion by criterion, and the codings "
                          "that matched no value set (text)")
     ev.set_defaults(func=_evaluate)
+    rp = sub.add_parser("report", help="the card ledger and feedback as report.html and CSV files")
+    rp.add_argument("--config", help="YAML configuration naming the database (default: $HER2_CDS_CONFIG)")
+    rp.add_argument("--since", help="first day, YYYY-MM-DD (default: 35 days before --until)")
+    rp.add_argument("--until", help="day after the last, YYYY-MM-DD (default: tomorrow)")
+    rp.add_argument("--out", required=True, help="directory for report.html and the CSV files")
+    rp.set_defaults(func=_report)
     sd = sub.add_parser("seed", help="load the example patients into a FHIR R4 server (one transaction Bundle)")
     sd.add_argument("--fhir-server", required=True, help="the server's base URL, e.g. http://localhost:8081/fhir")
     sd.add_argument("--wait", type=float, default=0, metavar="SECONDS",
