@@ -25,7 +25,7 @@ GUNICORN_LOGCONFIG: dict[str, Any] = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     "root": {"level": "INFO", "handlers": ["stderr"]},
     "loggers": {"gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-                "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True}},
+                "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True}},
 }
 
 

@@ -22,6 +22,7 @@ import sqlalchemy
 import yaml
 
 from .conftest import TEST_ISS
+from .fixtures import builders as b
 from .fixtures import patients
 from .helpers import hook_request, prefetch_from
 from .own_servers import OwnPostgres, OwnRedis, free_port
@@ -83,7 +84,8 @@ def stack(tmp_path: Path, jwks):
 
 def _client(base: str, make_token, stop: threading.Event, t0: float, out: list[Outcome], n: int) -> None:
     hook_path = "/cds-services/her2-order-select"
-    body = hook_request("order-select", prefetch=prefetch_from(patients.bell()))
+    order = b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")
+    body = hook_request("order-select", prefetch=prefetch_from(patients.bell()), draft_orders=[order])
     session = requests.Session()
     i = 0
     while not stop.is_set():
@@ -166,9 +168,13 @@ def test_32_clients_through_database_and_cache_restarts(stack, make_token):
     engine = sqlalchemy.create_engine(pg.url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
         stored = {r[0] for r in conn.execute(sqlalchemy.text("SELECT card_uuid FROM cds_feedback"))}
+        ledger_rows = conn.execute(sqlalchemy.text("SELECT count(*) FROM cds_card_ledger")).scalar()
     engine.dispose()
     assert len(acknowledged) > 300
     print(f"{len(acknowledged)} feedback entries acknowledged, {len(acknowledged & stored)} of them stored")
     assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged feedback entries lost"
+    hooks_answered = sum(o.kind == "hook" and o.status == 200 for o in out)
+    print(f"card ledger: {ledger_rows} rows for {hooks_answered} answered hook calls (one card each)")
+    assert hooks_answered * 0.5 < ledger_rows <= hooks_answered  # the ledger on PostgreSQL, minus outage misses
     log = log_path.read_text()
     assert "patient-declined" not in log and "Traceback" not in log
