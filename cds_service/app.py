@@ -93,7 +93,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     for name in ("request", "feedback", "response", "order-select.context",
                  "order-sign.context", "patient-view.context"):
         contracts.validator(name)  # load and check every schema at start, not on first use
-    replay = replay_cache_from_url(settings["storage"]["cache_url"])
+    replay = replay_cache_from_url(settings["storage"]["cache_url"],
+                                   max_entries=int(settings["storage"].get("memory_cache_max_entries", 200_000)))
     verifier = Verifier(settings.auth, replay)
     store = FeedbackStore(settings["storage"]["database_url"])
     try:

@@ -3,8 +3,10 @@ Redis when replicas must share them."""
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -34,30 +36,66 @@ class ReplayCache(Protocol):
         before it may have been used already and forgotten (a restart without persistence)."""
 
 
-class MemoryReplayCache:
-    """A per-process cache; enough for one worker, not for replicas."""
+class CacheFull(CacheUnavailable):
+    """Every remembered token is still unexpired and the cache holds its maximum: a new token cannot be
+    remembered, so it is refused (503, our side) rather than accepted unprovable."""
 
-    def __init__(self, max_entries: int = 200_000, refuse_when_full: bool = True) -> None:
+    label = "jti cache full"
+
+
+class MemoryReplayCache:
+    """A per-process cache; enough for one worker, not for replicas. Expired keys leave through a heap
+    ordered by expiry, a few at each call (amortised O(log n), never a rebuild under the lock); a new key is
+    refused only when the cache is full of unexpired ones."""
+
+    EVICT_PER_CALL = 64
+
+    def __init__(self, max_entries: int = 200_000, refuse_when_full: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._seen: dict[str, float] = {}
+        self._expiries: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._max = max_entries
         self._refuse_when_full = refuse_when_full
         self._epoch = time.time()  # this process's memory starts now
 
+    def _evict(self, now: float, limit: int | None) -> None:
+        """Drop expired keys, oldest first: at most `limit` (None: every expired one)."""
+        heap = self._expiries
+        while heap and heap[0][0] <= now and (limit is None or limit > 0):
+            expiry, key = heapq.heappop(heap)
+            if self._seen.get(key) == expiry:
+                del self._seen[key]
+            if limit is not None:
+                limit -= 1
+
     def first_use(self, key: str, ttl_seconds: int) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
+            self._evict(now, self.EVICT_PER_CALL)
             expiry = self._seen.get(key)
-            if expiry is not None and expiry > now:
+            if expiry is not None and expiry <= now:
+                del self._seen[key]  # expired but not yet evicted: it is new again
+            if key in self._seen:
                 return False
             if len(self._seen) >= self._max:
-                self._seen = {k: v for k, v in self._seen.items() if v > now}
-                if len(self._seen) >= self._max:
-                    if self._refuse_when_full:
-                        return False  # refuse rather than forget: a full cache cannot prove freshness
-                    self._seen.clear()
-            self._seen[key] = now + max(1, ttl_seconds)
+                self._evict(now, None)  # full: make room from every expired key first
+            if len(self._seen) >= self._max:
+                if self._refuse_when_full:
+                    raise CacheFull(f"{len(self._seen)} unexpired tokens remembered")
+                while self._expiries:  # a first-use memory that may forget: drop the oldest live key
+                    old_expiry, old_key = heapq.heappop(self._expiries)
+                    if self._seen.get(old_key) == old_expiry:
+                        del self._seen[old_key]
+                        break
+            expiry = now + max(1, ttl_seconds)
+            self._seen[key] = expiry
+            heapq.heappush(self._expiries, (expiry, key))
             return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def ping(self) -> bool:
         return True
@@ -104,9 +142,9 @@ class RedisReplayCache:
             return False
 
 
-def from_url(url: str, namespace: str = "jti") -> ReplayCache:
-    """The jti cache (refuses when full), or another first-use memory under its own namespace
-    (forgets when full)."""
+def from_url(url: str, namespace: str = "jti", max_entries: int = 200_000) -> ReplayCache:
+    """The jti cache (refuses when full of unexpired tokens), or another first-use memory under its own
+    namespace (forgets its oldest key when full)."""
     if url.startswith(("redis://", "rediss://")):
         return RedisReplayCache(url, namespace)
-    return MemoryReplayCache(refuse_when_full=namespace == "jti")
+    return MemoryReplayCache(max_entries=max_entries, refuse_when_full=namespace == "jti")

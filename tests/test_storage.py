@@ -41,11 +41,57 @@ def test_redis_replay_cache_is_shared_between_instances(redis_url):
     assert b.first_use(key, 30) is False
 
 
-def test_memory_replay_cache_expires_and_refuses_when_full():
-    cache = MemoryReplayCache(max_entries=2)
+class Clock:
+    """Time that a test moves on (the cache reads it through its `clock`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_replay_cache_forgets_expired_keys_and_refuses_only_when_full_of_live_ones():
+    from cds_service.replay_cache import CacheFull
+    clock = Clock()
+    cache = MemoryReplayCache(max_entries=2, clock=clock)
     assert cache.first_use("a", 60) and cache.first_use("b", 60)
-    assert cache.first_use("a", 60) is False
-    assert cache.first_use("c", 60) is False  # full of live entries: refuse rather than forget
+    assert cache.first_use("a", 60) is False  # a replay
+    with pytest.raises(CacheFull):
+        cache.first_use("c", 60)  # full of live entries: refuse rather than forget
+    clock.now += 61
+    assert cache.first_use("c", 60) and cache.first_use("a", 60)  # a and b expired: room, and a is new again
+    assert len(cache) == 2
+
+
+def test_a_full_cache_never_refuses_while_expired_keys_remain_and_evicts_without_rebuilding():
+    """200,000 keys, half of them expired: every new token is accepted and the expired keys are gone (the old
+    code refused every token once full, and rebuilt its dict under the lock on each call)."""
+    from cds_service.replay_cache import CacheFull
+    clock = Clock()
+    cache = MemoryReplayCache(max_entries=200_000, clock=clock)
+    for i in range(100_000):
+        cache.first_use(f"old-{i}", 10)
+    clock.now += 5
+    for i in range(100_000):
+        cache.first_use(f"live-{i}", 600)
+    clock.now += 6  # the old half has expired; the cache is full
+    assert all(cache.first_use(f"new-{i}", 600) for i in range(100_000))
+    assert len(cache) == 200_000  # the expired half made room, one key at a time
+    assert cache.first_use("live-7", 600) is False  # a live one is still a replay
+    with pytest.raises(CacheFull):
+        cache.first_use("one-more", 600)  # now full of unexpired keys only
+
+
+def test_a_full_jti_cache_is_a_503_on_our_side_and_a_metric(settings_factory, make_token, jwks):
+    from .conftest import PUBLIC_BASE, TEST_ISS
+    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                                      public_base_url=PUBLIC_BASE, storage={"memory_cache_max_entries": 2})
+                     ).test_client()
+    auth = [{"Authorization": f"Bearer {make_token(PUBLIC_BASE + '/cds-services')}"} for _ in range(3)]
+    statuses = [app.get("/cds-services", headers=h) for h in auth]
+    assert [r.status_code for r in statuses] == [200, 200, 503] and statuses[2].headers["Retry-After"] == "2"
+    assert 'her2cds_auth_failures_total{reason="jti cache full"} 1.0' in app.get("/metrics").get_data(as_text=True)
 
 
 def test_two_app_instances_share_replay_cache_via_redis(settings_factory, make_token, jwks, redis_url):
