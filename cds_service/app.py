@@ -11,6 +11,7 @@ import math
 import time
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, request
 
 from . import contracts
@@ -32,8 +33,7 @@ RETRY_AFTER_SECONDS = "2"  # a 503 for a database or cache outage: we recover wi
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
-                    mimetype="application/json", headers=headers)
+    return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
 
 
 def _error(status: int, message: str, problems: list[contracts.Problem] | None = None,
@@ -73,6 +73,10 @@ def _read_json() -> Any:
     raw = request.get_data(cache=False)
     if not raw:
         raise BadBody("the request body is empty; a JSON object is required")
+    try:
+        return orjson.loads(raw)  # strict: no NaN, Infinity, overflow, lone surrogate or depth over 1024
+    except orjson.JSONDecodeError:
+        pass  # the standard parser, slower, says precisely what is wrong
     try:
         return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except NonFinite as exc:
@@ -319,3 +323,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     gc.freeze()  # start-up objects (schemas, models, value sets) leave the collector's scans: faster requests
     return app
+
+
+def serving_app(settings: Settings | None = None) -> Flask:
+    """The app as a server process runs it: built, then warmed by one shipped example (after gunicorn's fork,
+    in each worker), so that no real request pays for cold caches."""
+    app = create_app(settings)
+    seconds = app.extensions["her2_cds"]["engine"].warm()
+    gc.freeze()  # what the warm-up built stays out of the collector's scans too
+    logging.getLogger("her2_cds").info("warmed up in %.0f ms", seconds * 1000)
+    return app
+

@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: /metrics then adds up every worker's counts
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
-    from .app import create_app
+    from .app import serving_app
     from .logs import configure
     from .startup import banner
 
@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
-        return _gunicorn(lambda: create_app(settings), args, metrics_dir)
+        return _gunicorn(lambda: serving_app(settings), args, metrics_dir)
     log.warning("this is werkzeug's development server, for trying the service on one machine: in production "
                 "run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (README \"Security\")")
     from werkzeug.serving import WSGIRequestHandler, run_simple
@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
         def log_request(self, *_: Any) -> None:
             """The audit logger already writes one JSON line per request."""
 
-    run_simple(args.host, args.port, create_app(settings), threaded=True, use_reloader=False,
+    run_simple(args.host, args.port, serving_app(settings), threaded=True, use_reloader=False,
                request_handler=_Quiet)
     return 0
 

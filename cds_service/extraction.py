@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.medication import Medication
@@ -100,9 +100,9 @@ def validated(resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | No
     if model is None:
         return resource
     try:
-        key = hashlib.blake2b(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode(),
-                              digest_size=20).digest()
-    except (TypeError, ValueError, RecursionError):
+        # unsorted: the same chart resent by the EHR serialises the same way (a reordered one is only a miss)
+        key = hashlib.blake2b(orjson.dumps(resource), digest_size=20).digest()
+    except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
         key = None
     cached = _VERDICTS.get(key) if key else None
     if cached is None:

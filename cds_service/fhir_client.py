@@ -118,8 +118,9 @@ class FhirClient:
     """GET searches and reads against an allow-listed FHIR server; never raises on I/O."""
 
     def __init__(self, allowed_servers: list[str], timeout: float, max_pages: int,
-                 bytes_per_request: int = 20_000_000, per_server: int = 32) -> None:
+                 bytes_per_request: int = 20_000_000, per_server: int = 32, merge_queries: bool = True) -> None:
         self.allowed = list(allowed_servers)
+        self.merge_queries = merge_queries  # Observation searches by code merged into one (gathering.py)
         self.timeout = timeout
         self.max_pages = max_pages
         self.bytes_per_request = bytes_per_request

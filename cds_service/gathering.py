@@ -149,15 +149,77 @@ def _collect(out: Gathered, key: str, fut: Future[FetchResult], deadline: float)
     return res
 
 
+MERGED_URL_LIMIT = 4000  # characters of a merged Observation query; longer ones stay apart
+_OBS_BY_CODE = re.compile(r"^Observation\?patient=([^&]+)&code=([^&]+)((?:&_include=[^&]+)*)$")
+
+
+@dataclass
+class MergedQuery:
+    """One Observation search serving several keys: each key's code tokens, and the keys that asked for
+    `_include`d resources (they get every included resource)."""
+
+    query: str
+    codes: dict[str, set[str]]
+    includes: set[str]
+
+
+def merge_observation_queries(to_fetch: dict[str, str]) -> list[MergedQuery]:
+    """Observation searches by patient and code (and `_include`), merged into one query per patient
+    (`code=a,b,c`): a FHIR server that answers one request at a time then costs one round trip, not four.
+    The answer is split locally by each key's codes."""
+    groups: dict[str, dict[str, tuple[list[str], list[str]]]] = {}
+    for key, query in to_fetch.items():
+        m = _OBS_BY_CODE.match(query)
+        if m:
+            includes = [p for p in m.group(3).split("&") if p]
+            groups.setdefault(m.group(1), {})[key] = (m.group(2).split(","), includes)
+    merged = []
+    for patient, keys in groups.items():
+        if len(keys) < 2:
+            continue
+        union = list(dict.fromkeys(t for tokens, _ in keys.values() for t in tokens))
+        includes = list(dict.fromkeys(i for _, incs in keys.values() for i in incs))
+        query = f"Observation?patient={patient}&code={','.join(union)}" + "".join(f"&{i}" for i in includes)
+        if len(query) <= MERGED_URL_LIMIT:
+            merged.append(MergedQuery(query, {k: set(v[0]) for k, v in keys.items()},
+                                      {k for k, v in keys.items() if v[1]}))
+    return merged
+
+
+def _tokens(resource: dict[str, Any]) -> set[str]:
+    """system|code of each coding of an Observation's code and its components' codes (what `code=` matches)."""
+    concepts = [resource.get("code")] + [c.get("code") for c in resource.get("component") or [] if isinstance(c, dict)]
+    return {f"{c.get('system')}|{c.get('code')}" for cc in concepts if isinstance(cc, dict)
+            for c in cc.get("coding") or [] if isinstance(c, dict)}
+
+
 def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str], base: str, client: FhirClient,
            token: str | None, deadline: float, budget: ByteBudget) -> None:
-    """The missing keys and the remaining pages of paged ones, in parallel, within the deadline."""
-    futures = {key: client.submit(base + query, token, deadline, base, budget) for key, query in to_fetch.items()}
+    """The missing keys and the remaining pages of paged ones, in parallel, within the deadline; Observation
+    searches merged into one query (split locally by each key's codes) when client.merge_queries."""
+    merged = merge_observation_queries(to_fetch) if client.merge_queries else []
+    served = {key for m in merged for key in m.codes}
+    futures = {key: client.submit(base + query, token, deadline, base, budget)
+               for key, query in to_fetch.items() if key not in served}
     futures.update({key: client.submit(url, token, deadline, base, budget) for key, url in to_continue.items()})
+    merged_futures = [(client.submit(base + m.query, token, deadline, base, budget), m) for m in merged]
     for key, fut in futures.items():
         res = _collect(out, key, fut, deadline)
         if res.error:
             out.unavailable[key] = res.error
         elif res.truncated:
             out.unavailable[key] = "more pages than this service follows; later pages not read"
+    for fut, m in merged_futures:
+        shared = Gathered()
+        res = _collect(shared, "merged", fut, deadline)
+        out.fallback_calls += shared.fallback_calls
+        out.fallback_errors += shared.fallback_errors
+        found = shared.by_key.get("merged", [])
+        for key, codes in m.codes.items():
+            out.by_key[key] = [r for r in found if (_tokens(r) & codes if r.get("resourceType") == "Observation"
+                                                    else key in m.includes)]
+            if res.error:
+                out.unavailable[key] = res.error
+            elif res.truncated:
+                out.unavailable[key] = "more pages than this service follows; later pages not read"
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from . import contracts
 from .cards import render
 from .config import Settings
@@ -19,6 +21,7 @@ from .facts import Facts, derive
 from .fhir_client import FhirClient
 from .gathering import Gathered, gather
 from .ledger import Entry, Ledger
+from .paths import hooks_dir
 from .prefetch import published_services
 from .replay_cache import CacheUnavailable
 from .replay_cache import from_url as memory_from_url
@@ -57,7 +60,7 @@ class Engine:
         fhir = settings.fhir
         self.client = FhirClient(fhir["allowed_servers"], float(fhir["timeout_seconds"]),
                                  int(fhir.get("max_pages", 20)), int(fhir.get("max_bytes_per_request", 20_000_000)),
-                                 int(fhir.get("max_workers", 32)))
+                                 int(fhir.get("max_workers", 32)), bool(fhir.get("merge_observation_queries", True)))
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
         self.services = published_services(contracts.services(), self.terminology)
@@ -95,7 +98,7 @@ class Engine:
         cards, entries, held, held_topics = [], [], {}, []
         for card, info in zip(rendered, meta, strict=True):
             why = ("shadow" if info["mode"] == "shadow" else "repeat" if id(card) not in kept_ids else
-                   "snooze" if card["indicator"] == "info" and self.ledger
+                   "snooze" if card["indicator"] == "info" and self.ledger and self.settings.cards.get("snooze")
                    and self.ledger.snoozed(patient_hash, info["topic"], info["digest"]) else None)
             if why:
                 held[why] = held.get(why, 0) + 1
@@ -119,6 +122,22 @@ class Engine:
                        failed_topics=failed_topics, repeats_left_out=held.get("repeat", 0), held_back=held,
                        held_topics=held_topics,
                        explanation=explanation)
+
+    def warm(self) -> float:
+        """Run one shipped example through the whole path (schemas, value-set indexes and regexes, FHIR models,
+        rules, rendering) so that a fresh worker's first real request is not the one that pays for it.
+        Nothing is recorded: no ledger row, no repeat memory. Returns the seconds it took."""
+        started = time.perf_counter()
+        example = hooks_dir() / "examples" / "bell.order-select-ribociclib.json"
+        request = json.loads(example.read_text("utf-8"))
+        service = self.services["her2-order-select"]
+        contracts.check_request(service, request)
+        gathered = gather(request, service.get("prefetch", {}), self.client, time.monotonic() + 5, False)
+        facts = derive(gathered.all_resources(), request["context"], self.terminology,
+                       datetime.now(timezone.utc).date())
+        for card in self.cards_for(facts, "order-select", "warm-up"):
+            orjson.dumps(card)
+        return time.perf_counter() - started
 
     def cards_for(self, facts: Facts | None, hook: str, patient_id: str, failed: list[str] | None = None,
                   meta: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
@@ -182,12 +183,32 @@ class GroupIndex:
 class Terminology:
     """All value sets by id; match CodeableConcepts by code first, then by text."""
 
+    MEMO_SIZE = 100_000
+
     def __init__(self, matchers: dict[str, ValueSetMatcher], resources: dict[str, dict[str, Any]],
                  extras: list[ExtraFile] | None = None) -> None:
         self.sets = matchers
         self.resources = resources
         self.extras = extras or []
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
+        self._memo: dict[tuple[Any, ...], Any] = {}  # verdicts by concept: a chart resends the same concepts
+
+    def _memoised(self, kind: str, vs: Any, cc: Any, compute: Callable[[], Any]) -> Any:
+        """The verdict on a concept, computed once per process (the value sets do not change while it runs).
+        Bounded: emptied when it holds MEMO_SIZE verdicts. Concepts that cannot be serialised are not kept."""
+        try:
+            key = (kind, vs, orjson.dumps(cc))
+        except (TypeError, orjson.JSONEncodeError):
+            return compute()
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        value = compute()
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = value
+        return value
 
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
         index = self._groups.get(vs_ids)
@@ -208,6 +229,12 @@ class Terminology:
 
     def match(self, vs_id: str, cc: Any, extra_text: Iterable[str] = ()) -> Match | None:
         """By code first; failing that, by the concept's words (and extra_text)."""
+        extra_text = tuple(extra_text)
+        if extra_text:
+            return self._match(vs_id, cc, extra_text)
+        return self._memoised("match", vs_id, cc, lambda: self._match(vs_id, cc, ()))
+
+    def _match(self, vs_id: str, cc: Any, extra_text: tuple[str, ...]) -> Match | None:
         hit = self.match_code(vs_id, cc)
         if hit is not None:
             return hit
@@ -245,6 +272,11 @@ class Terminology:
     def match_any(self, vs_ids: Iterable[str], cc: Any) -> Match | None:
         """The first value set that has one of cc's codes; failing that, the first that names it."""
         vs_ids = tuple(vs_ids)
+        if not isinstance(cc, dict):
+            return None
+        return self._memoised("any", vs_ids, cc, lambda: self._match_any(vs_ids, cc))
+
+    def _match_any(self, vs_ids: tuple[str, ...], cc: Any) -> Match | None:
         if not self.group(vs_ids).could_match(cc):
             return None
         for c in codings(cc):
@@ -263,6 +295,9 @@ class Terminology:
 
     def classify_drug(self, cc: Any) -> Match | None:
         """The drug class (first match in DRUG_CLASSES order) and the ingredient's name."""
+        return self._memoised("drug", None, cc, lambda: self._classify_drug(cc))
+
+    def _classify_drug(self, cc: Any) -> Match | None:
         hit = self.match_any(DRUG_CLASSES, cc)
         if hit:
             name = self.sets[hit.value_set].ingredient(hit.canonical)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from .app import create_app
+from .app import serving_app
 from .config import load
 from .logs import configure
 
 settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
 configure(settings["logging"]["level"])
-app = create_app(settings)
+app = serving_app(settings)

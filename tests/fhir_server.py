@@ -8,7 +8,8 @@ a transaction Bundle posted to the base (PUT `Type/id` entries: create or replac
 transaction-response Bundle back), `GET /metadata`, and a control endpoint (`POST /_control`)
 that loads resources and injects faults:
 delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
-to another host, a `Set-Cookie` on every answer, a body trickled a byte at a time.
+to another host, a `Set-Cookie` on every answer, a body trickled a byte at a time, one request
+answered at a time (`serial`, like a single-threaded server).
 `GET /_log` returns what it was asked (paths and whether a token came).
 
 Run: python tests/fhir_server.py [--port 0]   (prints "PORT <n>" when ready)
@@ -27,7 +28,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 STATE: dict[str, Any] = {"resources": [], "delay": 0.0, "status": 200, "html": False,
                          "next": "normal", "page_size": 3, "log": [], "include_results": True,
-                         "set_cookie": False, "trickle": 0.0}
+                         "set_cookie": False, "trickle": 0.0, "serial": False}
+SERIAL = threading.Lock()  # held while answering when STATE["serial"]: a server that answers one request at a time
 LOCK = threading.Lock()
 
 
@@ -99,7 +101,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 if "reset" in data:
                     STATE.update(delay=0.0, status=200, html=False, next="normal", page_size=3, log=[],
-                                 include_results=True, set_cookie=False, trickle=0.0)
+                                 include_results=True, set_cookie=False, trickle=0.0, serial=False)
                 STATE.update({k: v for k, v in data.items() if k != "reset"})
             self._send(200, b"{}", "application/json")
         elif self.path in ("/", "") and data.get("resourceType") == "Bundle" and data.get("type") == "transaction":
@@ -130,6 +132,13 @@ class Handler(BaseHTTPRequestHandler):
                                     "entry": out}).encode())
 
     def do_GET(self) -> None:  # noqa: N802
+        if STATE["serial"]:
+            with SERIAL:
+                self._get()
+        else:
+            self._get()
+
+    def _get(self) -> None:
         parts = urlsplit(self.path)
         if parts.path == "/_log":
             with LOCK:

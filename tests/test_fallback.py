@@ -91,7 +91,7 @@ def test_fallback_queries_run_in_parallel(app_for, fhir_server):
     elapsed = time.perf_counter() - started
     keys = len(empty_prefetch())
     assert resp.status_code == 200
-    assert len(fhir_server.log()) == keys
+    assert len(fhir_server.log()) == keys - 3  # the four Observation searches by code go as one
     assert elapsed < 0.3 * 2, f"{keys} queries of 0.3 s took {elapsed:.2f} s: not all in parallel"
 
 
@@ -186,7 +186,8 @@ def test_token_never_logged(app_for, fhir_server, caplog):
     text = caplog.text
     assert TOKEN not in text
     records = [json.loads(formatter().format(r)) for r in caplog.records if r.name == "her2_cds.audit"]
-    assert records and records[-1]["status"] == 200 and records[-1]["fallback_calls"] == len(empty_prefetch())
+    merged = 3  # the four Observation keys go as one query
+    assert records and records[-1]["status"] == 200 and records[-1]["fallback_calls"] == len(empty_prefetch()) - merged
 
 
 def test_real_socket_round_trip(app_for, fhir_server, live_server):
@@ -362,3 +363,30 @@ def test_a_slow_server_never_takes_the_threads_another_server_needs(fhir_server,
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+def test_observation_searches_are_merged_and_split_by_each_keys_codes(settings_factory, fhir_server):
+    """One `Observation?code=a,b,c` query serves the HER2, receptor, disease-status and renal keys; its answer is
+    split locally by code, and the specimens it includes go to the key that asked for them."""
+    from .fixtures import builders as b
+    her2, er, egfr = b.her2_ihc("1+", "2025-01-01"), b.receptor("ER", 90, "2025-01-01"), b.observation(
+        b.cc(b.LOINC, "33914-3", "eGFR"), "2025-02-01", valueQuantity={"value": 50, "unit": "mL/min"})
+    specimen = {"resourceType": "Specimen", "id": "sp1", "subject": b.subject()}
+    her2["specimen"] = {"reference": "Specimen/sp1"}
+    other = b.observation(b.cc(b.LOINC, "2339-0", "Glucose"), "2025-01-01")
+    fhir_server.reset([b.patient(), her2, er, egfr, specimen, other], page_size=50)
+    results = {}
+    for merge in (True, False):
+        fhir_server.control(log=[])
+        app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base],
+                                                "merge_observation_queries": merge}))
+        gathered = _gather(app, _request(fhir_server.base))
+        obs_queries = [e["path"] for e in fhir_server.log() if e["path"].startswith("/Observation")]
+        results[merge] = {k: sorted(r["id"] for r in v) for k, v in gathered.by_key.items()}
+        assert len(obs_queries) == (1 if merge else 4)
+    assert results[True] == results[False]
+    assert results[True]["her2Observations"] == sorted([her2["id"], "sp1"])
+    assert results[True]["receptorObservations"] == [er["id"]]
+    assert results[True]["renalFunction"] == [egfr["id"]]
+    assert results[True]["diseaseStatus"] == []
+

@@ -154,12 +154,13 @@ def test_32_clients_through_database_and_cache_restarts(stack, make_token):
         assert any(o.status == 503 for o in during if _affected(server, o.kind)), f"the {server} outage had no effect"
         if server == "postgres":
             hooks = [o for o in during if o.kind == "hook"]
-            assert hooks and all(o.status == 200 for o in hooks), "hook calls need no database"
+            bad = [(round(o.sent - went, 2), o.status) for o in hooks if o.status != 200]
+            assert hooks and not bad, f"hook calls need no database; {len(bad)} of {len(hooks)} failed: {bad[:10]}"
         following = [w for w in windows if w[1] > back]
         until = following[0][1] - IN_FLIGHT if following else SECONDS + 60
         late = [o for o in out if back + RECOVERY <= o.sent < until and o.status != 200]
-        assert not late, f"{len(late)} errors more than {RECOVERY} s after {server} came back (first at " \
-                         f"{min(o.sent for o in late) - back:.2f} s)"
+        assert not late, f"{len(late)} errors more than {RECOVERY} s after {server} came back: " \
+                         f"{[(round(o.sent - back, 2), o.kind, o.status) for o in late[:10]]}"
     outside = [o for o in errors if not any(w - IN_FLIGHT <= o.sent <= b + RECOVERY for _, w, b in windows)]
     assert not outside, f"{len(outside)} errors outside any outage"
 

@@ -1,9 +1,15 @@
-"""Benchmark over real HTTP to gunicorn (2 workers x 4 threads): latency p50/p99 and throughput of
-an order-select with 300 and with 5,000 prefetched resources, against a baseline endpoint on the
-same server that only parses the JSON body and returns a fixed card; then the end-to-end time of a
-request whose 6 missing prefetch keys are fetched from a FHIR server that takes 200 ms per query.
+"""The service as production runs it, against a bare Flask app on the same gunicorn settings, in one run.
 
-    .venv/bin/python -m tests.benchmarks.bench_http [--duration 60] [--connections 32]
+    .venv/bin/python -m tests.benchmarks.bench_http [--reps 3] [--seconds 10] [--sizes 300]
+
+- Service: `gunicorn -c python:cds_service.gunicorn_conf cds_service.wsgi:app` (2 workers x 4 threads),
+  authentication on (ES384, an inline key), the card ledger on (SQLite), one pre-signed token per request
+  (a pool, so no jti repeats), an order-select whose prefetch is built from the service's own templates
+  (every resource of a kind a template asks for: tests/benchmarks/generate.prefetch_chart).
+- Baseline: tests/benchmarks/baseline_app.py (parse the body, return a fixed card) on the same settings.
+- wrk with 1 and 16 connections, service and baseline interleaved, repeated; the spread is reported.
+- Then: the first request of a fresh worker; microseconds per resource at 1k, 5k and 20k resources; the
+  RSS of each worker before and after the runs.
 
 Needs `wrk` (Debian package wrk). Traffic stays on 127.0.0.1."""
 
@@ -20,15 +26,42 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
+import jwt
 import requests
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..fixtures import builders as b
 from ..helpers import hook_request, prefetch_from
-from .generate import chart
+from .generate import prefetch_chart
 
-HERE = Path(__file__).resolve().parent
+PATH = "/cds-services/her2-order-select"
+PUBLIC = "https://cds.bench.example"
+ISS = "https://ehr.bench.example"
+LUA = """
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  tokens = {}
+  for line in io.lines("%(tokens)s") do tokens[#tokens + 1] = line end
+  local f = io.open("%(body)s", "rb")
+  body = f:read("*all")
+  f:close()
+  idx = id
+end
+function request()
+  idx = idx + %(threads)d
+  local t = tokens[(idx %% #tokens) + 1]
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json",
+                                          ["Authorization"] = "Bearer " .. t}, body)
+end
+"""
 
 
 def _port() -> int:
@@ -38,7 +71,7 @@ def _port() -> int:
 
 
 def _wait(url: str) -> None:
-    for _ in range(200):
+    for _ in range(300):
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
@@ -46,11 +79,6 @@ def _wait(url: str) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
-
-
-def _request(n: int) -> dict:
-    draft = b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")
-    return hook_request("order-select", prefetch=prefetch_from(chart(n)), draft_orders=[draft])
 
 
 def _ms(text: str) -> float:
@@ -61,103 +89,154 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}[unit]
 
 
-def wrk(url: str, body_file: Path, duration: int, connections: int) -> dict:
-    lua = body_file.with_suffix(".lua")
-    lua.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                   f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n')
-    cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    if not re.search(r"99%\s+\S+", out):
+def parse_wrk(out: str) -> dict[str, float]:
+    """p50/p99 from the --latency distribution (lines that start with the percentile: the "+/- Stdev" column
+    of the thread statistics also holds a percentage and must not be read), req/s, requests, errors."""
+    dist = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)$", out, re.M)) or dict(re.findall(r"^\s+(50|99)%\s+(\S+)$",
+                                                                                          out, re.M))
+    if set(dist) != {"50", "99"}:
         raise RuntimeError(f"wrk gave no latency distribution:\n{out}")
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     sock = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return {"p50": p50, "p99": p99, "rps": rps, "requests": total, "errors": non2xx + sock}
+    return {"p50": _ms(dist["50"]), "p99": _ms(dist["99"]),
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)), "errors": non2xx + sock}
 
 
-def _settle(base: str) -> None:
-    """Wait until the server has drained what the previous run queued."""
-    for _ in range(600):
-        t = time.perf_counter()
-        try:
-            requests.get(base + "/healthz", timeout=5)
-        except requests.RequestException:
-            pass
-        if time.perf_counter() - t < 0.02:
-            time.sleep(1)
-            return
-        time.sleep(0.5)
+class Tokens:
+    """Pre-signed ES384 tokens, a fresh jti each, written to a file wrk reads."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, tmp: Path) -> None:
+        self.key, self.tmp, self.n = key, tmp, 0
+
+    def file(self, count: int) -> Path:
+        now = int(time.time())
+        self.n += 1
+        path = self.tmp / f"tokens-{self.n}.txt"
+        path.write_text("\n".join(jwt.encode({"iss": ISS, "aud": PUBLIC + PATH, "iat": now, "exp": now + 3000,
+                                              "jti": uuid.uuid4().hex}, self.key, algorithm="ES384",
+                                             headers={"kid": "bench"}) for _ in range(count)) + "\n")
+        return path
+
+
+def wrk(base: str, body: Path, tokens: Path, seconds: int, connections: int) -> dict[str, float]:
+    threads = min(2, connections)
+    lua = body.with_suffix(f".{connections}.lua")
+    lua.write_text(LUA % {"tokens": tokens, "body": body, "threads": threads, "path": PATH})
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),
+                          base + PATH], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def _gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {**env, "HER2_CDS_BIND": f"127.0.0.1:{port}", "HER2_CDS_WORKERS": "2", "HER2_CDS_THREADS": "4"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf", app],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _rss_mb(master: int) -> list[float]:
+    kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+    out = []
+    for pid in kids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        out.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
+    return sorted(out)
+
+
+def _request(n: int) -> dict:
+    draft = b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")
+    return hook_request("order-select", prefetch=prefetch_from(prefetch_chart(n)), draft_orders=[draft])
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=60)
-    ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--sizes", default="300,5000", help="prefetched resources per request, comma-separated")
-    ap.add_argument("--latency-duration", type=int, default=15, help="seconds of the 1-connection runs")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--sizes", default="300", help="resources per request for the ratio runs")
+    ap.add_argument("--scale", default="1000,5000,20000", help="resources per request for the per-resource cost")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp(prefix="her2-bench-"))
-    fhir = subprocess.Popen([sys.executable, str(HERE.parent / "fhir_server.py"), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
-    fhir_base = f"http://127.0.0.1:{int(fhir.stdout.readline().split()[1])}"
-    port = _port()
-    env = {**os.environ, "HER2_CDS_BIND": f"127.0.0.1:{port}", "HER2_CDS_WORKERS": "2", "HER2_CDS_THREADS": "4",
-           "BENCH_DB": f"sqlite:///{tmp}/f.db", "BENCH_FHIR": fhir_base, "HER2_CDS_CONFIG": ""}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf",
-                               "tests.benchmarks.bench_wsgi:app"], env=env, cwd=Path.cwd(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = dict(json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), kid="bench", alg="ES384")
+    cfg = {"public_base_url": PUBLIC, "auth": {"required": True, "issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]},
+           "storage": {"database_url": f"sqlite:///{tmp}/bench.db"}, "limits": {"max_body_bytes": 60_000_000},
+           "logging": {"level": "WARNING"}}
+    (tmp / "bench.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "HER2_CDS_CONFIG": str(tmp / "bench.yaml")}
+    sport, bport = _port(), _port()
+    service, baseline = (_gunicorn("cds_service.wsgi:app", sport, env),
+                         _gunicorn("tests.benchmarks.baseline_app:app", bport, env))
+    sbase, bbase = f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}"
+    tokens = Tokens(key, tmp)
     try:
-        _wait(base + "/healthz")
-        print(f"gunicorn 2 workers x 4 threads, wrk 2 threads, {args.connections} connections, "
-              f"{args.duration} s per run, {os.cpu_count()} cores\n")
-        print(f"{'resources':>9} {'clients':>7} {'endpoint':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
-              f"{'requests':>9} {'errors':>7}")
-        runs = [(int(n), conns, secs) for n in args.sizes.split(",") if n
-                for conns, secs in ((1, args.latency_duration), (args.connections, args.duration))]
-        for n, conns, secs in runs:
+        _wait(sbase + "/healthz")
+        _wait(bbase + "/healthz")
+        body = tmp / "req-300.json"
+        body.write_text(json.dumps(_request(300)))
+        first = []
+        for _ in range(2):  # one request per fresh worker (round robin is not guaranteed: the slower one counts)
+            t = time.perf_counter()
+            resp = requests.post(sbase + PATH, data=body.read_bytes(), timeout=30, headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {tokens.file(1).read_text().strip()}"})
+            first.append((time.perf_counter() - t) * 1000)
+            assert resp.status_code == 200 and resp.json()["cards"], resp.text[:300]
+        rss_before = _rss_mb(service.pid)
+        print(f"{os.cpu_count()} cores; gunicorn 2 workers x 4 threads; {args.seconds} s per wrk run; "
+              f"{args.reps} repetitions, service and baseline interleaved\n")
+        print(f"first requests after start: {first[0]:.1f} ms, {first[1]:.1f} ms")
+        results: dict[tuple[int, int, str], list[dict[str, float]]] = {}
+        total = 0
+        for n in [int(x) for x in args.sizes.split(",") if x]:
             body = tmp / f"req-{n}.json"
             body.write_text(json.dumps(_request(n)))
-            check = requests.post(base + "/cds-services/her2-order-select", data=body.read_bytes(),
-                                  headers={"Content-Type": "application/json"}, timeout=30)
-            assert check.status_code == 200 and check.json()["cards"], check.text[:300]
-            results = {}
-            for name, path in (("service", "/cds-services/her2-order-select"), ("baseline", "/baseline")):
-                _settle(base)
-                r = results[name] = wrk(base + path, body, secs, conns)
-                print(f"{n:>9} {conns:>7} {name:>9} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>8.1f} "
-                      f"{r['requests']:>9} {r['errors']:>7}", flush=True)
-            s, bl = results["service"], results["baseline"]
-            ratio = [f"{s[k] / bl[k]:>7.2f}x" if bl[k] else "    n/a" for k in ("p50", "p99", "rps")]
-            print(f"{n:>9} {conns:>7} {'ratio':>9} {ratio[0]} {ratio[1]} {ratio[2]}", flush=True)
-        # FHIR fallback: 6 missing keys, 200 ms per query, in parallel
-        resources = chart(300)
-        requests.post(f"{fhir_base}/_control", json={"reset": True, "resources": resources, "delay": 0.2,
-                                                     "page_size": 1000}, timeout=5).raise_for_status()
-        body = hook_request("order-select", prefetch=prefetch_from(resources), fhirServer=fhir_base,
-                            draft_orders=[b.med_request("capecitabine", "2026-11-25", status="draft", id="d")])
-        for key in ("conditions", "procedures", "medicationStatements", "medicationRequests",
-                    "medicationAdministrations", "her2Observations"):
-            del body["prefetch"][key]
-        _settle(base)  # the last wrk run may have left requests queued
-        times = []
-        for _ in range(20):
-            t = time.perf_counter()
-            resp = requests.post(base + "/cds-services/her2-order-select", json=body, timeout=10)
-            times.append((time.perf_counter() - t) * 1000)
-            assert resp.status_code == 200
-        times.sort()
-        print(f"\nFHIR fallback, 6 queries x 200 ms: p50 {statistics.median(times):.1f} ms, "
-              f"max {times[-1]:.1f} ms over 20 requests (sequential sum would be 1200 ms)")
+            for rep in range(args.reps):
+                for conns in (1, 16):
+                    order = ("service", "baseline") if rep % 2 == 0 else ("baseline", "service")
+                    for name in order:
+                        base = sbase if name == "service" else bbase
+                        pool = tokens.file(args.seconds * (700 if conns > 1 else 500))
+                        r = wrk(base, body, pool, args.seconds, conns)
+                        total += r["requests"] if name == "service" else 0
+                        results.setdefault((n, conns, name), []).append(r)
+                        print(f"  {n} resources, {conns:>2} clients, {name:>8}: p50 {r['p50']:6.2f} ms, "
+                              f"p99 {r['p99']:6.2f} ms, {r['rps']:7.1f} req/s, {r['requests']} requests, "
+                              f"{r['errors']} errors", flush=True)
+        print("\n| resources | clients | service p50 | baseline p50 | p50 ratio | service p99 | p99 ratio | "
+              "req/s ratio | errors |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for (n, conns, name), runs in sorted(results.items()):
+            if name != "service":
+                continue
+            base_runs = results[(n, conns, "baseline")]
+            ratios = [s["p50"] / bl["p50"] for s, bl in zip(runs, base_runs, strict=True)]
+            p99r = [s["p99"] / bl["p99"] for s, bl in zip(runs, base_runs, strict=True)]
+            rpsr = [s["rps"] / bl["rps"] for s, bl in zip(runs, base_runs, strict=True)]
+            print(f"| {n} | {conns} | {_spread([r['p50'] for r in runs])} ms | "
+                  f"{_spread([r['p50'] for r in base_runs])} ms | {_spread(ratios)}× | "
+                  f"{_spread([r['p99'] for r in runs])} ms | {_spread(p99r)}× | {_spread(rpsr)}× | "
+                  f"{sum(r['errors'] for r in runs)} in {sum(r['requests'] for r in runs)} |")
+        rss_after = _rss_mb(service.pid)
+        print(f"\nworker RSS: {', '.join(f'{x:.0f}' for x in rss_before)} MB after the first requests, "
+              f"{', '.join(f'{x:.0f}' for x in rss_after)} MB after {total} more")
+        print("\ncost per resource (1 client, 5 s each; service p50 minus baseline p50, divided by resources):")
+        for n in [int(x) for x in args.scale.split(",") if x]:
+            body = tmp / f"req-{n}.json"
+            body.write_text(json.dumps(_request(n)))
+            s = wrk(sbase, body, tokens.file(3000), 5, 1)
+            bl = wrk(bbase, body, tokens.file(10), 5, 1)
+            print(f"  {n:>6} resources: service p50 {s['p50']:8.2f} ms, baseline p50 {bl['p50']:7.2f} ms, "
+                  f"{(s['p50'] - bl['p50']) * 1000 / n:6.2f} µs per resource, {s['errors']} errors", flush=True)
     finally:
-        server.terminate()
-        fhir.terminate()
-        server.wait(timeout=15)
+        for proc in (service, baseline):
+            proc.terminate()
+            proc.wait(timeout=20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -81,3 +81,56 @@ def chart(n: int, seed: int = 7) -> list[dict[str, Any]]:
         else:
             out.append(_other_condition(rng, i))
     return out[:n]
+
+
+CANCER_DRUGS = ["letrozole", "anastrozole", "fulvestrant", "palbociclib", "ribociclib", "capecitabine", "paclitaxel",
+                "eribulin"]
+SUPPORT_DRUGS = {"ondansetron": "26225", "dexamethasone": "3264", "filgrastim": "68442", "denosumab": "993449",
+                 "zoledronic acid": "77655"}
+PROCEDURES = [("77477000", "CT of chest"), ("241615005", "MRI of breast"), ("86273004", "Biopsy"),
+              ("387713003", "Surgical procedure"), ("71651007", "Mammography")]
+
+
+def _when(rng: random.Random) -> str:
+    return f"20{rng.randint(16, 26):02d}-{rng.randint(1, 12):02d}-{rng.randint(10, 28)}"
+
+
+def prefetch_chart(n: int, seed: int = 11) -> list[dict[str, Any]]:
+    """A patient with n resources, all of the kinds the service's prefetch templates ask for (what an EHR
+    that honours them sends): HER2, ER/PR, disease-status and eGFR observations by their codes, every
+    condition, procedure and medication record of the patient (cancer ones and the others), pathology
+    reports. Built on the Bell story, so the answer holds a T-DXd card."""
+    rng = random.Random(seed)
+    out = list(patients.bell())
+    i = 0
+    while len(out) < n:
+        i += 1
+        r = rng.random()
+        if r < 0.06:
+            out.append(b.her2_ihc(rng.choice(["1+", "0", "2+"]), _when(rng), site=rng.choice(["liver", "bone"])))
+        elif r < 0.10:
+            out.append(b.receptor(rng.choice(["ER", "PR"]), rng.choice([0, 5, 40, 90]), _when(rng)))
+        elif r < 0.18:
+            out.append(b.disease_status(rng.choice(["stable", "progression", "response"]), _when(rng)))
+        elif r < 0.30:
+            out.append(b.observation(b.cc(b.LOINC, "33914-3", "eGFR (MDRD)"), _when(rng), id=f"egfr-{i}",
+                                     valueQuantity={"value": rng.randint(40, 110), "unit": "mL/min/1.73m2",
+                                                    "system": "http://unitsofmeasure.org", "code": "mL/min/{1.73_m2}"}))
+        elif r < 0.42:
+            out.append(_other_condition(rng, i) if rng.random() < 0.8 else
+                       b.metastasis(rng.choice(["liver", "bone", "lung"]), _when(rng)))
+        elif r < 0.52:
+            code, display = rng.choice(PROCEDURES)
+            out.append(b.procedure(b.cc(b.SCT, code, display), _when(rng)))
+        elif r < 0.62:
+            out.append(b.med_statement(rng.choice(CANCER_DRUGS), _when(rng), _when(rng)))
+        elif r < 0.72:
+            out.append(_other_med(rng, i))
+        elif r < 0.86:
+            out.append(b.administration(rng.choice(CANCER_DRUGS), _when(rng)))
+        else:
+            name = rng.choice(list(SUPPORT_DRUGS))
+            admin = b.administration("letrozole", _when(rng))
+            admin["medicationCodeableConcept"] = b.cc(b.RX, SUPPORT_DRUGS[name], name)
+            out.append(admin)
+    return out[:n]
