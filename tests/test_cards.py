@@ -112,7 +112,9 @@ def test_bell_meets_db06_and_db04(app, hook):
     assert "DB-06" in card["summary"] and "DB-04" in card["summary"]
     detail = card["detail"]
     assert "letrozole" in detail and "progress" in detail and "2024-04" in detail
-    assert "toxicity" not in detail.split("DESTINY-Breast04")[0] or "abemaciclib" in detail
+    assert ("✔ progression on ≥1 endocrine therapy in the metastatic setting: abemaciclib + letrozole (2016-07-01 to "
+            "2024-04-20, metastatic setting): progressed") in detail
+    assert "stopped for toxicity" not in detail
     sug = card["suggestions"][0]
     assert sug["isRecommended"] is False
     dose = sug["actions"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]

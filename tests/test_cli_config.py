@@ -260,7 +260,8 @@ def test_serve_without_config_trusts_nobody(tmp_path):
 def test_serve_with_workers_runs_gunicorn_and_adds_up_metrics(tmp_path):
     """`serve --workers 2`: gunicorn with the production settings; /metrics counts every worker's
     requests whichever worker answers it."""
-    port = 18932
+    from .own_servers import free_port
+    port = free_port()
     env = {**os.environ, "HER2_CDS_CONFIG": ""}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port), "--workers", "2",
