@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -32,6 +33,13 @@ def parse_date(value: Any) -> date | None:
     """The calendar date of a FHIR date/dateTime/instant; a year or year-month is a PartialDate."""
     if not isinstance(value, str):
         return None
+    return _parse_date(value)
+
+
+@lru_cache(maxsize=65_536)
+def _parse_date(value: str) -> date | None:
+    """Memoised: a chart repeats its dates, and the result (a date, or a PartialDate set up once) is never
+    changed after it is made."""
     m = _DATE.match(value)
     if not m:
         return None

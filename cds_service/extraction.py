@@ -160,7 +160,7 @@ def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         key = (r["resourceType"], rid)
         old = best.get(key)
-        if old is None or _version(r) >= _version(old):
+        if old is None or _version(r) >= _version(old):  # versions compared only for a duplicate
             best[key] = r
     return list(best.values()) + anonymous
 
