@@ -153,3 +153,19 @@ def test_serve_can_allow_a_sandbox_fhir_server_from_the_command_line(tmp_path):
     records = [json.loads(line) for line in _stop(proc)]
     [allowed] = [r["message"] for r in records if r["message"].startswith("FHIR fallback allowed to:")]
     assert "http://localhost:8081/fhir" in allowed and "https://launch.smarthealthit.org/v/r4/fhir" in allowed
+
+
+def test_a_served_app_warms_itself_without_recording_anything(settings_factory, caplog):
+    """serving_app (what gunicorn's workers and `serve` build) runs a shipped example through the whole path
+    once: the value-set verdicts are filled, and no ledger row or repeat memory is left behind."""
+    import sqlalchemy as sa
+
+    from cds_service.app import serving_app
+    caplog.set_level("INFO", logger="her2_cds")
+    app = serving_app(settings_factory())
+    state = app.extensions["her2_cds"]
+    assert state["engine"].terminology._memo  # the warm-up filled the value-set verdicts
+    assert any("warmed up in" in r.getMessage() for r in caplog.records)
+    state["engine"].ledger.flush()
+    with state["store"].engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM cds_card_ledger")).scalar() == 0
