@@ -203,6 +203,7 @@ def test_ild_info_card():
     assert d.evidence == ["no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
                           "reduced renal function)"]
     assert d.advice == [
+        "Why: T-DXd is being ordered; its label has a boxed warning for interstitial lung disease/pneumonitis.",
         "Before starting: baseline chest imaging (CT) and pulse oximetry.",
         "Teach the patient to report new or worsening cough, dyspnoea or fever at once; evaluate symptoms promptly.",
         "Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; symptomatic "
@@ -220,6 +221,8 @@ def test_ild_warning_lists_each_factor():
     d = ild_card(risk)
     assert d.indicator == "warning"
     assert d.summary == "T-DXd with ILD risk factors (2): baseline chest CT, SpO2, close monitoring"
+    assert d.advice[0] == ("Why: T-DXd is being ordered; its label has a boxed warning for interstitial lung "
+                           "disease/pneumonitis, and 2 risk factor(s) are on record.")
     assert d.evidence == ["risk factor: thoracic radiotherapy: RT (2020-01-01; Procedure/r)",
                           "risk factor: reduced renal function: eGFR 45 mL/min/1.73 m2 (under 60) (2025-01-01; "
                           "Observation/e)"]
@@ -233,6 +236,7 @@ def test_ild_dose_warning_and_unreadable_dose():
     assert d.summary == "T-DXd dose 6.4 mg/kg: breast-cancer dose is 5.4 mg/kg; plus ILD monitoring"
     assert d.advice[0] == ("Drafted dose 6.4 mg/kg is not the breast-cancer dose of 5.4 mg/kg (6.4 mg/kg is the "
                            "gastric dose).")
+    assert d.advice[1].startswith("Why: T-DXd is being ordered")
     assert ild_card(drafts=[replace(TDXD, dose_mg_per_kg=5.44)]).indicator == "info"  # within rounding
     d = ild_card(drafts=[replace(TDXD, dose_mg_per_kg=None, dose_text="400 mg")])
     assert d.unknowns[0] == "drafted dose not readable as mg/kg (400 mg)"

@@ -99,7 +99,11 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     if dose_line:
         indicator = "warning"
         summary = f"T-DXd dose {order.dose_mg_per_kg:g} mg/kg: breast-cancer dose is 5.4 mg/kg; plus ILD monitoring"
+    why = (f"Why: T-DXd is {'being ordered' if order is not None else 'active for this patient'}; its label has a "
+           "boxed warning for interstitial lung disease/pneumonitis"
+           + (f", and {len(factors)} risk factor(s) are on record." if factors else "."))
     advice = ([dose_line] if dose_line else []) + [
+        why,
         "Before starting: baseline chest imaging (CT) and pulse oximetry.",
         "Teach the patient to report new or worsening cough, dyspnoea or fever at once; evaluate symptoms promptly.",
         rules_line,
