@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load
+from cds_service.config import ConfigError, load
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -19,9 +19,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: /metrics then adds up every worker's counts
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
-    from .app import serving_app
-    from .logs import configure
-    from .startup import banner
+    from cds_service.logs import configure
+    from cds_service.startup import banner
+    from cds_service.web.app import serving_app
 
     if args.config:
         os.environ["HER2_CDS_CONFIG"] = args.config
@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     log = logging.getLogger("her2_cds")
     for level, line in banner(settings):
         log.log(getattr(logging, level), line)
-    from .terminology import load_terminology
+    from cds_service.fhir.terminology import load_terminology
 
     for extra in load_terminology(settings["value_sets"]["extra_files"]).extras:  # a bad one stops start-up here
         log.info("local value set %s adds %d codes or terms to %s", extra.path, extra.added, extra.value_set)
@@ -60,7 +60,7 @@ def _gunicorn(build: Any, args: argparse.Namespace, metrics_dir: str | None) -> 
 
     class _App(BaseApplication):
         def load_config(self) -> None:
-            from . import gunicorn_conf as production  # the settings docker/ uses, but bind and workers
+            from cds_service import gunicorn_conf as production  # the settings docker/ uses, but bind and workers
 
             for key in ("worker_class", "threads", "timeout", "graceful_timeout", "keepalive", "max_requests",
                         "max_requests_jitter", "limit_request_line", "limit_request_fields", "child_exit",
@@ -78,7 +78,7 @@ def _gunicorn(build: Any, args: argparse.Namespace, metrics_dir: str | None) -> 
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .terminology import load_terminology
+    from cds_service.fhir.terminology import load_terminology
 
     settings = load(args.file)
     for extra in load_terminology(settings["value_sets"]["extra_files"]).extras:
@@ -88,7 +88,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_file, render_text
+    from cds_service.evaluate import evaluate_file, render_text
 
     # in-process and offline: no token, and no database or cache opened (nothing written, nothing contacted)
     settings = load(args.config, overrides={"auth": {"required": False},
@@ -102,7 +102,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from .seed import SeedError, seed, wait_ready
+    from cds_service.seed import SeedError, seed, wait_ready
 
     try:
         if args.wait:
@@ -121,8 +121,8 @@ def _seed(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from datetime import date, timedelta
 
-    from .feedback_store import FeedbackStore
-    from .report import write_report
+    from cds_service.report import write_report
+    from cds_service.storage.feedback import FeedbackStore
 
     settings = load(args.config)
     try:

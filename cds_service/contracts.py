@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-from .paths import hooks_dir
+from cds_service.paths import hooks_dir
 
 SUPPORTED_HOOKS = ("order-select", "order-sign", "patient-view")
 

@@ -8,10 +8,10 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from . import contracts
-from .app import create_app
-from .config import Settings
-from .explain import render as render_explanation
+from cds_service import contracts
+from cds_service.config import Settings
+from cds_service.explain import render as render_explanation
+from cds_service.web.app import create_app
 
 SERVICE_BY_HOOK = {svc["hook"]: sid for sid, svc in contracts.services().items()}
 

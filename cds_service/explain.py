@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .evidence import fmt
-from .facts import Facts
-from .her2 import CATEGORY_LABEL
-from .rules import her2_rescore, ild, tdxd
-from .terminology import Terminology, codings
+from cds_service.facts.derive import Facts
+from cds_service.facts.evidence import fmt
+from cds_service.facts.her2 import CATEGORY_LABEL
+from cds_service.fhir.terminology import Terminology, codings
+from cds_service.rules import her2_rescore, tdxd
+from cds_service.rules import ild_monitoring as ild
 
 MED = ("medicationCodeableConcept",)
 CODED_FIELDS = {"Observation": ("code",), "Condition": ("code",), "Procedure": ("code",), "Medication": ("code",),

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from .feedback_store import feedback
-from .ledger import ledger
+from cds_service.storage.feedback import feedback
+from cds_service.storage.ledger import ledger
 
 TOPICS = {"her2-rescore": "HER2 re-scoring", "tdxd-consideration": "T-DXd consideration",
           "ild-monitoring": "ILD monitoring"}

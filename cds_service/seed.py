@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from .paths import hooks_dir
+from cds_service.paths import hooks_dir
 
 FHIR_JSON = "application/fhir+json"
 

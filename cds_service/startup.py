@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .config import Settings
+from cds_service.config import Settings
 
 
 def _redact_url(url: str) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from .app import serving_app
-from .config import load
-from .logs import configure
+from cds_service.config import load
+from cds_service.logs import configure
+from cds_service.web.app import serving_app
 
 settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
 configure(settings["logging"]["level"])

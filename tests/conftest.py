@@ -19,8 +19,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from werkzeug.serving import make_server
 
-from cds_service.app import create_app
 from cds_service.config import Settings, load, merge
+from cds_service.web.app import create_app
 
 HERE = Path(__file__).parent
 TEST_ISS = "https://ehr.test.example"
@@ -42,14 +42,14 @@ def _server_or_skip(name: str, reachable: bool) -> None:
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    from cds_service.feedback_store import FeedbackStore
+    from cds_service.storage.feedback import FeedbackStore
     _server_or_skip("PostgreSQL", FeedbackStore(PG_URL).ping())
     return PG_URL
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    from cds_service.replay_cache import RedisReplayCache
+    from cds_service.storage.first_use import RedisReplayCache
     _server_or_skip("Redis", RedisReplayCache(REDIS_URL).ping())
     return REDIS_URL
 

@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 from cds_service import contracts
-from cds_service.prefetch import published_services
-from cds_service.terminology import load_terminology
+from cds_service.fhir.terminology import load_terminology
+from cds_service.gather.templates import published_services
 
 SERVICES = published_services(contracts.services(), load_terminology())
 PREFETCH_KEYS = list(SERVICES["her2-order-select"]["prefetch"])

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from cds_service import contracts
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 
 from .fixtures import patients
 from .helpers import assert_cds_response, empty_prefetch, hook_request, prefetch_from
@@ -36,8 +36,8 @@ def test_discovery_lists_three_services_with_prefetch(client):
 
 
 def test_discovery_is_the_data_under_hooks_with_value_set_codes_filled_in(client):
-    from cds_service.prefetch import published_services
-    from cds_service.terminology import load_terminology
+    from cds_service.fhir.terminology import load_terminology
+    from cds_service.gather.templates import published_services
     published = client.get("/cds-services").get_json()["services"]
     assert published == list(published_services(contracts.services(), load_terminology()).values())
     assert [s["id"] for s in published] == list(contracts.services())
@@ -276,7 +276,7 @@ def test_observation_prefetch_codes_are_the_value_sets_codes(settings_factory, t
                                  "compose": {"include": [{"system": "urn:oid:1.2.3", "concept": [{"code": "ERX"}]}]}}))
     client = create_app(settings_factory(value_sets={"extra_files": [str(local)]})).test_client()
     published = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
-    from cds_service.terminology import load_terminology
+    from cds_service.fhir.terminology import load_terminology
     ts = load_terminology([str(local)])
     feeds = {"her2Observations": ("her2-ihc", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number",
                                   "her2-cep17-copy-number", "her2-interpretation"),

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 
@@ -164,7 +164,7 @@ def test_jwks_url_fetched_cached_and_refetched_on_unknown_kid(settings_factory, 
         c = app.test_client()
         assert _get(c, make_token(DISCOVERY)).status_code == 401  # kid k1 not published yet
         srv.jwks = jwks
-        from cds_service import auth
+        from cds_service.web import jwt_verifier as auth
         monkeypatch.setattr(auth, "JWKS_REFETCH_SECONDS", 0)  # no 30 s wait before a re-fetch
         assert _get(c, make_token(DISCOVERY)).status_code == 200
         fetches = srv.fetches

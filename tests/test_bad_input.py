@@ -10,7 +10,7 @@ import uuid
 import jwt
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import builders as b
@@ -45,7 +45,7 @@ def test_a_finite_gastric_dose_still_warns(client):
 
 
 def test_a_non_finite_dose_in_code_is_not_a_dose():
-    from cds_service.orders import _dose
+    from cds_service.facts.orders import _dose
     order = {"dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": float("nan"), "unit": "mg/kg"}}]}]}
     assert _dose(order) == (None, None)
 

@@ -8,10 +8,11 @@ from datetime import date
 
 import pytest
 
-from cds_service.evidence import Evidence
-from cds_service.ild import Egfr, IldRisk
-from cds_service.rules import her2_rescore, ild, tdxd
-from cds_service.therapy import Record
+from cds_service.facts.evidence import Evidence
+from cds_service.facts.ild_risk import Egfr, IldRisk
+from cds_service.facts.therapy import Record
+from cds_service.rules import her2_rescore, tdxd
+from cds_service.rules import ild_monitoring as ild
 
 from .test_truth_tables import ADJ, CAPE, EV, TDXD, base, line, result
 
@@ -374,7 +375,7 @@ def test_baseline_requests_whole():
 def test_result_describe(kw, text):
     kw = dict(kw)  # the parameter is shared between runs: never change it
     refs = kw.pop("refs", ["Observation/h"])
-    from cds_service.her2 import Her2Result
+    from cds_service.facts.her2 import Her2Result
     assert Her2Result(when=date(2025, 6, 1), refs=refs, **kw).describe() == text
 
 
@@ -411,7 +412,7 @@ def test_line_describe_forms():
     ("thoracic radiotherapy: sct|1217123003 (2024-07-01)", "thoracic radiotherapy: sct|1217123003 (2024-07-01)", []),
 ])
 def test_evidence_in_plain_words(line, prose, sources):
-    from cds_service.cards import plain
+    from cds_service.cards.render import plain
     refs: list[str] = []
     codes: list[str] = []
     assert plain(line, refs, codes) == prose
@@ -419,9 +420,9 @@ def test_evidence_in_plain_words(line, prose, sources):
 
 
 def test_the_rendered_detail_says_why_first_and_sources_last():
-    from cds_service.cards import render
+    from cds_service.cards.render import render
     from cds_service.config import load
-    from cds_service.terminology import load_terminology
+    from cds_service.fhir.terminology import load_terminology
     [card] = render([tdxd_card(base())], load().cards, load_terminology())
     paragraphs = card["detail"].split("\n\n")
     assert paragraphs[0].startswith("- Why: the record meets DESTINY-Breast06")

@@ -7,7 +7,7 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 
 from .fixtures import builders as b
 from .fixtures import patients
@@ -305,7 +305,7 @@ def test_repeat_window_zero_repeats_everything(settings_factory):
 
 
 def test_a_suggested_resource_that_is_not_valid_fhir_is_never_sent():
-    from cds_service.cards import _check_action
+    from cds_service.cards.render import _check_action
     good = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
             "code": {"text": "HER2 IHC"}, "subject": {"reference": "Patient/p1"}}
     _check_action(good)

@@ -15,8 +15,8 @@ import requests
 
 from cds_service.cli import main
 from cds_service.config import ConfigError, load
+from cds_service.fhir.terminology import load_terminology
 from cds_service.paths import hooks_dir
-from cds_service.terminology import load_terminology
 
 from .helpers import assert_cds_response
 
@@ -142,7 +142,7 @@ def test_malformed_value_set_stops_start_up(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(bad) in err and "compose" in err
     with pytest.raises(ConfigError):
-        from cds_service.app import create_app
+        from cds_service.web.app import create_app
         create_app(load(cfg))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from cds_service.app import create_app
 from cds_service.cli import main
+from cds_service.web.app import create_app
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import builders as b

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from cds_service.facts import derive
-from cds_service.terminology import load_terminology
+from cds_service.facts.derive import derive
+from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
 from .fixtures import patients
@@ -223,7 +223,7 @@ def test_early_stage_patient_is_not_metastatic():
 
 
 def _shipped_drug_codes():
-    from cds_service.terminology import DRUG_CLASSES
+    from cds_service.fhir.terminology import DRUG_CLASSES
     for vs_id in DRUG_CLASSES:
         for inc in TS.resources[f"ValueSet/{vs_id}"].get("compose", {}).get("include", []):
             for concept in inc.get("concept", []):
@@ -249,7 +249,7 @@ def test_every_shipped_drug_code_alone_maps_to_its_class_and_ingredient(vs_id, s
     ("2016-05-10T23:30:00-05:00", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
 ])
 def test_partial_dates_keep_their_precision(value, shown, first, last):
-    from cds_service.evidence import fmt, latest_day, parse_date
+    from cds_service.facts.evidence import fmt, latest_day, parse_date
     d = parse_date(value)
     assert d == first and latest_day(d) == last and fmt(d) == shown
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from cds_service.app import create_app
 from cds_service.logs import formatter
+from cds_service.web.app import create_app
 
 from .helpers import assert_cds_response, empty_prefetch, hook_request
 
@@ -292,14 +292,14 @@ def test_cookies_a_fhir_server_sets_are_never_sent_back(app_for, fhir_server):
     ("https://ok.example:99999/fhir", False), ("ftp://ok.example/fhir", False),
 ])
 def test_allow_list_compares_normalised_urls(url, allowed):
-    from cds_service.fhir_client import is_allowed
+    from cds_service.gather.fhir_client import is_allowed
     assert is_allowed(url, ["https://ok.example/fhir/"]) is allowed
 
 
 def test_a_trickling_server_is_cut_at_the_deadline(fhir_server):
     """Each byte arrives within the socket timeout, so only a wall-clock deadline stops the read: the thread
     is back within 0.3 s of the deadline, and nothing is parsed after it."""
-    from cds_service.fhir_client import FhirClient
+    from cds_service.gather.fhir_client import FhirClient
     fhir_server.reset(_resources(3), page_size=50, trickle=0.05)
     client = FhirClient([fhir_server.base], timeout=1.0, max_pages=5)
     started = time.monotonic()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 
 from .fixtures import patients
 from .helpers import PREFETCH_KEYS, hook_request, prefetch_from

@@ -119,8 +119,8 @@ def test_the_readme_configuration_example_is_valid_as_written(tmp_path, capsys):
 def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, capsys):
     """README "Try it in the CDS Hooks sandbox": the YAML as written (its key file made at the path it names),
     then a call signed like the locally built sandbox signs it (its issuer, the public sandbox's jku)."""
-    from cds_service.app import create_app
     from cds_service.config import load
+    from cds_service.web.app import create_app
     text = README.read_text()
     section = text[text.index("## Try it in the CDS Hooks sandbox"):]
     start = section.index("```yaml\n") + 8
@@ -160,7 +160,7 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
     once: the value-set verdicts are filled, and no ledger row or repeat memory is left behind."""
     import sqlalchemy as sa
 
-    from cds_service.app import serving_app
+    from cds_service.web.app import serving_app
     caplog.set_level("INFO", logger="her2_cds")
     app = serving_app(settings_factory())
     state = app.extensions["her2_cds"]

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service.facts import derive
-from cds_service.her2 import ihc_score_from_text, ish_group
-from cds_service.terminology import load_terminology
+from cds_service.facts.derive import derive
+from cds_service.facts.her2 import ihc_score_from_text, ish_group
+from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
 

@@ -12,9 +12,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from cds_service.app import create_app
-from cds_service.ruleset import RULESET_VERSION
-from cds_service.storage import make_engine, migrate, revision
+from cds_service.rules.ruleset import RULESET_VERSION
+from cds_service.storage.database import make_engine, migrate, revision
+from cds_service.web.app import create_app
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import builders as b

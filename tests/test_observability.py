@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from cds_service.app import create_app
 from cds_service.logs import formatter
+from cds_service.web.app import create_app
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import patients

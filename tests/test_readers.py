@@ -7,13 +7,13 @@ from datetime import date
 
 import pytest
 
-from cds_service.evidence import Evidence
-from cds_service.facts import derive
-from cds_service.ild import Egfr, latest_egfr
-from cds_service.receptors import positive_at, read_receptor
-from cds_service.setting import stage_reading
-from cds_service.terminology import load_terminology
-from cds_service.therapy import _days
+from cds_service.facts.derive import derive
+from cds_service.facts.evidence import Evidence
+from cds_service.facts.ild_risk import Egfr, latest_egfr
+from cds_service.facts.receptors import positive_at, read_receptor
+from cds_service.facts.setting import stage_reading
+from cds_service.facts.therapy import _days
+from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
 from .fixtures import realworld as rw

@@ -6,9 +6,15 @@ from datetime import date
 
 import pytest
 
-from cds_service.facts import derive
-from cds_service.pathology import conclusion_statements, report_member_set, result_refs, statements, with_report_context
-from cds_service.terminology import load_terminology
+from cds_service.facts.derive import derive
+from cds_service.fhir.pathology import (
+    conclusion_statements,
+    report_member_set,
+    result_refs,
+    statements,
+    with_report_context,
+)
+from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
 from .fixtures import realworld as rw
@@ -337,8 +343,8 @@ def test_exposure_window_edges(onset, associated):
 
 
 def test_egfr_quantity_comparator_and_unicode_bounds():
-    from cds_service.evidence import Evidence
-    from cds_service.ild import Egfr, latest_egfr
+    from cds_service.facts.evidence import Evidence
+    from cds_service.facts.ild_risk import Egfr, latest_egfr
     obs = b.observation(b.cc(b.LOINC, "33914-3"), "2025-01-01", valueQuantity={"value": 60, "comparator": ">",
                                                                                "unit": "mL/min/{1.73_m2}"})
     egfr = latest_egfr([obs])

@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from cds_service.facts import derive
-from cds_service.her2 import Her2Result, categorise, ish_group, ratio_at_least_2, read_bound
-from cds_service.terminology import load_terminology
+from cds_service.facts.derive import derive
+from cds_service.facts.her2 import Her2Result, categorise, ish_group, ratio_at_least_2, read_bound
+from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
 from .fixtures import realworld as rw

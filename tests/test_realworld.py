@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from cds_service.facts import derive
-from cds_service.terminology import load_terminology
+from cds_service.facts.derive import derive
+from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
 from .fixtures import realworld as rw

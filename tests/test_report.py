@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from cds_service.cli import main
-from cds_service.storage import make_engine, migrate
+from cds_service.storage.database import make_engine, migrate
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 WEEK_A, WEEK_B = "2026-11-02", "2026-11-09"  # Mondays

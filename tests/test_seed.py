@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.paths import hooks_dir
 from cds_service.seed import example_resources
+from cds_service.web.app import create_app
 
 EXAMPLES = sorted((hooks_dir() / "examples").glob("*.json"))
 

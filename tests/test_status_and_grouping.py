@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from cds_service.facts import derive
-from cds_service.status import IGNORE, UNCONFIRMED, USE, note, result_rank, verdict
-from cds_service.terminology import load_terminology
+from cds_service.facts.derive import derive
+from cds_service.fhir.status import IGNORE, UNCONFIRMED, USE, note, result_rank, verdict
+from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
 

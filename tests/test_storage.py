@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from cds_service.app import create_app
-from cds_service.replay_cache import MemoryReplayCache, RedisReplayCache
+from cds_service.storage.first_use import MemoryReplayCache, RedisReplayCache
+from cds_service.web.app import create_app
 
 
 def test_feedback_in_postgresql_is_idempotent(settings_factory, pg_url):
@@ -52,7 +52,7 @@ class Clock:
 
 
 def test_memory_replay_cache_forgets_expired_keys_and_refuses_only_when_full_of_live_ones():
-    from cds_service.replay_cache import CacheFull
+    from cds_service.storage.first_use import CacheFull
     clock = Clock()
     cache = MemoryReplayCache(max_entries=2, clock=clock)
     assert cache.first_use("a", 60) and cache.first_use("b", 60)
@@ -67,7 +67,7 @@ def test_memory_replay_cache_forgets_expired_keys_and_refuses_only_when_full_of_
 def test_a_full_cache_never_refuses_while_expired_keys_remain_and_evicts_without_rebuilding():
     """200,000 keys, half of them expired: every new token is accepted and the expired keys are gone (the old
     code refused every token once full, and rebuilt its dict under the lock on each call)."""
-    from cds_service.replay_cache import CacheFull
+    from cds_service.storage.first_use import CacheFull
     clock = Clock()
     cache = MemoryReplayCache(max_entries=200_000, clock=clock)
     for i in range(100_000):
@@ -145,7 +145,7 @@ def test_a_database_error_logs_no_statement_values(settings_factory, tmp_path, c
     clinician's comment nor the statement's parameters."""
     import sqlite3
 
-    from cds_service.app import create_app
+    from cds_service.web.app import create_app
     db = tmp_path / "gone.db"
     app = create_app(settings_factory(storage={"database_url": f"sqlite:///{db}"}))
     client = app.test_client()
@@ -162,7 +162,7 @@ def test_a_database_error_logs_no_statement_values(settings_factory, tmp_path, c
 
 
 def test_feedback_fields_longer_than_their_columns_are_a_400(settings_factory):
-    from cds_service.app import create_app
+    from cds_service.web.app import create_app
     client = create_app(settings_factory()).test_client()
     body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
                           "overrideReason": {"reason": {"code": "x" * 201}}}]}
@@ -226,7 +226,7 @@ def test_postgresql_error_paths_log_no_values(settings_factory, pg_url, caplog, 
     server is unreachable: 503, and neither the comment nor a statement parameter reaches the log."""
     import sqlalchemy as sa
 
-    from cds_service.app import create_app
+    from cds_service.web.app import create_app
     admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     name = f"her2_fault_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:

@@ -8,16 +8,17 @@ from datetime import date, timedelta
 
 import pytest
 
-from cds_service.evidence import Evidence
-from cds_service.facts import Facts, derive
-from cds_service.her2 import Her2Picture, Her2Result
-from cds_service.ild import Egfr, IldRisk
-from cds_service.orders import DraftOrder
-from cds_service.receptors import HrStatus, ReceptorResult
-from cds_service.rules import her2_rescore, ild, tdxd
-from cds_service.setting import Setting
-from cds_service.terminology import Match, load_terminology
-from cds_service.therapy import Line, Record, TherapyHistory
+from cds_service.facts.derive import Facts, derive
+from cds_service.facts.evidence import Evidence
+from cds_service.facts.her2 import Her2Picture, Her2Result
+from cds_service.facts.ild_risk import Egfr, IldRisk
+from cds_service.facts.orders import DraftOrder
+from cds_service.facts.receptors import HrStatus, ReceptorResult
+from cds_service.facts.setting import Setting
+from cds_service.facts.therapy import Line, Record, TherapyHistory
+from cds_service.fhir.terminology import Match, load_terminology
+from cds_service.rules import her2_rescore, tdxd
+from cds_service.rules import ild_monitoring as ild
 
 from .fixtures import builders as b
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..facts import Facts
-from ..orders import DraftOrder
+from cds_service.facts.derive import Facts
+from cds_service.facts.orders import DraftOrder
 
 ORDER_HOOKS = ("order-select", "order-sign")
 

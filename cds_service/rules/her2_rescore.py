@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..evidence import fmt, months_between
-from ..facts import Facts
-from ..her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
-from .decision import CardDecision, Suggestion, systemic_order, unavailable_lines
+from cds_service.facts.derive import Facts
+from cds_service.facts.evidence import fmt, months_between
+from cds_service.facts.her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
+from cds_service.rules.decision import CardDecision, Suggestion, systemic_order, unavailable_lines
 
 TOPIC = "her2-rescore"
 IHC, ISH = "ihc", "ish"  # what the drafted ServiceRequest asks for: IHC re-scoring / review, or reflex ISH

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..evidence import fmt
-from ..facts import Facts
-from ..her2 import CATEGORY_LABEL, LOW, ULTRALOW
-from .decision import CardDecision, Suggestion, systemic_order, tdxd_order, unavailable_lines
-from .her2_rescore import IHC, service_request
+from cds_service.facts.derive import Facts
+from cds_service.facts.evidence import fmt
+from cds_service.facts.her2 import CATEGORY_LABEL, LOW, ULTRALOW
+from cds_service.rules.decision import CardDecision, Suggestion, systemic_order, tdxd_order, unavailable_lines
+from cds_service.rules.her2_rescore import IHC, service_request
 
 TOPIC = "tdxd-consideration"
 TDXD_RXNORM = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2267582",

@@ -10,9 +10,9 @@ import json
 import time
 from datetime import date
 
-from cds_service.extraction import _VERDICTS
-from cds_service.facts import derive
-from cds_service.terminology import load_terminology
+from cds_service.facts.derive import derive
+from cds_service.fhir.extraction import _VERDICTS
+from cds_service.fhir.terminology import load_terminology
 
 from .generate import chart
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import requests
 
-from cds_service.app import create_app
 from cds_service.config import load
+from cds_service.web.app import create_app
 
 from ..fixtures import builders as b
 from ..helpers import hook_request

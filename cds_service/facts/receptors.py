@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .evidence import Evidence, effective_date, ref_of
-from .terminology import Terminology
+from cds_service.facts.evidence import Evidence, effective_date, ref_of
+from cds_service.fhir.terminology import Terminology
 
 
 @dataclass

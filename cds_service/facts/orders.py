@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .evidence import ref_of
-from .extraction import medication_concept
-from .terminology import Match, Terminology, note_texts, texts
+from cds_service.facts.evidence import ref_of
+from cds_service.fhir.extraction import medication_concept
+from cds_service.fhir.terminology import Match, Terminology, note_texts, texts
 
 MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
 SYSTEMIC_CLASSES = {"tdxd", "her2-directed-antibody", "other-adc", "cdk46-inhibitor", "endocrine-therapy",

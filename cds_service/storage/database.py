@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
-MIGRATIONS = "cds_service:migrations"
+MIGRATIONS = "cds_service.storage:migrations"
 PG_LOCK = 7_203_114  # pg_advisory_lock key: one migrating process at a time
 
 

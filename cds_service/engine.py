@@ -13,22 +13,23 @@ from typing import Any
 
 import orjson
 
-from . import contracts
-from .cards import render
-from .config import Settings
-from .explain import explain as explain_facts
-from .facts import Facts, derive
-from .fhir_client import FhirClient
-from .gathering import Gathered, gather
-from .ledger import Entry, Ledger
-from .paths import hooks_dir
-from .prefetch import published_services
-from .replay_cache import CacheUnavailable
-from .replay_cache import from_url as memory_from_url
-from .rules import her2_rescore, ild, tdxd
-from .rules.decision import CardDecision
-from .ruleset import RULESET_VERSION
-from .terminology import load_terminology
+from cds_service import contracts
+from cds_service.cards.render import render
+from cds_service.config import Settings
+from cds_service.explain import explain as explain_facts
+from cds_service.facts.derive import Facts, derive
+from cds_service.fhir.terminology import load_terminology
+from cds_service.gather.fhir_client import FhirClient
+from cds_service.gather.gathering import Gathered, gather
+from cds_service.gather.templates import published_services
+from cds_service.paths import hooks_dir
+from cds_service.rules import her2_rescore, tdxd
+from cds_service.rules import ild_monitoring as ild
+from cds_service.rules.decision import CardDecision
+from cds_service.rules.ruleset import RULESET_VERSION
+from cds_service.storage.first_use import CacheUnavailable
+from cds_service.storage.first_use import from_url as memory_from_url
+from cds_service.storage.ledger import Entry, Ledger
 
 ALWAYS_REPEAT = {"ild-monitoring"}
 TOPIC_NAMES = {"her2-rescore": "HER2 re-scoring", "tdxd-consideration": "T-DXd consideration",

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .evidence import effective_date, fmt, parse_date, ref_of
-from .status import result_rank
-from .terminology import Terminology, codings, note_texts, texts
+from cds_service.facts.evidence import effective_date, fmt, parse_date, ref_of
+from cds_service.fhir.status import result_rank
+from cds_service.fhir.terminology import Terminology, codings, note_texts, texts
 
 POSITIVE, LOW, ULTRALOW, NULL = "positive", "low", "ultralow", "null"
 INDETERMINATE, ZERO_UNSPECIFIED, BINARY_ONLY = "indeterminate", "zero-unspecified", "binary-only"

@@ -16,8 +16,8 @@ from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
-from .config import ConfigError
-from .paths import profiles_dir
+from cds_service.config import ConfigError
+from cds_service.paths import profiles_dir
 
 TEXT_TERM_URL = "http://her2-cds.org/fhir/StructureDefinition/text-match-term"
 VS_BASE = "http://her2-cds.org/fhir/ValueSet/"

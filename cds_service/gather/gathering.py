@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .fhir_client import ByteBudget, FetchResult, FhirClient, is_allowed, read_payload
-from .prefetch import PATHOLOGY_KEY, missing_report_results
+from cds_service.gather.fhir_client import ByteBudget, FetchResult, FhirClient, is_allowed, read_payload
+from cds_service.gather.templates import PATHOLOGY_KEY, missing_report_results
 
 # keys an EHR may not support: their absence is said on the cards, never a 412
 OPTIONAL_KEYS = {PATHOLOGY_KEY}

@@ -1,4 +1,4 @@
-"""Alembic environment: always given a connection by cds_service.storage (no alembic.ini, no URL here)."""
+"""Alembic environment: always given a connection by cds_service.storage.database (no alembic.ini, no URL here)."""
 
 from __future__ import annotations
 

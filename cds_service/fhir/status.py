@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .evidence import ref_of
-from .terminology import codings
+from cds_service.facts.evidence import ref_of
+from cds_service.fhir.terminology import codings
 
 IGNORE, UNCONFIRMED, USE = "ignore", "unconfirmed", "use"
 

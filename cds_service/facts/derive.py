@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .evidence import Evidence, effective_date, latest_day, ref_of
-from .extraction import Extracted, extract
-from .her2 import Her2Picture, build_picture
-from .ild import Exposure, IldRisk, derive_ild
-from .orders import DraftOrder, read_drafts
-from .receptors import HrStatus, hr_status
-from .setting import Setting, derive_setting
-from .terminology import Terminology
-from .therapy import TherapyHistory, derive_therapy
+from cds_service.facts.evidence import Evidence, effective_date, latest_day, ref_of
+from cds_service.facts.her2 import Her2Picture, build_picture
+from cds_service.facts.ild_risk import Exposure, IldRisk, derive_ild
+from cds_service.facts.orders import DraftOrder, read_drafts
+from cds_service.facts.receptors import HrStatus, hr_status
+from cds_service.facts.setting import Setting, derive_setting
+from cds_service.facts.therapy import TherapyHistory, derive_therapy
+from cds_service.fhir.extraction import Extracted, extract
+from cds_service.fhir.terminology import Terminology
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..evidence import Evidence, fmt
-from ..extraction import validated
-from ..facts import Facts
-from ..orders import MG_PER_KG, DraftOrder
-from .decision import CardDecision, Suggestion, tdxd_order, unavailable_lines
+from cds_service.facts.derive import Facts
+from cds_service.facts.evidence import Evidence, fmt
+from cds_service.facts.orders import MG_PER_KG, DraftOrder
+from cds_service.fhir.extraction import validated
+from cds_service.rules.decision import CardDecision, Suggestion, tdxd_order, unavailable_lines
 
 TOPIC = "ild-monitoring"
 BREAST_DOSE = 5.4

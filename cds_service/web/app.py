@@ -14,19 +14,19 @@ from typing import Any
 import orjson
 from flask import Flask, Response, g, request
 
-from . import contracts
-from .auth import AuthError, Verifier
-from .config import Settings
-from .config import load as load_config
-from .feedback_store import FeedbackStore
-from .gathering import MissingPrefetch
-from .ledger import Ledger
-from .logs import audit as audit_line
-from .logs import audit_logger
-from .metrics import Metrics
-from .pipeline import Engine
-from .replay_cache import CacheUnavailable
-from .replay_cache import from_url as replay_cache_from_url
+from cds_service import contracts
+from cds_service.config import Settings
+from cds_service.config import load as load_config
+from cds_service.engine import Engine
+from cds_service.gather.gathering import MissingPrefetch
+from cds_service.logs import audit as audit_line
+from cds_service.logs import audit_logger
+from cds_service.metrics import Metrics
+from cds_service.storage.feedback import FeedbackStore
+from cds_service.storage.first_use import CacheUnavailable
+from cds_service.storage.first_use import from_url as replay_cache_from_url
+from cds_service.storage.ledger import Ledger
+from cds_service.web.jwt_verifier import AuthError, Verifier
 
 JSON_TYPES = ("application/json", "application/fhir+json")
 RETRY_AFTER_SECONDS = "2"  # a 503 for a database or cache outage: we recover within 2 s of the server's return

@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 import requests
 
-from .fhir_client import read_body
-from .replay_cache import CacheForgot, ReplayCache
+from cds_service.gather.fhir_client import read_body
+from cds_service.storage.first_use import CacheForgot, ReplayCache
 
 FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
 JWKS_REFETCH_SECONDS = 30

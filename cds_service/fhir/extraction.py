@@ -21,11 +21,17 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.specimen import Specimen
 from pydantic import ValidationError
 
-from .evidence import ref_of
-from .pathology import conclusion_statements, pathology_reports, report_member_set, result_refs, with_report_context
-from .status import IGNORE, UNCONFIRMED, verdict
-from .status import note as status_note
-from .terminology import Match, Terminology
+from cds_service.facts.evidence import ref_of
+from cds_service.fhir.pathology import (
+    conclusion_statements,
+    pathology_reports,
+    report_member_set,
+    result_refs,
+    with_report_context,
+)
+from cds_service.fhir.status import IGNORE, UNCONFIRMED, verdict
+from cds_service.fhir.status import note as status_note
+from cds_service.fhir.terminology import Match, Terminology
 
 MODELS = {"Observation": Observation, "Condition": Condition, "Procedure": Procedure,
           "MedicationStatement": MedicationStatement, "MedicationRequest": MedicationRequest,

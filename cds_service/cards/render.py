@@ -6,10 +6,10 @@ import re
 import uuid
 from typing import Any
 
-from .extraction import validated
-from .rules.decision import CardDecision
-from .ruleset import RULESET_VERSION
-from .terminology import Terminology
+from cds_service.fhir.extraction import validated
+from cds_service.fhir.terminology import Terminology
+from cds_service.rules.decision import CardDecision
+from cds_service.rules.ruleset import RULESET_VERSION
 
 TOPIC_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-topic"
 OVERRIDE_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/override-reason"

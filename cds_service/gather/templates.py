@@ -7,9 +7,9 @@ import copy
 import re
 from typing import Any
 
-from .pathology import result_refs
-from .ruleset import EXTENSION_KEY, source_attributes
-from .terminology import Terminology
+from cds_service.fhir.pathology import result_refs
+from cds_service.fhir.terminology import Terminology
+from cds_service.rules.ruleset import EXTENSION_KEY, source_attributes
 
 # "{{codes:her2-ihc,er}}" in hooks/services.json: the system|code tokens of those value sets
 _CODES = re.compile(r"\{\{\s*codes:([A-Za-z0-9,-]+)\s*\}\}")

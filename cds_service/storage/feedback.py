@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from .storage import make_engine, migrate
+from cds_service.storage.database import make_engine, migrate
 
 metadata = MetaData()
 

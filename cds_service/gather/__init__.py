@@ -1,0 +1,1 @@
+"""Data gathering: prefetch first, then the FHIR fallback client (allow-list, deadline, byte budget, paging)."""
