@@ -8,8 +8,8 @@ from collections import Counter
 from typing import Any
 
 from cds_service.facts.derive import Facts
-from cds_service.facts.evidence import fmt
 from cds_service.facts.her2 import CATEGORY_LABEL
+from cds_service.fhir.primitives import fmt
 from cds_service.fhir.terminology import Terminology, codings
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild

@@ -249,7 +249,7 @@ def test_every_shipped_drug_code_alone_maps_to_its_class_and_ingredient(vs_id, s
     ("2016-05-10T23:30:00-05:00", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
 ])
 def test_partial_dates_keep_their_precision(value, shown, first, last):
-    from cds_service.facts.evidence import fmt, latest_day, parse_date
+    from cds_service.fhir.primitives import fmt, latest_day, parse_date
     d = parse_date(value)
     assert d == first and latest_day(d) == last and fmt(d) == shown
 

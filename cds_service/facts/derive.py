@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.facts.evidence import Evidence, effective_date, latest_day, ref_of
+from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2 import Her2Picture, build_picture
 from cds_service.facts.ild_risk import Exposure, IldRisk, derive_ild
 from cds_service.facts.orders import DraftOrder, read_drafts
@@ -14,6 +14,7 @@ from cds_service.facts.receptors import HrStatus, hr_status
 from cds_service.facts.setting import Setting, derive_setting
 from cds_service.facts.therapy import TherapyHistory, derive_therapy
 from cds_service.fhir.extraction import Extracted, extract
+from cds_service.fhir.primitives import effective_date, latest_day, ref_of
 from cds_service.fhir.terminology import Terminology
 
 

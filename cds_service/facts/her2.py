@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.facts.evidence import effective_date, fmt, parse_date, ref_of
+from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
 from cds_service.fhir.status import result_rank
 from cds_service.fhir.terminology import Terminology, codings, note_texts, texts
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from cds_service.facts.evidence import Evidence, effective_date, fmt, ref_of
+from cds_service.facts.evidence import Evidence
+from cds_service.fhir.primitives import effective_date, fmt, ref_of
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _GRADE = re.compile(r"grade\s*([1-5])", re.I)

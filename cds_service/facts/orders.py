@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.facts.evidence import ref_of
 from cds_service.fhir.extraction import medication_concept
+from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.terminology import Match, Terminology, note_texts, texts
 
 MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.facts.evidence import Evidence, effective_date, ref_of
+from cds_service.facts.evidence import Evidence
+from cds_service.fhir.primitives import effective_date, ref_of
 from cds_service.fhir.terminology import Terminology
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.facts.evidence import Evidence, effective_date, fmt, parse_date, ref_of
+from cds_service.facts.evidence import Evidence
+from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, texts
 
 _STAGE_IV = re.compile(r"(?<![a-z0-9])(?:stage\s*(?:iv|4)[a-c]?|[cpy]{0,2}m1[a-d]?(?:\([a-z]+\))?|iv[a-c]?|4[a-c]?)"

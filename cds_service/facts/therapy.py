@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from cds_service.facts.evidence import Evidence, effective_date, fmt, latest_day, parse_date, ref_of
+from cds_service.facts.evidence import Evidence
 from cds_service.facts.setting import Metastasis
 from cds_service.fhir.extraction import MedRecord
+from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
 from cds_service.fhir.terminology import Terminology
 
 CLASS_LABEL = {"endocrine-therapy": "endocrine therapy", "cdk46-inhibitor": "CDK4/6 inhibitor",

@@ -21,7 +21,6 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.specimen import Specimen
 from pydantic import ValidationError
 
-from cds_service.facts.evidence import ref_of
 from cds_service.fhir.pathology import (
     conclusion_statements,
     pathology_reports,
@@ -29,6 +28,7 @@ from cds_service.fhir.pathology import (
     result_refs,
     with_report_context,
 )
+from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.status import IGNORE, UNCONFIRMED, verdict
 from cds_service.fhir.status import note as status_note
 from cds_service.fhir.terminology import Match, Terminology

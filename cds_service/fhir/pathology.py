@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from cds_service.facts.evidence import ref_of
+from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.terminology import Terminology, codings, texts
 
 HER2_KINDS = {"her2-ish-ratio", "her2-ish-copy-number", "her2-cep17-copy-number", "her2-ish", "her2-ihc",

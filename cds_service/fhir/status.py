@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cds_service.facts.evidence import ref_of
+from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.terminology import codings
 
 IGNORE, UNCONFIRMED, USE = "ignore", "unconfirmed", "use"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cds_service.facts.derive import Facts
-from cds_service.facts.evidence import fmt, months_between
 from cds_service.facts.her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
+from cds_service.fhir.primitives import fmt, months_between
 from cds_service.rules.decision import CardDecision, Suggestion, systemic_order, unavailable_lines
 
 TOPIC = "her2-rescore"

@@ -6,9 +6,10 @@ import copy
 from typing import Any
 
 from cds_service.facts.derive import Facts
-from cds_service.facts.evidence import Evidence, fmt
+from cds_service.facts.evidence import Evidence
 from cds_service.facts.orders import MG_PER_KG, DraftOrder
 from cds_service.fhir.extraction import validated
+from cds_service.fhir.primitives import fmt
 from cds_service.rules.decision import CardDecision, Suggestion, tdxd_order, unavailable_lines
 
 TOPIC = "ild-monitoring"

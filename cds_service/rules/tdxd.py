@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cds_service.facts.derive import Facts
-from cds_service.facts.evidence import fmt
 from cds_service.facts.her2 import CATEGORY_LABEL, LOW, ULTRALOW
+from cds_service.fhir.primitives import fmt
 from cds_service.rules.decision import CardDecision, Suggestion, systemic_order, tdxd_order, unavailable_lines
 from cds_service.rules.her2_rescore import IHC, service_request
 
