@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
-        return _gunicorn(lambda: serving_app(settings), args, metrics_dir)
+        return _gunicorn(lambda: _frozen(serving_app(settings)), args, metrics_dir)
     log.warning("this is werkzeug's development server, for trying the service on one machine: in production "
                 "run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (README \"Security\")")
     from werkzeug.serving import WSGIRequestHandler, run_simple
@@ -50,9 +50,17 @@ def _serve(args: argparse.Namespace) -> int:
         def log_request(self, *_: Any) -> None:
             """The audit logger already writes one JSON line per request."""
 
-    run_simple(args.host, args.port, serving_app(settings), threaded=True, use_reloader=False,
+    run_simple(args.host, args.port, _frozen(serving_app(settings)), threaded=True, use_reloader=False,
                request_handler=_Quiet)
     return 0
+
+
+def _frozen(app: Any) -> Any:
+    """Process-wide tuning of a server process: what start-up and the warm-up built leaves the collector's scans."""
+    import gc
+
+    gc.freeze()
+    return app
 
 
 def _gunicorn(build: Any, args: argparse.Namespace, metrics_dir: str | None) -> int:

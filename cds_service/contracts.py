@@ -56,6 +56,15 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
+SCHEMAS = ("request", "feedback", "response", "order-select.context", "order-sign.context", "patient-view.context")
+
+
+def load_all() -> None:
+    """Load and check every schema (at start, not on first use)."""
+    for name in SCHEMAS:
+        validator(name)
+
+
 def _dotted(prefix: str, error: jsonschema.ValidationError) -> str:
     path = prefix
     for part in error.absolute_path:

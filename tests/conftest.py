@@ -49,8 +49,8 @@ def pg_url() -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    from cds_service.storage.first_use import RedisReplayCache
-    _server_or_skip("Redis", RedisReplayCache(REDIS_URL).ping())
+    from cds_service.storage.first_use import RedisFirstUse
+    _server_or_skip("Redis", RedisFirstUse(REDIS_URL).ping())
     return REDIS_URL
 
 

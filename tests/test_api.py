@@ -9,6 +9,7 @@ import pytest
 
 from cds_service import contracts
 from cds_service.web.app import create_app
+from cds_service.web.state import app_state
 
 from .fixtures import patients
 from .helpers import assert_cds_response, empty_prefetch, hook_request, prefetch_from
@@ -233,7 +234,7 @@ def test_feedback_is_stored_once(settings_factory):
     for _ in range(3):
         resp = c.post("/cds-services/her2-order-select/feedback", json=body)
         assert resp.status_code == 200 and resp.get_json() == {}
-    rows = app.extensions["her2_cds"]["store"].entries("her2-order-select")
+    rows = app_state(app).store.entries("her2-order-select")
     assert len(rows) == 2
     over = next(r for r in rows if r["outcome"] == "overridden")
     assert over["card_uuid"] == card and over["override_reason_code"] == "patient-declined"

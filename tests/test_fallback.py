@@ -10,6 +10,7 @@ import pytest
 
 from cds_service.logs import formatter
 from cds_service.web.app import create_app
+from cds_service.web.state import app_state
 
 from .helpers import assert_cds_response, empty_prefetch, hook_request
 
@@ -44,7 +45,7 @@ def app_for(settings_factory, fhir_server):
 
 
 def _gather(app, body):
-    engine = app.extensions["her2_cds"]["engine"]
+    engine = app_state(app).engine
     return engine.invoke(engine.services["her2-patient-view"], body).gathered
 
 

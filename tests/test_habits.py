@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.cli import main
 from cds_service.paths import hooks_dir
+from cds_service.web.state import app_state
 
 from .own_servers import free_port
 
@@ -163,9 +164,9 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
     from cds_service.web.app import serving_app
     caplog.set_level("INFO", logger="her2_cds")
     app = serving_app(settings_factory())
-    state = app.extensions["her2_cds"]
-    assert state["engine"].terminology._memo  # the warm-up filled the value-set verdicts
+    state = app_state(app)
+    assert state.engine.terminology._memo  # the warm-up filled the value-set verdicts
     assert any("warmed up in" in r.getMessage() for r in caplog.records)
-    state["engine"].ledger.flush()
-    with state["store"].engine.connect() as conn:
+    state.engine.ledger.flush()
+    with state.store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM cds_card_ledger")).scalar() == 0

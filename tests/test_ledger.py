@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cds_service.rules.ruleset import RULESET_VERSION
 from cds_service.storage.database import make_engine, migrate, revision
 from cds_service.web.app import create_app
+from cds_service.web.state import app_state
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import builders as b
@@ -42,9 +43,9 @@ def _call(app, resources, hook="order-select", patient="p1", drafts=None, header
 
 
 def _rows(app):
-    state = app.extensions["her2_cds"]
-    state["engine"].ledger.flush()
-    with state["store"].engine.connect() as conn:
+    state = app_state(app)
+    state.engine.ledger.flush()
+    with state.store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM cds_card_ledger ORDER BY created_at"))]
 
 
@@ -84,10 +85,10 @@ def test_without_a_secret_file_the_patient_key_is_random_and_kept(settings_facto
 
 def test_a_down_database_never_stops_a_card_and_the_miss_is_counted(settings_factory, tmp_path):
     app = _app(settings_factory, tmp_path)
-    with app.extensions["her2_cds"]["store"].engine.begin() as conn:
+    with app_state(app).store.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE cds_card_ledger"))
     assert [c["source"]["topic"]["code"] for c in _call(app, patients.bell())] == ["tdxd-consideration"]
-    app.extensions["her2_cds"]["engine"].ledger.flush()
+    app_state(app).engine.ledger.flush()
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'her2cds_ledger_misses_total{what="write"} 1.0' in metrics
 
@@ -130,7 +131,7 @@ def test_patient_declined_snoozes_the_topic_for_that_patient_only(settings_facto
     assert _call(app, patients.bell(), patient="p1") == []
     assert len(_call(app, patients.bell(), patient="p2")) == 1  # another patient: not snoozed
     assert [r["held_back"] for r in _rows(app)] == [None, "snooze", None]
-    with app.extensions["her2_cds"]["store"].engine.connect() as conn:
+    with app_state(app).store.engine.connect() as conn:
         days = conn.execute(sa.text("SELECT julianday(until) - julianday(created_at) FROM cds_snooze")).scalar()
     assert round(days) == 90
 
@@ -166,7 +167,7 @@ def test_retention_purges_old_rows(settings_factory, tmp_path):
     from datetime import datetime, timedelta, timezone
     app = _app(settings_factory, tmp_path)
     _call(app, patients.bell())
-    ledger = app.extensions["her2_cds"]["engine"].ledger
+    ledger = app_state(app).engine.ledger
     ledger.flush()
     assert ledger.purge(730) == 0
     assert ledger.purge(730, now=datetime.now(timezone.utc) + timedelta(days=731)) == 1

@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from cds_service.storage.first_use import MemoryReplayCache, RedisReplayCache
+from cds_service.storage.first_use import MemoryFirstUse, RedisFirstUse
 from cds_service.web.app import create_app
+from cds_service.web.state import app_state
 
 
 def test_feedback_in_postgresql_is_idempotent(settings_factory, pg_url):
@@ -18,7 +19,7 @@ def test_feedback_in_postgresql_is_idempotent(settings_factory, pg_url):
     c = app.test_client()
     for _ in range(2):
         assert c.post("/cds-services/her2-patient-view/feedback", json=body).status_code == 200
-    rows = [r for r in app.extensions["her2_cds"]["store"].entries("her2-patient-view")
+    rows = [r for r in app_state(app).store.entries("her2-patient-view")
             if r["card_uuid"] == card]
     assert len(rows) == 1 and rows[0]["outcome"] == "accepted"
     assert c.get("/readyz").get_json()["checks"]["database"] is True
@@ -35,7 +36,7 @@ def test_unreachable_database_starts_not_ready_and_feedback_is_503(settings_fact
 
 
 def test_redis_replay_cache_is_shared_between_instances(redis_url):
-    a, b = RedisReplayCache(redis_url), RedisReplayCache(redis_url)
+    a, b = RedisFirstUse(redis_url), RedisFirstUse(redis_url)
     key = str(uuid.uuid4())
     assert a.first_use(key, 30) is True
     assert b.first_use(key, 30) is False
@@ -54,7 +55,7 @@ class Clock:
 def test_memory_replay_cache_forgets_expired_keys_and_refuses_only_when_full_of_live_ones():
     from cds_service.storage.first_use import CacheFull
     clock = Clock()
-    cache = MemoryReplayCache(max_entries=2, clock=clock)
+    cache = MemoryFirstUse(max_entries=2, clock=clock)
     assert cache.first_use("a", 60) and cache.first_use("b", 60)
     assert cache.first_use("a", 60) is False  # a replay
     with pytest.raises(CacheFull):
@@ -69,7 +70,7 @@ def test_a_full_cache_never_refuses_while_expired_keys_remain_and_evicts_without
     code refused every token once full, and rebuilt its dict under the lock on each call)."""
     from cds_service.storage.first_use import CacheFull
     clock = Clock()
-    cache = MemoryReplayCache(max_entries=200_000, clock=clock)
+    cache = MemoryFirstUse(max_entries=200_000, clock=clock)
     for i in range(100_000):
         cache.first_use(f"old-{i}", 10)
     clock.now += 5
@@ -249,7 +250,7 @@ def test_postgresql_error_paths_log_no_values(settings_factory, pg_url, caplog, 
         assert resp.status_code == 503
         assert "feedback could not be stored:" in caplog.text
         assert secret not in caplog.text and "patient-declined" not in caplog.text and "INSERT" not in caplog.text
-        app.extensions["her2_cds"]["store"].engine.dispose()
+        app_state(app).store.engine.dispose()
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -24,7 +24,7 @@ class CacheForgot(CacheUnavailable):
     label = "issued before the replay cache started"
 
 
-class ReplayCache(Protocol):
+class FirstUseMemory(Protocol):
     def first_use(self, key: str, ttl_seconds: int) -> bool:
         """Record key for ttl_seconds; True if it was not already recorded."""
 
@@ -43,7 +43,7 @@ class CacheFull(CacheUnavailable):
     label = "jti cache full"
 
 
-class MemoryReplayCache:
+class MemoryFirstUse:
     """A per-process cache; enough for one worker, not for replicas. Expired keys leave through a heap
     ordered by expiry, a few at each call (amortised O(log n), never a rebuild under the lock); a new key is
     refused only when the cache is full of unexpired ones."""
@@ -104,7 +104,7 @@ class MemoryReplayCache:
         return self._epoch
 
 
-class RedisReplayCache:
+class RedisFirstUse:
     """SET NX EX in Redis: atomic across workers and replicas."""
 
     def __init__(self, url: str, namespace: str = "jti") -> None:
@@ -142,9 +142,9 @@ class RedisReplayCache:
             return False
 
 
-def from_url(url: str, namespace: str = "jti", max_entries: int = 200_000) -> ReplayCache:
+def from_url(url: str, namespace: str = "jti", max_entries: int = 200_000) -> FirstUseMemory:
     """The jti cache (refuses when full of unexpired tokens), or another first-use memory under its own
     namespace (forgets its oldest key when full)."""
     if url.startswith(("redis://", "rediss://")):
-        return RedisReplayCache(url, namespace)
-    return MemoryReplayCache(max_entries=max_entries, refuse_when_full=namespace == "jti")
+        return RedisFirstUse(url, namespace)
+    return MemoryFirstUse(max_entries=max_entries, refuse_when_full=namespace == "jti")

@@ -15,7 +15,7 @@ import jwt
 import requests
 
 from cds_service.gather.fhir_client import read_body
-from cds_service.storage.first_use import CacheForgot, ReplayCache
+from cds_service.storage.first_use import CacheForgot, FirstUseMemory
 
 FORBIDDEN_ALGS = {"none", "HS256", "HS384", "HS512"}
 JWKS_REFETCH_SECONDS = 30
@@ -173,7 +173,7 @@ class KeySets:
 class Verifier:
     """Checks the bearer token of one call against the configured trust."""
 
-    def __init__(self, auth_cfg: dict[str, Any], replay: ReplayCache) -> None:
+    def __init__(self, auth_cfg: dict[str, Any], replay: FirstUseMemory) -> None:
         self.required = bool(auth_cfg["required"])
         self.algorithms = [a for a in auth_cfg["algorithms"] if a not in FORBIDDEN_ALGS]
         self.leeway = int(auth_cfg["leeway_seconds"])

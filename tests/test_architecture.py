@@ -1,0 +1,90 @@
+"""The house shows its data flow (DESIGN §1, §2): stages import only the stages before them, only web/ imports
+Flask, the app factory is wiring, and no route can forget authentication."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+import cds_service
+from cds_service.web import app as app_module
+from cds_service.web.app import create_app
+
+PKG = Path(cds_service.__file__).parent
+# what each stage may import from the others (its own package always); top-level modules are listed by name
+MAY_IMPORT = {
+    "fhir": {"config", "paths"},
+    "facts": {"fhir"},
+    "rules": {"fhir", "facts"},
+    "cards": {"fhir", "facts", "rules"},
+    "gather": {"fhir", "rules"},
+    "storage": set(),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def _stage_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "cds_service" and len(parts) > 1 else None
+
+
+@pytest.mark.parametrize("stage", sorted(MAY_IMPORT))
+def test_a_stage_imports_only_the_stages_before_it(stage):
+    wrong = []
+    for path in (PKG / stage).rglob("*.py"):
+        for module in _imports(path):
+            used = _stage_of(module)
+            if used and used != stage and used not in MAY_IMPORT[stage]:
+                wrong.append(f"{path.relative_to(PKG)} imports {module}")
+    assert not wrong, wrong
+
+
+def test_only_the_web_package_imports_flask():
+    importers = sorted(str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+                       if any(m == "flask" or m.startswith(("flask.", "werkzeug")) for m in _imports(p))
+                       and p.relative_to(PKG).parts[0] != "web")
+    assert importers == ["cli.py"], importers  # cli runs werkzeug's development server, and only that
+
+
+def test_the_app_factory_is_wiring_only():
+    lines = inspect.getsource(app_module.create_app).splitlines()
+    assert len(lines) <= 40, len(lines)
+    assert "gc.freeze()" not in inspect.getsource(app_module)  # process-wide tuning is the entry points'
+
+
+def test_no_route_can_forget_authentication(settings_factory, jwks):
+    """Every route of the app, called without a token, is refused, unless it is marked public (monitoring) or is
+    a CORS preflight; an operator-only route does not even exist without the operator token."""
+    app = create_app(settings_factory(auth={"required": True, "issuers": [
+        {"iss": "https://ehr.example.org", "jwks": jwks}]}))
+    client = app.test_client()
+    public, checked = set(), 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        view = app.view_functions[rule.endpoint]
+        path = rule.rule.replace("<service_id>", "her2-order-select")
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            resp = client.open(path, method=method, json={})
+            if getattr(view, "public", False):
+                public.add(rule.rule)
+                assert resp.status_code in (200, 503), (method, path)
+            elif getattr(view, "operator_only", False):
+                assert resp.status_code == 404, (method, path)
+            else:
+                assert resp.status_code == 401, (method, path, resp.status_code)
+            checked += 1
+    assert public == {"/healthz", "/readyz", "/metrics"}
+    assert checked >= 7
