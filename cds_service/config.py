@@ -120,7 +120,7 @@ def load(path: str | os.PathLike[str] | None = None, *, dev: bool = False,
     data["value_sets"]["extra_files"] = [
         str(p if Path(p).is_absolute() else base / p) for p in data["value_sets"]["extra_files"]
     ]
-    secret = (data.get("ledger") or {}).get("patient_key_secret_file")
+    secret = data["ledger"]["patient_key_secret_file"]
     if secret and not Path(secret).is_absolute():
         data["ledger"]["patient_key_secret_file"] = str(base / secret)
     for index, issuer in enumerate(data["auth"]["issuers"]):

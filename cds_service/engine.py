@@ -60,8 +60,8 @@ class Engine:
         self.ledger = ledger
         fhir = settings.fhir
         self.client = FhirClient(fhir["allowed_servers"], float(fhir["timeout_seconds"]),
-                                 int(fhir.get("max_pages", 20)), int(fhir.get("max_bytes_per_request", 20_000_000)),
-                                 int(fhir.get("max_workers", 32)), bool(fhir.get("merge_observation_queries", True)))
+                                 int(fhir["max_pages"]), int(fhir["max_bytes_per_request"]),
+                                 int(fhir["max_workers"]), bool(fhir["merge_observation_queries"]))
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
         self.services = published_services(contracts.services(), self.terminology)
@@ -71,7 +71,7 @@ class Engine:
                client: str | None = None) -> Outcome:
         """Answer a validated hook request for service. Raises MissingPrefetch (→ 412). With explain, the
         outcome also carries the facts and each rule's verdict (patient data: never log it)."""
-        deadline = time.monotonic() + float(self.settings.limits.get("request_deadline_seconds", 2.0))
+        deadline = time.monotonic() + float(self.settings.limits["request_deadline_seconds"])
         context = request.get("context") or {}
         if service["hook"] == "order-select" and not _has_medication(context):
             # a draft with no drug yet: nothing to say, nothing to fetch
@@ -79,7 +79,7 @@ class Engine:
                 "all": ["order-select with no drafted medication: nothing is evaluated"]}} if explain else None)
         templates = self.services.get(service["id"], service).get("prefetch", {})
         gathered = gather(request, templates, self.client, deadline,
-                          bool(self.settings.fhir.get("allow_unauthenticated")))
+                          bool(self.settings.fhir["allow_unauthenticated"]))
         failed_topics: list[str] = []
         try:
             facts: Facts | None = derive(gathered.all_resources(), context, self.terminology,
@@ -99,7 +99,7 @@ class Engine:
         cards, entries, held, held_topics = [], [], {}, []
         for card, info in zip(rendered, meta, strict=True):
             why = ("shadow" if info["mode"] == "shadow" else "repeat" if id(card) not in kept_ids else
-                   "snooze" if card["indicator"] == "info" and self.ledger and self.settings.cards.get("snooze")
+                   "snooze" if card["indicator"] == "info" and self.ledger and self.settings.cards["snooze"]
                    and self.ledger.snoozed(patient_hash, info["topic"], info["digest"]) else None)
             if why:
                 held[why] = held.get(why, 0) + 1
@@ -177,7 +177,7 @@ class Engine:
         or order-sign within `cards.repeat_window_minutes`. Warnings, critical cards and the ILD
         monitoring reminder (a safety card beside a T-DXd order) always repeat; order-select keeps
         every card (it fires on each edit and the EHR replaces its card list)."""
-        window = int(self.settings.cards.get("repeat_window_minutes", 30)) * 60
+        window = int(self.settings.cards["repeat_window_minutes"]) * 60
         if not window or hook not in ("order-select", "order-sign"):
             return cards
         kept = []
@@ -204,7 +204,7 @@ HELD_BACK = {"shadow": "shadow mode (recorded in the ledger, not returned)",
 
 def topic_mode(cfg: dict[str, Any]) -> str:
     """live | shadow | off (`enabled: false` is off)."""
-    return "off" if not cfg.get("enabled", True) else str(cfg.get("mode", "live"))
+    return "off" if not cfg["enabled"] else str(cfg["mode"])
 
 
 def evidence_digest(d: CardDecision) -> str:

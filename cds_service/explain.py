@@ -72,7 +72,7 @@ def _verdicts(f: Facts, hook: str, cards_cfg: dict[str, Any]) -> dict[str, list[
     out["ILD monitoring"] = [f"no card: {silent}"] if silent else ["card: T-DXd is ordered or active"]
     for topic, key in (("HER2 re-scoring", "her2_rescore"), ("T-DXd consideration", "tdxd_consideration"),
                        ("ILD monitoring", "ild_monitoring")):
-        if not cards_cfg[key].get("enabled", True):
+        if not cards_cfg[key]["enabled"]:
             out[topic].insert(0, f"switched off in the configuration (cards.{key}.enabled: false)")
     return out
 

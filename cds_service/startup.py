@@ -33,8 +33,8 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
         lines.append(("INFO", "FHIR fallback allowed to: " + ", ".join(s.fhir["allowed_servers"])))
     else:
         lines.append(("INFO", "no FHIR server allowed: requests must carry their prefetch (else 412)"))
-    ledger = s.data.get("ledger") or {}
-    if ledger.get("enabled", True) and not ledger.get("patient_key_secret_file"):
+    ledger = s["ledger"]
+    if ledger["enabled"] and not ledger["patient_key_secret_file"]:
         lines.append(("WARNING", "card ledger: no ledger.patient_key_secret_file; patient hashes use a random key "
                                  "kept in the database (set a secret file in production)"))
     if not s["public_base_url"]:

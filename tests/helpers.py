@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from cds_service import contracts
+from cds_service.config import load
 from cds_service.fhir.terminology import load_terminology
 from cds_service.gather.templates import published_services
 
@@ -13,6 +14,12 @@ SERVICES = published_services(contracts.services(), load_terminology())
 PREFETCH_KEYS = list(SERVICES["her2-order-select"]["prefetch"])
 SERVICE_FOR_HOOK = {"order-select": "her2-order-select", "order-sign": "her2-order-sign",
                     "patient-view": "her2-patient-view"}
+
+
+def card_cfg(topic_key: str, **overrides: Any) -> dict[str, Any]:
+    """A topic's card configuration as the service has it: the shipped defaults (one place for them), with
+    overrides."""
+    return {**load(None).cards[topic_key], **overrides}
 
 
 def bundle(resources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

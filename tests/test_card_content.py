@@ -13,6 +13,7 @@ from cds_service.facts.ild_risk import Egfr, IldRisk
 from cds_service.facts.therapy import Record
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
+from tests.helpers import card_cfg
 
 from .test_truth_tables import ADJ, CAPE, EV, TDXD, base, line, result
 
@@ -27,7 +28,7 @@ ADVICE = ["Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the 
 
 
 def tdxd_card(f, hook="order-select"):
-    return tdxd.decide(f, hook, {"enabled": True}, "p1")
+    return tdxd.decide(f, hook, card_cfg("tdxd_consideration"), "p1")
 
 
 def test_db06_met_card():
@@ -117,7 +118,7 @@ def test_patient_view_needs_no_order_and_active_tdxd_silences():
     f = base()
     f = replace(f, therapy=replace(f.therapy, tdxd_active=True))
     assert tdxd_card(f, "patient-view") is None
-    assert tdxd.decide(base(), "order-select", {"enabled": False}, "p1") is None
+    assert tdxd.decide(base(), "order-select", card_cfg("tdxd_consideration", enabled=False), "p1") is None
 
 
 def test_hedged_card_for_an_earlier_low_sample():
@@ -137,7 +138,7 @@ def test_hedged_card_for_an_earlier_low_sample():
 
 # --- re-score
 def rescore(f, **cfg):
-    return her2_rescore.decide(f, "order-select", {"enabled": True, "stale_after_months": 24, **cfg}, "p1")
+    return her2_rescore.decide(f, "order-select", card_cfg("her2_rescore", **cfg), "p1")
 
 
 @pytest.mark.parametrize("her2, summary, why, kind", [
@@ -189,12 +190,12 @@ def test_rescore_quiet_cases_and_recheck_option():
     assert rescore(base(her2=[result("null", when=None)])).advice == ["Why: the latest HER2 result has no date."]
     f = base(her2=[result("binary-only")])
     assert rescore(replace(f, setting=replace(f.setting, breast_cancer=[])), ) is not None  # HER2 results count
-    assert her2_rescore.decide(base(drafts=[]), "order-select", {"enabled": True}, "p1") is None
+    assert her2_rescore.decide(base(drafts=[]), "order-select", card_cfg("her2_rescore"), "p1") is None
 
 
 # --- ILD monitoring
 def ild_card(risk=None, drafts=(TDXD,), hook="order-sign", **cfg):
-    return ild.decide(base(ild=risk or IldRisk(), drafts=list(drafts)), hook, {"enabled": True, **cfg}, "p1")
+    return ild.decide(base(ild=risk or IldRisk(), drafts=list(drafts)), hook, card_cfg("ild_monitoring", **cfg), "p1")
 
 
 def test_ild_info_card():
@@ -259,7 +260,7 @@ def test_corrected_dose_update_only_when_safe():
     assert ild.corrected_dose(replace(TDXD, resource={**drafted, "id": None})) is None
     assert ild.corrected_dose(replace(TDXD, resource=None)) is None
     d = ild.decide(base(drafts=[replace(TDXD, dose_mg_per_kg=6.4, resource=drafted)]), "order-sign",
-                   {"enabled": True}, "p1")
+                   card_cfg("ild_monitoring"), "p1")
     assert d.suggestions[0].label == "Change the T-DXd dose to 5.4 mg/kg (breast cancer)"
     assert d.suggestions[0].updates == [fixed]
 
@@ -279,7 +280,7 @@ def test_ild_critical_card():
     f = replace(f, therapy=replace(f.therapy, tdxd_active=True, tdxd=[Record(
         "MedicationAdministration/t", "tdxd", "trastuzumab deruxtecan", date(2025, 9, 1), date(2025, 9, 1), False,
         None, None, False)]))
-    pv = ild.decide(f, "patient-view", {"enabled": True}, "p1")
+    pv = ild.decide(f, "patient-view", card_cfg("ild_monitoring"), "p1")
     assert pv.indicator == "critical" and pv.suggestions == []
     assert "T-DXd given: 2025-09-01 (MedicationAdministration/t)" in pv.evidence
 
@@ -287,7 +288,7 @@ def test_ild_critical_card():
 def test_ild_quiet_without_tdxd():
     assert ild_card(drafts=[CAPE]) is None
     assert ild_card(drafts=[], hook="patient-view") is None
-    assert ild.decide(base(drafts=[TDXD]), "order-sign", {"enabled": False}, "p1") is None
+    assert ild.decide(base(drafts=[TDXD]), "order-sign", card_cfg("ild_monitoring", enabled=False), "p1") is None
 
 
 def test_an_unreadable_her2_result_keeps_the_card_from_asserting():

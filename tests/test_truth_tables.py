@@ -19,6 +19,7 @@ from cds_service.facts.therapy import Line, Record, TherapyHistory
 from cds_service.fhir.terminology import Match, load_terminology
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
+from tests.helpers import card_cfg
 
 from .fixtures import builders as b
 
@@ -57,7 +58,7 @@ def base(**kw) -> Facts:
 
 
 def tdxd_card(f: Facts, hook: str = "order-select"):
-    return tdxd.decide(f, hook, {"enabled": True}, "p1")
+    return tdxd.decide(f, hook, card_cfg("tdxd_consideration"), "p1")
 
 
 def pathways(f: Facts) -> tuple[bool | None, bool | None]:
@@ -139,7 +140,7 @@ def test_ild_history_is_a_caution_not_an_exclusion():
 
 # --- re-score card
 def rescore(f: Facts):
-    return her2_rescore.decide(f, "order-select", {"enabled": True, "stale_after_months": 24}, "p1")
+    return her2_rescore.decide(f, "order-select", card_cfg("her2_rescore"), "p1")
 
 
 @pytest.mark.parametrize("category, fires", [
@@ -165,7 +166,8 @@ def test_rescore_never_for_positive_history_or_non_metastatic():
 
 # --- ILD indicator
 def ild_card(risk: IldRisk, egfr_below: float = 60):
-    return ild.decide(base(ild=risk, drafts=[TDXD]), "order-sign", {"enabled": True, "egfr_below": egfr_below}, "p1")
+    cfg = card_cfg("ild_monitoring", egfr_below=egfr_below)
+    return ild.decide(base(ild=risk, drafts=[TDXD]), "order-sign", cfg, "p1")
 
 
 @pytest.mark.parametrize("risk, indicator", [
@@ -186,7 +188,7 @@ def test_ild_indicator(risk, indicator):
 
 def test_ild_dose_other_than_5_4_is_a_warning():
     f = replace(base(drafts=[replace(TDXD, dose_mg_per_kg=6.4)]))
-    assert ild.decide(f, "order-sign", {"enabled": True}, "p1").indicator == "warning"
+    assert ild.decide(f, "order-sign", card_cfg("ild_monitoring"), "p1").indicator == "warning"
 
 
 # --- facts-level boundaries, from records

@@ -80,8 +80,8 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
     """CDS Hooks cards: fresh uuids, no nulls or empty members, actions validated with fhir.resources."""
     topics = _concepts(ts, "card-topic")
     reasons = _concepts(ts, "override-reason")
-    urls = {k: (label, cards_cfg.get("links", {}).get(k, url)) for k, (label, url) in DEFAULT_LINKS.items()}
-    texts = cards_cfg.get("texts", {})
+    urls = {k: (label, cards_cfg["links"].get(k, url)) for k, (label, url) in DEFAULT_LINKS.items()}
+    texts = cards_cfg["texts"]
     out = []
     for d in decisions:
         card: dict[str, Any] = {
@@ -89,10 +89,10 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
             "summary": _summary(texts.get(f"{d.topic}.summary", d.summary)),
             "indicator": d.indicator,
             "detail": _detail(d, texts.get(f"{d.topic}.footer")),
-            "source": {"label": f"{cards_cfg.get('source_label', 'her2-cds')} · rules {RULESET_VERSION}",
+            "source": {"label": f"{cards_cfg['source_label']} · rules {RULESET_VERSION}",
                        "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": topics[d.topic]}},
         }
-        if cards_cfg.get("links", {}).get("source"):
+        if cards_cfg["links"].get("source"):
             card["source"]["url"] = cards_cfg["links"]["source"]
         if d.suggestions:
             card["suggestions"] = []

@@ -101,7 +101,7 @@ def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
         return "the metastatic disease is not shown to be breast cancer (no diagnosis, HER2, ER or PR result)"
     if hook != "patient-view" and systemic_order(facts, hook) is None:
         return "the order is not a systemic breast-cancer therapy this service recognises"
-    why, kind = _reasons(facts, int(cfg.get("stale_after_months", 24)), bool(cfg.get("recheck_actionable", False)))
+    why, kind = _reasons(facts, int(cfg["stale_after_months"]), bool(cfg["recheck_actionable"]))
     if not why or kind is None:
         cur = facts.her2.current
         return f"the HER2 picture is actionable as it stands ({cur.describe() if cur else 'no result'})"
@@ -109,9 +109,9 @@ def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
 
 
 def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg.get("enabled", True) or why_silent(facts, hook, cfg) is not None:
+    if not cfg["enabled"] or why_silent(facts, hook, cfg) is not None:
         return None
-    why, kind = _reasons(facts, int(cfg.get("stale_after_months", 24)), bool(cfg.get("recheck_actionable", False)))
+    why, kind = _reasons(facts, int(cfg["stale_after_months"]), bool(cfg["recheck_actionable"]))
     cur = facts.her2.current
     key = cur.category if cur else ("unreadable" if facts.her2.unreadable else None)
     if cur and cur.category == INDETERMINATE and not (cur.ihc == 2 and cur.ish is None):

@@ -51,13 +51,13 @@ def why_silent(facts: Facts, hook: str) -> str | None:
 
 
 def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg.get("enabled", True) or why_silent(facts, hook) is not None:
+    if not cfg["enabled"] or why_silent(facts, hook) is not None:
         return None
     order = tdxd_order(facts, hook)
     risk = facts.ild
     factors = list(risk.factors)
     unknowns = list(risk.notes)
-    threshold = float(cfg.get("egfr_below", 60))
+    threshold = float(cfg["egfr_below"])
     if risk.egfr is not None:
         below = risk.egfr.below(threshold)
         ev = risk.egfr.evidence

@@ -155,7 +155,7 @@ def why_silent(facts: Facts, hook: str) -> str | None:
 
 
 def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg.get("enabled", True) or why_silent(facts, hook) is not None:
+    if not cfg["enabled"] or why_silent(facts, hook) is not None:
         return None
     earlier = facts.her2.earlier_low
     pathways = [db06(facts), db04(facts)]

@@ -82,7 +82,7 @@ class Ledger:
     def _secret(self) -> bytes:
         with self._key_lock:
             if self._key is None:
-                path = self.cfg.get("patient_key_secret_file")
+                path = self.cfg["patient_key_secret_file"]
                 self._key = Path(path).read_bytes().strip() if path else self._site_key()
             return self._key
 

@@ -177,7 +177,7 @@ class Verifier:
         self.required = bool(auth_cfg["required"])
         self.algorithms = [a for a in auth_cfg["algorithms"] if a not in FORBIDDEN_ALGS]
         self.leeway = int(auth_cfg["leeway_seconds"])
-        self.max_lifetime = int(auth_cfg.get("max_token_lifetime_seconds", 3600))
+        self.max_lifetime = int(auth_cfg["max_token_lifetime_seconds"])
         self.keys = KeySets(auth_cfg["issuers"])
         self.replay = replay
         self._jku_noted: set[str] = set()

@@ -61,7 +61,7 @@ def build_state(settings: Settings) -> AppState:
                     replay=replay, verifier=Verifier(settings.auth, replay),
                     origins=frozenset(settings["cors"]["allowed_origins"]),
                     public_base=(settings["public_base_url"] or "").rstrip("/"),
-                    explain_hash=(settings.data.get("operator") or {}).get("explain_token_sha256"))
+                    explain_hash=settings["operator"]["explain_token_sha256"])
 
 
 def app_state(app: Flask) -> AppState:
