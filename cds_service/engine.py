@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -14,7 +13,9 @@ from typing import Any
 import orjson
 
 from cds_service import contracts
+from cds_service.cards.held_back import HELD_BACK, evidence_digest, topic_mode
 from cds_service.cards.render import render
+from cds_service.cards.repeats import Repeats
 from cds_service.config import Settings
 from cds_service.explain import explain as explain_facts
 from cds_service.facts.derive import Facts, derive
@@ -25,15 +26,11 @@ from cds_service.gather.templates import published_services
 from cds_service.paths import hooks_dir
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
-from cds_service.rules.decision import CardDecision
+from cds_service.rules.decision import not_evaluated
 from cds_service.rules.ruleset import RULESET_VERSION
-from cds_service.storage.first_use import CacheUnavailable
 from cds_service.storage.first_use import from_url as memory_from_url
 from cds_service.storage.ledger import Entry, Ledger
 
-ALWAYS_REPEAT = {"ild-monitoring"}
-TOPIC_NAMES = {"her2-rescore": "HER2 re-scoring", "tdxd-consideration": "T-DXd consideration",
-               "ild-monitoring": "ILD monitoring"}
 RULES = ((ild, "ild_monitoring"), (tdxd, "tdxd_consideration"), (her2_rescore, "her2_rescore"))
 
 
@@ -65,7 +62,8 @@ class Engine:
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
         self.services = published_services(contracts.services(), self.terminology)
-        self.shown = memory_from_url(settings["storage"]["cache_url"], namespace="shown")
+        self.repeats = Repeats(memory_from_url(settings["storage"]["cache_url"], namespace="shown"),
+                               int(settings.cards["repeat_window_minutes"]))
 
     def invoke(self, service: dict[str, Any], request: dict[str, Any], explain: bool = False,
                client: str | None = None) -> Outcome:
@@ -90,7 +88,7 @@ class Engine:
         meta: list[dict[str, Any]] = []
         rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics, meta)
         try:
-            kept = self.without_repeats(rendered, service["hook"], context)
+            kept = self.repeats.without_repeats(rendered, service["hook"], context)
         except Exception as exc:  # noqa: BLE001 - repeats cannot be told: show every card
             _log_failure("repeat check", exc)
             kept = rendered
@@ -171,56 +169,6 @@ class Engine:
             meta += [{"topic": d.topic, "mode": mode, "pathways": ",".join(d.pathways) or None,
                       "digest": evidence_digest(d)} for d in decisions]
         return out
-
-    def without_repeats(self, cards: list[dict[str, Any]], hook: str, context: dict[str, Any]) -> list[dict[str, Any]]:
-        """order-sign leaves out an info card that the same user was shown, unchanged, on order-select
-        or order-sign within `cards.repeat_window_minutes`. Warnings, critical cards and the ILD
-        monitoring reminder (a safety card beside a T-DXd order) always repeat; order-select keeps
-        every card (it fires on each edit and the EHR replaces its card list)."""
-        window = int(self.settings.cards["repeat_window_minutes"]) * 60
-        if not window or hook not in ("order-select", "order-sign"):
-            return cards
-        kept = []
-        for card in cards:
-            if card["indicator"] != "info" or card["source"]["topic"]["code"] in ALWAYS_REPEAT:
-                kept.append(card)
-                continue
-            seen = [context.get("userId"), context.get("patientId"), card["source"]["topic"]["code"],
-                    card["summary"], card["detail"]]
-            key = hashlib.sha256(json.dumps(seen, default=str).encode()).hexdigest()
-            try:
-                new = self.shown.first_use(key, window)
-            except CacheUnavailable:
-                new = True  # cannot tell: show it
-            if new or hook == "order-select":
-                kept.append(card)
-        return kept
-
-
-HELD_BACK = {"shadow": "shadow mode (recorded in the ledger, not returned)",
-             "repeat": "shown to this user for this patient within cards.repeat_window_minutes",
-             "snooze": "snoozed after an override of the same topic for this patient"}
-
-
-def topic_mode(cfg: dict[str, Any]) -> str:
-    """live | shadow | off (`enabled: false` is off)."""
-    return "off" if not cfg["enabled"] else str(cfg["mode"])
-
-
-def evidence_digest(d: CardDecision) -> str:
-    """What the card is about, without the order in progress: a snooze 'until the evidence changes' ends when
-    this changes."""
-    lines = [d.topic, d.summary] + [e for e in d.evidence if not e.startswith("order in progress")] + d.unknowns
-    return hashlib.sha256(json.dumps(lines).encode()).hexdigest()
-
-
-def not_evaluated(topic: str) -> CardDecision:
-    """The card that stands in for a topic whose derivation failed (no internal detail)."""
-    return CardDecision(
-        topic=topic, indicator="info",
-        summary=f"her2-cds could not evaluate {TOPIC_NAMES[topic]} for this patient: review it yourself",
-        evidence=[], unknowns=[f"the service could not evaluate {TOPIC_NAMES[topic]} for this request; the other "
-                               "checks ran. The failure was recorded for the service team."])
 
 
 def _log_failure(stage: str, exc: Exception) -> None:

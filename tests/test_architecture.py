@@ -19,7 +19,7 @@ MAY_IMPORT = {
     "fhir": {"config", "paths"},
     "facts": {"fhir"},
     "rules": {"fhir", "facts"},
-    "cards": {"fhir", "facts", "rules"},
+    "cards": {"fhir", "facts", "rules", "storage"},  # repeats are remembered in a first-use memory
     "gather": {"fhir", "rules"},
     "storage": set(),
 }

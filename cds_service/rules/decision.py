@@ -5,11 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.facts.derive import Facts
-from cds_service.facts.orders import DraftOrder
-
-ORDER_HOOKS = ("order-select", "order-sign")
-
 
 @dataclass
 class Suggestion:
@@ -39,24 +34,14 @@ class CardDecision:
     pathways: list[str] = field(default_factory=list)  # the label pathways the card names (DB-06, DB-04)
 
 
-def orders_in_play(facts: Facts, hook: str) -> list[DraftOrder]:
-    """The orders a card may stand beside: selected ones on order-select, all drafts on order-sign."""
-    if hook == "order-select":
-        return [d for d in facts.drafts if d.selected]
-    if hook == "order-sign":
-        return list(facts.drafts)
-    return []
+TOPIC_NAMES = {"her2-rescore": "HER2 re-scoring", "tdxd-consideration": "T-DXd consideration",
+               "ild-monitoring": "ILD monitoring"}
 
 
-def systemic_order(facts: Facts, hook: str) -> DraftOrder | None:
-    """A drafted systemic breast-cancer therapy other than T-DXd (the moment to reconsider HER2)."""
-    return next((d for d in orders_in_play(facts, hook) if d.is_systemic and not d.is_tdxd), None)
-
-
-def tdxd_order(facts: Facts, hook: str) -> DraftOrder | None:
-    return next((d for d in orders_in_play(facts, hook) if d.is_tdxd), None)
-
-
-def unavailable_lines(facts: Facts) -> list[str]:
-    lines = [f"data not available from the EHR: {key} ({why})" for key, why in sorted(facts.unavailable.items())]
-    return lines + facts.data_notes
+def not_evaluated(topic: str) -> CardDecision:
+    """The card that stands in for a topic whose derivation failed (no internal detail)."""
+    return CardDecision(
+        topic=topic, indicator="info",
+        summary=f"her2-cds could not evaluate {TOPIC_NAMES[topic]} for this patient: review it yourself",
+        evidence=[], unknowns=[f"the service could not evaluate {TOPIC_NAMES[topic]} for this request; the other "
+                               "checks ran. The failure was recorded for the service team."])

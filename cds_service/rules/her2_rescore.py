@@ -7,7 +7,8 @@ from typing import Any
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
 from cds_service.fhir.primitives import fmt, months_between
-from cds_service.rules.decision import CardDecision, Suggestion, systemic_order, unavailable_lines
+from cds_service.rules.context import systemic_order, unavailable_lines
+from cds_service.rules.decision import CardDecision, Suggestion
 
 TOPIC = "her2-rescore"
 IHC, ISH = "ihc", "ish"  # what the drafted ServiceRequest asks for: IHC re-scoring / review, or reflex ISH

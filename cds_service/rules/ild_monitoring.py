@@ -10,7 +10,8 @@ from cds_service.facts.evidence import Evidence
 from cds_service.facts.orders import MG_PER_KG, DraftOrder
 from cds_service.fhir.extraction import validated
 from cds_service.fhir.primitives import fmt
-from cds_service.rules.decision import CardDecision, Suggestion, tdxd_order, unavailable_lines
+from cds_service.rules.context import tdxd_order, unavailable_lines
+from cds_service.rules.decision import CardDecision, Suggestion
 
 TOPIC = "ild-monitoring"
 BREAST_DOSE = 5.4

@@ -8,7 +8,8 @@ from typing import Any
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import CATEGORY_LABEL, LOW, ULTRALOW
 from cds_service.fhir.primitives import fmt
-from cds_service.rules.decision import CardDecision, Suggestion, systemic_order, tdxd_order, unavailable_lines
+from cds_service.rules.context import systemic_order, tdxd_order, unavailable_lines
+from cds_service.rules.decision import CardDecision, Suggestion
 from cds_service.rules.her2_rescore import IHC, service_request
 
 TOPIC = "tdxd-consideration"

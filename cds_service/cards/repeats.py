@@ -1,0 +1,41 @@
+"""Repeats held back: order-sign leaves out an info card that the same user was shown, unchanged, for the same
+patient within `cards.repeat_window_minutes`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from cds_service.storage.first_use import CacheUnavailable, FirstUseMemory
+
+ALWAYS_REPEAT = {"ild-monitoring"}  # the safety reminder beside a T-DXd order
+
+
+class Repeats:
+    """Remembers (by a hash of user, patient and card content, in a first-use memory) which cards were shown."""
+
+    def __init__(self, shown: FirstUseMemory, window_minutes: int) -> None:
+        self.shown = shown
+        self.window = window_minutes * 60
+
+    def without_repeats(self, cards: list[dict[str, Any]], hook: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+        """The cards to show. Warnings, critical cards and the ILD monitoring reminder always repeat; order-select
+        keeps every card (it fires on each edit and the EHR replaces its card list) but is remembered."""
+        if not self.window or hook not in ("order-select", "order-sign"):
+            return cards
+        kept = []
+        for card in cards:
+            if card["indicator"] != "info" or card["source"]["topic"]["code"] in ALWAYS_REPEAT:
+                kept.append(card)
+                continue
+            seen = [context.get("userId"), context.get("patientId"), card["source"]["topic"]["code"],
+                    card["summary"], card["detail"]]
+            key = hashlib.sha256(json.dumps(seen, default=str).encode()).hexdigest()
+            try:
+                new = self.shown.first_use(key, self.window)
+            except CacheUnavailable:
+                new = True  # cannot tell: show it
+            if new or hook == "order-select":
+                kept.append(card)
+        return kept
