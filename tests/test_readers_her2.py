@@ -101,8 +101,10 @@ def test_ish_group_boundaries(ratio, copies, group):
 ])
 def test_categorise_with_ish(kw, category, ish, group, notes):
     r = result(**kw)
-    assert categorise(r) == category
-    assert (r.ish, r.ish_group, r.notes) == (ish, group, notes)
+    found = categorise(r)
+    assert found.category == category
+    assert (found.ish, found.ish_group, list(found.notes)) == (ish, group, notes)
+    assert r == result(**kw)  # categorise reads the result, never changes it
 
 
 @pytest.mark.parametrize("kw, category, notes", [
@@ -124,8 +126,8 @@ def test_categorise_with_ish(kw, category, ish, group, notes):
     ({}, "zero-unspecified", []),
 ])
 def test_ihc_zero(kw, category, notes):
-    r = result(ihc=0, **kw)
-    assert categorise(r) == category and r.notes == notes
+    found = categorise(result(ihc=0, **kw))
+    assert found.category == category and list(found.notes) == notes
 
 
 @pytest.mark.parametrize("resource, line", [
@@ -267,5 +269,5 @@ def test_copy_numbers_given_as_words_and_bounds():
 
 
 def test_ratio_without_copies_and_a_negative_interpretation_with_ihc_2_stays_open():
-    r = result(ihc=2, binary="negative", ratio=1.5)
-    assert categorise(r) == "indeterminate" and r.ish == "equivocal"
+    found = categorise(result(ihc=2, binary="negative", ratio=1.5))
+    assert found.category == "indeterminate" and found.ish == "equivocal"

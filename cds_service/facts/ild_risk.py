@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from cds_service.facts.evidence import Evidence
+from cds_service.facts.thresholds import ILD_DISCONTINUE_GRADE, TDXD_ILD_WINDOW
 from cds_service.fhir.primitives import effective_date, fmt, ref_of
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
@@ -86,7 +87,6 @@ def _grade(cond: dict[str, Any]) -> int | None:
     return None
 
 
-TDXD_WINDOW_DAYS = 91  # T-DXd exposure runs from the first dose to 3 months after the last
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Exposure:
     last: date | None
 
     def covers(self, when: date) -> bool:
-        return when >= self.first and (self.last is None or when <= self.last + timedelta(days=TDXD_WINDOW_DAYS))
+        return when >= self.first and (self.last is None or when <= self.last + timedelta(days=TDXD_ILD_WINDOW.value))
 
 
 def _tdxd_associated(cond: dict[str, Any], ts: Terminology, exposure: Exposure | None) -> str | None:
@@ -144,7 +144,7 @@ def _add_event(risk: IldRisk, record: dict[str, Any], label: str, grade: int | N
     if why:
         if grade is None:
             risk.notes.append(f"{ref_of(record)}: T-DXd-associated ILD/pneumonitis without a recorded grade")
-        elif grade >= 2:
+        elif grade >= ILD_DISCONTINUE_GRADE.value:
             risk.tdxd_ild_grade2plus.append(ev)
 
 

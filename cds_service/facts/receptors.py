@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 from cds_service.facts.evidence import Evidence
+from cds_service.facts.thresholds import ER_LOW_MAX, RECEPTOR_POSITIVE
 from cds_service.fhir.primitives import effective_date, ref_of
 from cds_service.fhir.terminology import Terminology
 
@@ -59,13 +60,14 @@ def _percent(obs: dict[str, Any], ts: Terminology) -> tuple[float, str | None] |
 
 def positive_at(pct: float, cmp: str | None) -> bool | None:
     """≥1% is positive; a bound keeps its comparator ("<1%" negative, ">5%" positive); None when open."""
+    cut = RECEPTOR_POSITIVE.value
     if cmp is None:
-        return pct >= 1.0
+        return pct >= cut
     if cmp == "<":
-        return False if pct <= 1.0 else None
+        return False if pct <= cut else None
     if cmp == "<=":
-        return False if pct < 1.0 else None
-    return True if pct >= 1.0 else None  # ">", ">="
+        return False if pct < cut else None
+    return True if pct >= cut else None  # ">", ">="
 
 
 def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> ReceptorResult | None:
@@ -128,7 +130,7 @@ def hr_status(er_obs: list[dict[str, Any]], pr_obs: list[dict[str, Any]], ts: Te
     if both is not None:
         er = pr = both
         notes.append("ER and PR reported as one result (ER+PR)")
-    if er and er.percent is not None and 1 <= er.percent <= 10:
+    if er and er.percent is not None and RECEPTOR_POSITIVE.value <= er.percent <= ER_LOW_MAX.value:
         notes.append(f"ER-low ({er.percent:g}%): counted as HR-positive; endocrine sensitivity may be limited")
     if (er and er.positive) or (pr and pr.positive):
         status = "positive"

@@ -9,6 +9,7 @@ from typing import Any
 
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.setting import Metastasis
+from cds_service.facts.thresholds import ADJUVANT_RECURRENCE, COMBINATION, EPISODE_GAP, PROGRESSION_AFTER_END
 from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
 from cds_service.fhir.terminology import Terminology
@@ -17,10 +18,6 @@ CLASS_LABEL = {"endocrine-therapy": "endocrine therapy", "cdk46-inhibitor": "CDK
                "other-targeted": "targeted therapy", "chemotherapy": "chemotherapy",
                "her2-directed-antibody": "HER2-directed therapy", "tdxd": "trastuzumab deruxtecan",
                "other-adc": "antibody-drug conjugate"}
-EPISODE_GAP_DAYS = 90
-COMBINATION_DAYS = 45
-PROGRESSION_AFTER_END_DAYS = 90
-ADJUVANT_RECURRENCE_DAYS = 183
 ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
 ONGOING = {"active", "in-progress", "on-hold"}
 
@@ -159,7 +156,7 @@ def _episodes(records: list[Record]) -> list[list[Record]]:
         current: list[Record] = []
         reach: date | None = None
         for r in recs:
-            if current and r.start and reach and (r.start - reach).days <= EPISODE_GAP_DAYS:
+            if current and r.start and reach and (r.start - reach).days <= EPISODE_GAP.value:
                 current.append(r)
             else:  # a new episode: the furthest date of the last one no longer counts
                 if current:
@@ -194,14 +191,14 @@ def _outcome(line: Line, episodes: list[list[Record]], status_obs: list[tuple[da
             if r.stop == "progression":
                 line.progression.append(Evidence(r.ref, r.end or r.start, f"stopped for progression: {r.stop_text}"))
     if line.start:
-        horizon = None if line.ongoing or line.end is None else line.end + timedelta(days=PROGRESSION_AFTER_END_DAYS)
+        horizon = None if line.ongoing or line.end is None else line.end + timedelta(days=PROGRESSION_AFTER_END.value)
         for when, ev in status_obs:
             if when < line.start or (horizon and when > horizon) or (next_same_class and when > next_same_class):
                 continue
             if line.end is None and not line.ongoing:
                 continue  # an open-ended record without an end cannot claim later progressions
             just_started = (when - line.start).days <= 30
-            if previous_end and just_started and (when - previous_end).days <= PROGRESSION_AFTER_END_DAYS:
+            if previous_end and just_started and (when - previous_end).days <= PROGRESSION_AFTER_END.value:
                 continue  # belongs to the line before, which this one replaced
             line.progression.append(ev)
     last = max(episodes, key=lambda ep: max(filter(None, (r.end or r.start for r in ep)), default=date.min))
@@ -247,7 +244,7 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
     clusters: list[list[list[Record]]] = []
     for ep in episodes:
         start, first = ep[0].start, clusters[-1][0][0].start if clusters else None
-        if start and first and (start - first).days <= COMBINATION_DAYS:
+        if start and first and (start - first).days <= COMBINATION.value:
             clusters[-1].append(ep)
         else:
             clusters.append([ep])
@@ -283,7 +280,7 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
         for ln in lines:
             if ln.is_chemo and ln.setting == "early" and ln.end:
                 gap = (metastatic_start - ln.end).days
-                if gap <= ADJUVANT_RECURRENCE_DAYS:
+                if gap <= ADJUVANT_RECURRENCE.value:
                     drugs = " + ".join(ln.drugs)
                     text = (f"recurrence {gap} days after completing early-stage chemotherapy ({drugs})" if gap >= 0
                             else f"recurrence during early-stage chemotherapy ({drugs}, ended {ln.end.isoformat()})")

@@ -8,13 +8,14 @@ from typing import Any
 from cds_service.facts.derive import Facts
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.orders import MG_PER_KG, DraftOrder
+from cds_service.facts.thresholds import TDXD_BREAST_DOSE
 from cds_service.fhir.extraction import validated
 from cds_service.fhir.primitives import fmt
 from cds_service.rules.context import tdxd_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
 
 TOPIC = "ild-monitoring"
-BREAST_DOSE = 5.4
+BREAST_DOSE = TDXD_BREAST_DOSE.value
 CT_CHEST = {"system": "http://snomed.info/sct", "code": "169069000", "display": "CT of chest"}
 PULSE_OX = {"system": "http://snomed.info/sct", "code": "252465000", "display": "Pulse oximetry"}
 

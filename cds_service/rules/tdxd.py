@@ -7,6 +7,7 @@ from typing import Any
 
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import CATEGORY_LABEL, LOW, ULTRALOW
+from cds_service.facts.thresholds import TDXD_BREAST_DOSE
 from cds_service.fhir.primitives import fmt
 from cds_service.rules.context import systemic_order, tdxd_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
@@ -133,7 +134,7 @@ def _order(patient_id: str) -> dict[str, Any]:
                 "timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}},
                 "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008",
                                       "display": "Intravenous route"}]},
-                "doseAndRate": [{"doseQuantity": {"value": 5.4, "unit": "mg/kg", "system": "http://unitsofmeasure.org",
+                "doseAndRate": [{"doseQuantity": {"value": TDXD_BREAST_DOSE.value, "unit": "mg/kg", "system": "http://unitsofmeasure.org",
                                                   "code": "mg/kg"}}]}]}
 
 

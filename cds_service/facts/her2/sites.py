@@ -1,0 +1,27 @@
+"""Where a HER2 result was taken: primary tumour, metastatic site, or unknown, from Specimen or bodySite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds_service.fhir.terminology import Terminology, texts
+
+
+def site_of(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Terminology) -> tuple[str, str | None]:
+    """(primary | metastatic | unknown, a short site text) from Specimen or bodySite."""
+    concepts: list[Any] = []
+    spec_ref = (obs.get("specimen") or {}).get("reference") if isinstance(obs.get("specimen"), dict) else None
+    if isinstance(obs.get("specimen"), dict) and isinstance(obs["specimen"].get("display"), str):
+        concepts.append({"text": obs["specimen"]["display"]})
+    spec = specimens.get(spec_ref.split("/")[-1]) if isinstance(spec_ref, str) else None
+    if spec:
+        concepts += [spec.get("type"), (spec.get("collection") or {}).get("bodySite")]
+    concepts.append(obs.get("bodySite"))
+    concepts = [cc for cc in concepts if cc]
+    for cc in concepts:  # any concept that tells metastatic from primary decides, wherever it sits
+        label = next(iter(texts(cc)), None)
+        if "metasta" in " ".join(texts(cc)).lower() or ts.match("metastatic-site", cc):
+            return "metastatic", label
+        if ts.match("primary-site", cc):
+            return "primary", label
+    return "unknown", next((t for cc in concepts for t in texts(cc)), None)
