@@ -111,3 +111,32 @@ def test_every_setting_has_its_default_in_defaults_yaml():
     walk(schema, defaults, "")
     assert not missing, missing
     assert '"default"' not in json.dumps(schema)  # defaults.yaml is the one place, not the schema too
+
+
+def test_readme_shows_the_clinical_rules_the_code_holds():
+    """README's "Clinical rules" section is the code's own tables: a change to either without the other fails."""
+    from cds_service.clinical_rules import BEGIN, END, section
+
+    readme = (PKG.parent / "README.md").read_text("utf-8")
+    assert readme.count(BEGIN) == 1 and readme.count(END) == 1
+    shown = readme[readme.index(BEGIN):readme.index(END) + len(END)]
+    assert shown == section(), "README's clinical rules differ from the code: python -m cds_service.clinical_rules"
+
+
+def test_every_row_of_the_her2_table_decides_some_result():
+    """No row of the §6.1 table is shadowed by the rows above it: for each row, a result built to match it gets
+    that row's category."""
+    from cds_service.facts.her2 import HER2_TABLE, Her2Values, categorise
+
+    stain = {"faint ≤10%": {"membrane": "faint-le-10"}, "absent": {"membrane": "absent"},
+             ">10%": {"membrane_pct": 30.0}, "not stated": {}, "cannot be told": {"membrane_pct": 5.0,
+                                                                                  "membrane_pct_cmp": ">"}}
+    for row in HER2_TABLE:
+        values = {} if row.ihc == "none" else {"ihc": int(row.ihc.rstrip("+"))}
+        if row.ish:
+            values["ish"] = sorted(row.ish)[0]
+        if row.staining:
+            values.update(stain[sorted(row.staining)[0]])
+        if row.reported:
+            values["binary"] = sorted(row.reported)[0]
+        assert categorise(Her2Values(**values)).category == row.category, (row, values)

@@ -35,7 +35,7 @@ ADJUVANT_RECURRENCE = Threshold(183, "days", "DB-04: recurrence during or within
 ILD_DISCONTINUE_GRADE = Threshold(2, "CTCAE grade", "ILD/pneumonitis of this grade or higher: discontinue T-DXd "
                                   "permanently (grade 1: interrupt)", LABEL)
 TDXD_ILD_WINDOW = Threshold(91, "days", "ILD/pneumonitis from the first T-DXd dose to 3 months after the last is "
-                            "T-DXd-associated", f"{LABEL}; {DESIGN} §6.5")
+                            "T-DXd-associated", "her2-cds DESIGN §6.5, after the label's ILD section")
 TDXD_BREAST_DOSE = Threshold(5.4, "mg/kg", "T-DXd dose for breast cancer, every 3 weeks (6.4 mg/kg is the gastric "
                              "cancer dose)", LABEL)
 PROGRESSION_AFTER_END = Threshold(90, "days", "progression documented up to this long after a line ended counts "
@@ -56,5 +56,5 @@ ALL = {"ISH_RATIO": ISH_RATIO, "ISH_COPIES_LOW": ISH_COPIES_LOW, "ISH_COPIES_HIG
 def table_markdown() -> str:
     """The thresholds as README shows them."""
     rows = ["| threshold | value | meaning | source |", "|---|---|---|---|"]
-    rows += [f"| `{name}` | {t.value:g} {t.unit} | {t.meaning} | {t.source} |" for name, t in ALL.items()]
+    rows += [f"| `{name}` | {t.value} {t.unit} | {t.meaning} | {t.source} |" for name, t in ALL.items()]
     return "\n".join(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,37 @@ class Pathway:
         return [f"{label}: {why}" for label, s, why in self.criteria if s is None]
 
 
-def _her2(facts: Facts, allowed: tuple[str, ...]) -> tuple[bool | None, str]:
+Verdict = tuple[bool | None, str] | tuple[bool | None, str, str]  # met?, why (, the criterion as it was met)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One named criterion of a label pathway: its check says met (True), not met (False) or unknown (None), and
+    why; a check that returns None does not apply to this record."""
+
+    label: str
+    check: Callable[[Facts], Verdict | None]
+
+
+@dataclass(frozen=True)
+class PathwayRule:
+    """A label pathway as a list of named criteria, all of which must be met."""
+
+    name: str
+    short: str
+    source: str
+    criteria: tuple[Criterion, ...]
+
+    def evaluate(self, facts: Facts) -> Pathway:
+        p = Pathway(self.name, self.short)
+        for c in self.criteria:
+            verdict = c.check(facts)
+            if verdict is not None:
+                p.add(verdict[2] if len(verdict) == 3 else c.label, verdict[0], verdict[1])
+        return p
+
+
+def _her2(facts: Facts, allowed: tuple[str, ...]) -> Verdict:
     cur, earlier = facts.her2.current, facts.her2.earlier_low
     if cur is None:
         return None, "no HER2 result"
@@ -55,58 +86,93 @@ def _her2(facts: Facts, allowed: tuple[str, ...]) -> tuple[bool | None, str]:
     return False, cur.describe()
 
 
-def _unreadable(facts: Facts, p: Pathway) -> None:
+def her2_low_or_ultralow(facts: Facts) -> Verdict:
+    return _her2(facts, (LOW, ULTRALOW))
+
+
+def her2_low(facts: Facts) -> Verdict:
+    return _her2(facts, (LOW,))
+
+
+def no_unreadable_her2(facts: Facts) -> Verdict | None:
     """A HER2 result that could not be read may be HER2-positive: the pathway cannot be called met."""
-    if facts.her2.unreadable:
-        p.add("no HER2-positive result", None, f"HER2 result(s) {', '.join(facts.her2.unreadable)} could not be "
-                                               "read (not valid FHIR); check them in the pathology report")
+    if not facts.her2.unreadable:
+        return None
+    return None, (f"HER2 result(s) {', '.join(facts.her2.unreadable)} could not be read (not valid FHIR); check "
+                  "them in the pathology report")
 
 
-def db06(facts: Facts) -> Pathway:
-    p = Pathway("DESTINY-Breast06", "DB-06")
-    p.add("HER2-low or HER2-ultralow", *_her2(facts, (LOW, ULTRALOW)))
-    _unreadable(facts, p)
+def hr_positive(facts: Facts) -> Verdict:
     hr = facts.hr
-    p.add("HR-positive", {"positive": True, "negative": False}.get(hr.status),
-          "; ".join(e.line() for e in hr.evidence()) or "no ER/PR result")
+    return ({"positive": True, "negative": False}.get(hr.status),
+            "; ".join(e.line() for e in hr.evidence()) or "no ER/PR result")
+
+
+def endocrine_progression(facts: Facts) -> Verdict:
     et = facts.therapy.metastatic("is_endocrine")
     progressed = [ln for ln in et if ln.outcome == "progressed"]
     unclear = [ln for ln in et if ln.outcome == "ended-reason-unknown"] + [
         ln for ln in facts.therapy.lines if ln.is_endocrine and ln.setting == "unknown"]
     if progressed:
-        p.add("progression on ≥1 endocrine therapy in the metastatic setting", True,
-              "; ".join(ln.describe() for ln in progressed))
-    elif unclear:
-        p.add("progression on ≥1 endocrine therapy in the metastatic setting", None,
-              "progression not documented for: " + "; ".join(ln.describe() for ln in unclear))
-    else:
-        p.add("progression on ≥1 endocrine therapy in the metastatic setting", False,
-              "; ".join(ln.describe() for ln in et) or "no endocrine therapy recorded in the metastatic setting")
+        return True, "; ".join(ln.describe() for ln in progressed)
+    if unclear:
+        return None, "progression not documented for: " + "; ".join(ln.describe() for ln in unclear)
+    return False, "; ".join(ln.describe() for ln in et) or "no endocrine therapy recorded in the metastatic setting"
+
+
+def no_metastatic_chemo(facts: Facts) -> Verdict:
     chemo = facts.therapy.metastatic("is_chemo")
     unknown_chemo = [ln for ln in facts.therapy.lines if ln.is_chemo and ln.setting == "unknown"]
-    p.add("no chemotherapy in the metastatic setting", False if chemo else (None if unknown_chemo else True),
-          "; ".join(ln.describe() for ln in chemo or unknown_chemo) or "none recorded")
-    return p
+    return (False if chemo else (None if unknown_chemo else True),
+            "; ".join(ln.describe() for ln in chemo or unknown_chemo) or "none recorded")
 
 
-def db04(facts: Facts) -> Pathway:
-    p = Pathway("DESTINY-Breast04", "DB-04")
-    p.add("HER2-low (IHC 1+ or 2+/ISH-negative)", *_her2(facts, (LOW,)))
-    _unreadable(facts, p)
+def prior_chemo(facts: Facts) -> Verdict:
     chemo = facts.therapy.metastatic("is_chemo")
     adj = facts.therapy.adjuvant_recurrence
     unknown_chemo = [ln for ln in facts.therapy.lines if ln.is_chemo and ln.setting == "unknown"]
     if chemo:
-        p.add("prior chemotherapy in the metastatic setting", True, "; ".join(ln.describe() for ln in chemo))
-    elif adj:
-        p.add("recurrence during or within 6 months of adjuvant chemotherapy", True, adj.line())
-    elif unknown_chemo:
-        p.add("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", None,
-              "setting unknown: " + "; ".join(ln.describe() for ln in unknown_chemo))
-    else:
-        p.add("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", False,
-              "no chemotherapy in the metastatic setting and no early recurrence after adjuvant chemotherapy")
-    return p
+        return True, "; ".join(ln.describe() for ln in chemo), "prior chemotherapy in the metastatic setting"
+    if adj:
+        return True, adj.line(), "recurrence during or within 6 months of adjuvant chemotherapy"
+    if unknown_chemo:
+        return None, "setting unknown: " + "; ".join(ln.describe() for ln in unknown_chemo)
+    return False, "no chemotherapy in the metastatic setting and no early recurrence after adjuvant chemotherapy"
+
+
+DB06 = PathwayRule("DESTINY-Breast06", "DB-06", "FDA Enhertu label 2025; Bardia et al., NEJM 2024", (
+    Criterion("HER2-low or HER2-ultralow", her2_low_or_ultralow),
+    Criterion("no HER2-positive result", no_unreadable_her2),
+    Criterion("HR-positive", hr_positive),
+    Criterion("progression on ≥1 endocrine therapy in the metastatic setting", endocrine_progression),
+    Criterion("no chemotherapy in the metastatic setting", no_metastatic_chemo),
+))
+DB04 = PathwayRule("DESTINY-Breast04", "DB-04", "FDA Enhertu label 2025; Modi et al., NEJM 2022", (
+    Criterion("HER2-low (IHC 1+ or 2+/ISH-negative)", her2_low),
+    Criterion("no HER2-positive result", no_unreadable_her2),
+    Criterion("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", prior_chemo),
+))
+PATHWAYS = (DB06, DB04)
+
+
+def db06(facts: Facts) -> Pathway:
+    return DB06.evaluate(facts)
+
+
+def db04(facts: Facts) -> Pathway:
+    return DB04.evaluate(facts)
+
+
+def pathways_markdown() -> str:
+    """The pathways as README shows them: each a list of named criteria, all of which must be met."""
+    out = []
+    for rule in PATHWAYS:
+        out.append(f"**{rule.name} ({rule.short})**, {rule.source}: all of")
+        out += [f"{i}. {c.label}" + (" (asked only when a HER2 result could not be read)"
+                                      if c.check is no_unreadable_her2 else "")
+                for i, c in enumerate(rule.criteria, 1)]
+        out.append("")
+    return "\n".join(out).rstrip()
 
 
 LINK = {"DB-06": "db06", "DB-04": "db04"}
