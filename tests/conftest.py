@@ -40,6 +40,33 @@ def _server_or_skip(name: str, reachable: bool) -> None:
     pytest.skip(f"{name} not reachable on this machine (runs under CI)")
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+_OWN_DIRS = (".venv/", "node_modules/", ".pytest_cache/", ".ruff_cache/", ".hypothesis/", ".mypy_cache/",
+             "her2_cds.egg-info/")
+
+
+def _stray_files() -> set[str]:
+    """Files in the checkout that git does not track (ignored ones included), but for tool caches."""
+    out = subprocess.run(["git", "ls-files", "--others", "--directory", "--no-empty-directory"], cwd=CHECKOUT,
+                         capture_output=True, text=True).stdout.split()
+    ignored = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"],
+                             cwd=CHECKOUT, capture_output=True, text=True).stdout.split()
+    return {f for f in out + ignored if "__pycache__" not in f and not f.startswith(_OWN_DIRS)
+            and not f.endswith(_OWN_DIRS)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_checkout() -> Iterator[None]:
+    """No test writes into the checkout (a database, a report, a key file): the session fails if one did."""
+    if not (CHECKOUT / ".git").exists():
+        yield
+        return
+    before = _stray_files()
+    yield
+    new = _stray_files() - before
+    assert not new, f"tests wrote into the checkout: {sorted(new)}"
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     from cds_service.storage.feedback import FeedbackStore

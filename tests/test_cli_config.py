@@ -134,7 +134,8 @@ def test_local_value_set_adds_codes_without_touching_ours(tmp_path):
                                                          "code": "LET25"}]}) is None
 
 
-def test_malformed_value_set_stops_start_up(tmp_path, capsys):
+def test_malformed_value_set_stops_start_up(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default sqlite:///her2-cds.db is relative: never the checkout
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"resourceType": "ValueSet", "status": "active", "compose": {"include": "letrozole"}}))
     cfg = _write(tmp_path, f"value_sets:\n  extra_files: [{bad}]\n")

@@ -117,11 +117,12 @@ def test_the_readme_configuration_example_is_valid_as_written(tmp_path, capsys):
     assert main(["check-config", str(tmp_path / "her2-cds.yaml")]) == 0, capsys.readouterr().err
 
 
-def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, capsys):
+def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, capsys, monkeypatch):
     """README "Try it in the CDS Hooks sandbox": the YAML as written (its key file made at the path it names),
     then a call signed like the locally built sandbox signs it (its issuer, the public sandbox's jku)."""
     from cds_service.config import load
     from cds_service.web.app import create_app
+    monkeypatch.chdir(tmp_path)  # the YAML's sqlite:///her2-cds.db is relative: never the checkout
     text = README.read_text()
     section = text[text.index("## Try it in the CDS Hooks sandbox"):]
     start = section.index("```yaml\n") + 8
