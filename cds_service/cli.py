@@ -42,16 +42,19 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
         return _gunicorn(lambda: _frozen(serving_app(settings)), args, metrics_dir)
-    log.warning("this is werkzeug's development server, for trying the service on one machine: in production "
-                "run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (README \"Security\")")
+    log.warning(
+        "this is werkzeug's development server, for trying the service on one machine: in production "
+        'run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (README "Security")'
+    )
     from werkzeug.serving import WSGIRequestHandler, run_simple
 
     class _Quiet(WSGIRequestHandler):
         def log_request(self, *_: Any) -> None:
             """The audit logger already writes one JSON line per request."""
 
-    run_simple(args.host, args.port, _frozen(serving_app(settings)), threaded=True, use_reloader=False,
-               request_handler=_Quiet)
+    run_simple(
+        args.host, args.port, _frozen(serving_app(settings)), threaded=True, use_reloader=False, request_handler=_Quiet
+    )
     return 0
 
 
@@ -70,9 +73,22 @@ def _gunicorn(build: Any, args: argparse.Namespace, metrics_dir: str | None) -> 
         def load_config(self) -> None:
             from cds_service import gunicorn_conf as production  # the settings docker/ uses, but bind and workers
 
-            for key in ("worker_class", "threads", "timeout", "graceful_timeout", "keepalive", "max_requests",
-                        "max_requests_jitter", "limit_request_line", "limit_request_fields", "child_exit",
-                        "on_exit", "logconfig_dict", "accesslog", "errorlog"):
+            for key in (
+                "worker_class",
+                "threads",
+                "timeout",
+                "graceful_timeout",
+                "keepalive",
+                "max_requests",
+                "max_requests_jitter",
+                "limit_request_line",
+                "limit_request_fields",
+                "child_exit",
+                "on_exit",
+                "logconfig_dict",
+                "accesslog",
+                "errorlog",
+            ):
                 self.cfg.set(key, getattr(production, key))
             production.own_metrics_dir(metrics_dir)
             self.cfg.set("bind", f"{args.host}:{args.port}")
@@ -99,8 +115,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cds_service.evaluate import evaluate_file, render_text
 
     # in-process and offline: no token, and no database or cache opened (nothing written, nothing contacted)
-    settings = load(args.config, overrides={"auth": {"required": False},
-                                            "storage": {"database_url": "sqlite://", "cache_url": "memory://"}})
+    settings = load(
+        args.config,
+        overrides={"auth": {"required": False}, "storage": {"database_url": "sqlite://", "cache_url": "memory://"}},
+    )
     status, body = evaluate_file(args.request, settings, args.service, explain=args.explain)
     if args.text or args.explain:
         print(render_text(status, body))
@@ -163,12 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--config", help="YAML configuration (default: $HER2_CDS_CONFIG)")
-    serve.add_argument("--dev", action="store_true",
-                       help="local development: trust the public CDS Hooks sandbox and its origin")
-    serve.add_argument("--no-auth", action="store_true",
-                       help="turn authentication off (local development only; loud warning)")
-    serve.add_argument("--allow-fhir-server", action="append", default=[], metavar="URL",
-                       help="also allow FHIR fallback queries to this server (repeatable), e.g. a sandbox's")
+    serve.add_argument(
+        "--dev", action="store_true", help="local development: trust the public CDS Hooks sandbox and its origin"
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="turn authentication off (local development only; loud warning)"
+    )
+    serve.add_argument(
+        "--allow-fhir-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also allow FHIR fallback queries to this server (repeatable), e.g. a sandbox's",
+    )
     serve.add_argument("--workers", type=int, default=1, help=">1 runs under gunicorn")
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
@@ -179,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--service", help="service id (default: from the request's hook)")
     ev.add_argument("--config")
     ev.add_argument("--text", action="store_true", help="readable text instead of JSON")
-    ev.add_argument("--explain", action="store_true",
-                    help="also print the derived facts, each rule's verdict criterion by criterion, and the codings "
-                         "that matched no value set (text)")
+    ev.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print the derived facts, each rule's verdict criterion by criterion, and the codings "
+        "that matched no value set (text)",
+    )
     ev.set_defaults(func=_evaluate)
     rp = sub.add_parser("report", help="the card ledger and feedback as report.html and CSV files")
     rp.add_argument("--config", help="YAML configuration naming the database (default: $HER2_CDS_CONFIG)")
@@ -191,8 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     rp.set_defaults(func=_report)
     sd = sub.add_parser("seed", help="load the example patients into a FHIR R4 server (one transaction Bundle)")
     sd.add_argument("--fhir-server", required=True, help="the server's base URL, e.g. http://localhost:8081/fhir")
-    sd.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                    help="wait up to SECONDS for the server to answer /metadata first")
+    sd.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the server to answer /metadata first",
+    )
     sd.set_defaults(func=_seed)
     args = parser.parse_args(argv)
     try:

@@ -14,16 +14,18 @@ END = "<!-- /clinical-rules -->"
 
 def section() -> str:
     """The generated part of README's "Clinical rules" section, markers included."""
-    return "\n\n".join([
-        BEGIN,
-        "### HER2 category of one result (DESIGN §6.1, `cds_service/facts/her2/category.py`)",
-        her2_table(),
-        "### T-DXd label pathways (DESIGN §6.4, `cds_service/rules/tdxd.py`)",
-        pathways_markdown(),
-        "### Guideline thresholds (`cds_service/facts/thresholds.py`)",
-        thresholds_table(),
-        END,
-    ])
+    return "\n\n".join(
+        [
+            BEGIN,
+            "### HER2 category of one result (DESIGN §6.1, `cds_service/facts/her2/category.py`)",
+            her2_table(),
+            "### T-DXd label pathways (DESIGN §6.4, `cds_service/rules/tdxd.py`)",
+            pathways_markdown(),
+            "### Guideline thresholds (`cds_service/facts/thresholds.py`)",
+            thresholds_table(),
+            END,
+        ]
+    )
 
 
 if __name__ == "__main__":

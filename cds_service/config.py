@@ -74,7 +74,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _path_of(error: jsonschema.ValidationError) -> str:
-    parts = []
+    parts: list[str] = []
     for p in error.absolute_path:
         parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + str(p))
     return "".join(parts) or "(top level)"
@@ -89,8 +89,9 @@ def validate(data: dict[str, Any], source: str) -> None:
         raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
 
 
-def load(path: str | os.PathLike[str] | None = None, *, dev: bool = False,
-         overrides: dict[str, Any] | None = None) -> Settings:
+def load(
+    path: str | os.PathLike[str] | None = None, *, dev: bool = False, overrides: dict[str, Any] | None = None
+) -> Settings:
     """Load defaults, then the file at `path` (or $HER2_CDS_CONFIG), then `overrides`."""
     data = _defaults()
     source = "embedded defaults"
@@ -111,8 +112,10 @@ def load(path: str | os.PathLike[str] | None = None, *, dev: bool = False,
         data = merge(data, user)
     if dev:
         data = merge(data, _dev_overrides(data))
-        notes.append("development mode: trusting the public CDS Hooks sandbox issuer "
-                     f"{SANDBOX_ISSUER} (its private key is public) and its origin for CORS")
+        notes.append(
+            "development mode: trusting the public CDS Hooks sandbox issuer "
+            f"{SANDBOX_ISSUER} (its private key is public) and its origin for CORS"
+        )
     if overrides:
         data = merge(data, overrides)
     validate(data, source)
@@ -138,8 +141,9 @@ def _pinned_keys(path: Path, where: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigError(f"{where}: {path} is not JSON: {exc}") from exc
     schema = _schema()
-    problems = list(jsonschema.Draft202012Validator({**schema["$defs"]["jwks"], "$defs": schema["$defs"]})
-                    .iter_errors(keys))
+    problems = list(
+        jsonschema.Draft202012Validator({**schema["$defs"]["jwks"], "$defs": schema["$defs"]}).iter_errors(keys)
+    )
     if problems:
         raise ConfigError(f"{where}: {path} is not a JWK Set: {problems[0].message}")
     return keys

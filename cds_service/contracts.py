@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from referencing import Registry, Resource
@@ -87,7 +87,7 @@ def _problems(name: str, instance: Any, prefix: str = "") -> list[Problem]:
 
 def _describe(err: jsonschema.ValidationError) -> str:
     """The problem in words, without echoing the submitted value (it may hold tokens or PHI)."""
-    kind, expected = err.validator, err.validator_value
+    kind, expected = err.validator, cast(Any, err.validator_value)
     if kind == "type":
         return f"must be of type {expected if isinstance(expected, str) else ' or '.join(expected)}"
     if kind in ("required", "dependentRequired"):
@@ -111,8 +111,7 @@ def check_request(service: dict[str, Any], body: Any) -> list[Problem]:
     if problems:
         return problems
     if body["hook"] != service["hook"]:
-        return [Problem("hook", f"service {service['id']} answers hook '{service['hook']}', "
-                                f"not '{body['hook']}'")]
+        return [Problem("hook", f"service {service['id']} answers hook '{service['hook']}', not '{body['hook']}'")]
     return _problems(f"{service['hook']}.context", body["context"], "context")
 
 

@@ -56,32 +56,52 @@ class Engine:
         self.settings = settings
         self.ledger = ledger
         fhir = settings.fhir
-        self.client = FhirClient(fhir["allowed_servers"], float(fhir["timeout_seconds"]),
-                                 int(fhir["max_pages"]), int(fhir["max_bytes_per_request"]),
-                                 int(fhir["max_workers"]), bool(fhir["merge_observation_queries"]))
+        self.client = FhirClient(
+            fhir["allowed_servers"],
+            float(fhir["timeout_seconds"]),
+            int(fhir["max_pages"]),
+            int(fhir["max_bytes_per_request"]),
+            int(fhir["max_workers"]),
+            bool(fhir["merge_observation_queries"]),
+        )
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
         self.services = published_services(contracts.services(), self.terminology)
-        self.repeats = Repeats(memory_from_url(settings["storage"]["cache_url"], namespace="shown"),
-                               int(settings.cards["repeat_window_minutes"]))
+        self.repeats = Repeats(
+            memory_from_url(settings["storage"]["cache_url"], namespace="shown"),
+            int(settings.cards["repeat_window_minutes"]),
+        )
 
-    def invoke(self, service: dict[str, Any], request: dict[str, Any], explain: bool = False,
-               client: str | None = None) -> Outcome:
+    def invoke(
+        self, service: dict[str, Any], request: dict[str, Any], explain: bool = False, client: str | None = None
+    ) -> Outcome:
         """Answer a validated hook request for service. Raises MissingPrefetch (→ 412). With explain, the
         outcome also carries the facts and each rule's verdict (patient data: never log it)."""
         deadline = time.monotonic() + float(self.settings.limits["request_deadline_seconds"])
         context = request.get("context") or {}
         if service["hook"] == "order-select" and not _has_medication(context):
             # a draft with no drug yet: nothing to say, nothing to fetch
-            return Outcome(body={"cards": []}, explanation={"facts": {}, "unmatched_codings": [], "rules": {
-                "all": ["order-select with no drafted medication: nothing is evaluated"]}} if explain else None)
+            return Outcome(
+                body={"cards": []},
+                explanation={
+                    "facts": {},
+                    "unmatched_codings": [],
+                    "rules": {"all": ["order-select with no drafted medication: nothing is evaluated"]},
+                }
+                if explain
+                else None,
+            )
         templates = self.services.get(service["id"], service).get("prefetch", {})
-        gathered = gather(request, templates, self.client, deadline,
-                          bool(self.settings.fhir["allow_unauthenticated"]))
+        gathered = gather(request, templates, self.client, deadline, bool(self.settings.fhir["allow_unauthenticated"]))
         failed_topics: list[str] = []
         try:
-            facts: Facts | None = derive(gathered.all_resources(), context, self.terminology,
-                                         datetime.now(timezone.utc).date(), gathered.unavailable)
+            facts: Facts | None = derive(
+                gathered.all_resources(),
+                context,
+                self.terminology,
+                datetime.now(timezone.utc).date(),
+                gathered.unavailable,
+            )
         except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
             _log_failure("fact derivation", exc)
             facts = None
@@ -94,33 +114,64 @@ class Engine:
             kept = rendered
         kept_ids = {id(c) for c in kept}
         patient_hash = self.ledger.patient_hash(str(context.get("patientId", ""))) if self.ledger else None
-        cards, entries, held, held_topics = [], [], {}, []
+        cards: list[dict[str, Any]] = []
+        entries: list[Entry] = []
+        held: dict[str, int] = {}
+        held_topics: list[tuple[str, str]] = []
         for card, info in zip(rendered, meta, strict=True):
-            why = ("shadow" if info["mode"] == "shadow" else "repeat" if id(card) not in kept_ids else
-                   "snooze" if card["indicator"] == "info" and self.ledger and self.settings.cards["snooze"]
-                   and self.ledger.snoozed(patient_hash, info["topic"], info["digest"]) else None)
+            why = (
+                "shadow"
+                if info["mode"] == "shadow"
+                else "repeat"
+                if id(card) not in kept_ids
+                else "snooze"
+                if card["indicator"] == "info"
+                and self.ledger
+                and self.settings.cards["snooze"]
+                and self.ledger.snoozed(patient_hash, info["topic"], info["digest"])
+                else None
+            )
             if why:
                 held[why] = held.get(why, 0) + 1
                 held_topics.append((info["topic"], why))
             else:
                 cards.append(card)
-            entries.append(Entry(card_uuid=card["uuid"], service_id=service["id"], hook=service["hook"],
-                                 topic=info["topic"], indicator=card["indicator"], ruleset_version=RULESET_VERSION,
-                                 evidence_digest=info["digest"], pathways=info["pathways"], client=client,
-                                 held_back=why, patient_hash=patient_hash))
+            entries.append(
+                Entry(
+                    card_uuid=card["uuid"],
+                    service_id=service["id"],
+                    hook=service["hook"],
+                    topic=info["topic"],
+                    indicator=card["indicator"],
+                    ruleset_version=RULESET_VERSION,
+                    evidence_digest=info["digest"],
+                    pathways=info["pathways"],
+                    client=client,
+                    held_back=why,
+                    patient_hash=patient_hash,
+                )
+            )
         if self.ledger:
             self.ledger.record(entries)
         topics = [c["source"]["topic"]["code"] for c in cards]
         explanation = None
         if explain:
-            explanation = explain_facts(facts, service["hook"], self.settings.cards, gathered.all_resources(),
-                                        self.terminology)
+            explanation = explain_facts(
+                facts, service["hook"], self.settings.cards, gathered.all_resources(), self.terminology
+            )
             if held:
                 explanation["rules"]["held back"] = [f"{n} card(s): {HELD_BACK[why]}" for why, n in held.items()]
-        return Outcome(body={"cards": cards}, topics=topics, gathered=gathered, failed=facts is None,
-                       failed_topics=failed_topics, repeats_left_out=held.get("repeat", 0), held_back=held,
-                       held_topics=held_topics,
-                       explanation=explanation)
+        return Outcome(
+            body={"cards": cards},
+            topics=topics,
+            gathered=gathered,
+            failed=facts is None,
+            failed_topics=failed_topics,
+            repeats_left_out=held.get("repeat", 0),
+            held_back=held,
+            held_topics=held_topics,
+            explanation=explanation,
+        )
 
     def warm(self) -> float:
         """Run one shipped example through the whole path (schemas, value-set indexes and regexes, FHIR models,
@@ -132,14 +183,21 @@ class Engine:
         service = self.services["her2-order-select"]
         contracts.check_request(service, request)
         gathered = gather(request, service.get("prefetch", {}), self.client, time.monotonic() + 5, False)
-        facts = derive(gathered.all_resources(), request["context"], self.terminology,
-                       datetime.now(timezone.utc).date())
+        facts = derive(
+            gathered.all_resources(), request["context"], self.terminology, datetime.now(timezone.utc).date()
+        )
         for card in self.cards_for(facts, "order-select", "warm-up"):
             orjson.dumps(card)
         return time.perf_counter() - started
 
-    def cards_for(self, facts: Facts | None, hook: str, patient_id: str, failed: list[str] | None = None,
-                  meta: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    def cards_for(
+        self,
+        facts: Facts | None,
+        hook: str,
+        patient_id: str,
+        failed: list[str] | None = None,
+        meta: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
         """Run the rules that are not off (`cards.<topic>.mode`: live | shadow | off; `enabled: false` is off) and
         render their cards; meta gets, per card, its topic, mode, pathways and evidence digest. A rule (or its
         rendering) that fails leaves the others alone and becomes an info card saying that topic could not be
@@ -166,8 +224,10 @@ class Engine:
                 cards = render(decisions, cfg, self.terminology)
                 mode = "live"  # a topic that could not be evaluated says so, even in shadow mode
             out += cards
-            meta += [{"topic": d.topic, "mode": mode, "pathways": ",".join(d.pathways) or None,
-                      "digest": evidence_digest(d)} for d in decisions]
+            meta += [
+                {"topic": d.topic, "mode": mode, "pathways": ",".join(d.pathways) or None, "digest": evidence_digest(d)}
+                for d in decisions
+            ]
         return out
 
 

@@ -16,8 +16,9 @@ from cds_service.web.app import create_app
 SERVICE_BY_HOOK = {svc["hook"]: sid for sid, svc in contracts.services().items()}
 
 
-def evaluate_file(path: str, settings: Settings, service_id: str | None = None,
-                  explain: bool = False) -> tuple[int, dict[str, Any]]:
+def evaluate_file(
+    path: str, settings: Settings, service_id: str | None = None, explain: bool = False
+) -> tuple[int, dict[str, Any]]:
     """POST the request in `path` to the app in-process (no network); (status, JSON body). With explain, through
     the operator's explain route (a one-time operator token), so the body also holds `explanation`."""
     try:
@@ -30,8 +31,12 @@ def evaluate_file(path: str, settings: Settings, service_id: str | None = None,
     if explain:
         token = secrets.token_urlsafe(24)
         operator = {"explain_token_sha256": sha256(token.encode()).hexdigest()}
-        settings = Settings(data={**settings.data, "operator": operator}, source=settings.source,
-                            dev_mode=settings.dev_mode, notes=settings.notes)
+        settings = Settings(
+            data={**settings.data, "operator": operator},
+            source=settings.source,
+            dev_mode=settings.dev_mode,
+            notes=settings.notes,
+        )
         headers["X-HER2-CDS-Operator"] = token
     client = create_app(settings).test_client()
     route = f"/cds-services/{service_id}" + ("/explain" if explain else "")
@@ -44,8 +49,7 @@ def render_text(status: int, body: dict[str, Any]) -> str:
     if status != 200:
         return f"HTTP {status}: {json.dumps(body, indent=2)}"
     cards = body.get("cards", [])
-    out = [] if cards else ["No cards." + ("" if "explanation" in body else
-                                           " (her2-cds evaluate --explain tells why)")]
+    out = [] if cards else ["No cards." + ("" if "explanation" in body else " (her2-cds evaluate --explain tells why)")]
     for i, card in enumerate(cards, 1):
         out.append(f"[{i}] {card['indicator'].upper()} · {card['source']['topic']['code']}\n    {card['summary']}")
         if card.get("detail"):

@@ -15,8 +15,15 @@ from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
 
 MED = ("medicationCodeableConcept",)
-CODED_FIELDS = {"Observation": ("code",), "Condition": ("code",), "Procedure": ("code",), "Medication": ("code",),
-                "MedicationRequest": MED, "MedicationStatement": MED, "MedicationAdministration": MED}
+CODED_FIELDS = {
+    "Observation": ("code",),
+    "Condition": ("code",),
+    "Procedure": ("code",),
+    "Medication": ("code",),
+    "MedicationRequest": MED,
+    "MedicationStatement": MED,
+    "MedicationAdministration": MED,
+}
 MARK = {True: "✔", False: "✘", None: "?"}
 
 
@@ -24,28 +31,35 @@ def _facts(f: Facts) -> dict[str, list[str]]:
     her2 = f.her2
     current = her2.current
     out = {
-        "HER2": [f"current: {current.describe() if current else 'no readable result'}"
-                 + (f" → {CATEGORY_LABEL.get(current.category, current.category)}" if current and current.category
-                    else "")]
+        "HER2": [
+            f"current: {current.describe() if current else 'no readable result'}"
+            + (f" → {CATEGORY_LABEL.get(current.category, current.category)}" if current and current.category else "")
+        ]
         + [f"history: {r.describe()}" for r in reversed(her2.results)]
         + (["ever HER2-positive"] if her2.ever_positive else [])
         + (["discordant results"] if her2.discordant else [])
         + ([f"earlier HER2-low/ultralow sample: {her2.earlier_low.describe()}"] if her2.earlier_low else [])
-        + [f"not readable: {ref}" for ref in her2.unreadable] + [f"note: {n}" for n in her2.notes],
+        + [f"not readable: {ref}" for ref in her2.unreadable]
+        + [f"note: {n}" for n in her2.notes],
         "HR": [f"status: {f.hr.status}"] + [e.line() for e in f.hr.evidence()] + [f"note: {n}" for n in f.hr.notes],
         "Setting": [f"metastatic: {'yes, since ' + fmt(f.setting.start) if f.setting.metastatic else 'no'}"]
         + [e.line() for e in f.setting.evidence]
         + [f"breast cancer: {e.line()}" for e in f.setting.breast_cancer]
-        + [f"lung metastasis: {e.line()}" for e in f.setting.lung_metastases] + [f"note: {n}" for n in f.setting.notes],
+        + [f"lung metastasis: {e.line()}" for e in f.setting.lung_metastases]
+        + [f"note: {n}" for n in f.setting.notes],
         "Lines of therapy": [ln.describe() for ln in f.therapy.lines] or ["none recorded"],
         "Chemotherapy": [ln.describe() for ln in f.therapy.lines if ln.is_chemo] or ["none recorded"],
         "ILD risk": [f"factor: {e.line()}" for e in f.ild.factors]
         + [f"T-DXd-associated ILD grade ≥2: {e.line()}" for e in f.ild.tdxd_ild_grade2plus]
-        + ([f"eGFR: {f.ild.egfr.evidence.line()}"] if f.ild.egfr else []) + [f"note: {n}" for n in f.ild.notes]
+        + ([f"eGFR: {f.ild.egfr.evidence.line()}"] if f.ild.egfr else [])
+        + [f"note: {n}" for n in f.ild.notes]
         or ["no risk factor recorded"],
-        "Orders in the request": [f"{d.ref}: {d.drug.canonical if d.drug else 'drug not recognised'}"
-                                  + (f", {d.dose_mg_per_kg:g} mg/kg" if d.dose_mg_per_kg is not None else "")
-                                  for d in f.drafts] or ["none"],
+        "Orders in the request": [
+            f"{d.ref}: {d.drug.canonical if d.drug else 'drug not recognised'}"
+            + (f", {d.dose_mg_per_kg:g} mg/kg" if d.dose_mg_per_kg is not None else "")
+            for d in f.drafts
+        ]
+        or ["none"],
     }
     if f.therapy.adjuvant_recurrence:
         out["Chemotherapy"].append(f"recurrence after adjuvant chemotherapy: {f.therapy.adjuvant_recurrence.line()}")
@@ -70,8 +84,11 @@ def _verdicts(f: Facts, hook: str, cards_cfg: dict[str, Any]) -> dict[str, list[
     out["T-DXd consideration"] = lines
     silent = ild.why_silent(f, hook)
     out["ILD monitoring"] = [f"no card: {silent}"] if silent else ["card: T-DXd is ordered or active"]
-    for topic, key in (("HER2 re-scoring", "her2_rescore"), ("T-DXd consideration", "tdxd_consideration"),
-                       ("ILD monitoring", "ild_monitoring")):
+    for topic, key in (
+        ("HER2 re-scoring", "her2_rescore"),
+        ("T-DXd consideration", "tdxd_consideration"),
+        ("ILD monitoring", "ild_monitoring"),
+    ):
         if not cards_cfg[key]["enabled"]:
             out[topic].insert(0, f"switched off in the configuration (cards.{key}.enabled: false)")
     return out
@@ -89,19 +106,28 @@ def unmatched_codings(resources: list[dict[str, Any]], ts: Terminology) -> list[
                     continue
                 if any(vs.match_coding(system, code) is not None for vs in ts.sets.values()):
                     continue
-                seen[f"{res['resourceType']}.{name}: {system}|{code}"
-                     + (f" \"{c['display']}\"" if isinstance(c.get("display"), str) else "")] += 1
+                seen[
+                    f"{res['resourceType']}.{name}: {system}|{code}"
+                    + (f' "{c["display"]}"' if isinstance(c.get("display"), str) else "")
+                ] += 1
     return [f"{k} ({n}×)" if n > 1 else k for k, n in sorted(seen.items())]
 
 
-def explain(facts: Facts | None, hook: str, cards_cfg: dict[str, Any], resources: list[dict[str, Any]],
-            ts: Terminology) -> dict[str, Any]:
+def explain(
+    facts: Facts | None, hook: str, cards_cfg: dict[str, Any], resources: list[dict[str, Any]], ts: Terminology
+) -> dict[str, Any]:
     """The whole explanation as plain data (JSON-ready)."""
     if facts is None:
-        return {"facts": {}, "rules": {"all": ["the facts could not be derived for this request"]},
-                "unmatched_codings": unmatched_codings(resources, ts)}
-    return {"facts": _facts(facts), "rules": _verdicts(facts, hook, cards_cfg),
-            "unmatched_codings": unmatched_codings(resources, ts)}
+        return {
+            "facts": {},
+            "rules": {"all": ["the facts could not be derived for this request"]},
+            "unmatched_codings": unmatched_codings(resources, ts),
+        }
+    return {
+        "facts": _facts(facts),
+        "rules": _verdicts(facts, hook, cards_cfg),
+        "unmatched_codings": unmatched_codings(resources, ts),
+    }
 
 
 def render(explanation: dict[str, Any]) -> str:

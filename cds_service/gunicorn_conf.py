@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from cds_service.logs import GUNICORN_LOGCONFIG
 
@@ -36,12 +37,14 @@ def own_metrics_dir(path: str | None) -> None:
     _OWN_METRICS_DIR = path
 
 
-def on_exit(server):  # noqa: ANN001 - gunicorn hook signature; runs in the master only
+def on_exit(server: Any) -> None:
+    """gunicorn hook, in the master only: remove the metrics directory this process made."""
     if _OWN_METRICS_DIR:
         shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
-def child_exit(server, worker):  # noqa: ANN001 - gunicorn hook signature
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook: a dead worker's metrics files are marked so that /metrics stops counting them live."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

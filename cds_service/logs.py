@@ -12,8 +12,12 @@ from pythonjsonlogger.json import JsonFormatter
 
 def formatter() -> logging.Formatter:
     """{"time", "level", "logger", "message", ...extra fields} on one line."""
-    return JsonFormatter("{levelname}{name}{message}", style="{", timestamp="time",
-                         rename_fields={"levelname": "level", "name": "logger"})
+    return JsonFormatter(
+        "{levelname}{name}{message}",
+        style="{",
+        timestamp="time",
+        rename_fields={"levelname": "level", "name": "logger"},
+    )
 
 
 # gunicorn's `logconfig_dict`: its own error log through the same JSON formatter (access lines are our
@@ -24,8 +28,10 @@ GUNICORN_LOGCONFIG: dict[str, Any] = {
     "formatters": {"json": {"()": "cds_service.logs.formatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     "root": {"level": "INFO", "handlers": ["stderr"]},
-    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-                "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True}},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+    },
 }
 
 

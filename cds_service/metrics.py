@@ -19,30 +19,42 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("her2cds_requests_total", "HTTP requests", ["route", "service", "status"],
-                                registry=r)
-        self.latency = Histogram("her2cds_request_seconds", "request latency", ["route", "service"],
-                                 buckets=BUCKETS, registry=r)
+        self.requests = Counter("her2cds_requests_total", "HTTP requests", ["route", "service", "status"], registry=r)
+        self.latency = Histogram(
+            "her2cds_request_seconds", "request latency", ["route", "service"], buckets=BUCKETS, registry=r
+        )
         self.cards = Counter("her2cds_cards_total", "cards returned", ["service", "topic"], registry=r)
-        self.fallback_calls = Counter("her2cds_fhir_fallback_calls_total", "FHIR fallback HTTP calls",
-                                      ["service"], registry=r)
-        self.fallback_errors = Counter("her2cds_fhir_fallback_errors_total",
-                                       "FHIR fallback queries that failed", ["service"], registry=r)
-        self.auth_failures = Counter("her2cds_auth_failures_total", "refused tokens", ["reason"],
-                                     registry=r)
-        self.internal_errors = Counter("her2cds_derivation_failures_total",
-                                       "requests answered with no cards because derivation failed", ["service"],
-                                       registry=r)
-        self.card_failures = Counter("her2cds_card_failures_total",
-                                     "card topics that could not be evaluated (an info card said so)",
-                                     ["service", "topic"], registry=r)
-        self.held_back = Counter("her2cds_cards_held_back_total", "cards derived but not returned",
-                                 ["service", "topic", "why"], registry=r)
-        self.ledger_misses = Counter("her2cds_ledger_misses_total",
-                                     "card ledger writes or snooze reads that failed (the card went out)", ["what"],
-                                     registry=r)
-        self.feedback = Counter("her2cds_feedback_entries_total", "feedback entries received",
-                                ["service", "outcome"], registry=r)
+        self.fallback_calls = Counter(
+            "her2cds_fhir_fallback_calls_total", "FHIR fallback HTTP calls", ["service"], registry=r
+        )
+        self.fallback_errors = Counter(
+            "her2cds_fhir_fallback_errors_total", "FHIR fallback queries that failed", ["service"], registry=r
+        )
+        self.auth_failures = Counter("her2cds_auth_failures_total", "refused tokens", ["reason"], registry=r)
+        self.internal_errors = Counter(
+            "her2cds_derivation_failures_total",
+            "requests answered with no cards because derivation failed",
+            ["service"],
+            registry=r,
+        )
+        self.card_failures = Counter(
+            "her2cds_card_failures_total",
+            "card topics that could not be evaluated (an info card said so)",
+            ["service", "topic"],
+            registry=r,
+        )
+        self.held_back = Counter(
+            "her2cds_cards_held_back_total", "cards derived but not returned", ["service", "topic", "why"], registry=r
+        )
+        self.ledger_misses = Counter(
+            "her2cds_ledger_misses_total",
+            "card ledger writes or snooze reads that failed (the card went out)",
+            ["what"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "her2cds_feedback_entries_total", "feedback entries received", ["service", "outcome"], registry=r
+        )
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -27,8 +27,11 @@ def example_resources(directory: Path | None = None) -> list[dict[str, Any]]:
         for value in (body.get("prefetch") or {}).values():
             if not isinstance(value, dict):
                 continue
-            items = [e.get("resource") for e in value.get("entry") or []] if value.get("resourceType") == "Bundle" \
+            items = (
+                [e.get("resource") for e in value.get("entry") or []]
+                if value.get("resourceType") == "Bundle"
                 else [value]
+            )
             for res in items:
                 if isinstance(res, dict) and res.get("id"):
                     found.setdefault((res["resourceType"], res["id"]), res)
@@ -37,9 +40,18 @@ def example_resources(directory: Path | None = None) -> list[dict[str, Any]]:
 
 def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
     """PUT Type/id for each resource: seeding twice replaces, never duplicates."""
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": f"urn:her2-cds:{r['resourceType']}/{r['id']}", "resource": r,
-         "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:her2-cds:{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+            }
+            for r in resources
+        ],
+    }
 
 
 def wait_ready(base: str, seconds: float) -> None:
@@ -64,8 +76,9 @@ def seed(base: str, token: str | None = None, timeout: float = 60.0) -> list[dic
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        resp = requests.post(base, data=json.dumps(transaction(resources)), headers=headers, timeout=timeout,
-                             allow_redirects=False)
+        resp = requests.post(
+            base, data=json.dumps(transaction(resources)), headers=headers, timeout=timeout, allow_redirects=False
+        )
     except requests.RequestException as exc:
         raise SeedError(f"{base}: cannot reach the FHIR server ({type(exc).__name__})") from exc
     if resp.status_code != 200:

@@ -14,19 +14,30 @@ def _redact_url(url: str) -> str:
 def banner(settings: Settings) -> list[tuple[str, str]]:
     """(level, message) lines describing the running configuration."""
     s = settings
-    lines = [("INFO", f"configuration: {s.source}"),
-             ("INFO", f"feedback database: {_redact_url(s['storage']['database_url'])}"),
-             ("INFO", f"jti replay cache: {_redact_url(s['storage']['cache_url'])}")]
-    issuers = [f"{i['iss']} (keys {'pinned' if 'jwks' in i else 'from ' + i['jwks_url']})"
-               for i in s.auth["issuers"]]
+    lines = [
+        ("INFO", f"configuration: {s.source}"),
+        ("INFO", f"feedback database: {_redact_url(s['storage']['database_url'])}"),
+        ("INFO", f"jti replay cache: {_redact_url(s['storage']['cache_url'])}"),
+    ]
+    issuers = [f"{i['iss']} (keys {'pinned' if 'jwks' in i else 'from ' + i['jwks_url']})" for i in s.auth["issuers"]]
     if not s.auth["required"]:
-        lines.append(("WARNING", "!!! AUTHENTICATION IS OFF: any caller can invoke this service. "
-                                 "Local development only; never expose this instance. !!!"))
+        lines.append(
+            (
+                "WARNING",
+                "!!! AUTHENTICATION IS OFF: any caller can invoke this service. "
+                "Local development only; never expose this instance. !!!",
+            )
+        )
     elif issuers:
         lines.append(("INFO", "trusted CDS clients (iss): " + ", ".join(issuers)))
     else:
-        lines.append(("WARNING", "authentication is on and no CDS client is trusted yet: every "
-                                 "call will be refused with 401 until auth.issuers is configured"))
+        lines.append(
+            (
+                "WARNING",
+                "authentication is on and no CDS client is trusted yet: every "
+                "call will be refused with 401 until auth.issuers is configured",
+            )
+        )
     for note in s.notes:
         lines.append(("WARNING", "!!! " + note + " !!!"))
     if s.fhir["allowed_servers"]:
@@ -35,9 +46,19 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
         lines.append(("INFO", "no FHIR server allowed: requests must carry their prefetch (else 412)"))
     ledger = s["ledger"]
     if ledger["enabled"] and not ledger["patient_key_secret_file"]:
-        lines.append(("WARNING", "card ledger: no ledger.patient_key_secret_file; patient hashes use a random key "
-                                 "kept in the database (set a secret file in production)"))
+        lines.append(
+            (
+                "WARNING",
+                "card ledger: no ledger.patient_key_secret_file; patient hashes use a random key "
+                "kept in the database (set a secret file in production)",
+            )
+        )
     if not s["public_base_url"]:
-        lines.append(("WARNING", "public_base_url is not set: the JWT audience is taken from each "
-                                 "request's Host header; set it in production"))
+        lines.append(
+            (
+                "WARNING",
+                "public_base_url is not set: the JWT audience is taken from each "
+                "request's Host header; set it in production",
+            )
+        )
     return lines

@@ -41,18 +41,34 @@ def _server_or_skip(name: str, reachable: bool) -> None:
 
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-_OWN_DIRS = (".venv/", "node_modules/", ".pytest_cache/", ".ruff_cache/", ".hypothesis/", ".mypy_cache/",
-             "her2_cds.egg-info/")
+_OWN_DIRS = (
+    ".venv/",
+    "node_modules/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".hypothesis/",
+    ".mypy_cache/",
+    "her2_cds.egg-info/",
+)
 
 
 def _stray_files() -> set[str]:
     """Files in the checkout that git does not track (ignored ones included), but for tool caches."""
-    out = subprocess.run(["git", "ls-files", "--others", "--directory", "--no-empty-directory"], cwd=CHECKOUT,
-                         capture_output=True, text=True).stdout.split()
-    ignored = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"],
-                             cwd=CHECKOUT, capture_output=True, text=True).stdout.split()
-    return {f for f in out + ignored if "__pycache__" not in f and not f.startswith(_OWN_DIRS)
-            and not f.endswith(_OWN_DIRS)}
+    out = subprocess.run(
+        ["git", "ls-files", "--others", "--directory", "--no-empty-directory"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return {
+        f for f in out + ignored if "__pycache__" not in f and not f.startswith(_OWN_DIRS) and not f.endswith(_OWN_DIRS)
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,6 +86,7 @@ def nothing_written_into_the_checkout() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     from cds_service.storage.feedback import FeedbackStore
+
     _server_or_skip("PostgreSQL", FeedbackStore(PG_URL).ping())
     return PG_URL
 
@@ -77,6 +94,7 @@ def pg_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     from cds_service.storage.first_use import RedisFirstUse
+
     _server_or_skip("Redis", RedisFirstUse(REDIS_URL).ping())
     return REDIS_URL
 
@@ -95,24 +113,43 @@ def jwks(signing_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
 
 @pytest.fixture
 def make_token(signing_key: ec.EllipticCurvePrivateKey) -> Callable[..., str]:
-    def make(aud: str, *, iss: str = TEST_ISS, kid: str = "k1", lifetime: int = 300,
-             iat_offset: int = 0, jti: str | None = None, headers: dict[str, Any] | None = None,
-             key: Any = None, alg: str = "ES384") -> str:
+    def make(
+        aud: str,
+        *,
+        iss: str = TEST_ISS,
+        kid: str = "k1",
+        lifetime: int = 300,
+        iat_offset: int = 0,
+        jti: str | None = None,
+        headers: dict[str, Any] | None = None,
+        key: Any = None,
+        alg: str = "ES384",
+    ) -> str:
         now = int(time.time()) + iat_offset
-        claims = {"iss": iss, "aud": aud, "iat": now, "exp": now + lifetime,
-                  "jti": jti or str(uuid.uuid4()), "sub": "test-client"}
+        claims = {
+            "iss": iss,
+            "aud": aud,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": jti or str(uuid.uuid4()),
+            "sub": "test-client",
+        }
         hdr = {"kid": kid, "typ": "JWT"}
         hdr.update(headers or {})
         return jwt.encode(claims, key or signing_key, algorithm=alg, headers=hdr)
+
     return make
 
 
 @pytest.fixture
 def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
-        base: dict[str, Any] = {"storage": {"database_url": f"sqlite:///{tmp_path}/feedback.db"},
-                                "auth": {"required": False}}
+        base: dict[str, Any] = {
+            "storage": {"database_url": f"sqlite:///{tmp_path}/feedback.db"},
+            "auth": {"required": False},
+        }
         return load(None, overrides=merge(base, overrides))
+
     return build
 
 
@@ -123,8 +160,9 @@ def client(settings_factory: Callable[..., Settings]):
 
 @pytest.fixture(scope="session")
 def fhir_server() -> Iterator[FhirServer]:
-    proc = subprocess.Popen([sys.executable, str(HERE / "fhir_server.py"), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "fhir_server.py"), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline() if proc.stdout else ""
     assert line.startswith("PORT "), "the test FHIR server did not start"
     server = FhirServer(f"http://127.0.0.1:{int(line.split()[1])}", proc)
@@ -169,6 +207,7 @@ def live_server() -> Iterator[Callable[[Any], LiveServer]]:
         srv = LiveServer(app)
         started.append(srv)
         return srv
+
     yield start
     for srv in started:
         srv.stop()

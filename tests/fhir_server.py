@@ -26,9 +26,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-STATE: dict[str, Any] = {"resources": [], "delay": 0.0, "status": 200, "html": False,
-                         "next": "normal", "page_size": 3, "log": [], "include_results": True,
-                         "set_cookie": False, "trickle": 0.0, "serial": False}
+STATE: dict[str, Any] = {
+    "resources": [],
+    "delay": 0.0,
+    "status": 200,
+    "html": False,
+    "next": "normal",
+    "page_size": 3,
+    "log": [],
+    "include_results": True,
+    "set_cookie": False,
+    "trickle": 0.0,
+    "serial": False,
+}
 SERIAL = threading.Lock()  # held while answering when STATE["serial"]: a server that answers one request at a time
 LOCK = threading.Lock()
 
@@ -88,20 +98,30 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:  # a server that keeps every socket read alive but never finishes in time
             for i in range(len(body)):
-                self.wfile.write(body[i:i + 1])
+                self.wfile.write(body[i : i + 1])
                 self.wfile.flush()
                 time.sleep(trickle)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         data = json.loads(self.rfile.read(length) or b"{}")
         if self.path == "/_control":
             with LOCK:
                 if "reset" in data:
-                    STATE.update(delay=0.0, status=200, html=False, next="normal", page_size=3, log=[],
-                                 include_results=True, set_cookie=False, trickle=0.0, serial=False)
+                    STATE.update(
+                        delay=0.0,
+                        status=200,
+                        html=False,
+                        next="normal",
+                        page_size=3,
+                        log=[],
+                        include_results=True,
+                        set_cookie=False,
+                        trickle=0.0,
+                        serial=False,
+                    )
                 STATE.update({k: v for k, v in data.items() if k != "reset"})
             self._send(200, b"{}", "application/json")
         elif self.path in ("/", "") and data.get("resourceType") == "Bundle" and data.get("type") == "transaction":
@@ -115,8 +135,15 @@ class Handler(BaseHTTPRequestHandler):
         for e in entries:
             res, req = e.get("resource") or {}, e.get("request") or {}
             if req.get("method") != "PUT" or req.get("url") != f"{res.get('resourceType')}/{res.get('id')}":
-                self._send(400, json.dumps({"resourceType": "OperationOutcome", "issue": [
-                    {"severity": "error", "code": "invalid", "diagnostics": f"bad entry {req}"}]}).encode())
+                self._send(
+                    400,
+                    json.dumps(
+                        {
+                            "resourceType": "OperationOutcome",
+                            "issue": [{"severity": "error", "code": "invalid", "diagnostics": f"bad entry {req}"}],
+                        }
+                    ).encode(),
+                )
                 return
         out = []
         with LOCK:
@@ -126,12 +153,17 @@ class Handler(BaseHTTPRequestHandler):
                 old = [r for r in STATE["resources"] if (r.get("resourceType"), r.get("id")) == key]
                 STATE["resources"] = [r for r in STATE["resources"] if (r.get("resourceType"), r.get("id")) != key]
                 STATE["resources"].append(res)
-                out.append({"response": {"status": "200 OK" if old else "201 Created",
-                                         "location": f"{key[0]}/{key[1]}/_history/1"}})
-        self._send(200, json.dumps({"resourceType": "Bundle", "type": "transaction-response",
-                                    "entry": out}).encode())
+                out.append(
+                    {
+                        "response": {
+                            "status": "200 OK" if old else "201 Created",
+                            "location": f"{key[0]}/{key[1]}/_history/1",
+                        }
+                    }
+                )
+        self._send(200, json.dumps({"resourceType": "Bundle", "type": "transaction-response", "entry": out}).encode())
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if STATE["serial"]:
             with SERIAL:
                 self._get()
@@ -145,14 +177,24 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, json.dumps(STATE["log"]).encode(), "application/json")
             return
         with LOCK:
-            STATE["log"].append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                 "cookie": self.headers.get("Cookie"), "t": time.time()})
+            STATE["log"].append(
+                {
+                    "path": self.path,
+                    "auth": self.headers.get("Authorization"),
+                    "cookie": self.headers.get("Cookie"),
+                    "t": time.time(),
+                }
+            )
             delay, status, html = STATE["delay"], STATE["status"], STATE["html"]
         if delay:
             time.sleep(delay)
         if status != 200:
-            self._send(status, json.dumps({"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "processing"}]}).encode())
+            self._send(
+                status,
+                json.dumps(
+                    {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing"}]}
+                ).encode(),
+            )
             return
         if html:
             self._send(200, b"<html><body>Login required</body></html>", "text/html")
@@ -160,16 +202,30 @@ class Handler(BaseHTTPRequestHandler):
         segs = [s for s in parts.path.split("/") if s]
         params = parse_qs(parts.query)
         if segs == ["metadata"]:
-            self._send(200, json.dumps({"resourceType": "CapabilityStatement", "status": "active",
-                                        "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"]}).encode())
+            self._send(
+                200,
+                json.dumps(
+                    {
+                        "resourceType": "CapabilityStatement",
+                        "status": "active",
+                        "kind": "instance",
+                        "fhirVersion": "4.0.1",
+                        "format": ["json"],
+                    }
+                ).encode(),
+            )
             return
         if len(segs) == 2:
             for res in STATE["resources"]:
                 if res.get("resourceType") == segs[0] and res.get("id") == segs[1]:
                     self._send(200, json.dumps(res).encode())
                     return
-            self._send(404, json.dumps({"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "not-found"}]}).encode())
+            self._send(
+                404,
+                json.dumps(
+                    {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]}
+                ).encode(),
+            )
             return
         if len(segs) != 1:
             self._send(400, b"{}")
@@ -180,14 +236,18 @@ class Handler(BaseHTTPRequestHandler):
         hits = [r for r in STATE["resources"] if r.get("resourceType") == rtype and _matches(r, params)]
         size = int(params.get("_count", [STATE["page_size"]])[0])
         offset = int(params.get("_offset", ["0"])[0])
-        page = hits[offset:offset + size]
-        entries = [{"fullUrl": f"{self._base()}/{r['resourceType']}/{r.get('id')}", "resource": r,
-                    "search": {"mode": "match"}} for r in page]
+        page = hits[offset : offset + size]
+        entries = [
+            {"fullUrl": f"{self._base()}/{r['resourceType']}/{r.get('id')}", "resource": r, "search": {"mode": "match"}}
+            for r in page
+        ]
         for inc in params.get("_include", []):
             name = (inc.split(":") + [""])[1]
-            field, target = {"medication": ("medicationReference", "Medication"),
-                             "specimen": ("specimen", "Specimen"),
-                             "result": ("result", "Observation")}.get(name, (None, None))
+            field, target = {
+                "medication": ("medicationReference", "Medication"),
+                "specimen": ("specimen", "Specimen"),
+                "result": ("result", "Observation"),
+            }.get(name, (None, None))
             if name == "result" and not STATE["include_results"]:
                 continue
             for r in page if field else []:
@@ -206,8 +266,7 @@ class Handler(BaseHTTPRequestHandler):
                 q["_offset"] = str(offset + size)
             host = "http://127.0.0.2:9" if mode == "foreign" else self._base()
             links.append({"relation": "next", "url": f"{host}/{rtype}?{urlencode(q)}"})
-        bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(hits),
-                  "link": links, "entry": entries}
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(hits), "link": links, "entry": entries}
         self._send(200, json.dumps(bundle).encode())
 
     def _base(self) -> str:

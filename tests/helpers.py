@@ -12,8 +12,11 @@ from cds_service.gather.templates import published_services
 
 SERVICES = published_services(contracts.services(), load_terminology())
 PREFETCH_KEYS = list(SERVICES["her2-order-select"]["prefetch"])
-SERVICE_FOR_HOOK = {"order-select": "her2-order-select", "order-sign": "her2-order-sign",
-                    "patient-view": "her2-patient-view"}
+SERVICE_FOR_HOOK = {
+    "order-select": "her2-order-select",
+    "order-sign": "her2-order-sign",
+    "patient-view": "her2-patient-view",
+}
 
 
 def card_cfg(topic_key: str, **overrides: Any) -> dict[str, Any]:
@@ -23,8 +26,7 @@ def card_cfg(topic_key: str, **overrides: Any) -> dict[str, Any]:
 
 
 def bundle(resources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset",
-            "entry": [{"resource": r} for r in resources], **extra}
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources], **extra}
 
 
 def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -33,7 +35,11 @@ def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
     for r in resources:
         by_type.setdefault(r["resourceType"], []).append(r)
     obs_keys: dict[str, list[dict[str, Any]]] = {
-        "her2Observations": [], "receptorObservations": [], "diseaseStatus": [], "renalFunction": []}
+        "her2Observations": [],
+        "receptorObservations": [],
+        "diseaseStatus": [],
+        "renalFunction": [],
+    }
     templates = SERVICES["her2-order-select"]["prefetch"]
     reports = by_type.get("DiagnosticReport", [])
     in_reports = {ref["reference"] for r in reports for ref in r.get("result", [])}
@@ -42,15 +48,21 @@ def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
             reports = reports + [o]
             continue
         codes = [c.get("code") for c in (o.get("code") or {}).get("coding", [])]
-        key = next((k for k in ("receptorObservations", "diseaseStatus", "renalFunction")
-                    if any(c and f"|{c}," in templates[k] + "," or f"|{c}&" in templates[k] for c in codes)),
-                   "her2Observations")
+        key = next(
+            (
+                k
+                for k in ("receptorObservations", "diseaseStatus", "renalFunction")
+                if any(c and f"|{c}," in templates[k] + "," or f"|{c}&" in templates[k] for c in codes)
+            ),
+            "her2Observations",
+        )
         obs_keys[key].append(o)
     meds = by_type.get("Medication", [])
     return {
         "patient": next(iter(by_type.get("Patient", [])), None),
-        **{k: bundle(v + (by_type.get("Specimen", []) if k == "her2Observations" else []))
-           for k, v in obs_keys.items()},
+        **{
+            k: bundle(v + (by_type.get("Specimen", []) if k == "her2Observations" else [])) for k, v in obs_keys.items()
+        },
         "pathology": bundle(reports),
         "conditions": bundle(by_type.get("Condition", [])),
         "procedures": bundle(by_type.get("Procedure", [])),
@@ -60,13 +72,22 @@ def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def hook_request(hook: str, patient_id: str = "p1", *, prefetch: dict[str, Any] | None = None,
-                 draft_orders: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+def hook_request(
+    hook: str,
+    patient_id: str = "p1",
+    *,
+    prefetch: dict[str, Any] | None = None,
+    draft_orders: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     context: dict[str, Any] = {"userId": "Practitioner/dr1", "patientId": patient_id}
     if hook in ("order-select", "order-sign"):
         drafts = draft_orders or []
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": d} for d in drafts]}
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": d} for d in drafts],
+        }
         if hook == "order-select":
             context["selections"] = [f"{d['resourceType']}/{d['id']}" for d in drafts]
     body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}

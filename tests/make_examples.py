@@ -24,9 +24,15 @@ def _draft(name: str, dose: tuple[float, str] | None = None, text: str | None = 
 
 
 def _ultralow() -> list[dict]:
-    return [b.patient(), b.breast_cancer(), b.metastasis("bone", "2022-01-01"), b.receptor("ER", 80),
-            b.receptor("PR", 10), b.her2_ihc(0, "2025-01-10", membrane="faint-le-10"),
-            b.med_statement("anastrozole", "2022-02-01", "2024-12-01", status="stopped", reason="progression")]
+    return [
+        b.patient(),
+        b.breast_cancer(),
+        b.metastasis("bone", "2022-01-01"),
+        b.receptor("ER", 80),
+        b.receptor("PR", 10),
+        b.her2_ihc(0, "2025-01-10", membrane="faint-le-10"),
+        b.med_statement("anastrozole", "2022-02-01", "2024-12-01", status="stopped", reason="progression"),
+    ]
 
 
 # story -> (patient id, given name, family name, records); each story is one patient in `her2-cds seed`
@@ -43,9 +49,15 @@ STORIES = {
 EXAMPLES = {
     "builta-binary-only.patient-view": ("patient-view", "builta-binary-only", []),
     "builta-her2-low.order-select-eribulin": (
-        "order-select", "builta-her2-low", [_draft("eribulin", text="eribulin 1.4 mg/m2 IV")]),
+        "order-select",
+        "builta-her2-low",
+        [_draft("eribulin", text="eribulin 1.4 mg/m2 IV")],
+    ),
     "builta-after-pneumonitis.order-sign-tdxd": (
-        "order-sign", "builta-pneumonitis", [_draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))]),
+        "order-sign",
+        "builta-pneumonitis",
+        [_draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))],
+    ),
     "bell.order-select-ribociclib": ("order-select", "bell", [_draft("ribociclib")]),
     "bell.order-sign-tdxd-gastric-dose": ("order-sign", "bell", [_draft("fam-trastuzumab deruxtecan", (6.4, "mg/kg"))]),
     "ultralow-hr-positive.patient-view": ("patient-view", "ultralow-hr-positive", []),
@@ -57,8 +69,10 @@ EXAMPLES = {
 def _rewrite(value: Any, refs: dict[str, str]) -> Any:
     """Every `reference` renamed by refs (old "Type/id" -> new)."""
     if isinstance(value, dict):
-        return {k: (refs.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, refs))
-                for k, v in value.items()}
+        return {
+            k: (refs.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, refs))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_rewrite(v, refs) for v in value]
     return value

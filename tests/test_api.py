@@ -22,16 +22,16 @@ def test_discovery_lists_three_services_with_prefetch(client):
     assert resp.status_code == 200
     services = {s["id"]: s for s in resp.get_json()["services"]}
     assert {k: v["hook"] for k, v in services.items()} == {
-        "her2-order-select": "order-select", "her2-order-sign": "order-sign",
-        "her2-patient-view": "patient-view"}
+        "her2-order-select": "order-select",
+        "her2-order-sign": "order-sign",
+        "her2-patient-view": "patient-view",
+    }
     for svc in services.values():
         assert svc["title"] and svc["description"]
         prefetch = svc["prefetch"]
         assert prefetch["patient"] == "Patient/{{context.patientId}}"
-        for rtype in ("MedicationStatement", "MedicationRequest", "MedicationAdministration",
-                      "Condition", "Procedure"):
-            assert any(t.startswith(f"{rtype}?patient={{{{context.patientId}}}}")
-                       for t in prefetch.values()), rtype
+        for rtype in ("MedicationStatement", "MedicationRequest", "MedicationAdministration", "Condition", "Procedure"):
+            assert any(t.startswith(f"{rtype}?patient={{{{context.patientId}}}}") for t in prefetch.values()), rtype
         assert "85319-2" in prefetch["her2Observations"]
         assert "85337-4" in prefetch["receptorObservations"]
 
@@ -39,6 +39,7 @@ def test_discovery_lists_three_services_with_prefetch(client):
 def test_discovery_is_the_data_under_hooks_with_value_set_codes_filled_in(client):
     from cds_service.fhir.terminology import load_terminology
     from cds_service.gather.templates import published_services
+
     published = client.get("/cds-services").get_json()["services"]
     assert published == list(published_services(contracts.services(), load_terminology()).values())
     assert [s["id"] for s in published] == list(contracts.services())
@@ -47,8 +48,11 @@ def test_discovery_is_the_data_under_hooks_with_value_set_codes_filled_in(client
 
 @pytest.mark.parametrize("hook", ["order-select", "order-sign", "patient-view"])
 def test_invocation_with_empty_prefetch_answers_empty_cards(client, hook):
-    service = {"order-select": "her2-order-select", "order-sign": "her2-order-sign",
-               "patient-view": "her2-patient-view"}[hook]
+    service = {
+        "order-select": "her2-order-select",
+        "order-sign": "her2-order-sign",
+        "patient-view": "her2-patient-view",
+    }[hook]
     resp = client.post(f"/cds-services/{service}", json=hook_request(hook, prefetch=empty_prefetch()))
     assert resp.status_code == 200
     assert assert_cds_response(resp.get_json()) == []  # nothing on record: nothing to say (and no 412)
@@ -60,12 +64,15 @@ def test_unknown_service_is_404(client):
     assert "nope" in resp.get_json()["error"]
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (b"{not json", "malformed JSON"),
-    (b"", "empty"),
-    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
-    (b"\xff\xfe\x00", "JSON"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (b"{not json", "malformed JSON"),
+        (b"", "empty"),
+        (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        (b"\xff\xfe\x00", "JSON"),
+    ],
+)
 def test_malformed_body_is_400_with_message(client, raw, expected):
     resp = client.post("/cds-services/her2-patient-view", data=raw, content_type="application/json")
     assert resp.status_code == 400
@@ -73,8 +80,9 @@ def test_malformed_body_is_400_with_message(client, raw, expected):
 
 
 def test_wrong_content_type_is_400(client):
-    resp = client.post("/cds-services/her2-patient-view", data="hook=patient-view",
-                       content_type="application/x-www-form-urlencoded")
+    resp = client.post(
+        "/cds-services/her2-patient-view", data="hook=patient-view", content_type="application/x-www-form-urlencoded"
+    )
     assert resp.status_code == 400
     assert "Content-Type" in resp.get_json()["error"]
 
@@ -105,9 +113,17 @@ def test_hook_not_matching_service_is_400(client):
 
 
 def test_fhir_authorization_without_fhir_server_is_400(client):
-    body = hook_request("patient-view", prefetch=empty_prefetch(), fhirAuthorization={
-        "access_token": "secret-token-123", "token_type": "Bearer", "expires_in": 300,
-        "scope": "patient/*.read", "subject": "cds"})
+    body = hook_request(
+        "patient-view",
+        prefetch=empty_prefetch(),
+        fhirAuthorization={
+            "access_token": "secret-token-123",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "cds",
+        },
+    )
     resp = client.post("/cds-services/her2-patient-view", json=body)
     problems = _problems(resp)
     assert "fhirServer" in problems
@@ -125,22 +141,28 @@ def test_unreadable_prefetched_bundle_is_skipped_and_named_in_the_card(client):
     read as unavailable and the card says so."""
     prefetch = prefetch_from(patients.bell())
     prefetch["medicationRequests"] = {"resourceType": "Bundle", "type": "searchset", "entry": 1}
-    draft = {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
-             "medicationCodeableConcept": {"text": "Enhertu"}}
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "d1",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "Enhertu"},
+    }
     body = hook_request("order-select", prefetch=prefetch, draft_orders=[draft])
     resp = client.post("/cds-services/her2-order-select", json=body)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     cards = assert_cds_response(resp.get_json())
-    assert cards and all("medicationRequests (the prefetched value could not be read (Bundle.entry is not a list))"
-                         in card["detail"] for card in cards)
+    assert cards and all(
+        "medicationRequests (the prefetched value could not be read (Bundle.entry is not a list))" in card["detail"]
+        for card in cards
+    )
 
 
 def test_missing_prefetch_without_fhir_server_is_412_naming_keys(client):
     prefetch = empty_prefetch()
     del prefetch["conditions"]
     prefetch["procedures"] = {"resourceType": "OperationOutcome", "issue": []}
-    resp = client.post("/cds-services/her2-patient-view", json=hook_request("patient-view",
-                                                                            prefetch=prefetch))
+    resp = client.post("/cds-services/her2-patient-view", json=hook_request("patient-view", prefetch=prefetch))
     assert resp.status_code == 412
     body = resp.get_json()
     assert body["missing"] == ["conditions", "procedures"]
@@ -150,9 +172,12 @@ def test_missing_prefetch_without_fhir_server_is_412_naming_keys(client):
 def test_fhir_server_not_allowed_is_412(client):
     prefetch = empty_prefetch()
     del prefetch["conditions"]
-    body = hook_request("patient-view", prefetch=prefetch, fhirServer="https://evil.example/fhir",
-                        fhirAuthorization={"access_token": "t", "token_type": "Bearer",
-                                           "expires_in": 60, "scope": "s", "subject": "c"})
+    body = hook_request(
+        "patient-view",
+        prefetch=prefetch,
+        fhirServer="https://evil.example/fhir",
+        fhirAuthorization={"access_token": "t", "token_type": "Bearer", "expires_in": 60, "scope": "s", "subject": "c"},
+    )
     resp = client.post("/cds-services/her2-patient-view", json=body)
     assert resp.status_code == 412
     assert "allow-list" in resp.get_json()["reason"]
@@ -161,20 +186,38 @@ def test_fhir_server_not_allowed_is_412(client):
 def test_sandbox_shaped_order_select_is_answered(client):
     """Captured shape of the public sandbox: no Bundle.type, a draft with no medication yet,
     category as an object (not an array), prefetch Bundles without type."""
-    draft = {"resourceType": "MedicationRequest", "id": "request-123", "status": "draft",
-             "intent": "order", "category": {"coding": [{"system": "http://terminology.hl7.org/"
-                                                         "CodeSystem/medicationrequest-category",
-                                                         "code": "outpatient"}]},
-             "subject": {"reference": "Patient/smart-1288992"}, "authoredOn": "2026-11-25"}
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "request-123",
+        "status": "draft",
+        "intent": "order",
+        "category": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category", "code": "outpatient"}
+            ]
+        },
+        "subject": {"reference": "Patient/smart-1288992"},
+        "authoredOn": "2026-11-25",
+    }
     prefetch = {k: {"resourceType": "Bundle", "entry": []} for k in empty_prefetch()}
-    prefetch["patient"] = {"resourceType": "Patient", "id": "smart-1288992", "gender": "female",
-                           "birthDate": "1968-04-12"}
-    body = {"hookInstance": str(uuid.uuid4()), "fhirServer": "https://launch.smarthealthit.org/v/r4/fhir",
-            "hook": "order-select",
-            "context": {"userId": "Practitioner/COREPRACTITIONER1", "patientId": "smart-1288992",
-                        "selections": ["MedicationRequest/request-123"],
-                        "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]}},
-            "prefetch": prefetch}
+    prefetch["patient"] = {
+        "resourceType": "Patient",
+        "id": "smart-1288992",
+        "gender": "female",
+        "birthDate": "1968-04-12",
+    }
+    body = {
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": "https://launch.smarthealthit.org/v/r4/fhir",
+        "hook": "order-select",
+        "context": {
+            "userId": "Practitioner/COREPRACTITIONER1",
+            "patientId": "smart-1288992",
+            "selections": ["MedicationRequest/request-123"],
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
+        },
+        "prefetch": prefetch,
+    }
     resp = client.post("/cds-services/her2-order-select", json=body)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert_cds_response(resp.get_json())
@@ -183,10 +226,15 @@ def test_sandbox_shaped_order_select_is_answered(client):
 def test_cors_preflight_without_auth(settings_factory):
     app = create_app(settings_factory(auth={"required": True}, cors={"allowed_origins": [SANDBOX]}))
     c = app.test_client()
-    for path in ("/cds-services", "/cds-services/her2-order-select",
-                 "/cds-services/her2-order-select/feedback"):
-        resp = c.options(path, headers={"Origin": SANDBOX, "Access-Control-Request-Method": "POST",
-                                        "Access-Control-Request-Headers": "authorization,content-type"})
+    for path in ("/cds-services", "/cds-services/her2-order-select", "/cds-services/her2-order-select/feedback"):
+        resp = c.options(
+            path,
+            headers={
+                "Origin": SANDBOX,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
         assert resp.status_code in (200, 204)
         assert resp.headers["Access-Control-Allow-Origin"] == SANDBOX
         allowed = resp.headers["Access-Control-Allow-Headers"].lower()
@@ -200,13 +248,18 @@ def test_cors_header_on_errors_and_only_for_allowed_origins(settings_factory):
     denied = c.get("/cds-services", headers={"Origin": SANDBOX})
     assert denied.status_code == 401
     assert denied.headers["Access-Control-Allow-Origin"] == SANDBOX
-    bad = c.post("/cds-services/her2-patient-view", data="x", content_type="application/json",
-                 headers={"Origin": "https://other.example"})
+    bad = c.post(
+        "/cds-services/her2-patient-view",
+        data="x",
+        content_type="application/json",
+        headers={"Origin": "https://other.example"},
+    )
     assert "Access-Control-Allow-Origin" not in bad.headers
 
 
 def test_no_client_trusted_by_default_refuses(settings_factory):
     from cds_service.config import load
+
     settings = load(None, overrides={"storage": settings_factory().data["storage"]})
     assert settings.auth["required"] is True and settings.auth["issuers"] == []
     resp = create_app(settings).test_client().get("/cds-services")
@@ -215,10 +268,19 @@ def test_no_client_trusted_by_default_refuses(settings_factory):
 
 
 def _feedback(card: str, **extra):
-    entry = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
-             "overrideReason": {"reason": {"system": "http://her2-cds.org/fhir/CodeSystem/override-reason",
-                                           "code": "patient-declined", "display": "Patient declined"},
-                                "userComment": "discussed in clinic"}}
+    entry = {
+        "card": card,
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-25T10:00:00Z",
+        "overrideReason": {
+            "reason": {
+                "system": "http://her2-cds.org/fhir/CodeSystem/override-reason",
+                "code": "patient-declined",
+                "display": "Patient declined",
+            },
+            "userComment": "discussed in clinic",
+        },
+    }
     entry.update(extra)
     return {"feedback": [entry]}
 
@@ -228,8 +290,12 @@ def test_feedback_is_stored_once(settings_factory):
     c = app.test_client()
     card = str(uuid.uuid4())
     body = _feedback(card)
-    accepted = {"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-11-25T10:01:00Z",
-                "acceptedSuggestions": [{"id": "s-1"}]}
+    accepted = {
+        "card": card,
+        "outcome": "accepted",
+        "outcomeTimestamp": "2026-11-25T10:01:00Z",
+        "acceptedSuggestions": [{"id": "s-1"}],
+    }
     body["feedback"].append(accepted)
     for _ in range(3):
         resp = c.post("/cds-services/her2-order-select/feedback", json=body)
@@ -243,12 +309,15 @@ def test_feedback_is_stored_once(settings_factory):
     assert json.loads(acc["accepted_suggestions"]) == ["s-1"]
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda f: f["feedback"][0].pop("card"), "feedback[0].card"),
-    (lambda f: f["feedback"][0].update(outcome="ignored"), "feedback[0].outcome"),
-    (lambda f: f["feedback"][0].update(outcome="accepted"), "feedback[0].acceptedSuggestions"),
-    (lambda f: f["feedback"][0].update(outcomeTimestamp="yesterday"), "feedback[0].outcomeTimestamp"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda f: f["feedback"][0].pop("card"), "feedback[0].card"),
+        (lambda f: f["feedback"][0].update(outcome="ignored"), "feedback[0].outcome"),
+        (lambda f: f["feedback"][0].update(outcome="accepted"), "feedback[0].acceptedSuggestions"),
+        (lambda f: f["feedback"][0].update(outcomeTimestamp="yesterday"), "feedback[0].outcomeTimestamp"),
+    ],
+)
 def test_invalid_feedback_is_400(client, mutate, field):
     body = _feedback("c1")
     mutate(body)
@@ -262,8 +331,7 @@ def test_feedback_for_unknown_service_is_404(client):
 
 def test_body_over_limit_is_413(settings_factory):
     c = create_app(settings_factory(limits={"max_body_bytes": 2048})).test_client()
-    resp = c.post("/cds-services/her2-patient-view", data=b"{" + b" " * 5000 + b"}",
-                  content_type="application/json")
+    resp = c.post("/cds-services/her2-patient-view", data=b"{" + b" " * 5000 + b"}", content_type="application/json")
     assert resp.status_code == 413
     assert "2048" in resp.get_json()["error"]
 
@@ -272,17 +340,35 @@ def test_observation_prefetch_codes_are_the_value_sets_codes(settings_factory, t
     """Discovery publishes, for each Observation key, exactly the codes of the value sets it feeds, built at
     start: a site's local code (extra value set) is asked for, and 32996-1 (serum HER2) never is."""
     local = tmp_path / "local-er.json"
-    local.write_text(json.dumps({"resourceType": "ValueSet", "id": "er-local", "status": "active",
-                                 "url": "http://her2-cds.org/fhir/ValueSet/er",
-                                 "compose": {"include": [{"system": "urn:oid:1.2.3", "concept": [{"code": "ERX"}]}]}}))
+    local.write_text(
+        json.dumps(
+            {
+                "resourceType": "ValueSet",
+                "id": "er-local",
+                "status": "active",
+                "url": "http://her2-cds.org/fhir/ValueSet/er",
+                "compose": {"include": [{"system": "urn:oid:1.2.3", "concept": [{"code": "ERX"}]}]},
+            }
+        )
+    )
     client = create_app(settings_factory(value_sets={"extra_files": [str(local)]})).test_client()
     published = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
     from cds_service.fhir.terminology import load_terminology
+
     ts = load_terminology([str(local)])
-    feeds = {"her2Observations": ("her2-ihc", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number",
-                                  "her2-cep17-copy-number", "her2-interpretation"),
-             "receptorObservations": ("er", "pr", "hr-combined"), "diseaseStatus": ("disease-status", "staging"),
-             "renalFunction": ("renal-function",)}
+    feeds = {
+        "her2Observations": (
+            "her2-ihc",
+            "her2-ish",
+            "her2-ish-ratio",
+            "her2-ish-copy-number",
+            "her2-cep17-copy-number",
+            "her2-interpretation",
+        ),
+        "receptorObservations": ("er", "pr", "hr-combined"),
+        "diseaseStatus": ("disease-status", "staging"),
+        "renalFunction": ("renal-function",),
+    }
     for service in published.values():
         for key, sets in feeds.items():
             query = service["prefetch"][key]

@@ -52,9 +52,12 @@ def test_a_stage_imports_only_the_stages_before_it(stage):
 
 
 def test_only_the_web_package_imports_flask():
-    importers = sorted(str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
-                       if any(m == "flask" or m.startswith(("flask.", "werkzeug")) for m in _imports(p))
-                       and p.relative_to(PKG).parts[0] != "web")
+    importers = sorted(
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
+        if any(m == "flask" or m.startswith(("flask.", "werkzeug")) for m in _imports(p))
+        and p.relative_to(PKG).parts[0] != "web"
+    )
     assert importers == ["cli.py"], importers  # cli runs werkzeug's development server, and only that
 
 
@@ -67,8 +70,9 @@ def test_the_app_factory_is_wiring_only():
 def test_no_route_can_forget_authentication(settings_factory, jwks):
     """Every route of the app, called without a token, is refused, unless it is marked public (monitoring) or is
     a CORS preflight; an operator-only route does not even exist without the operator token."""
-    app = create_app(settings_factory(auth={"required": True, "issuers": [
-        {"iss": "https://ehr.example.org", "jwks": jwks}]}))
+    app = create_app(
+        settings_factory(auth={"required": True, "issuers": [{"iss": "https://ehr.example.org", "jwks": jwks}]})
+    )
     client = app.test_client()
     public, checked = set(), 0
     for rule in app.url_map.iter_rules():
@@ -119,7 +123,7 @@ def test_readme_shows_the_clinical_rules_the_code_holds():
 
     readme = (PKG.parent / "README.md").read_text("utf-8")
     assert readme.count(BEGIN) == 1 and readme.count(END) == 1
-    shown = readme[readme.index(BEGIN):readme.index(END) + len(END)]
+    shown = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
     assert shown == section(), "README's clinical rules differ from the code: python -m cds_service.clinical_rules"
 
 
@@ -128,9 +132,13 @@ def test_every_row_of_the_her2_table_decides_some_result():
     that row's category."""
     from cds_service.facts.her2 import HER2_TABLE, Her2Values, categorise
 
-    stain = {"faint ≤10%": {"membrane": "faint-le-10"}, "absent": {"membrane": "absent"},
-             ">10%": {"membrane_pct": 30.0}, "not stated": {}, "cannot be told": {"membrane_pct": 5.0,
-                                                                                  "membrane_pct_cmp": ">"}}
+    stain = {
+        "faint ≤10%": {"membrane": "faint-le-10"},
+        "absent": {"membrane": "absent"},
+        ">10%": {"membrane_pct": 30.0},
+        "not stated": {},
+        "cannot be told": {"membrane_pct": 5.0, "membrane_pct_cmp": ">"},
+    }
     for row in HER2_TABLE:
         values = {} if row.ihc == "none" else {"ihc": int(row.ihc.rstrip("+"))}
         if row.ish:

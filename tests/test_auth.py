@@ -23,6 +23,7 @@ def secured(settings_factory, jwks):
     def build(**auth):
         cfg = {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}], **auth}
         return create_app(settings_factory(auth=cfg, public_base_url=PUBLIC_BASE)).test_client()
+
     return build
 
 
@@ -42,18 +43,26 @@ def test_feedback_audience_ends_in_feedback(secured, make_token):
     c = secured()
     body = {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z"}]}
     url = f"{PUBLIC_BASE}/cds-services/her2-order-select"
-    wrong = c.post("/cds-services/her2-order-select/feedback", json=body,
-                   headers={"Authorization": f"Bearer {make_token(url)}"})
+    wrong = c.post(
+        "/cds-services/her2-order-select/feedback", json=body, headers={"Authorization": f"Bearer {make_token(url)}"}
+    )
     assert wrong.status_code == 401
-    right = c.post("/cds-services/her2-order-select/feedback", json=body,
-                   headers={"Authorization": f"Bearer {make_token(url + '/feedback')}"})
+    right = c.post(
+        "/cds-services/her2-order-select/feedback",
+        json=body,
+        headers={"Authorization": f"Bearer {make_token(url + '/feedback')}"},
+    )
     assert right.status_code == 200
 
 
 def _unsigned(aud):
     now = int(time.time())
-    return jwt.encode({"iss": TEST_ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "n"}, None,
-                      algorithm="none", headers={"kid": "k1"})
+    return jwt.encode(
+        {"iss": TEST_ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "n"},
+        None,
+        algorithm="none",
+        headers={"kid": "k1"},
+    )
 
 
 def _hs256_with_public_key(jwks, aud):
@@ -65,18 +74,31 @@ def _hs256_with_public_key(jwks, aud):
 
     def b64(d):
         return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+
     header = b64(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode())
-    claims = b64(json.dumps({"iss": TEST_ISS, "aud": aud, "iat": now, "exp": now + 60,
-                             "jti": "h"}).encode())
+    claims = b64(json.dumps({"iss": TEST_ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "h"}).encode())
     sig = hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest()
     return f"{header}.{claims}.{b64(sig)}"
 
 
-@pytest.mark.parametrize("case", [
-    "missing", "garbage", "alg-none", "hs256-public-key", "wrong-kid", "missing-kid-several-keys",
-    "untrusted-iss", "wrong-aud", "expired", "not-yet-valid", "too-long-lived",
-    "other-key", "rs384-not-allowed",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "garbage",
+        "alg-none",
+        "hs256-public-key",
+        "wrong-kid",
+        "missing-kid-several-keys",
+        "untrusted-iss",
+        "wrong-aud",
+        "expired",
+        "not-yet-valid",
+        "too-long-lived",
+        "other-key",
+        "rs384-not-allowed",
+    ],
+)
 def test_bad_tokens_are_401_without_detail(secured, make_token, jwks, case):
     c = secured()
     if case == "missing":
@@ -94,10 +116,13 @@ def test_bad_tokens_are_401_without_detail(secured, make_token, jwks, case):
             "too-long-lived": lambda: make_token(DISCOVERY, lifetime=7 * 24 * 3600),
             "other-key": lambda: make_token(DISCOVERY, key=ec.generate_private_key(ec.SECP384R1())),
             "rs384-not-allowed": lambda: make_token(
-                DISCOVERY, alg="RS384", key=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+                DISCOVERY, alg="RS384", key=rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            ),
             "missing-kid-several-keys": lambda: jwt.encode(
-                {"iss": TEST_ISS, "aud": DISCOVERY, "iat": int(time.time()), "exp": int(time.time()) + 60,
-                 "jti": "x"}, ec.generate_private_key(ec.SECP384R1()), algorithm="ES384"),
+                {"iss": TEST_ISS, "aud": DISCOVERY, "iat": int(time.time()), "exp": int(time.time()) + 60, "jti": "x"},
+                ec.generate_private_key(ec.SECP384R1()),
+                algorithm="ES384",
+            ),
         }[case]()
         if case == "rs384-not-allowed":
             c = secured(algorithms=["ES384"])
@@ -120,8 +145,12 @@ def test_rs384_token_accepted_when_key_is_rsa(settings_factory, make_token):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     jwk["kid"] = "r1"
-    app = create_app(settings_factory(auth={"required": True, "issuers": [
-        {"iss": TEST_ISS, "jwks": {"keys": [jwk]}}]}, public_base_url=PUBLIC_BASE))
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": {"keys": [jwk]}}]},
+            public_base_url=PUBLIC_BASE,
+        )
+    )
     token = make_token(DISCOVERY, kid="r1", key=key, alg="RS384")
     assert _get(app.test_client(), token).status_code == 200
 
@@ -132,16 +161,16 @@ class _JwksServer:
     def __init__(self, jwks):
         self.jwks = jwks
         self.fetches = 0
-        self.delay = 0.0       # seconds before answering
+        self.delay = 0.0  # seconds before answering
         self.status = 200
-        self.padding = 0       # extra bytes in the body (a huge key set)
+        self.padding = 0  # extra bytes in the body (a huge key set)
         outer = self
 
         class H(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.fetches += 1
                 time.sleep(outer.delay)
                 data = dict(outer.jwks, padding="x" * outer.padding) if outer.padding else outer.jwks
@@ -151,6 +180,7 @@ class _JwksServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.server.server_port}/jwks.json"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -159,12 +189,17 @@ class _JwksServer:
 def test_jwks_url_fetched_cached_and_refetched_on_unknown_kid(settings_factory, make_token, jwks, monkeypatch):
     srv = _JwksServer({"keys": []})
     try:
-        app = create_app(settings_factory(auth={"required": True, "issuers": [
-            {"iss": TEST_ISS, "jwks_url": srv.url}]}, public_base_url=PUBLIC_BASE))
+        app = create_app(
+            settings_factory(
+                auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks_url": srv.url}]},
+                public_base_url=PUBLIC_BASE,
+            )
+        )
         c = app.test_client()
         assert _get(c, make_token(DISCOVERY)).status_code == 401  # kid k1 not published yet
         srv.jwks = jwks
         from cds_service.web import jwt_verifier as auth
+
         monkeypatch.setattr(auth, "JWKS_REFETCH_SECONDS", 0)  # no 30 s wait before a re-fetch
         assert _get(c, make_token(DISCOVERY)).status_code == 200
         fetches = srv.fetches
@@ -177,8 +212,12 @@ def test_jwks_url_fetched_cached_and_refetched_on_unknown_kid(settings_factory, 
 
 
 def test_a_jku_other_than_the_configured_jwks_url_is_refused(settings_factory, make_token, jwks, key_server):
-    app = create_app(settings_factory(auth={"required": True, "issuers": [
-        {"iss": TEST_ISS, "jwks_url": key_server.url}]}, public_base_url=PUBLIC_BASE)).test_client()
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks_url": key_server.url}]},
+            public_base_url=PUBLIC_BASE,
+        )
+    ).test_client()
     assert _get(app, make_token(DISCOVERY, headers={"jku": "https://evil.example/jwks"})).status_code == 401
     assert _get(app, make_token(DISCOVERY, headers={"jku": key_server.url})).status_code == 200
 
@@ -202,11 +241,14 @@ def test_pinned_keys_ignore_the_jku_but_still_check_the_signature(secured, make_
 
 def test_keys_pinned_in_a_jwks_file_next_to_the_configuration(tmp_path, make_token, jwks):
     from cds_service.config import ConfigError, load
+
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "sandbox-jwks.json").write_text(json.dumps(jwks))
     cfg = tmp_path / "her2-cds.yaml"
-    cfg.write_text(f"public_base_url: {PUBLIC_BASE}\nstorage: {{database_url: 'sqlite://'}}\n"
-                   f"auth: {{required: true, issuers: [{{iss: '{TEST_ISS}', jwks_file: keys/sandbox-jwks.json}}]}}\n")
+    cfg.write_text(
+        f"public_base_url: {PUBLIC_BASE}\nstorage: {{database_url: 'sqlite://'}}\n"
+        f"auth: {{required: true, issuers: [{{iss: '{TEST_ISS}', jwks_file: keys/sandbox-jwks.json}}]}}\n"
+    )
     c = create_app(load(cfg)).test_client()
     assert _get(c, make_token(DISCOVERY, headers={"jku": SANDBOX_JKU})).status_code == 200
     assert _get(c, make_token(DISCOVERY, key=ec.generate_private_key(ec.SECP384R1()))).status_code == 401
@@ -223,7 +265,6 @@ def test_auth_off_needs_no_token(settings_factory):
     assert c.get("/cds-services").status_code == 200
 
 
-
 @pytest.fixture
 def key_server(jwks):
     """A local JWKS endpoint for one test, shut down after it."""
@@ -234,14 +275,20 @@ def key_server(jwks):
 
 def _two_issuers(settings_factory, srv_url, jwks):
     other = "https://other-ehr.example"
-    app = create_app(settings_factory(auth={"required": True, "issuers": [
-        {"iss": TEST_ISS, "jwks_url": srv_url}, {"iss": other, "jwks": jwks}]}, public_base_url=PUBLIC_BASE))
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks_url": srv_url}, {"iss": other, "jwks": jwks}]},
+            public_base_url=PUBLIC_BASE,
+        )
+    )
     return app, other
 
 
-def test_a_slow_key_server_delays_only_its_own_issuer_and_is_fetched_once(settings_factory, make_token, jwks,
-                                                                         key_server):
+def test_a_slow_key_server_delays_only_its_own_issuer_and_is_fetched_once(
+    settings_factory, make_token, jwks, key_server
+):
     from concurrent.futures import ThreadPoolExecutor
+
     key_server.delay = 5.0
     app, other = _two_issuers(settings_factory, key_server.url, jwks)
 
@@ -260,8 +307,7 @@ def test_a_slow_key_server_delays_only_its_own_issuer_and_is_fetched_once(settin
     assert key_server.fetches == 1  # one fetch in flight; the others waited for it, then backed off
 
 
-def test_a_failing_key_server_is_backed_off_not_fetched_by_every_token(settings_factory, make_token, jwks,
-                                                                        key_server):
+def test_a_failing_key_server_is_backed_off_not_fetched_by_every_token(settings_factory, make_token, jwks, key_server):
     key_server.status = 500
     c = _two_issuers(settings_factory, key_server.url, jwks)[0].test_client()
     for _ in range(5):

@@ -19,9 +19,11 @@ HOOKS = ("order-select", "order-sign", "patient-view")
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     from cds_service.config import load
+
     db = tmp_path_factory.mktemp("db") / "f.db"
-    return create_app(load(None, overrides={"auth": {"required": False},
-                                            "storage": {"database_url": f"sqlite:///{db}"}}))
+    return create_app(
+        load(None, overrides={"auth": {"required": False}, "storage": {"database_url": f"sqlite:///{db}"}})
+    )
 
 
 def draft(name: str, dose=None):
@@ -61,15 +63,23 @@ def test_binary_only_metastatic_gets_rescore(app, hook):
     assert card["selectionBehavior"] == "at-most-one"
 
 
-@pytest.mark.parametrize("resources, expect", [
-    ([b.her2_ihc(0, "2025-06-01")], "staining statement"),
-    ([b.her2_ihc(2, "2025-06-01")], "reflex ISH"),
-    ([], "no HER2 result"),
-    ([b.her2_ihc(0, "2020-01-01", membrane="absent")], "old"),
-])
+@pytest.mark.parametrize(
+    "resources, expect",
+    [
+        ([b.her2_ihc(0, "2025-06-01")], "staining statement"),
+        ([b.her2_ihc(2, "2025-06-01")], "reflex ISH"),
+        ([], "no HER2 result"),
+        ([b.her2_ihc(0, "2020-01-01", membrane="absent")], "old"),
+    ],
+)
 def test_rescore_triggers(app, resources, expect):
-    base = [b.patient(), b.breast_cancer(), b.metastasis("liver", "2019-01-01"), b.receptor("ER", "positive"),
-            b.receptor("PR", "positive")]
+    base = [
+        b.patient(),
+        b.breast_cancer(),
+        b.metastasis("liver", "2019-01-01"),
+        b.receptor("ER", "positive"),
+        b.receptor("PR", "positive"),
+    ]
     cards = cards_for(app, base + resources, "patient-view")
     assert expect in cards["her2-rescore"]["summary"]
     if expect == "reflex ISH":
@@ -99,8 +109,13 @@ def test_order_hooks_without_systemic_therapy_draft_are_quiet(app):
 
 
 def test_order_select_with_no_medication_yet_is_empty(app):
-    empty = {"resourceType": "MedicationRequest", "id": "x", "status": "draft", "intent": "order",
-             "subject": b.subject()}
+    empty = {
+        "resourceType": "MedicationRequest",
+        "id": "x",
+        "status": "draft",
+        "intent": "order",
+        "subject": b.subject(),
+    }
     assert cards_for(app, patients.builta_binary_only(), "order-select", [empty]) == {}
 
 
@@ -112,8 +127,10 @@ def test_bell_meets_db06_and_db04(app, hook):
     assert "DB-06" in card["summary"] and "DB-04" in card["summary"]
     detail = card["detail"]
     assert "letrozole" in detail and "progress" in detail and "2024-04" in detail
-    assert ("✔ progression on ≥1 endocrine therapy in the metastatic setting: abemaciclib + letrozole (2016-07-01 to "
-            "2024-04-20, metastatic setting): progressed") in detail
+    assert (
+        "✔ progression on ≥1 endocrine therapy in the metastatic setting: abemaciclib + letrozole (2016-07-01 to "
+        "2024-04-20, metastatic setting): progressed"
+    ) in detail
     assert "stopped for toxicity" not in detail
     sug = card["suggestions"][0]
     assert sug["isRecommended"] is False
@@ -129,25 +146,38 @@ def test_builta_after_rescoring_meets_db04_not_db06(app):
 
 
 def test_ultralow_hr_positive_with_et_progression_meets_db06_only(app):
-    res = [b.patient(), b.breast_cancer(), b.metastasis("bone", "2022-01-01"), b.receptor("ER", 80),
-           b.receptor("PR", 10), b.her2_ihc(0, "2025-01-10", membrane="faint-le-10"),
-           b.med_statement("anastrozole", "2022-02-01", "2024-12-01", status="stopped", reason="progression")]
+    res = [
+        b.patient(),
+        b.breast_cancer(),
+        b.metastasis("bone", "2022-01-01"),
+        b.receptor("ER", 80),
+        b.receptor("PR", 10),
+        b.her2_ihc(0, "2025-01-10", membrane="faint-le-10"),
+        b.med_statement("anastrozole", "2022-02-01", "2024-12-01", status="stopped", reason="progression"),
+    ]
     card = cards_for(app, res, "patient-view")["tdxd-consideration"]
     assert "HER2-ultralow" in card["summary"] and "DB-06" in card["summary"] and "DB-04" not in card["summary"]
 
 
 def test_unknown_progression_is_said_not_guessed(app):
-    res = [b.patient(), b.breast_cancer(), b.metastasis("bone", "2022-01-01"), b.receptor("ER", 80),
-           b.receptor("PR", 10), b.her2_ihc(1, "2025-01-10"),
-           b.med_statement("anastrozole", "2022-02-01", "2024-12-01", status="completed")]
+    res = [
+        b.patient(),
+        b.breast_cancer(),
+        b.metastasis("bone", "2022-01-01"),
+        b.receptor("ER", 80),
+        b.receptor("PR", 10),
+        b.her2_ihc(1, "2025-01-10"),
+        b.med_statement("anastrozole", "2022-02-01", "2024-12-01", status="completed"),
+    ]
     cards = cards_for(app, res, "patient-view")
     card = cards["tdxd-consideration"]
     assert "may meet" in card["summary"]
     assert "Not known" in card["detail"] and "progression not documented" in card["detail"]
 
 
-@pytest.mark.parametrize("fixture", [patients.her2_positive, patients.early_stage, patients.builta_binary_only,
-                                     patients.builta_pneumonitis])
+@pytest.mark.parametrize(
+    "fixture", [patients.her2_positive, patients.early_stage, patients.builta_binary_only, patients.builta_pneumonitis]
+)
 def test_no_tdxd_card(app, fixture):
     assert "tdxd-consideration" not in cards_for(app, fixture(), "patient-view")
 
@@ -158,14 +188,21 @@ def test_triple_negative_her2_low_after_chemo_meets_db04(app):
 
 
 def test_no_prior_chemo_and_no_et_progression_means_no_card(app):
-    res = [b.patient(), b.breast_cancer(), b.metastasis("bone", "2022-01-01"), b.receptor("ER", 0),
-           b.receptor("PR", 0), b.her2_ihc(1, "2025-01-10")]
+    res = [
+        b.patient(),
+        b.breast_cancer(),
+        b.metastasis("bone", "2022-01-01"),
+        b.receptor("ER", 0),
+        b.receptor("PR", 0),
+        b.her2_ihc(1, "2025-01-10"),
+    ]
     assert "tdxd-consideration" not in cards_for(app, res, "patient-view")
 
 
 def test_prior_ild_is_a_caution_not_an_exclusion(app):
-    card = cards_for(app, patients.bell() + [b.ild("2020-01-01", "Radiation pneumonitis")],
-                     "patient-view")["tdxd-consideration"]
+    card = cards_for(app, patients.bell() + [b.ild("2020-01-01", "Radiation pneumonitis")], "patient-view")[
+        "tdxd-consideration"
+    ]
     assert card["indicator"] == "warning" and "excluded from DESTINY" in card["detail"]
 
 
@@ -186,7 +223,8 @@ def test_tdxd_draft_without_risk_factors_is_info_with_two_suggestions(app, hook)
 
 def test_gastric_dose_is_a_warning(app):
     card = cards_for(app, patients.bell(), "order-sign", [draft("fam-trastuzumab deruxtecan", (6.4, "mg/kg"))])[
-        "ild-monitoring"]
+        "ild-monitoring"
+    ]
     assert card["indicator"] == "warning" and "6.4" in card["summary"]
     fix = next(s for s in card["suggestions"] if s["actions"][0]["type"] == "update")
     fixed = fix["actions"][0]["resource"]
@@ -202,15 +240,21 @@ def test_risk_factors_make_a_warning(app):
 
 
 def test_prior_grade3_tdxd_pneumonitis_is_critical(app):
-    card = cards_for(app, patients.builta_pneumonitis(), "order-sign",
-                     [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))])["ild-monitoring"]
+    card = cards_for(
+        app, patients.builta_pneumonitis(), "order-sign", [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))]
+    )["ild-monitoring"]
     assert card["indicator"] == "critical" and "discontinue T-DXd permanently" in card["summary"]
     assert "grade 3" in card["detail"] and "Stop T-DXd" in card["detail"]
     assert card["detail"].count("Drug-induced pneumonitis (trastuzumab deruxtecan)") == 1  # said once
     assert "baseline" not in card["detail"].lower()  # no work-up for a drug that must not be given
     [remove] = card["suggestions"]
-    assert remove["actions"] == [{"type": "delete", "description": "Remove the drafted T-DXd order",
-                                  "resourceId": "MedicationRequest/draft-fam-trastuzumab"}]
+    assert remove["actions"] == [
+        {
+            "type": "delete",
+            "description": "Remove the drafted T-DXd order",
+            "resourceId": "MedicationRequest/draft-fam-trastuzumab",
+        }
+    ]
 
 
 def test_patient_view_with_active_tdxd_reminds(app):
@@ -228,20 +272,36 @@ def test_tdxd_by_brand_name_text_is_recognised(app):
 
 # --- configuration
 def test_cards_can_be_switched_off_and_texts_overridden(settings_factory):
-    app = create_app(settings_factory(cards={"her2_rescore": {"enabled": False},
-                                             "tdxd_consideration": {"enabled": True},
-                                             "ild_monitoring": {"enabled": True},
-                                             "texts": {"tdxd-consideration.footer": "Call pharmacy x1234."}}))
+    app = create_app(
+        settings_factory(
+            cards={
+                "her2_rescore": {"enabled": False},
+                "tdxd_consideration": {"enabled": True},
+                "ild_monitoring": {"enabled": True},
+                "texts": {"tdxd-consideration.footer": "Call pharmacy x1234."},
+            }
+        )
+    )
     assert cards_for(app, patients.builta_binary_only(), "patient-view") == {}
     assert "x1234" in cards_for(app, patients.bell(), "patient-view")["tdxd-consideration"]["detail"]
 
 
 def test_stale_threshold_is_configurable(settings_factory):
-    res = [b.patient(), b.breast_cancer(), b.metastasis("liver", "2019-01-01"),
-           b.her2_ihc(0, "2025-01-01", membrane="absent")]
-    strict = create_app(settings_factory(cards={"her2_rescore": {"enabled": True, "stale_after_months": 6},
-                                                "tdxd_consideration": {"enabled": True},
-                                                "ild_monitoring": {"enabled": True}}))
+    res = [
+        b.patient(),
+        b.breast_cancer(),
+        b.metastasis("liver", "2019-01-01"),
+        b.her2_ihc(0, "2025-01-01", membrane="absent"),
+    ]
+    strict = create_app(
+        settings_factory(
+            cards={
+                "her2_rescore": {"enabled": True, "stale_after_months": 6},
+                "tdxd_consideration": {"enabled": True},
+                "ild_monitoring": {"enabled": True},
+            }
+        )
+    )
     assert "her2-rescore" in cards_for(strict, res, "patient-view")
     assert "her2-rescore" not in cards_for(create_app(settings_factory()), res, "patient-view")
 
@@ -255,14 +315,26 @@ def test_old_her2_low_result_gives_no_rescore_noise_unless_configured(settings_f
 
 def test_unavailable_data_is_named_on_the_card(app, fhir_server):
     from cds_service.config import load
+
     fhir_server.reset(patients.builta_binary_only(), status=500)
-    app2 = create_app(load(None, overrides={"auth": {"required": False}, "storage": {"database_url": "sqlite://"},
-                                            "fhir": {"allowed_servers": [fhir_server.base]}}))
+    app2 = create_app(
+        load(
+            None,
+            overrides={
+                "auth": {"required": False},
+                "storage": {"database_url": "sqlite://"},
+                "fhir": {"allowed_servers": [fhir_server.base]},
+            },
+        )
+    )
     prefetch = prefetch_from(patients.builta_binary_only())
     del prefetch["procedures"]
-    body = hook_request("patient-view", prefetch=prefetch, fhirServer=fhir_server.base,
-                        fhirAuthorization={"access_token": "t", "token_type": "Bearer", "expires_in": 60,
-                                           "scope": "s", "subject": "c"})
+    body = hook_request(
+        "patient-view",
+        prefetch=prefetch,
+        fhirServer=fhir_server.base,
+        fhirAuthorization={"access_token": "t", "token_type": "Bearer", "expires_in": 60, "scope": "s", "subject": "c"},
+    )
     resp = app2.test_client().post("/cds-services/her2-patient-view", json=body)
     card = assert_cds_response(resp.get_json())[0]
     assert "procedures (HTTP 500)" in card["detail"]
@@ -306,8 +378,14 @@ def test_repeat_window_zero_repeats_everything(settings_factory):
 
 def test_a_suggested_resource_that_is_not_valid_fhir_is_never_sent():
     from cds_service.cards.render import _check_action
-    good = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
-            "code": {"text": "HER2 IHC"}, "subject": {"reference": "Patient/p1"}}
+
+    good = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "code": {"text": "HER2 IHC"},
+        "subject": {"reference": "Patient/p1"},
+    }
     _check_action(good)
     no_subject = {k: v for k, v in good.items() if k != "subject"}
     for bad in ({**good, "intent": None}, no_subject, {**good, "code": "HER2"}):
@@ -324,20 +402,32 @@ def test_rescore_card_says_when_there_is_no_receptor_result(app):
 
 # --- renal function as an ILD risk factor (latest eGFR)
 def _egfr(value, when, **kw):
-    v = {"valueString": value} if isinstance(value, str) else {
-        "valueQuantity": {"value": value, "unit": "mL/min/1.73m2", "system": "http://unitsofmeasure.org",
-                          "code": "mL/min/{1.73_m2}"}}
+    v = (
+        {"valueString": value}
+        if isinstance(value, str)
+        else {
+            "valueQuantity": {
+                "value": value,
+                "unit": "mL/min/1.73m2",
+                "system": "http://unitsofmeasure.org",
+                "code": "mL/min/{1.73_m2}",
+            }
+        }
+    )
     return b.observation(b.cc(b.LOINC, "98979-8", "eGFR (CKD-EPI 2021)"), when, **v, **kw)
 
 
-@pytest.mark.parametrize("results, indicator, evidence, unknown", [
-    ([_egfr(45, "2026-10-01")], "warning", "reduced renal function: eGFR 45 mL/min/1.73m2 (under 60)", None),
-    ([_egfr(45, "2024-03-01"), _egfr(75, "2026-10-01")], "info", None, None),        # the latest counts
-    ([_egfr(75, "2024-03-01"), _egfr(40, "2026-10-01")], "warning", "eGFR 40", None),
-    ([_egfr(">60", "2026-10-01")], "info", None, None),                              # a bound above the line
-    ([_egfr(">30", "2026-10-01")], "info", None, "cannot tell whether renal function is under 60"),
-    ([_egfr(20, "2026-10-01", status="entered-in-error")], "info", None, None),
-])
+@pytest.mark.parametrize(
+    "results, indicator, evidence, unknown",
+    [
+        ([_egfr(45, "2026-10-01")], "warning", "reduced renal function: eGFR 45 mL/min/1.73m2 (under 60)", None),
+        ([_egfr(45, "2024-03-01"), _egfr(75, "2026-10-01")], "info", None, None),  # the latest counts
+        ([_egfr(75, "2024-03-01"), _egfr(40, "2026-10-01")], "warning", "eGFR 40", None),
+        ([_egfr(">60", "2026-10-01")], "info", None, None),  # a bound above the line
+        ([_egfr(">30", "2026-10-01")], "info", None, "cannot tell whether renal function is under 60"),
+        ([_egfr(20, "2026-10-01", status="entered-in-error")], "info", None, None),
+    ],
+)
 def test_latest_egfr_under_60_is_an_ild_risk_factor(app, results, indicator, evidence, unknown):
     chart = [*patients.bell(), *results]
     card = cards_for(app, chart, "order-sign", [draft("fam-trastuzumab deruxtecan", (5.4, "mg/kg"))])["ild-monitoring"]
@@ -365,8 +455,9 @@ def test_a_failing_topic_becomes_an_info_card_and_the_others_still_go_out(settin
     monkeypatch.setattr(tdxd, "decide", broken)
     app = create_app(settings_factory())
     client = app.test_client()
-    body = hook_request("order-select", prefetch=prefetch_from(patients.builta_binary_only()),
-                        draft_orders=[draft("capecitabine")])
+    body = hook_request(
+        "order-select", prefetch=prefetch_from(patients.builta_binary_only()), draft_orders=[draft("capecitabine")]
+    )
     with caplog.at_level("INFO"):
         resp = client.post("/cds-services/her2-order-select", json=body)
     cards = {c["source"]["topic"]["code"]: c for c in assert_cds_response(resp.get_json())}

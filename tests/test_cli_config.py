@@ -64,17 +64,24 @@ def _write(tmp_path: Path, text: str) -> str:
     return str(p)
 
 
-@pytest.mark.parametrize("yaml_text, where, what", [
-    ("auth:\n  algorithms: [HS256]\n", "auth.algorithms[0]", "is not one of"),
-    ("auth:\n  issuers:\n    - iss: x\n", "auth.issuers[0]", ""),
-    ("cards:\n  her2_rescore: {enabled: yes, stale_after_months: 0}\n", "cards.her2_rescore.stale_after_months", ""),
-    ("fhir:\n  allowed_servers: [ftp://x]\n", "fhir.allowed_servers[0]", ""),
-    ("storage:\n  database_url: mysql://x\n", "storage.database_url", ""),
-    ("cards:\n  texts: {tdxd.summary: hi}\n", "cards.texts", ""),
-    ("surprise: 1\n", "(top level)", "surprise"),
-    ("- a list\n", "(top level)", "mapping"),
-    ("auth: [\n", "", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, where, what",
+    [
+        ("auth:\n  algorithms: [HS256]\n", "auth.algorithms[0]", "is not one of"),
+        ("auth:\n  issuers:\n    - iss: x\n", "auth.issuers[0]", ""),
+        (
+            "cards:\n  her2_rescore: {enabled: yes, stale_after_months: 0}\n",
+            "cards.her2_rescore.stale_after_months",
+            "",
+        ),
+        ("fhir:\n  allowed_servers: [ftp://x]\n", "fhir.allowed_servers[0]", ""),
+        ("storage:\n  database_url: mysql://x\n", "storage.database_url", ""),
+        ("cards:\n  texts: {tdxd.summary: hi}\n", "cards.texts", ""),
+        ("surprise: 1\n", "(top level)", "surprise"),
+        ("- a list\n", "(top level)", "mapping"),
+        ("auth: [\n", "", "not valid YAML"),
+    ],
+)
 def test_config_errors_name_file_path_and_problem(tmp_path, yaml_text, where, what):
     path = _write(tmp_path, yaml_text)
     with pytest.raises(ConfigError) as err:
@@ -97,6 +104,7 @@ def test_docker_files_point_at_real_parts(tmp_path):
     configuration validates, and the Dockerfile's gunicorn command names modules that import (in a
     separate process: the gunicorn settings set PROMETHEUS_MULTIPROC_DIR for the workers)."""
     import yaml
+
     root = Path(__file__).resolve().parents[1] / "docker"
     compose = yaml.safe_load((root / "compose.yaml").read_text())
     mounted = compose["services"]["her2-cds"]["volumes"][0].split(":")[0]
@@ -107,8 +115,10 @@ def test_docker_files_point_at_real_parts(tmp_path):
     dockerfile = (root / "Dockerfile").read_text().splitlines()
     cmd = json.loads(next(line for line in dockerfile if line.startswith("CMD "))[4:])
     conf, (module, attr) = cmd[cmd.index("-c") + 1].removeprefix("python:"), cmd[-1].split(":")
-    probe = (f"import importlib; c = importlib.import_module({conf!r}); w = importlib.import_module({module!r}); "
-             f"assert c.bind and c.workers >= 1 and callable(getattr(w, {attr!r}))")
+    probe = (
+        f"import importlib; c = importlib.import_module({conf!r}); w = importlib.import_module({module!r}); "
+        f"assert c.bind and c.workers >= 1 and callable(getattr(w, {attr!r}))"
+    )
     subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, timeout=60)
     # the default SQLite file lands in the working directory, which must be the service user's /data
     assert (tmp_path / "her2-cds.db").exists()
@@ -121,17 +131,26 @@ def test_config_from_env_var(tmp_path, monkeypatch):
 
 
 def test_local_value_set_adds_codes_without_touching_ours(tmp_path):
-    local = {"resourceType": "ValueSet", "id": "local-endocrine", "status": "active",
-             "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
-             "compose": {"include": [{"system": "urn:oid:1.2.3.local-formulary",
-                                      "concept": [{"code": "LET25", "display": "letrozole"}]}]}}
+    local = {
+        "resourceType": "ValueSet",
+        "id": "local-endocrine",
+        "status": "active",
+        "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
+        "compose": {
+            "include": [
+                {"system": "urn:oid:1.2.3.local-formulary", "concept": [{"code": "LET25", "display": "letrozole"}]}
+            ]
+        },
+    }
     path = tmp_path / "local.json"
     path.write_text(json.dumps(local))
     ts = load_terminology([str(path)])
     hit = ts.classify_drug({"coding": [{"system": "urn:oid:1.2.3.local-formulary", "code": "LET25"}]})
     assert hit and hit.value_set == "endocrine-therapy" and hit.by == "code"
-    assert load_terminology().classify_drug({"coding": [{"system": "urn:oid:1.2.3.local-formulary",
-                                                         "code": "LET25"}]}) is None
+    assert (
+        load_terminology().classify_drug({"coding": [{"system": "urn:oid:1.2.3.local-formulary", "code": "LET25"}]})
+        is None
+    )
 
 
 def test_malformed_value_set_stops_start_up(tmp_path, capsys, monkeypatch):
@@ -144,6 +163,7 @@ def test_malformed_value_set_stops_start_up(tmp_path, capsys, monkeypatch):
     assert str(bad) in err and "compose" in err
     with pytest.raises(ConfigError):
         from cds_service.web.app import create_app
+
         create_app(load(cfg))
 
 
@@ -166,36 +186,79 @@ def _letrozole_matches(files) -> bool:
 def test_local_value_sets_in_the_forms_terminology_servers_return_are_read(tmp_path, form):
     concept = {"system": LOCAL_SYSTEM, "code": "LET25", "display": "Letrozole 2.5 mg (formulary)"}
     fields = {
-        "versioned canonical": {"url": ENDOCRINE + "|2.1.0", "compose": {"include": [
-            {"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]}},
+        "versioned canonical": {
+            "url": ENDOCRINE + "|2.1.0",
+            "compose": {"include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]},
+        },
         "expansion": {"url": ENDOCRINE, "expansion": {"timestamp": "2026-11-01T00:00:00Z", "contains": [concept]}},
-        "nested expansion": {"url": ENDOCRINE, "expansion": {"timestamp": "2026-11-01T00:00:00Z", "contains": [
-            {"abstract": True, "display": "aromatase inhibitors", "contains": [concept]}]}},
+        "nested expansion": {
+            "url": ENDOCRINE,
+            "expansion": {
+                "timestamp": "2026-11-01T00:00:00Z",
+                "contains": [{"abstract": True, "display": "aromatase inhibitors", "contains": [concept]}],
+            },
+        },
     }[form]
     assert _letrozole_matches([_local_vs(tmp_path, **fields)])
 
 
-@pytest.mark.parametrize(("fields", "reason"), [
-    ({"url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapies",
-      "compose": {"include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]}},
-     "matches none of this service's value sets; did you mean " + ENDOCRINE),
-    ({"url": "http://hospital.example/ValueSet/endocrine",
-      "compose": {"include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]}},
-     "matches none of this service's value sets; ours start with http://her2-cds.org/fhir/ValueSet/"),
-    ({"url": ENDOCRINE, "compose": {"include": [{"concept": [{"code": "LET25"}]}]}},
-     "compose.include[0] has no system"),
-    ({"url": ENDOCRINE, "compose": {"include": [{"valueSet": ["http://hospital.example/ValueSet/ai"]}]}},
-     "compose.include[0].valueSet is not supported"),
-    ({"url": ENDOCRINE, "compose": {"include": [{"system": LOCAL_SYSTEM, "filter": [
-        {"property": "concept", "op": "descendent-of", "value": "AI"}]}]}},
-     "only op 'is-a' is supported"),
-    ({"url": ENDOCRINE, "expansion": {"timestamp": "2026-11-01T00:00:00Z", "contains": [{"code": "LET25"}]}},
-     "code(s) LET25 have no system"),
-    ({"url": ENDOCRINE}, "adds no code to endocrine-therapy"),
-    ({"url": ENDOCRINE, "compose": {"include": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                 "concept": [{"code": "72965"}]}]}},
-     "adds no code to endocrine-therapy"),
-])
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        (
+            {
+                "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapies",
+                "compose": {"include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]},
+            },
+            "matches none of this service's value sets; did you mean " + ENDOCRINE,
+        ),
+        (
+            {
+                "url": "http://hospital.example/ValueSet/endocrine",
+                "compose": {"include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25"}]}]},
+            },
+            "matches none of this service's value sets; ours start with http://her2-cds.org/fhir/ValueSet/",
+        ),
+        (
+            {"url": ENDOCRINE, "compose": {"include": [{"concept": [{"code": "LET25"}]}]}},
+            "compose.include[0] has no system",
+        ),
+        (
+            {"url": ENDOCRINE, "compose": {"include": [{"valueSet": ["http://hospital.example/ValueSet/ai"]}]}},
+            "compose.include[0].valueSet is not supported",
+        ),
+        (
+            {
+                "url": ENDOCRINE,
+                "compose": {
+                    "include": [
+                        {
+                            "system": LOCAL_SYSTEM,
+                            "filter": [{"property": "concept", "op": "descendent-of", "value": "AI"}],
+                        }
+                    ]
+                },
+            },
+            "only op 'is-a' is supported",
+        ),
+        (
+            {"url": ENDOCRINE, "expansion": {"timestamp": "2026-11-01T00:00:00Z", "contains": [{"code": "LET25"}]}},
+            "code(s) LET25 have no system",
+        ),
+        ({"url": ENDOCRINE}, "adds no code to endocrine-therapy"),
+        (
+            {
+                "url": ENDOCRINE,
+                "compose": {
+                    "include": [
+                        {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "concept": [{"code": "72965"}]}
+                    ]
+                },
+            },
+            "adds no code to endocrine-therapy",
+        ),
+    ],
+)
 def test_a_local_value_set_that_would_be_ignored_stops_check_config(tmp_path, capsys, fields, reason):
     path = _local_vs(tmp_path, **fields)
     cfg = _write(tmp_path, f"value_sets:\n  extra_files: [{path}]\n")
@@ -205,8 +268,13 @@ def test_a_local_value_set_that_would_be_ignored_stops_check_config(tmp_path, ca
 
 
 def test_check_config_says_what_each_local_value_set_added(tmp_path, capsys):
-    path = _local_vs(tmp_path, url=ENDOCRINE, compose={"include": [
-        {"system": LOCAL_SYSTEM, "concept": [{"code": "LET25", "display": "Letrozole (formulary)"}]}]})
+    path = _local_vs(
+        tmp_path,
+        url=ENDOCRINE,
+        compose={
+            "include": [{"system": LOCAL_SYSTEM, "concept": [{"code": "LET25", "display": "Letrozole (formulary)"}]}]
+        },
+    )
     cfg = _write(tmp_path, f"value_sets:\n  extra_files: [{path}]\n")
     assert main(["check-config", cfg]) == 0
     out = capsys.readouterr().out
@@ -215,8 +283,14 @@ def test_check_config_says_what_each_local_value_set_added(tmp_path, capsys):
 
 def test_serve_starts_says_what_it_uses_and_answers(tmp_path):
     env = {**os.environ, "HER2_CDS_CONFIG": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", "0", "--dev"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--port", "0", "--dev"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         lines = []
         deadline = time.time() + 20
@@ -236,10 +310,15 @@ def test_serve_starts_says_what_it_uses_and_answers(tmp_path):
 
 def test_serve_without_config_trusts_nobody(tmp_path):
     from .own_servers import free_port
+
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port)],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HER2_CDS_CONFIG": ""},
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HER2_CDS_CONFIG": ""},
+        cwd=tmp_path,
+    )
     try:
         text = ""
         deadline = time.time() + 20
@@ -262,12 +341,18 @@ def test_serve_with_workers_runs_gunicorn_and_adds_up_metrics(tmp_path):
     """`serve --workers 2`: gunicorn with the production settings; /metrics counts every worker's
     requests whichever worker answers it."""
     from .own_servers import free_port
+
     port = free_port()
     env = {**os.environ, "HER2_CDS_CONFIG": ""}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port), "--workers", "2",
-                             "--no-auth"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port), "--workers", "2", "--no-auth"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):

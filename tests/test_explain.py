@@ -24,9 +24,14 @@ def _explain(tmp_path, capsys, resources, hook="patient-view", drafts=None) -> s
 
 
 def _no_prior_therapy_her2_low():
-    return [b.patient(), b.breast_cancer("2024-01-01"), b.metastasis("liver", "2025-03-01"),
-            b.receptor("ER", "positive", "2025-03-10"), b.receptor("PR", "positive", "2025-03-10"),
-            b.her2_ihc("1+", "2025-03-10", site="liver")]
+    return [
+        b.patient(),
+        b.breast_cancer("2024-01-01"),
+        b.metastasis("liver", "2025-03-01"),
+        b.receptor("ER", "positive", "2025-03-10"),
+        b.receptor("PR", "positive", "2025-03-10"),
+        b.her2_ihc("1+", "2025-03-10", site="liver"),
+    ]
 
 
 def test_her2_positive_no_card_says_why(tmp_path, capsys):
@@ -59,8 +64,15 @@ def test_an_unmapped_local_drug_code_is_listed(tmp_path, capsys):
 
 def test_the_facts_section_names_each_derived_fact(tmp_path, capsys):
     out = _explain(tmp_path, capsys, patients.bell())
-    for section in ("HER2:", "HR:", "Setting:", "Lines of therapy:", "Chemotherapy:", "ILD risk:",
-                    "Orders in the request:"):
+    for section in (
+        "HER2:",
+        "HR:",
+        "Setting:",
+        "Lines of therapy:",
+        "Chemotherapy:",
+        "ILD risk:",
+        "Orders in the request:",
+    ):
         assert f"\n{section}\n" in out, section
     assert "metastatic: yes, since" in out and "progressed" in out
 

@@ -21,11 +21,20 @@ def facts(*resources, context=None, today=TODAY):
 
 
 # --- 6.2 receptors
-@pytest.mark.parametrize("er, pr, status", [
-    ("positive", "negative", "positive"), ("negative", "positive", "positive"), (50, 0, "positive"),
-    (0, 0, "negative"), ("negative", "negative", "negative"), (0.5, 0, "negative"), (5, 0, "positive"),
-    ("negative", None, "unknown"), (None, None, "unknown"),
-])
+@pytest.mark.parametrize(
+    "er, pr, status",
+    [
+        ("positive", "negative", "positive"),
+        ("negative", "positive", "positive"),
+        (50, 0, "positive"),
+        (0, 0, "negative"),
+        ("negative", "negative", "negative"),
+        (0.5, 0, "negative"),
+        (5, 0, "positive"),
+        ("negative", None, "unknown"),
+        (None, None, "unknown"),
+    ],
+)
 def test_hr_status(er, pr, status):
     res = [b.receptor("ER", er)] if er is not None else []
     res += [b.receptor("PR", pr)] if pr is not None else []
@@ -71,66 +80,89 @@ def test_entered_in_error_metastasis_is_ignored_and_absence_is_said():
 
 # --- 6.3 therapy lines
 def test_line_in_metastatic_setting_with_documented_progression():
-    f = facts(b.metastasis("bone", "2020-01-01"),
-              b.med_statement("letrozole", "2020-02-01", "2022-01-01", status="stopped", reason="progression"),
-              b.med_statement("palbociclib", "2020-02-10", "2022-01-01", status="stopped", reason="progression"))
+    f = facts(
+        b.metastasis("bone", "2020-01-01"),
+        b.med_statement("letrozole", "2020-02-01", "2022-01-01", status="stopped", reason="progression"),
+        b.med_statement("palbociclib", "2020-02-10", "2022-01-01", status="stopped", reason="progression"),
+    )
     (line,) = f.therapy.lines
     assert line.setting == "metastatic" and line.is_endocrine and "cdk46-inhibitor" in line.classes
     assert line.outcome == "progressed" and line.drugs == ["letrozole", "palbociclib"]
 
 
 def test_progression_from_disease_status_within_90_days_after_end():
-    f = facts(b.metastasis("bone", "2020-01-01"),
-              b.med_statement("anastrozole", "2020-02-01", "2021-01-01", status="completed"),
-              b.disease_status("progression", "2021-03-01"))
+    f = facts(
+        b.metastasis("bone", "2020-01-01"),
+        b.med_statement("anastrozole", "2020-02-01", "2021-01-01", status="completed"),
+        b.disease_status("progression", "2021-03-01"),
+    )
     assert f.therapy.lines[0].outcome == "progressed"
     assert f.therapy.lines[0].progression[0].ref.startswith("Observation/")
 
 
 def test_disease_status_too_late_or_stable_is_not_progression():
-    f = facts(b.metastasis("bone", "2020-01-01"),
-              b.med_statement("anastrozole", "2020-02-01", "2021-01-01", status="completed"),
-              b.disease_status("progression", "2021-06-01"), b.disease_status("stable", "2020-12-01"))
+    f = facts(
+        b.metastasis("bone", "2020-01-01"),
+        b.med_statement("anastrozole", "2020-02-01", "2021-01-01", status="completed"),
+        b.disease_status("progression", "2021-06-01"),
+        b.disease_status("stable", "2020-12-01"),
+    )
     assert f.therapy.lines[0].outcome == "ended-reason-unknown"
 
 
 def test_toxicity_stop_is_not_progression():
-    f = facts(b.metastasis("bone", "2020-01-01"),
-              b.med_statement("exemestane", "2020-02-01", "2020-05-01", status="stopped", reason="toxicity"))
+    f = facts(
+        b.metastasis("bone", "2020-01-01"),
+        b.med_statement("exemestane", "2020-02-01", "2020-05-01", status="stopped", reason="toxicity"),
+    )
     assert f.therapy.lines[0].outcome == "stopped-toxicity"
 
 
 def test_consecutive_records_form_one_line_and_gaps_split():
-    f = facts(b.metastasis("bone", "2020-01-01"),
-              b.med_request("letrozole", "2020-02-01", status="completed", end="2020-05-01"),
-              b.med_request("letrozole", "2020-05-15", status="completed", end="2020-09-01"),
-              b.med_request("letrozole", "2021-06-01", status="active"))
+    f = facts(
+        b.metastasis("bone", "2020-01-01"),
+        b.med_request("letrozole", "2020-02-01", status="completed", end="2020-05-01"),
+        b.med_request("letrozole", "2020-05-15", status="completed", end="2020-09-01"),
+        b.med_request("letrozole", "2021-06-01", status="active"),
+    )
     assert [(ln.start, ln.outcome) for ln in f.therapy.lines] == [
-        (date(2020, 2, 1), "ended-reason-unknown"), (date(2021, 6, 1), "ongoing")]
+        (date(2020, 2, 1), "ended-reason-unknown"),
+        (date(2021, 6, 1), "ongoing"),
+    ]
 
 
 def test_draft_and_cancelled_requests_and_proposals_do_not_count():
-    f = facts(b.metastasis("bone", "2020-01-01"),
-              b.med_request("capecitabine", "2021-01-01", status="draft"),
-              b.med_request("capecitabine", "2021-01-01", status="cancelled"),
-              b.med_request("capecitabine", "2021-01-01", intent="proposal"))
+    f = facts(
+        b.metastasis("bone", "2020-01-01"),
+        b.med_request("capecitabine", "2021-01-01", status="draft"),
+        b.med_request("capecitabine", "2021-01-01", status="cancelled"),
+        b.med_request("capecitabine", "2021-01-01", intent="proposal"),
+    )
     assert f.therapy.lines == []
 
 
 def test_line_before_metastasis_is_early_setting_and_adjuvant_recurrence():
-    f = facts(b.metastasis("liver", "2021-03-01"),
-              b.med_statement("doxorubicin", "2020-01-01", "2020-04-01"),
-              b.med_statement("cyclophosphamide", "2020-01-01", "2020-04-01"),
-              b.med_statement("paclitaxel", "2020-04-15", "2020-10-01"))
+    f = facts(
+        b.metastasis("liver", "2021-03-01"),
+        b.med_statement("doxorubicin", "2020-01-01", "2020-04-01"),
+        b.med_statement("cyclophosphamide", "2020-01-01", "2020-04-01"),
+        b.med_statement("paclitaxel", "2020-04-15", "2020-10-01"),
+    )
     assert {ln.setting for ln in f.therapy.lines} == {"early"}
     assert f.therapy.adjuvant_recurrence is not None and "151 days" in f.therapy.adjuvant_recurrence.text
 
 
 def test_rxnorm_at_any_level_and_medication_reference():
-    med = {"resourceType": "Medication", "id": "m1",
-           "code": b.cc(b.RX, "200328", "capecitabine 500 MG Oral Tablet")}
-    ref = {"resourceType": "MedicationRequest", "id": "r1", "status": "completed", "intent": "order",
-           "subject": b.subject(), "medicationReference": {"reference": "Medication/m1"}, "authoredOn": "2021-02-01"}
+    med = {"resourceType": "Medication", "id": "m1", "code": b.cc(b.RX, "200328", "capecitabine 500 MG Oral Tablet")}
+    ref = {
+        "resourceType": "MedicationRequest",
+        "id": "r1",
+        "status": "completed",
+        "intent": "order",
+        "subject": b.subject(),
+        "medicationReference": {"reference": "Medication/m1"},
+        "authoredOn": "2021-02-01",
+    }
     scd = b.med_statement("capecitabine", "2021-02-01", "2021-06-01")
     scd["medicationCodeableConcept"] = b.cc(b.RX, "999999", "capecitabine 150 MG Oral Tablet [Xeloda]")
     brand = b.med_statement("capecitabine", "2022-01-01", "2022-03-01", by="text")
@@ -149,8 +181,12 @@ def test_tdxd_exposure_and_active():
 
 # --- ILD risk
 def test_ild_risk_factors():
-    f = facts(b.ild("2020-01-01", "Radiation pneumonitis"), b.thoracic_rt("2013-01-01"),
-              b.metastasis("lung", "2022-01-01"), b.condition(b.cc(b.ICD, "N18.4", "CKD stage 4"), "2021-01-01"))
+    f = facts(
+        b.ild("2020-01-01", "Radiation pneumonitis"),
+        b.thoracic_rt("2013-01-01"),
+        b.metastasis("lung", "2022-01-01"),
+        b.condition(b.cc(b.ICD, "N18.4", "CKD stage 4"), "2021-01-01"),
+    )
     assert len(f.ild.prior_ild) == 1 and len(f.ild.thoracic_rt) == 1
     assert len(f.ild.lung_metastases) == 1 and len(f.ild.renal) == 1
     assert f.ild.tdxd_ild_grade2plus == []
@@ -164,15 +200,24 @@ def test_pelvic_radiotherapy_is_not_thoracic():
 # --- draft orders
 def test_draft_tdxd_order_with_dose():
     draft = b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", dose=(6.4, "mg/kg"), id="d1")
-    f = facts(context={"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
-                       "selections": ["MedicationRequest/d1"]})
+    f = facts(
+        context={
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
+            "selections": ["MedicationRequest/d1"],
+        }
+    )
     (order,) = f.drafts
     assert order.is_tdxd and order.selected and order.dose_mg_per_kg == 6.4
 
 
 def test_sandbox_draft_without_medication():
-    draft = {"resourceType": "MedicationRequest", "id": "x", "status": "draft", "intent": "order",
-             "category": {"text": "outpatient"}}
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "x",
+        "status": "draft",
+        "intent": "order",
+        "category": {"text": "outpatient"},
+    }
     f = facts(context={"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}, "junk"]}})
     assert len(f.drafts) == 1 and f.drafts[0].drug is None
 
@@ -206,8 +251,9 @@ def test_bell_reclassified_low_et_progressed_toxicity_stop_kept_apart_and_recurr
     assert first.drugs == ["abemaciclib", "letrozole"] and first.outcome == "progressed"
     assert f.therapy.metastatic("is_chemo") == []
     assert f.therapy.adjuvant_recurrence is not None
-    assert f.therapy.adjuvant_recurrence.text == ("recurrence during early-stage chemotherapy "
-                                                      "(capecitabine, ended 2016-06-01)")
+    assert f.therapy.adjuvant_recurrence.text == (
+        "recurrence during early-stage chemotherapy (capecitabine, ended 2016-06-01)"
+    )
     assert f.ild.thoracic_rt == []
 
 
@@ -224,6 +270,7 @@ def test_early_stage_patient_is_not_metastatic():
 
 def _shipped_drug_codes():
     from cds_service.fhir.terminology import DRUG_CLASSES
+
     for vs_id in DRUG_CLASSES:
         for inc in TS.resources[f"ValueSet/{vs_id}"].get("compose", {}).get("include", []):
             for concept in inc.get("concept", []):
@@ -241,29 +288,36 @@ def test_every_shipped_drug_code_alone_maps_to_its_class_and_ingredient(vs_id, s
         assert TS.classify_drug({"text": display}).canonical == hit.canonical
 
 
-@pytest.mark.parametrize("value, shown, first, last", [
-    ("2016", "2016", date(2016, 1, 1), date(2016, 12, 31)),
-    ("2016-02", "2016-02", date(2016, 2, 1), date(2016, 2, 29)),
-    ("2016-12", "2016-12", date(2016, 12, 1), date(2016, 12, 31)),
-    ("2016-05-10", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
-    ("2016-05-10T23:30:00-05:00", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
-])
+@pytest.mark.parametrize(
+    "value, shown, first, last",
+    [
+        ("2016", "2016", date(2016, 1, 1), date(2016, 12, 31)),
+        ("2016-02", "2016-02", date(2016, 2, 1), date(2016, 2, 29)),
+        ("2016-12", "2016-12", date(2016, 12, 1), date(2016, 12, 31)),
+        ("2016-05-10", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
+        ("2016-05-10T23:30:00-05:00", "2016-05-10", date(2016, 5, 10), date(2016, 5, 10)),
+    ],
+)
 def test_partial_dates_keep_their_precision(value, shown, first, last):
     from cds_service.fhir.primitives import fmt, latest_day, parse_date
+
     d = parse_date(value)
     assert d == first and latest_day(d) == last and fmt(d) == shown
 
 
-@pytest.mark.parametrize("line_start, metastatic_onset, setting", [
-    ("2016", "2016-05-10", "unknown"),     # the year spans the diagnosis
-    ("2016-05", "2016-05-10", "unknown"),
-    ("2016-06", "2016-05-10", "metastatic"),
-    ("2016-04", "2016-05-10", "early"),
-    ("2017", "2016-05-10", "metastatic"),
-    ("2015", "2016-05-10", "early"),
-    ("2016-03-01", "2016", "unknown"),     # the diagnosis date is the coarse one
-    ("2016-05-10", "2016-05-10", "metastatic"),
-])
+@pytest.mark.parametrize(
+    "line_start, metastatic_onset, setting",
+    [
+        ("2016", "2016-05-10", "unknown"),  # the year spans the diagnosis
+        ("2016-05", "2016-05-10", "unknown"),
+        ("2016-06", "2016-05-10", "metastatic"),
+        ("2016-04", "2016-05-10", "early"),
+        ("2017", "2016-05-10", "metastatic"),
+        ("2015", "2016-05-10", "early"),
+        ("2016-03-01", "2016", "unknown"),  # the diagnosis date is the coarse one
+        ("2016-05-10", "2016-05-10", "metastatic"),
+    ],
+)
 def test_coarse_dates_never_guess_the_setting(line_start, metastatic_onset, setting):
     f = facts(b.metastasis("liver", metastatic_onset), b.med_statement("capecitabine", line_start, "2016-12-31"))
     (line,) = f.therapy.lines
@@ -274,6 +328,7 @@ def test_coarse_dates_never_guess_the_setting(line_start, metastatic_onset, sett
 
 def test_coarse_chemotherapy_date_makes_the_db06_criterion_unknown_not_met():
     from cds_service.rules.tdxd import db06
+
     f = facts(*patients.bell(), b.med_statement("paclitaxel", "2016", "2016-12-31"))
     criterion = next(c for c in db06(f).criteria if c[0] == "no chemotherapy in the metastatic setting")
     assert criterion[1] is None and "paclitaxel" in criterion[2]

@@ -20,19 +20,35 @@ TOKEN = "fhir-access-token-SECRET-42"
 def _resources(n_conditions: int = 7):
     res = [{"resourceType": "Patient", "id": "p1", "gender": "female"}]
     for i in range(n_conditions):
-        res.append({"resourceType": "Condition", "id": f"c{i}", "subject": {"reference": "Patient/p1"},
-                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]}})
-    res.append({"resourceType": "Condition", "id": "other", "subject": {"reference": "Patient/p2"},
-                "code": {"text": "someone else"}})
+        res.append(
+            {
+                "resourceType": "Condition",
+                "id": f"c{i}",
+                "subject": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]},
+            }
+        )
+    res.append(
+        {
+            "resourceType": "Condition",
+            "id": "other",
+            "subject": {"reference": "Patient/p2"},
+            "code": {"text": "someone else"},
+        }
+    )
     return res
 
 
 def _request(fhir_base: str, prefetch: dict | None = None, token: str | None = TOKEN):
-    body = hook_request("patient-view", prefetch=prefetch if prefetch is not None else {},
-                        fhirServer=fhir_base)
+    body = hook_request("patient-view", prefetch=prefetch if prefetch is not None else {}, fhirServer=fhir_base)
     if token:
-        body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
-                                     "scope": "patient/*.read", "subject": "her2-cds"}
+        body["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "her2-cds",
+        }
     return body
 
 
@@ -41,6 +57,7 @@ def app_for(settings_factory, fhir_server):
     def build(**fhir):
         cfg = {"allowed_servers": [fhir_server.base], "timeout_seconds": 1, **fhir}
         return create_app(settings_factory(fhir=cfg))
+
     return build
 
 
@@ -75,9 +92,12 @@ def test_prefetched_keys_are_not_fetched(app_for, fhir_server):
 
 def test_paged_prefetch_bundle_is_completed_from_the_server(app_for, fhir_server):
     fhir_server.reset(_resources(5), page_size=2)
-    first = {"resourceType": "Bundle", "type": "searchset",
-             "link": [{"relation": "next", "url": f"{fhir_server.base}/Condition?patient=p1&_offset=2&_count=2"}],
-             "entry": [{"resource": r} for r in _resources(2)[1:3]]}
+    first = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "next", "url": f"{fhir_server.base}/Condition?patient=p1&_offset=2&_count=2"}],
+        "entry": [{"resource": r} for r in _resources(2)[1:3]],
+    }
     prefetch = {**empty_prefetch(), "conditions": first}
     gathered = _gather(app_for(), _request(fhir_server.base, prefetch))
     assert [r["id"] for r in gathered.by_key["conditions"]] == ["c0", "c1", "c2", "c3", "c4"]
@@ -87,8 +107,7 @@ def test_fallback_queries_run_in_parallel(app_for, fhir_server):
     fhir_server.reset(_resources(1), delay=0.3, page_size=50)
     app = app_for(timeout_seconds=2)
     started = time.perf_counter()
-    resp = app.test_client().post("/cds-services/her2-patient-view",
-                                  json=_request(fhir_server.base))
+    resp = app.test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
     elapsed = time.perf_counter() - started
     keys = len(empty_prefetch())
     assert resp.status_code == 200
@@ -98,9 +117,12 @@ def test_fallback_queries_run_in_parallel(app_for, fhir_server):
 
 def test_slow_server_gives_degraded_answer_within_deadline(app_for, fhir_server, settings_factory):
     fhir_server.reset(_resources(1), delay=3)
-    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base],
-                                            "timeout_seconds": 0.5},
-                                      limits={"request_deadline_seconds": 1.0}))
+    app = create_app(
+        settings_factory(
+            fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 0.5},
+            limits={"request_deadline_seconds": 1.0},
+        )
+    )
     started = time.perf_counter()
     gathered = _gather(app, _request(fhir_server.base))
     assert time.perf_counter() - started < 1.5
@@ -108,10 +130,15 @@ def test_slow_server_gives_degraded_answer_within_deadline(app_for, fhir_server,
     assert all(v in ("timed out", "deadline passed") for v in gathered.unavailable.values())
 
 
-@pytest.mark.parametrize("fault, reason", [
-    ({"status": 500}, "HTTP 500"), ({"status": 401}, "HTTP 401"), ({"status": 403}, "HTTP 403"),
-    ({"html": True}, "response is not JSON"),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ({"status": 500}, "HTTP 500"),
+        ({"status": 401}, "HTTP 401"),
+        ({"status": 403}, "HTTP 403"),
+        ({"html": True}, "response is not JSON"),
+    ],
+)
 def test_server_faults_are_degraded_not_500(app_for, fhir_server, fault, reason):
     fhir_server.reset(_resources(1), **fault)
     app = app_for()
@@ -152,12 +179,14 @@ def test_unreachable_server_is_degraded(settings_factory):
 
 def test_without_token_the_server_is_not_called_unless_allowed(app_for, fhir_server):
     fhir_server.reset(_resources(1))
-    resp = app_for().test_client().post("/cds-services/her2-patient-view",
-                                        json=_request(fhir_server.base, token=None))
+    resp = app_for().test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base, token=None))
     assert resp.status_code == 412
     assert fhir_server.log() == []
-    resp = app_for(allow_unauthenticated=True).test_client().post(
-        "/cds-services/her2-patient-view", json=_request(fhir_server.base, token=None))
+    resp = (
+        app_for(allow_unauthenticated=True)
+        .test_client()
+        .post("/cds-services/her2-patient-view", json=_request(fhir_server.base, token=None))
+    )
     assert resp.status_code == 200
     assert all(e["auth"] is None for e in fhir_server.log())
 
@@ -168,10 +197,25 @@ def test_order_select_without_a_drug_fetches_nothing(app_for, fhir_server):
     fhir_server.reset(_resources(2))
     body = _request(fhir_server.base)
     body["hook"] = "order-select"
-    body["context"] = {"userId": "Practitioner/1", "patientId": "p1", "selections": ["MedicationRequest/d1"],
-                       "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": {
-                           "resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
-                           "subject": {"reference": "Patient/p1"}}}]}}
+    body["context"] = {
+        "userId": "Practitioner/1",
+        "patientId": "p1",
+        "selections": ["MedicationRequest/d1"],
+        "draftOrders": {
+            "resourceType": "Bundle",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "MedicationRequest",
+                        "id": "d1",
+                        "status": "draft",
+                        "intent": "order",
+                        "subject": {"reference": "Patient/p1"},
+                    }
+                }
+            ],
+        },
+    }
     resp = app_for().test_client().post("/cds-services/her2-order-select", json=body)
     assert resp.status_code == 200 and resp.get_json() == {"cards": []}
     assert fhir_server.log() == []
@@ -193,17 +237,18 @@ def test_token_never_logged(app_for, fhir_server, caplog):
 
 def test_real_socket_round_trip(app_for, fhir_server, live_server):
     import requests
+
     fhir_server.reset(_resources(3))
     srv = live_server(app_for())
     disc = requests.get(f"{srv.url}/cds-services", timeout=5)
     assert disc.status_code == 200 and len(disc.json()["services"]) == 3
-    resp = requests.post(f"{srv.url}/cds-services/her2-patient-view", json=_request(fhir_server.base),
-                         timeout=5)
+    resp = requests.post(f"{srv.url}/cds-services/her2-patient-view", json=_request(fhir_server.base), timeout=5)
     assert resp.status_code == 200
     assert resp.headers["Content-Type"].startswith("application/json")
     assert_cds_response(resp.json())
-    bad = requests.post(f"{srv.url}/cds-services/her2-patient-view", data="{",
-                        headers={"Content-Type": "application/json"}, timeout=5)
+    bad = requests.post(
+        f"{srv.url}/cds-services/her2-patient-view", data="{", headers={"Content-Type": "application/json"}, timeout=5
+    )
     assert bad.status_code == 400 and "malformed" in bad.json()["error"]
 
 
@@ -211,12 +256,21 @@ def _pathology_patient():
     """A patient whose HER2/ER/PR results exist only as locally coded results of a pathology report."""
     from .fixtures import builders as b
     from .fixtures import realworld as rw
+
     her2 = rw.local_result("HER2 IHC", {"valueString": "1+"}, "2025-04-01")
     er = rw.local_result("ER", {"valueString": "Positive, 90%"}, "2025-04-01")
     pr = rw.local_result("PR", {"valueString": "Negative (<1%)"}, "2025-04-01")
     report = rw.pathology_report([her2, er, pr], "2025-04-01")
-    return [b.patient(), b.breast_cancer("2019-01-01"), b.metastasis("liver", "2023-01-10"), report, her2, er, pr,
-            b.med_statement("letrozole", "2023-02-01", "2025-03-01", status="stopped", reason="progression")]
+    return [
+        b.patient(),
+        b.breast_cancer("2019-01-01"),
+        b.metastasis("liver", "2023-01-10"),
+        report,
+        her2,
+        er,
+        pr,
+        b.med_statement("letrozole", "2023-02-01", "2025-03-01", status="stopped", reason="progression"),
+    ]
 
 
 @pytest.mark.parametrize("include_results, report_queries", [(True, 1), (False, 2)])
@@ -238,10 +292,14 @@ def test_pathology_reports_and_their_results_are_fetched(app_for, fhir_server, i
 
 def test_report_results_that_cannot_be_fetched_are_said(app_for):
     from .helpers import prefetch_from
+
     resources = [r for r in _pathology_patient() if r["resourceType"] != "Observation"]
     prefetch = prefetch_from(resources)
-    resp = app_for().test_client().post("/cds-services/her2-patient-view",
-                                        json=hook_request("patient-view", prefetch=prefetch))
+    resp = (
+        app_for()
+        .test_client()
+        .post("/cds-services/her2-patient-view", json=hook_request("patient-view", prefetch=prefetch))
+    )
     cards = assert_cds_response(resp.get_json())
     assert any("referenced by pathology reports were not delivered" in c["detail"] for c in cards)
 
@@ -249,10 +307,14 @@ def test_report_results_that_cannot_be_fetched_are_said(app_for):
 def test_an_ehr_without_the_pathology_key_is_not_refused(app_for):
     from .fixtures import patients
     from .helpers import prefetch_from
+
     prefetch = prefetch_from(patients.bell())
     del prefetch["pathology"]
-    resp = app_for().test_client().post("/cds-services/her2-patient-view",
-                                        json=hook_request("patient-view", prefetch=prefetch))
+    resp = (
+        app_for()
+        .test_client()
+        .post("/cds-services/her2-patient-view", json=hook_request("patient-view", prefetch=prefetch))
+    )
     assert resp.status_code == 200
     assert any("pathology" in c["detail"] for c in assert_cds_response(resp.get_json()))
 
@@ -261,17 +323,21 @@ def test_an_ehr_without_the_pathology_key_is_not_refused(app_for):
 def test_a_fhir_server_with_dot_segments_is_not_on_the_allow_list(app_for, fhir_server, server_path):
     """fhirServer = <allowed>/../../admin must never receive the token (it passed a string-prefix check)."""
     fhir_server.reset(_resources(1))
-    resp = app_for().test_client().post("/cds-services/her2-patient-view",
-                                        json=_request(fhir_server.base + server_path))
+    resp = (
+        app_for().test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base + server_path))
+    )
     assert resp.status_code == 412 and resp.get_json()["reason"] == "fhirServer is not on this service's allow-list"
     assert fhir_server.log() == []
 
 
 def test_a_next_link_with_dot_segments_is_not_followed(app_for, fhir_server):
     fhir_server.reset(_resources(7), page_size=3)
-    first = {"resourceType": "Bundle", "type": "searchset",
-             "link": [{"relation": "next", "url": f"{fhir_server.base}/Condition/%2e%2e/%2e%2e/admin?x=1"}],
-             "entry": [{"resource": r} for r in _resources(1)[1:]]}
+    first = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "next", "url": f"{fhir_server.base}/Condition/%2e%2e/%2e%2e/admin?x=1"}],
+        "entry": [{"resource": r} for r in _resources(1)[1:]],
+    }
     gathered = _gather(app_for(), _request(fhir_server.base, {**empty_prefetch(), "conditions": first}))
     assert "server not on the allow-list" in gathered.unavailable["conditions"]
     assert not any("admin" in e["path"] for e in fhir_server.log())
@@ -286,14 +352,22 @@ def test_cookies_a_fhir_server_sets_are_never_sent_back(app_for, fhir_server):
     assert len(log) > 20 and all(entry["cookie"] is None for entry in log)
 
 
-@pytest.mark.parametrize("url, allowed", [
-    ("https://OK.example:443/fhir/Patient/1", True), ("https://ok.example/f%68ir/Patient", True),
-    ("https://ok.example/fhirx/Patient", False), ("https://ok.example:8443/fhir/x", False),
-    ("https://user:pw@ok.example/fhir/x", False), ("http://ok.example/fhir/x", False),
-    ("https://ok.example:99999/fhir", False), ("ftp://ok.example/fhir", False),
-])
+@pytest.mark.parametrize(
+    "url, allowed",
+    [
+        ("https://OK.example:443/fhir/Patient/1", True),
+        ("https://ok.example/f%68ir/Patient", True),
+        ("https://ok.example/fhirx/Patient", False),
+        ("https://ok.example:8443/fhir/x", False),
+        ("https://user:pw@ok.example/fhir/x", False),
+        ("http://ok.example/fhir/x", False),
+        ("https://ok.example:99999/fhir", False),
+        ("ftp://ok.example/fhir", False),
+    ],
+)
 def test_allow_list_compares_normalised_urls(url, allowed):
     from cds_service.gather.fhir_client import is_allowed
+
     assert is_allowed(url, ["https://ok.example/fhir/"]) is allowed
 
 
@@ -301,6 +375,7 @@ def test_a_trickling_server_is_cut_at_the_deadline(fhir_server):
     """Each byte arrives within the socket timeout, so only a wall-clock deadline stops the read: the thread
     is back within 0.3 s of the deadline, and nothing is parsed after it."""
     from cds_service.gather.fhir_client import FhirClient
+
     fhir_server.reset(_resources(3), page_size=50, trickle=0.05)
     client = FhirClient([fhir_server.base], timeout=1.0, max_pages=5)
     started = time.monotonic()
@@ -312,8 +387,11 @@ def test_a_trickling_server_is_cut_at_the_deadline(fhir_server):
 
 def test_a_trickling_server_gives_a_degraded_answer_within_the_deadline(fhir_server, settings_factory):
     fhir_server.reset(_resources(3), page_size=50, trickle=0.05)
-    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 1},
-                                      limits={"request_deadline_seconds": 1.0}))
+    app = create_app(
+        settings_factory(
+            fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 1}, limits={"request_deadline_seconds": 1.0}
+        )
+    )
     started = time.monotonic()
     resp = app.test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
     assert resp.status_code == 200 and time.monotonic() - started < 1.5
@@ -323,11 +401,21 @@ def test_a_trickling_server_gives_a_degraded_answer_within_the_deadline(fhir_ser
 
 def test_one_request_reads_no_more_than_its_byte_budget(fhir_server, settings_factory):
     """Many large answers to one request: once its budget is spent, further reads stop and say why."""
-    big = [{"resourceType": "Condition", "id": f"c{i}", "subject": {"reference": "Patient/p1"},
-            "code": {"text": "x" * 20_000}} for i in range(30)]
+    big = [
+        {
+            "resourceType": "Condition",
+            "id": f"c{i}",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"text": "x" * 20_000},
+        }
+        for i in range(30)
+    ]
     fhir_server.reset([{"resourceType": "Patient", "id": "p1"}, *big], page_size=50)
-    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2,
-                                            "max_bytes_per_request": 200_000}))
+    app = create_app(
+        settings_factory(
+            fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2, "max_bytes_per_request": 200_000}
+        )
+    )
     gathered = _gather(app, _request(fhir_server.base))
     assert gathered.unavailable["conditions"] == "this request's FHIR byte budget is spent"
     roomy = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
@@ -343,15 +431,22 @@ def test_a_slow_server_never_takes_the_threads_another_server_needs(fhir_server,
     from pathlib import Path
 
     from .conftest import FhirServer
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fhir_server.py"), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "fhir_server.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     healthy = FhirServer(f"http://127.0.0.1:{int(proc.stdout.readline().split()[1])}", proc)
     try:
         fhir_server.reset(_resources(2), delay=1.5)
         healthy.reset(_resources(2))
-        app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base, healthy.base],
-                                                "timeout_seconds": 2, "max_workers": 4},
-                                          limits={"request_deadline_seconds": 2.0}))
+        app = create_app(
+            settings_factory(
+                fhir={"allowed_servers": [fhir_server.base, healthy.base], "timeout_seconds": 2, "max_workers": 4},
+                limits={"request_deadline_seconds": 2.0},
+            )
+        )
         with ThreadPoolExecutor(9) as pool:
             slow = [pool.submit(_gather, app, _request(fhir_server.base)) for _ in range(8)]
             time.sleep(0.2)
@@ -370,8 +465,12 @@ def test_observation_searches_are_merged_and_split_by_each_keys_codes(settings_f
     """One `Observation?code=a,b,c` query serves the HER2, receptor, disease-status and renal keys; its answer is
     split locally by code, and the specimens it includes go to the key that asked for them."""
     from .fixtures import builders as b
-    her2, er, egfr = b.her2_ihc("1+", "2025-01-01"), b.receptor("ER", 90, "2025-01-01"), b.observation(
-        b.cc(b.LOINC, "33914-3", "eGFR"), "2025-02-01", valueQuantity={"value": 50, "unit": "mL/min"})
+
+    her2, er, egfr = (
+        b.her2_ihc("1+", "2025-01-01"),
+        b.receptor("ER", 90, "2025-01-01"),
+        b.observation(b.cc(b.LOINC, "33914-3", "eGFR"), "2025-02-01", valueQuantity={"value": 50, "unit": "mL/min"}),
+    )
     specimen = {"resourceType": "Specimen", "id": "sp1", "subject": b.subject()}
     her2["specimen"] = {"reference": "Specimen/sp1"}
     other = b.observation(b.cc(b.LOINC, "2339-0", "Glucose"), "2025-01-01")
@@ -379,8 +478,9 @@ def test_observation_searches_are_merged_and_split_by_each_keys_codes(settings_f
     results = {}
     for merge in (True, False):
         fhir_server.control(log=[])
-        app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base],
-                                                "merge_observation_queries": merge}))
+        app = create_app(
+            settings_factory(fhir={"allowed_servers": [fhir_server.base], "merge_observation_queries": merge})
+        )
         gathered = _gather(app, _request(fhir_server.base))
         obs_queries = [e["path"] for e in fhir_server.log() if e["path"].startswith("/Observation")]
         results[merge] = {k: sorted(r["id"] for r in v) for k, v in gathered.by_key.items()}
@@ -390,4 +490,3 @@ def test_observation_searches_are_merged_and_split_by_each_keys_codes(settings_f
     assert results[True]["receptorObservations"] == [er["id"]]
     assert results[True]["renalFunction"] == [egfr["id"]]
     assert results[True]["diseaseStatus"] == []
-

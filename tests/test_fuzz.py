@@ -15,23 +15,60 @@ from cds_service.web.app import create_app
 from .fixtures import patients
 from .helpers import PREFETCH_KEYS, hook_request, prefetch_from
 
-JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
-                      st.text(max_size=20))
-JSON_VALUES = st.recursive(JSON_LEAF, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                            st.dictionaries(st.text(max_size=12), kids, max_size=4)),
-                           max_leaves=12)
-FIELDS = ["code", "valueCodeableConcept", "valueString", "valueInteger", "valueQuantity", "component", "status",
-          "effectiveDateTime", "effectivePeriod", "specimen", "bodySite", "subject", "medicationCodeableConcept",
-          "medicationReference", "statusReason", "reasonCode", "dosageInstruction", "onsetDateTime", "stage",
-          "verificationStatus", "interpretation", "note", "category", "entry", "link", "derivedFrom", "contained"]
+JSON_LEAF = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=20)
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAF,
+    lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=12), kids, max_size=4)),
+    max_leaves=12,
+)
+FIELDS = [
+    "code",
+    "valueCodeableConcept",
+    "valueString",
+    "valueInteger",
+    "valueQuantity",
+    "component",
+    "status",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "specimen",
+    "bodySite",
+    "subject",
+    "medicationCodeableConcept",
+    "medicationReference",
+    "statusReason",
+    "reasonCode",
+    "dosageInstruction",
+    "onsetDateTime",
+    "stage",
+    "verificationStatus",
+    "interpretation",
+    "note",
+    "category",
+    "entry",
+    "link",
+    "derivedFrom",
+    "contained",
+]
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from cds_service.config import load
+
     db = tmp_path_factory.mktemp("fz") / "f.db"
-    app = create_app(load(None, overrides={"auth": {"required": False}, "storage": {"database_url": f"sqlite:///{db}"},
-                                           "limits": {"max_body_bytes": 200000}}))
+    app = create_app(
+        load(
+            None,
+            overrides={
+                "auth": {"required": False},
+                "storage": {"database_url": f"sqlite:///{db}"},
+                "limits": {"max_body_bytes": 200000},
+            },
+        )
+    )
     return app.test_client()
 
 
@@ -50,9 +87,15 @@ def _check(resp, caplog):
 
 
 @settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(key=st.sampled_from(PREFETCH_KEYS), index=st.integers(0, 30), field=st.sampled_from(FIELDS),
-       value=JSON_VALUES, hook=st.sampled_from(["order-select", "order-sign", "patient-view"]),
-       draft_field=st.sampled_from(FIELDS), draft_value=JSON_VALUES)
+@given(
+    key=st.sampled_from(PREFETCH_KEYS),
+    index=st.integers(0, 30),
+    field=st.sampled_from(FIELDS),
+    value=JSON_VALUES,
+    hook=st.sampled_from(["order-select", "order-sign", "patient-view"]),
+    draft_field=st.sampled_from(FIELDS),
+    draft_value=JSON_VALUES,
+)
 def test_mutated_contents_never_5xx(client, caplog, key, index, field, value, hook, draft_field, draft_value):
     prefetch = json.loads(json.dumps(BASE))
     entries = (prefetch[key] or {}).get("entry") or []
@@ -60,21 +103,45 @@ def test_mutated_contents_never_5xx(client, caplog, key, index, field, value, ho
         entries[index % len(entries)]["resource"][field] = value
     elif isinstance(prefetch[key], dict):
         prefetch[key][field] = value
-    draft = {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
-             "medicationCodeableConcept": {"text": "Enhertu"}, draft_field: draft_value}
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "d1",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "Enhertu"},
+        draft_field: draft_value,
+    }
     body = hook_request(hook, prefetch=prefetch, draft_orders=[draft])
-    service = {"order-select": "her2-order-select", "order-sign": "her2-order-sign",
-               "patient-view": "her2-patient-view"}[hook]
+    service = {
+        "order-select": "her2-order-select",
+        "order-sign": "her2-order-sign",
+        "patient-view": "her2-patient-view",
+    }[hook]
     _check(client.post(f"/cds-services/{service}", json=body), caplog)
 
 
 @settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(["/cds-services/her2-order-select", "/cds-services/her2-patient-view",
-                             "/cds-services/her2-order-sign/feedback", "/cds-services/x"]),
-       raw=st.one_of(st.binary(max_size=300), JSON_VALUES.map(lambda v: json.dumps(v).encode()),
-                     st.dictionaries(st.sampled_from(["hook", "hookInstance", "context", "prefetch", "fhirServer",
-                                                      "fhirAuthorization", "feedback"]), JSON_VALUES, max_size=6)
-                     .map(lambda v: json.dumps(v).encode())),
-       ctype=st.sampled_from(["application/json", "text/plain", "application/fhir+json", ""]))
+@given(
+    path=st.sampled_from(
+        [
+            "/cds-services/her2-order-select",
+            "/cds-services/her2-patient-view",
+            "/cds-services/her2-order-sign/feedback",
+            "/cds-services/x",
+        ]
+    ),
+    raw=st.one_of(
+        st.binary(max_size=300),
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(
+            st.sampled_from(
+                ["hook", "hookInstance", "context", "prefetch", "fhirServer", "fhirAuthorization", "feedback"]
+            ),
+            JSON_VALUES,
+            max_size=6,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    ctype=st.sampled_from(["application/json", "text/plain", "application/fhir+json", ""]),
+)
 def test_raw_garbage_never_5xx(client, caplog, path, raw, ctype):
     _check(client.post(path, data=raw, content_type=ctype or None), caplog)

@@ -31,9 +31,14 @@ def _serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
     env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "HER2_CDS_CONFIG")}
     env["TMPDIR"] = str(tmp_path / "tmp")
     (tmp_path / "tmp").mkdir(exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--no-auth", "--port", str(port),
-                             *extra], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--no-auth", "--port", str(port), *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     deadline = time.time() + 30
     while True:
         try:
@@ -52,8 +57,10 @@ def _stop(proc: subprocess.Popen[str]) -> list[str]:
 
 def _call(port: int) -> None:
     body = json.loads((hooks_dir() / "examples" / "ultralow-hr-positive.patient-view.json").read_text())
-    assert requests.post(f"http://127.0.0.1:{port}/cds-services/her2-patient-view", json=body,
-                         timeout=10).status_code == 200
+    assert (
+        requests.post(f"http://127.0.0.1:{port}/cds-services/her2-patient-view", json=body, timeout=10).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -100,8 +107,8 @@ def test_evaluate_opens_no_database_and_contacts_no_cache(tmp_path, monkeypatch,
 def test_the_readme_configuration_example_is_valid_as_written(tmp_path, capsys):
     """The YAML block under README "Configuration", with the two files it names written beside it."""
     text = README.read_text()
-    section = text[text.index("## Configuration"):]
-    block = section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+    section = text[text.index("## Configuration") :]
+    block = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
     (tmp_path / "her2-cds.yaml").write_text(block)
     key = ec.generate_private_key(ec.SECP384R1()).public_key()
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
@@ -110,10 +117,23 @@ def test_the_readme_configuration_example_is_valid_as_written(tmp_path, capsys):
     for name in files:
         (tmp_path / name).write_text(json.dumps({"keys": [dict(jwk, kid="test-client-1")]}))
     for name in re.findall(r"extra_files: \[(\S+?)\]", block):
-        (tmp_path / name).write_text(json.dumps({
-            "resourceType": "ValueSet", "status": "active", "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
-            "compose": {"include": [{"system": "urn:oid:1.2.3.local-formulary",
-                                     "concept": [{"code": "LET25", "display": "letrozole"}]}]}}))
+        (tmp_path / name).write_text(
+            json.dumps(
+                {
+                    "resourceType": "ValueSet",
+                    "status": "active",
+                    "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
+                    "compose": {
+                        "include": [
+                            {
+                                "system": "urn:oid:1.2.3.local-formulary",
+                                "concept": [{"code": "LET25", "display": "letrozole"}],
+                            }
+                        ]
+                    },
+                }
+            )
+        )
     assert main(["check-config", str(tmp_path / "her2-cds.yaml")]) == 0, capsys.readouterr().err
 
 
@@ -122,11 +142,12 @@ def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, c
     then a call signed like the locally built sandbox signs it (its issuer, the public sandbox's jku)."""
     from cds_service.config import load
     from cds_service.web.app import create_app
+
     monkeypatch.chdir(tmp_path)  # the YAML's sqlite:///her2-cds.db is relative: never the checkout
     text = README.read_text()
-    section = text[text.index("## Try it in the CDS Hooks sandbox"):]
+    section = text[text.index("## Try it in the CDS Hooks sandbox") :]
     start = section.index("```yaml\n") + 8
-    block = "\n".join(line.removeprefix("   ") for line in section[start:section.index("```", start)].splitlines())
+    block = "\n".join(line.removeprefix("   ") for line in section[start : section.index("```", start)].splitlines())
     (tmp_path / "service").mkdir()
     cfg = tmp_path / "service" / "sandbox.yaml"
     cfg.write_text(block)
@@ -139,13 +160,25 @@ def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, c
     settings = load(cfg)
     path = "/cds-services/her2-patient-view"
     now = int(time.time())
-    token = jwt.encode({"iss": "https://sandbox.cds-hooks.org", "aud": settings["public_base_url"] + path,
-                        "iat": now, "exp": now + 300, "jti": "sandbox-1"}, key, algorithm="ES384",
-                       headers={"kid": "sandbox-key", "jku": "https://sandbox.cds-hooks.org/.well-known/jwks.json"})
+    token = jwt.encode(
+        {
+            "iss": "https://sandbox.cds-hooks.org",
+            "aud": settings["public_base_url"] + path,
+            "iat": now,
+            "exp": now + 300,
+            "jti": "sandbox-1",
+        },
+        key,
+        algorithm="ES384",
+        headers={"kid": "sandbox-key", "jku": "https://sandbox.cds-hooks.org/.well-known/jwks.json"},
+    )
     body = json.loads((hooks_dir() / "examples" / "ultralow-hr-positive.patient-view.json").read_text())
     origin = settings["cors"]["allowed_origins"][0]
-    resp = create_app(settings).test_client().post(path, json=body, headers={
-        "Authorization": f"Bearer {token}", "Origin": origin})
+    resp = (
+        create_app(settings)
+        .test_client()
+        .post(path, json=body, headers={"Authorization": f"Bearer {token}", "Origin": origin})
+    )
     assert resp.status_code == 200 and resp.get_json()["cards"]
     assert resp.headers["Access-Control-Allow-Origin"] == origin
 
@@ -163,6 +196,7 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
     import sqlalchemy as sa
 
     from cds_service.web.app import serving_app
+
     caplog.set_level("INFO", logger="her2_cds")
     app = serving_app(settings_factory())
     state = app_state(app)

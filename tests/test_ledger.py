@@ -33,10 +33,12 @@ def _app(settings_factory, tmp_path, **overrides):
 
 
 def _call(app, resources, hook="order-select", patient="p1", drafts=None, headers=None):
-    drafts = drafts if drafts is not None else [b.med_request("capecitabine", "2026-11-25", status="draft",
-                                                              id="draft-cape")]
-    body = hook_request(hook, patient, prefetch=prefetch_from(resources),
-                        draft_orders=drafts if hook != "patient-view" else None)
+    drafts = (
+        drafts if drafts is not None else [b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")]
+    )
+    body = hook_request(
+        hook, patient, prefetch=prefetch_from(resources), draft_orders=drafts if hook != "patient-view" else None
+    )
     resp = app.test_client().post(f"/cds-services/{SERVICE[hook]}", json=body, headers=headers or {})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     return resp.get_json()["cards"]
@@ -50,17 +52,31 @@ def _rows(app):
 
 
 def _feedback(app, card, code, service="her2-order-select"):
-    body = {"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-25T11:00:00Z",
-                          "overrideReason": {"reason": {"code": code, "system": "http://her2-cds.org/fhir/CodeSystem/"
-                                                                                 "override-reason"}}}]}
+    body = {
+        "feedback": [
+            {
+                "card": card,
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-25T11:00:00Z",
+                "overrideReason": {
+                    "reason": {"code": code, "system": "http://her2-cds.org/fhir/CodeSystem/override-reason"}
+                },
+            }
+        ]
+    }
     assert app.test_client().post(f"/cds-services/{service}/feedback", json=body).status_code == 200
 
 
 # --- the ledger
 
+
 def test_every_returned_card_is_recorded_without_phi(settings_factory, tmp_path, make_token, jwks):
-    app = _app(settings_factory, tmp_path, public_base_url=PUBLIC_BASE,
-               auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]})
+    app = _app(
+        settings_factory,
+        tmp_path,
+        public_base_url=PUBLIC_BASE,
+        auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+    )
     token = make_token(f"{PUBLIC_BASE}/cds-services/her2-order-select")
     [card] = _call(app, patients.bell(), patient="MRN-0042", headers={"Authorization": f"Bearer {token}"})
     assert card["source"]["label"] == f"her2-cds · rules {RULESET_VERSION}"
@@ -95,18 +111,23 @@ def test_a_down_database_never_stops_a_card_and_the_miss_is_counted(settings_fac
 
 # --- shadow mode and repeats
 
+
 def test_shadow_mode_derives_and_records_but_never_returns(settings_factory, tmp_path):
     app = _app(settings_factory, tmp_path, cards={"tdxd_consideration": {"enabled": True, "mode": "shadow"}})
     assert _call(app, patients.bell()) == []
     [row] = _rows(app)
     assert (row["topic"], row["held_back"]) == ("tdxd-consideration", "shadow")
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
-    assert ('her2cds_cards_held_back_total{service="her2-order-select",topic="tdxd-consideration",why="shadow"} 1.0'
-            in metrics)
+    assert (
+        'her2cds_cards_held_back_total{service="her2-order-select",topic="tdxd-consideration",why="shadow"} 1.0'
+        in metrics
+    )
 
 
-@pytest.mark.parametrize(("cfg", "derived"), [({"enabled": False}, 0), ({"enabled": True, "mode": "off"}, 0),
-                                              ({"enabled": True, "mode": "live"}, 1)])
+@pytest.mark.parametrize(
+    ("cfg", "derived"),
+    [({"enabled": False}, 0), ({"enabled": True, "mode": "off"}, 0), ({"enabled": True, "mode": "live"}, 1)],
+)
 def test_off_derives_nothing(settings_factory, tmp_path, cfg, derived):
     app = _app(settings_factory, tmp_path, cards={"tdxd_consideration": cfg})
     assert len(_call(app, patients.bell())) == derived and len(_rows(app)) == derived
@@ -154,8 +175,9 @@ def test_an_unconfigured_reason_and_an_acceptance_snooze_nothing(settings_factor
 
 def test_warnings_and_critical_cards_are_never_snoozed(settings_factory, tmp_path):
     app = _app(settings_factory, tmp_path, cards={"snooze": {"ild-risk-accepted": {"days": 90}}})
-    tdxd = [b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", dose=(6.4, "mg/kg"),
-                          id="draft-tdxd")]
+    tdxd = [
+        b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", dose=(6.4, "mg/kg"), id="draft-tdxd")
+    ]
     [card] = _call(app, patients.bell(), "order-sign", drafts=tdxd)
     assert card["indicator"] == "warning"
     _feedback(app, card["uuid"], "ild-risk-accepted", service="her2-order-sign")
@@ -165,6 +187,7 @@ def test_warnings_and_critical_cards_are_never_snoozed(settings_factory, tmp_pat
 
 def test_retention_purges_old_rows(settings_factory, tmp_path):
     from datetime import datetime, timedelta, timezone
+
     app = _app(settings_factory, tmp_path)
     _call(app, patients.bell())
     ledger = app_state(app).engine.ledger
@@ -175,15 +198,20 @@ def test_retention_purges_old_rows(settings_factory, tmp_path):
 
 # --- migrations
 
+
 def test_a_first_release_sqlite_database_is_migrated_and_keeps_its_feedback(tmp_path):
     path = tmp_path / "first-release.db"
     with sqlite3.connect(path) as conn:  # the table as the first release made it (create_all, no Alembic)
-        conn.execute("CREATE TABLE cds_feedback (entry_key VARCHAR(64) PRIMARY KEY, service_id VARCHAR(100) NOT NULL,"
-                     " card_uuid VARCHAR(200) NOT NULL, outcome VARCHAR(20) NOT NULL, accepted_suggestions TEXT,"
-                     " override_reason_system VARCHAR(500), override_reason_code VARCHAR(200), override_comment TEXT,"
-                     " outcome_timestamp VARCHAR(40) NOT NULL, received_at DATETIME NOT NULL)")
-        conn.execute("INSERT INTO cds_feedback VALUES ('k1','her2-order-select','c1','accepted',NULL,NULL,NULL,NULL,"
-                     "'2026-01-01T00:00:00Z','2026-01-01 00:00:00')")
+        conn.execute(
+            "CREATE TABLE cds_feedback (entry_key VARCHAR(64) PRIMARY KEY, service_id VARCHAR(100) NOT NULL,"
+            " card_uuid VARCHAR(200) NOT NULL, outcome VARCHAR(20) NOT NULL, accepted_suggestions TEXT,"
+            " override_reason_system VARCHAR(500), override_reason_code VARCHAR(200), override_comment TEXT,"
+            " outcome_timestamp VARCHAR(40) NOT NULL, received_at DATETIME NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO cds_feedback VALUES ('k1','her2-order-select','c1','accepted',NULL,NULL,NULL,NULL,"
+            "'2026-01-01T00:00:00Z','2026-01-01 00:00:00')"
+        )
     engine = make_engine(f"sqlite:///{path}")
     assert revision(engine) is None
     migrate(engine)
@@ -209,6 +237,7 @@ def test_postgresql_migrates_once_when_workers_start_together(pg_url):
                 migrate(engine)
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
+
         threads = [threading.Thread(target=run, args=(e,)) for e in engines]
         for t in threads:
             t.start()
@@ -225,12 +254,21 @@ def test_postgresql_migrates_once_when_workers_start_together(pg_url):
 
 # --- versioned, attributable rules
 
+
 def test_discovery_carries_the_rule_set_version_and_hti1_source_attributes(settings_factory, tmp_path):
     import json
+
     local = tmp_path / "local-endocrine.json"
-    local.write_text(json.dumps({"resourceType": "ValueSet", "status": "active",
-                                 "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
-                                 "compose": {"include": [{"system": "urn:oid:1.2.3", "concept": [{"code": "L1"}]}]}}))
+    local.write_text(
+        json.dumps(
+            {
+                "resourceType": "ValueSet",
+                "status": "active",
+                "url": "http://her2-cds.org/fhir/ValueSet/endocrine-therapy",
+                "compose": {"include": [{"system": "urn:oid:1.2.3", "concept": [{"code": "L1"}]}]},
+            }
+        )
+    )
     app = create_app(settings_factory(value_sets={"extra_files": [str(local)]}))
     services = app.test_client().get("/cds-services").get_json()["services"]
     assert len(services) == 3
@@ -247,4 +285,5 @@ def test_discovery_carries_the_rule_set_version_and_hti1_source_attributes(setti
         versions = attrs["value_set_versions"]
         assert versions["http://her2-cds.org/fhir/ValueSet/tdxd"] in ("0.1.0", "0.2.0")
         assert versions["http://her2-cds.org/fhir/ValueSet/endocrine-therapy"].endswith(
-            "+ local file local-endocrine.json (1 codes)")
+            "+ local file local-endocrine.json (1 codes)"
+        )

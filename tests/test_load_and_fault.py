@@ -53,15 +53,35 @@ def stack(tmp_path: Path, jwks):
     pg.start()
     cache.start()
     port = free_port()
-    cfg = {"public_base_url": PUBLIC, "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-           "storage": {"database_url": pg.url, "cache_url": cache.url}}
+    cfg = {
+        "public_base_url": PUBLIC,
+        "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+        "storage": {"database_url": pg.url, "cache_url": cache.url},
+    }
     path = tmp_path / "load.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--config", str(path),
-                             "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cds_service.cli",
+            "serve",
+            "--config",
+            str(path),
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while True:
@@ -93,8 +113,20 @@ def _client(base: str, make_token, stop: threading.Event, t0: float, out: list[O
         kind = "feedback" if (i + n) % 2 else "hook"
         card = str(uuid.uuid4()) if kind == "feedback" else None
         path = hook_path + ("/feedback" if card else "")
-        payload = ({"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-25T11:00:00Z",
-                                  "overrideReason": {"reason": {"code": "patient-declined"}}}]} if card else body)
+        payload = (
+            {
+                "feedback": [
+                    {
+                        "card": card,
+                        "outcome": "overridden",
+                        "outcomeTimestamp": "2026-11-25T11:00:00Z",
+                        "overrideReason": {"reason": {"code": "patient-declined"}},
+                    }
+                ]
+            }
+            if card
+            else body
+        )
         headers = {"Authorization": f"Bearer {make_token(PUBLIC + path)}"}
         sent = time.monotonic() - t0
         try:
@@ -148,8 +180,10 @@ def test_32_clients_through_database_and_cache_restarts(stack, make_token):
 
     for server, went, back in windows:
         mine = [o.sent for o in errors if went - IN_FLIGHT <= o.sent <= back + RECOVERY]
-        print(f"{server}: down {went:.1f}-{back:.1f} s, {len(mine)} x 503, last error sent "
-              f"{max(mine, default=back) - back:+.2f} s after its return")
+        print(
+            f"{server}: down {went:.1f}-{back:.1f} s, {len(mine)} x 503, last error sent "
+            f"{max(mine, default=back) - back:+.2f} s after its return"
+        )
         during = [o for o in out if went + 0.2 < o.sent < back - 0.2]
         assert any(o.status == 503 for o in during if _affected(server, o.kind)), f"the {server} outage had no effect"
         if server == "postgres":
@@ -159,8 +193,10 @@ def test_32_clients_through_database_and_cache_restarts(stack, make_token):
         following = [w for w in windows if w[1] > back]
         until = following[0][1] - IN_FLIGHT if following else SECONDS + 60
         late = [o for o in out if back + RECOVERY <= o.sent < until and o.status != 200]
-        assert not late, f"{len(late)} errors more than {RECOVERY} s after {server} came back: " \
-                         f"{[(round(o.sent - back, 2), o.kind, o.status) for o in late[:10]]}"
+        assert not late, (
+            f"{len(late)} errors more than {RECOVERY} s after {server} came back: "
+            f"{[(round(o.sent - back, 2), o.kind, o.status) for o in late[:10]]}"
+        )
     outside = [o for o in errors if not any(w - IN_FLIGHT <= o.sent <= b + RECOVERY for _, w, b in windows)]
     assert not outside, f"{len(outside)} errors outside any outage"
 

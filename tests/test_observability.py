@@ -19,21 +19,41 @@ FHIR_TOKEN = "fhir-token-do-not-log-9b1c"
 def test_logs_hold_no_tokens_or_patient_identifiers(settings_factory, make_token, jwks, fhir_server, caplog):
     caplog.set_level(logging.DEBUG)
     fhir_server.reset(patients.bell(), status=500)
-    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-                                      public_base_url=PUBLIC_BASE, fhir={"allowed_servers": [fhir_server.base]}))
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+            public_base_url=PUBLIC_BASE,
+            fhir={"allowed_servers": [fhir_server.base]},
+        )
+    )
     c = app.test_client()
     url = f"{PUBLIC_BASE}/cds-services/her2-patient-view"
     jwt_token = make_token(url)
     prefetch = prefetch_from(patients.bell())
     del prefetch["procedures"]
-    body = hook_request("patient-view", PATIENT_ID, prefetch=prefetch, fhirServer=fhir_server.base,
-                        fhirAuthorization={"access_token": FHIR_TOKEN, "token_type": "Bearer", "expires_in": 60,
-                                           "scope": "patient/*.read", "subject": "cds", "patient": PATIENT_ID})
+    body = hook_request(
+        "patient-view",
+        PATIENT_ID,
+        prefetch=prefetch,
+        fhirServer=fhir_server.base,
+        fhirAuthorization={
+            "access_token": FHIR_TOKEN,
+            "token_type": "Bearer",
+            "expires_in": 60,
+            "scope": "patient/*.read",
+            "subject": "cds",
+            "patient": PATIENT_ID,
+        },
+    )
     body["context"]["userId"] = "Practitioner/DR-SECRET-USER"
     ok = c.post("/cds-services/her2-patient-view", json=body, headers={"Authorization": f"Bearer {jwt_token}"})
     replay = c.post("/cds-services/her2-patient-view", json=body, headers={"Authorization": f"Bearer {jwt_token}"})
-    bad = c.post("/cds-services/her2-patient-view", data="{", content_type="application/json",
-                 headers={"Authorization": f"Bearer {make_token(url)}"})
+    bad = c.post(
+        "/cds-services/her2-patient-view",
+        data="{",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {make_token(url)}"},
+    )
     assert (ok.status_code, replay.status_code, bad.status_code) == (200, 401, 400)
     text = caplog.text
     for secret in (PATIENT_ID, FHIR_TOKEN, jwt_token, "DR-SECRET-USER", "Observation/", "MedicationStatement/"):
@@ -47,8 +67,11 @@ def test_logs_hold_no_tokens_or_patient_identifiers(settings_factory, make_token
 
 
 def test_metrics_in_prometheus_format(settings_factory, make_token, jwks):
-    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-                                      public_base_url=PUBLIC_BASE))
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]}, public_base_url=PUBLIC_BASE
+        )
+    )
     c = app.test_client()
     token = make_token(f"{PUBLIC_BASE}/cds-services/her2-patient-view")
     body = hook_request("patient-view", prefetch=prefetch_from(patients.bell()))
@@ -67,14 +90,14 @@ def test_metrics_in_prometheus_format(settings_factory, make_token, jwks):
 def test_health_and_readiness(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.get_json()["checks"] == {"config": True, "database": True,
-                                                                        "cache": True}
+    assert ready.status_code == 200 and ready.get_json()["checks"] == {"config": True, "database": True, "cache": True}
 
 
 def test_what_a_sandbox_shows_as_no_recommendations_is_named_in_the_log(settings_factory, caplog):
     """A refused CORS origin, a 401 and a 412 all look like an empty card list in a browser: the log says which."""
-    app = create_app(settings_factory(cors={"allowed_origins": ["https://sandbox.example"]},
-                                      auth={"required": True, "issuers": []})).test_client()
+    app = create_app(
+        settings_factory(cors={"allowed_origins": ["https://sandbox.example"]}, auth={"required": True, "issuers": []})
+    ).test_client()
     caplog.set_level(logging.INFO, logger="her2_cds.audit")
     app.options("/cds-services", headers={"Origin": "http://localhost:3000"})
     app.get("/cds-services", headers={"Origin": "http://localhost:3000"})

@@ -32,19 +32,33 @@ def _free_port() -> int:
 
 @pytest.fixture
 def two_instances(tmp_path: Path, pg_url, redis_url, jwks):
-    cfg = {"public_base_url": PUBLIC, "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-           "storage": {"database_url": pg_url, "cache_url": redis_url}}
+    cfg = {
+        "public_base_url": PUBLIC,
+        "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+        "storage": {"database_url": pg_url, "cache_url": redis_url},
+    }
     path = tmp_path / "prod.yaml"
     path.write_text(yaml.safe_dump(cfg))
     procs, urls = [], []
     for _ in range(2):
         port = _free_port()
-        env = {**os.environ, "HER2_CDS_CONFIG": str(path), "HER2_CDS_BIND": f"127.0.0.1:{port}",
-               "HER2_CDS_WORKERS": "2", "HER2_CDS_THREADS": "2"}
+        env = {
+            **os.environ,
+            "HER2_CDS_CONFIG": str(path),
+            "HER2_CDS_BIND": f"127.0.0.1:{port}",
+            "HER2_CDS_WORKERS": "2",
+            "HER2_CDS_THREADS": "2",
+        }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        procs.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf",
-                                       "cds_service.wsgi:app"], env=env, cwd=tmp_path,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf", "cds_service.wsgi:app"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         urls.append(f"http://127.0.0.1:{port}")
     deadline = time.time() + 30
     for url in urls:
@@ -75,16 +89,21 @@ def test_two_instances_share_replay_cache_and_feedback(two_instances, make_token
     statuses = []
     for i in range(12):
         url = (a, b)[i % 2]
-        resp = requests.post(url + path, json=body, timeout=10,
-                             headers={"Authorization": f"Bearer {make_token(PUBLIC + path)}"})
+        resp = requests.post(
+            url + path, json=body, timeout=10, headers={"Authorization": f"Bearer {make_token(PUBLIC + path)}"}
+        )
         statuses.append(resp.status_code)
     assert statuses == [200] * 12
 
     card = str(uuid.uuid4())
     fb = {"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-25T11:00:00Z"}]}
     for url in (a, b, a):
-        resp = requests.post(url + path + "/feedback", json=fb, timeout=10,
-                             headers={"Authorization": f"Bearer {make_token(PUBLIC + path + '/feedback')}"})
+        resp = requests.post(
+            url + path + "/feedback",
+            json=fb,
+            timeout=10,
+            headers={"Authorization": f"Bearer {make_token(PUBLIC + path + '/feedback')}"},
+        )
         assert resp.status_code == 200
     engine = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
@@ -101,14 +120,34 @@ def test_feedback_burst_right_after_serve_workers_2_starts_on_postgresql(tmp_pat
     from concurrent.futures import ThreadPoolExecutor
 
     port = _free_port()
-    cfg = {"public_base_url": PUBLIC, "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-           "storage": {"database_url": pg_url}}
+    cfg = {
+        "public_base_url": PUBLIC,
+        "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+        "storage": {"database_url": pg_url},
+    }
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--config", str(path), "--workers", "2",
-                             "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cds_service.cli",
+            "serve",
+            "--config",
+            str(path),
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/cds-services/her2-order-select/feedback"
     try:
         deadline = time.time() + 30
@@ -134,8 +173,9 @@ def test_feedback_burst_right_after_serve_workers_2_starts_on_postgresql(tmp_pat
         assert statuses == [200] * 40 and time.time() - started < 15
         engine = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
         with engine.connect() as conn:
-            n = conn.execute(sqlalchemy.text("SELECT count(*) FROM cds_feedback WHERE card_uuid = ANY(:c)"),
-                             {"c": cards})
+            n = conn.execute(
+                sqlalchemy.text("SELECT count(*) FROM cds_feedback WHERE card_uuid = ANY(:c)"), {"c": cards}
+            )
             assert n.scalar() == 40
     finally:
         proc.terminate()

@@ -32,31 +32,49 @@ def er(**value):
 
 
 # --- receptors
-@pytest.mark.parametrize("value, positive, label", [
-    ({"valueCodeableConcept": b.cc(b.SCT, "10828004", "Positive")}, True, "ER positive"),
-    ({"valueCodeableConcept": b.cc(b.SCT, "260385009", "Negative")}, False, "ER negative"),
-    ({"valueCodeableConcept": {"text": "Negative"}}, False, "ER negative"),
-    ({"valueCodeableConcept": {"text": "Positive"}}, True, "ER positive"),
-    ({"valueString": "negative"}, False, "ER negative"),
-    ({"valueString": "positive"}, True, "ER positive"),
-    ({"valueString": "<1%"}, False, "ER negative (<1%)"),
-    ({"valueString": "0%"}, False, "ER negative (0%)"),
-    ({"valueString": "95%"}, True, "ER positive (95%)"),
-    ({"valueString": "≥ 1%"}, True, "ER positive (>=1%)"),
-    ({"valueQuantity": {"value": 0.5, "unit": "%"}}, False, "ER negative (0.5%)"),
-    ({"valueQuantity": {"value": 1, "unit": "%", "comparator": "<"}}, False, "ER negative (<1%)"),
-    ({"valueQuantity": {"value": 40, "code": "%"}}, True, "ER positive (40%)"),
-    ({"valueCodeableConcept": {**b.cc(b.SCT, "10828004", "Positive"), "text": "Positive (80%)"}}, True,
-     "ER positive (80%)"),
-    ({"valueCodeableConcept": {**b.cc(b.SCT, "260385009", "Negative"), "text": "Negative (5%)"}}, False,
-     "ER negative (5%) [the percentage 5% disagrees with the coded negative result; the coded result is used]"),
-    ({"valueCodeableConcept": {**b.cc(b.SCT, "10828004", "Positive"), "text": "Positive (<1%)"}}, True,
-     "ER positive (<1%) [the percentage <1% disagrees with the coded positive result; the coded result is used]"),
-    ({"interpretation": [b.cc("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS")]}, True,
-     "ER positive"),
-    ({"interpretation": [b.cc("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG")]}, False,
-     "ER negative"),
-])
+@pytest.mark.parametrize(
+    "value, positive, label",
+    [
+        ({"valueCodeableConcept": b.cc(b.SCT, "10828004", "Positive")}, True, "ER positive"),
+        ({"valueCodeableConcept": b.cc(b.SCT, "260385009", "Negative")}, False, "ER negative"),
+        ({"valueCodeableConcept": {"text": "Negative"}}, False, "ER negative"),
+        ({"valueCodeableConcept": {"text": "Positive"}}, True, "ER positive"),
+        ({"valueString": "negative"}, False, "ER negative"),
+        ({"valueString": "positive"}, True, "ER positive"),
+        ({"valueString": "<1%"}, False, "ER negative (<1%)"),
+        ({"valueString": "0%"}, False, "ER negative (0%)"),
+        ({"valueString": "95%"}, True, "ER positive (95%)"),
+        ({"valueString": "≥ 1%"}, True, "ER positive (>=1%)"),
+        ({"valueQuantity": {"value": 0.5, "unit": "%"}}, False, "ER negative (0.5%)"),
+        ({"valueQuantity": {"value": 1, "unit": "%", "comparator": "<"}}, False, "ER negative (<1%)"),
+        ({"valueQuantity": {"value": 40, "code": "%"}}, True, "ER positive (40%)"),
+        (
+            {"valueCodeableConcept": {**b.cc(b.SCT, "10828004", "Positive"), "text": "Positive (80%)"}},
+            True,
+            "ER positive (80%)",
+        ),
+        (
+            {"valueCodeableConcept": {**b.cc(b.SCT, "260385009", "Negative"), "text": "Negative (5%)"}},
+            False,
+            "ER negative (5%) [the percentage 5% disagrees with the coded negative result; the coded result is used]",
+        ),
+        (
+            {"valueCodeableConcept": {**b.cc(b.SCT, "10828004", "Positive"), "text": "Positive (<1%)"}},
+            True,
+            "ER positive (<1%) [the percentage <1% disagrees with the coded positive result; the coded result is used]",
+        ),
+        (
+            {"interpretation": [b.cc("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS")]},
+            True,
+            "ER positive",
+        ),
+        (
+            {"interpretation": [b.cc("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG")]},
+            False,
+            "ER negative",
+        ),
+    ],
+)
 def test_receptor_value_shapes(value, positive, label):
     r = read_receptor(er(**value), "ER", TS)
     assert r.positive is positive and r.receptor == "ER"
@@ -68,8 +86,10 @@ def test_unreadable_receptor_is_none_and_said():
     assert read_receptor(er(valueString="<5%"), "ER", TS) is None  # under 5 %: ≥1 % or not cannot be told
     hr = facts(er(valueString="see report")).hr
     assert hr.status == "unknown"
-    assert hr.notes == ["Observation/er1: ER result could not be read",
-                        "no readable ER or PR result: hormone-receptor status unknown"]
+    assert hr.notes == [
+        "Observation/er1: ER result could not be read",
+        "no readable ER or PR result: hormone-receptor status unknown",
+    ]
 
 
 def test_percent_component_is_read():
@@ -77,10 +97,21 @@ def test_percent_component_is_read():
     assert read_receptor(obs, "ER", TS).evidence.text == "ER positive (30%)"
 
 
-@pytest.mark.parametrize("pct, cmp, positive", [
-    (1, None, True), (0.99, None, False), (1, "<", False), (1.5, "<", None), (0.5, "<=", False), (1, "<=", None),
-    (1, ">", True), (0.5, ">", None), (1, ">=", True), (0.5, ">=", None),
-])
+@pytest.mark.parametrize(
+    "pct, cmp, positive",
+    [
+        (1, None, True),
+        (0.99, None, False),
+        (1, "<", False),
+        (1.5, "<", None),
+        (0.5, "<=", False),
+        (1, "<=", None),
+        (1, ">", True),
+        (0.5, ">", None),
+        (1, ">=", True),
+        (0.5, ">=", None),
+    ],
+)
 def test_positive_at_comparators(pct, cmp, positive):
     assert positive_at(pct, cmp) is positive
 
@@ -110,22 +141,33 @@ def test_combined_er_pr_stands_for_both_only_when_neither_is_reported():
 
 
 # --- staging words and codes
-@pytest.mark.parametrize("cc, reading", [
-    (b.cc("http://cancerstaging.org", "4B", "IVB"), "distant"),
-    (b.cc("http://cancerstaging.org", "3C"), "none"),
-    (b.cc(b.SCT, "1229901006"), "none"),
-    (b.cc(b.SCT, "55440008"), "distant"),
-    ({"text": "Stage IV"}, "distant"), ({"text": "stage 4"}, "distant"), ({"text": "IVA"}, "distant"),
-    ({"text": "cM1"}, "distant"), ({"text": "pM1a"}, "distant"), ({"text": "M1"}, "distant"),
-    ({"text": "cM0"}, "none"), ({"text": "Stage IIB"}, "none"), ({"text": "IIIA"}, "none"),
-    ({"text": "Stage 0"}, "none"),
-    ({"text": "American Joint Committee on Cancer cM0 (qualifier value)"}, "none"),
-    ({"text": "American Joint Committee on Cancer stage IV (qualifier value)"}, "distant"),
-    ({"text": "cM0(i+)"}, "none"),
-    ({"text": "T4 N2 M0"}, "none"),
-    ({"text": "not assessed"}, None), ({"text": "MX"}, None), (None, None),
-    ({"coding": [{"system": "http://cancerstaging.org", "code": "99", "display": "Stage IV"}]}, "distant"),
-])
+@pytest.mark.parametrize(
+    "cc, reading",
+    [
+        (b.cc("http://cancerstaging.org", "4B", "IVB"), "distant"),
+        (b.cc("http://cancerstaging.org", "3C"), "none"),
+        (b.cc(b.SCT, "1229901006"), "none"),
+        (b.cc(b.SCT, "55440008"), "distant"),
+        ({"text": "Stage IV"}, "distant"),
+        ({"text": "stage 4"}, "distant"),
+        ({"text": "IVA"}, "distant"),
+        ({"text": "cM1"}, "distant"),
+        ({"text": "pM1a"}, "distant"),
+        ({"text": "M1"}, "distant"),
+        ({"text": "cM0"}, "none"),
+        ({"text": "Stage IIB"}, "none"),
+        ({"text": "IIIA"}, "none"),
+        ({"text": "Stage 0"}, "none"),
+        ({"text": "American Joint Committee on Cancer cM0 (qualifier value)"}, "none"),
+        ({"text": "American Joint Committee on Cancer stage IV (qualifier value)"}, "distant"),
+        ({"text": "cM0(i+)"}, "none"),
+        ({"text": "T4 N2 M0"}, "none"),
+        ({"text": "not assessed"}, None),
+        ({"text": "MX"}, None),
+        (None, None),
+        ({"coding": [{"system": "http://cancerstaging.org", "code": "99", "display": "Stage IV"}]}, "distant"),
+    ],
+)
 def test_stage_reading(cc, reading):
     assert stage_reading(cc, TS) == reading
 
@@ -139,12 +181,25 @@ def test_stage_evidence_text():
 
 
 # --- eGFR
-@pytest.mark.parametrize("value, cmp, threshold, below", [
-    (59, None, 60, True), (60, None, 60, False), (61, None, 60, False),
-    (60, ">", 60, False), (90, ">", 60, False), (30, ">", 60, None), (59, ">=", 60, None), (60, ">=", 60, False),
-    (30, "<", 60, True), (60, "<", 60, True), (90, "<", 60, None), (60, "<=", 60, True), (61, "≤", 60, None),
-    (60, "≥", 60, False),
-])
+@pytest.mark.parametrize(
+    "value, cmp, threshold, below",
+    [
+        (59, None, 60, True),
+        (60, None, 60, False),
+        (61, None, 60, False),
+        (60, ">", 60, False),
+        (90, ">", 60, False),
+        (30, ">", 60, None),
+        (59, ">=", 60, None),
+        (60, ">=", 60, False),
+        (30, "<", 60, True),
+        (60, "<", 60, True),
+        (90, "<", 60, None),
+        (60, "<=", 60, True),
+        (61, "≤", 60, None),
+        (60, "≥", 60, False),
+    ],
+)
 def test_egfr_below(value, cmp, threshold, below):
     assert Egfr(value, cmp, Evidence("Observation/e", None, "eGFR")).below(threshold) is below
 
@@ -161,11 +216,21 @@ def test_latest_egfr_reading_and_text():
 
 
 # --- refill durations and request periods
-@pytest.mark.parametrize("duration, days", [
-    ({"value": 30, "code": "d"}, 30), ({"value": 2, "code": "wk"}, 14), ({"value": 3, "unit": "months"}, 90),
-    ({"value": 1, "code": "a"}, 365), ({"value": 1, "unit": "Week"}, 7), ({"value": 0, "code": "d"}, None),
-    ({"value": 5, "code": "h"}, None), ({"value": "30", "code": "d"}, None), (None, None), ({"code": "d"}, None),
-])
+@pytest.mark.parametrize(
+    "duration, days",
+    [
+        ({"value": 30, "code": "d"}, 30),
+        ({"value": 2, "code": "wk"}, 14),
+        ({"value": 3, "unit": "months"}, 90),
+        ({"value": 1, "code": "a"}, 365),
+        ({"value": 1, "unit": "Week"}, 7),
+        ({"value": 0, "code": "d"}, None),
+        ({"value": 5, "code": "h"}, None),
+        ({"value": "30", "code": "d"}, None),
+        (None, None),
+        ({"code": "d"}, None),
+    ],
+)
 def test_supply_duration_in_days(duration, days):
     assert _days(duration) == days
 
@@ -213,12 +278,15 @@ def test_ongoing_line_has_no_end_and_no_note():
 
 def test_line_describe():
     line = _line(b.med_statement("letrozole", "2024-03-01", "2025-01-01", status="stopped", reason="progression"))
-    assert line.describe() == ("letrozole (2024-03-01 to 2025-01-01, early setting): progressed — stopped for "
-                               "progression: Absent response to treatment (sct|266721009) (2025-01-01; "
-                               f"{line.refs[0]})")
+    assert line.describe() == (
+        "letrozole (2024-03-01 to 2025-01-01, early setting): progressed — stopped for "
+        "progression: Absent response to treatment (sct|266721009) (2025-01-01; "
+        f"{line.refs[0]})"
+    )
     tox = _line(b.med_statement("letrozole", "2024-03-01", "2025-01-01", status="stopped", reason="toxicity"))
-    assert tox.describe() == ("letrozole (2024-03-01 to 2025-01-01, early setting): stopped for toxicity "
-                              "(not progression)")
+    assert tox.describe() == (
+        "letrozole (2024-03-01 to 2025-01-01, early setting): stopped for toxicity (not progression)"
+    )
     assert tox.outcome == "stopped-toxicity"
 
 
@@ -252,17 +320,23 @@ def test_request_dosage_bounds_start_and_reason_codes():
 @pytest.mark.parametrize("gap, lines", [(90, 1), (91, 2)])
 def test_episode_gap_boundary(gap, lines):
     second = date.fromordinal(date(2024, 3, 1).toordinal() + gap).isoformat()
-    f = facts(b.med_statement("letrozole", "2024-01-01", "2024-03-01", status="completed"),
-              b.med_statement("letrozole", second, "2024-12-01", status="completed"))
+    f = facts(
+        b.med_statement("letrozole", "2024-01-01", "2024-03-01", status="completed"),
+        b.med_statement("letrozole", second, "2024-12-01", status="completed"),
+    )
     assert len(f.therapy.lines) == lines
 
 
 def test_toxicity_counts_only_when_it_ended_the_line():
-    early_tox = facts(b.med_statement("letrozole", "2020-01-01", "2024-01-01", status="completed"),
-                      b.med_statement("abemaciclib", "2020-01-01", "2022-01-01", status="stopped", reason="toxicity"))
+    early_tox = facts(
+        b.med_statement("letrozole", "2020-01-01", "2024-01-01", status="completed"),
+        b.med_statement("abemaciclib", "2020-01-01", "2022-01-01", status="stopped", reason="toxicity"),
+    )
     assert early_tox.therapy.lines[0].outcome == "ended-reason-unknown"
-    last_tox = facts(b.med_statement("letrozole", "2020-01-01", "2022-01-01", status="completed"),
-                     b.med_statement("abemaciclib", "2020-01-01", "2024-01-01", status="stopped", reason="toxicity"))
+    last_tox = facts(
+        b.med_statement("letrozole", "2020-01-01", "2022-01-01", status="completed"),
+        b.med_statement("abemaciclib", "2020-01-01", "2024-01-01", status="stopped", reason="toxicity"),
+    )
     assert last_tox.therapy.lines[0].outcome == "stopped-toxicity"
 
 

@@ -23,8 +23,17 @@ WEEK_A, WEEK_B = "2026-11-02", "2026-11-09"  # Mondays
 # (uuid, day, topic, pathways, indicator, client, held_back, feedback outcome, override reason)
 LEDGER = [
     ("a1", "2026-11-03", "tdxd-consideration", "DB-06,DB-04", "info", "https://ehr-a", None, "accepted", None),
-    ("a2", "2026-11-04", "tdxd-consideration", "DB-06,DB-04", "info", "https://ehr-a", None, "overridden",
-     "patient-declined"),
+    (
+        "a2",
+        "2026-11-04",
+        "tdxd-consideration",
+        "DB-06,DB-04",
+        "info",
+        "https://ehr-a",
+        None,
+        "overridden",
+        "patient-declined",
+    ),
     ("a3", "2026-11-05", "tdxd-consideration", "DB-06,DB-04", "info", "https://ehr-b", None, None, None),
     ("a4", "2026-11-03", "her2-rescore", None, "warning", "https://ehr-a", None, "overridden", "data-incorrect"),
     ("a5", "2026-11-06", "her2-rescore", None, "warning", "https://ehr-a", None, None, None),
@@ -47,26 +56,45 @@ def seeded(tmp_path):
     with engine.begin() as conn:
         for uuid_, day, topic, pathways, indicator, client, held, outcome, reason in LEDGER:
             created = datetime.fromisoformat(day + "T10:00:00").replace(tzinfo=timezone.utc)
-            conn.execute(sa.text(
-                "INSERT INTO cds_card_ledger VALUES (:u, :c, 'her2-order-select', 'order-select', :t, :p, :i, :cl, "
-                "'2026.11.0', :h, :ph, 'digest')"),
-                {"u": uuid_, "c": created, "t": topic, "p": pathways, "i": indicator, "cl": client, "h": held,
-                 "ph": "f" * 64})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO cds_card_ledger VALUES (:u, :c, 'her2-order-select', 'order-select', :t, :p, :i, :cl, "
+                    "'2026.11.0', :h, :ph, 'digest')"
+                ),
+                {
+                    "u": uuid_,
+                    "c": created,
+                    "t": topic,
+                    "p": pathways,
+                    "i": indicator,
+                    "cl": client,
+                    "h": held,
+                    "ph": "f" * 64,
+                },
+            )
             if outcome:
                 if outcome == "accepted" and uuid_ == "a1":  # a first override, then acceptance: the last counts
-                    conn.execute(sa.text("INSERT INTO cds_feedback VALUES ('k-a1-0', 'her2-order-select', 'a1', "
-                                         "'overridden', NULL, NULL, 'not-a-candidate', NULL, 'x', :r)"),
-                                 {"r": created})
-                conn.execute(sa.text("INSERT INTO cds_feedback VALUES (:k, 'her2-order-select', :u, :o, NULL, NULL, "
-                                     ":rc, NULL, 'x', :r)"),
-                             {"k": f"k-{uuid_}", "u": uuid_, "o": outcome, "rc": reason,
-                              "r": created.replace(hour=11)})
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO cds_feedback VALUES ('k-a1-0', 'her2-order-select', 'a1', "
+                            "'overridden', NULL, NULL, 'not-a-candidate', NULL, 'x', :r)"
+                        ),
+                        {"r": created},
+                    )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO cds_feedback VALUES (:k, 'her2-order-select', :u, :o, NULL, NULL, "
+                        ":rc, NULL, 'x', :r)"
+                    ),
+                    {"k": f"k-{uuid_}", "u": uuid_, "o": outcome, "rc": reason, "r": created.replace(hour=11)},
+                )
     engine.dispose()
     cfg = tmp_path / "her2-cds.yaml"
     cfg.write_text(f"storage: {{database_url: 'sqlite:///{db}'}}\n")
     out = tmp_path / "report"
-    assert main(["report", "--config", str(cfg), "--since", "2026-11-01", "--until", "2026-11-15",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["report", "--config", str(cfg), "--since", "2026-11-01", "--until", "2026-11-15", "--out", str(out)]) == 0
+    )
     return out
 
 
@@ -78,34 +106,45 @@ def _csv(out: Path, name: str) -> list[list[str]]:
 def test_the_csv_files_hold_the_numbers(seeded):
     assert _csv(seeded, "cards_per_topic_week") == [
         ["week", "topic", "returned", "shadow", "repeat", "snooze"],
-        [WEEK_A, "her2-rescore", "2", "0", "0", "0"], [WEEK_A, "tdxd-consideration", "3", "0", "0", "0"],
+        [WEEK_A, "her2-rescore", "2", "0", "0", "0"],
+        [WEEK_A, "tdxd-consideration", "3", "0", "0", "0"],
         [WEEK_A, "ild-monitoring", "1", "0", "0", "0"],
-        [WEEK_B, "her2-rescore", "0", "0", "1", "0"], [WEEK_B, "tdxd-consideration", "2", "2", "0", "1"]]
+        [WEEK_B, "her2-rescore", "0", "0", "1", "0"],
+        [WEEK_B, "tdxd-consideration", "2", "2", "0", "1"],
+    ]
     assert _csv(seeded, "outcomes_by_topic_pathway")[1:] == [
         ["her2-rescore", "-", "2", "0", "1", "1", "0%", "50%"],
         ["ild-monitoring", "-", "1", "1", "0", "0", "100%", "0%"],
         ["tdxd-consideration", "DB-04", "5", "1", "2", "2", "20%", "40%"],
-        ["tdxd-consideration", "DB-06", "3", "1", "1", "1", "33%", "33%"]]
+        ["tdxd-consideration", "DB-06", "3", "1", "1", "1", "33%", "33%"],
+    ]
     assert _csv(seeded, "override_reasons")[1:] == [
-        ["her2-rescore", "data-incorrect", "1"], ["tdxd-consideration", "(no reason given)", "1"],
-        ["tdxd-consideration", "patient-declined", "1"]]
+        ["her2-rescore", "data-incorrect", "1"],
+        ["tdxd-consideration", "(no reason given)", "1"],
+        ["tdxd-consideration", "patient-declined", "1"],
+    ]
     assert _csv(seeded, "outcomes_by_client")[1:] == [
         ["https://ehr-a", "her2-rescore", "2", "0", "1", "1"],
         ["https://ehr-a", "tdxd-consideration", "4", "1", "2", "1"],
         ["https://ehr-b", "ild-monitoring", "1", "1", "0", "0"],
-        ["https://ehr-b", "tdxd-consideration", "1", "0", "0", "1"]]
+        ["https://ehr-b", "tdxd-consideration", "1", "0", "0", "1"],
+    ]
     assert _csv(seeded, "shadow_mode")[1:] == [[WEEK_B, "tdxd-consideration", "2"]]
     assert _csv(seeded, "held_back")[1:] == [["her2-rescore", "repeat", "1"], ["tdxd-consideration", "snooze", "1"]]
     assert _csv(seeded, "ruleset_versions")[1:] == [["2026.11.0", "12"]]
     page = (seeded / "report.html").read_text()
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page.replace(
-        "https://ehr-a", "").replace("https://ehr-b", "")  # nothing to fetch
+        "https://ehr-a", ""
+    ).replace("https://ehr-b", "")  # nothing to fetch
     assert "ffffffff" not in page  # no patient hash on the page
 
 
 def _browser_ready() -> bool:
-    ready = shutil.which("node") and Path("/usr/bin/chromium").exists() and \
-        (BROWSER_DIR / "node_modules" / "playwright-core").exists()
+    ready = (
+        shutil.which("node")
+        and Path("/usr/bin/chromium").exists()
+        and (BROWSER_DIR / "node_modules" / "playwright-core").exists()
+    )
     if not ready and os.environ.get("CI"):
         pytest.fail("CI needs node, Debian's chromium and tests/browser/node_modules (.ci/run installs them)")
     return bool(ready)
@@ -115,8 +154,13 @@ def test_the_page_in_chromium_shows_the_same_numbers(seeded, tmp_path):
     if not _browser_ready():
         pytest.skip("chromium / playwright-core not installed here (runs under CI)")
     shot = tmp_path / "report.png"
-    run = subprocess.run(["node", "check_report.mjs", str(seeded / "report.html"), str(shot)], cwd=BROWSER_DIR,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        ["node", "check_report.mjs", str(seeded / "report.html"), str(shot)],
+        cwd=BROWSER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     seen = json.loads(run.stdout)
     assert {u.split("://")[0] for u in seen["requests"]} == {"file"} and len(seen["requests"]) == 1

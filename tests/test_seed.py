@@ -16,8 +16,11 @@ EXAMPLES = sorted((hooks_dir() / "examples").glob("*.json"))
 
 
 def _cards(client, body):
-    service = {"patient-view": "her2-patient-view", "order-select": "her2-order-select",
-               "order-sign": "her2-order-sign"}[body["hook"]]
+    service = {
+        "patient-view": "her2-patient-view",
+        "order-select": "her2-order-select",
+        "order-sign": "her2-order-sign",
+    }[body["hook"]]
     resp = client.post(f"/cds-services/{service}", json=body)
     assert resp.status_code == 200, resp.get_json()
     return [(c["source"]["topic"]["code"], c["indicator"], c["summary"]) for c in resp.get_json()["cards"]]
@@ -45,9 +48,16 @@ def test_seed_then_fallback_gives_each_example_its_cards(fhir_server, settings_f
         body = json.loads(path.read_text())
         expected = _cards(client, body)
         body.pop("prefetch")
-        body.update(fhirServer=fhir_server.base, fhirAuthorization={
-            "access_token": "seeded-demo-token", "token_type": "Bearer", "expires_in": 300,
-            "scope": "patient/*.read", "subject": "her2-cds"})
+        body.update(
+            fhirServer=fhir_server.base,
+            fhirAuthorization={
+                "access_token": "seeded-demo-token",
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "scope": "patient/*.read",
+                "subject": "her2-cds",
+            },
+        )
         assert _cards(client, body) == expected, path.name
         fired += bool(expected)
     assert fired >= 6  # all but the HER2-positive example give cards

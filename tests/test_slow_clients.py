@@ -56,14 +56,17 @@ class Trickler:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
         sock.setblocking(False)
         if body:
-            sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: 100000\r\n\r\n".encode())
+            sock.sendall(
+                f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 100000\r\n\r\n".encode()
+            )
             return sock, b"{" + b" " * 99_999
         return sock, f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Slow: {'a' * 4000}\r\n".encode()
 
     def _run(self) -> None:
-        conns = [[*self._open(i < BODY_TRICKLERS), i < BODY_TRICKLERS]
-                 for i in range(HEADER_TRICKLERS + BODY_TRICKLERS)]
+        conns = [
+            [*self._open(i < BODY_TRICKLERS), i < BODY_TRICKLERS] for i in range(HEADER_TRICKLERS + BODY_TRICKLERS)
+        ]
         while not self._stop.wait(TICK):
             for conn in conns:
                 sock, rest, body = conn
@@ -102,13 +105,33 @@ class Trickler:
 @pytest.fixture
 def service(tmp_path: Path, jwks):
     port = free_port()
-    cfg = {"public_base_url": PUBLIC, "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-           "storage": {"database_url": f"sqlite:///{tmp_path}/fb.db"}}
+    cfg = {
+        "public_base_url": PUBLIC,
+        "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+        "storage": {"database_url": f"sqlite:///{tmp_path}/fb.db"},
+    }
     (tmp_path / "svc.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "serve", "--config", str(tmp_path / "svc.yaml"),
-                             "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cds_service.cli",
+            "serve",
+            "--config",
+            str(tmp_path / "svc.yaml"),
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 30
     while True:
         try:
@@ -132,16 +155,22 @@ def proxy(service: int, tmp_path: Path):
         shutil.copy(NGINX_DIR / name, conf_dir / name)
     port = free_port()
     text = (NGINX_DIR / "nginx.conf").read_text()
-    substitutions = (("/etc/nginx/her2-cds/", f"{conf_dir}/"),
-                     ("server her2-cds:8080;", f"server 127.0.0.1:{service};"),
-                     ("listen 8080;", f"listen 127.0.0.1:{port};"), ("/dev/stdout", f"{conf_dir}/access.log"))
+    substitutions = (
+        ("/etc/nginx/her2-cds/", f"{conf_dir}/"),
+        ("server her2-cds:8080;", f"server 127.0.0.1:{service};"),
+        ("listen 8080;", f"listen 127.0.0.1:{port};"),
+        ("/dev/stdout", f"{conf_dir}/access.log"),
+    )
     for old, new in substitutions:
         assert old in text, f"docker/nginx/nginx.conf no longer has {old!r}"
         text = text.replace(old, new)
     (conf_dir / "nginx.conf").write_text(text)
     globals_ = f"daemon off; pid {conf_dir}/nginx.pid;" + (" user root;" if os.geteuid() == 0 else "")
-    proc = subprocess.Popen([nginx, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e", "stderr",
-                             "-g", globals_], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [nginx, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e", "stderr", "-g", globals_],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 10
     while True:
         try:
@@ -162,8 +191,12 @@ def _legitimate(port: int, make_token, n: int, timeout: float) -> list[tuple[int
     for _ in range(n):
         started = time.monotonic()
         try:
-            resp = requests.post(f"http://127.0.0.1:{port}{PATH}", json=body, timeout=timeout,
-                                 headers={"Authorization": f"Bearer {make_token(PUBLIC + PATH)}"})
+            resp = requests.post(
+                f"http://127.0.0.1:{port}{PATH}",
+                json=body,
+                timeout=timeout,
+                headers={"Authorization": f"Bearer {make_token(PUBLIC + PATH)}"},
+            )
             out.append((resp.status_code, time.monotonic() - started))
         except requests.RequestException:
             out.append((0, time.monotonic() - started))

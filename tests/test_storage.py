@@ -14,13 +14,20 @@ from cds_service.web.state import app_state
 def test_feedback_in_postgresql_is_idempotent(settings_factory, pg_url):
     app = create_app(settings_factory(storage={"database_url": pg_url, "cache_url": "memory://"}))
     card = str(uuid.uuid4())
-    body = {"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-11-25T10:00:00Z",
-                          "acceptedSuggestions": [{"id": "s1"}]}]}
+    body = {
+        "feedback": [
+            {
+                "card": card,
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                "acceptedSuggestions": [{"id": "s1"}],
+            }
+        ]
+    }
     c = app.test_client()
     for _ in range(2):
         assert c.post("/cds-services/her2-patient-view/feedback", json=body).status_code == 200
-    rows = [r for r in app_state(app).store.entries("her2-patient-view")
-            if r["card_uuid"] == card]
+    rows = [r for r in app_state(app).store.entries("her2-patient-view") if r["card_uuid"] == card]
     assert len(rows) == 1 and rows[0]["outcome"] == "accepted"
     assert c.get("/readyz").get_json()["checks"]["database"] is True
 
@@ -54,6 +61,7 @@ class Clock:
 
 def test_memory_replay_cache_forgets_expired_keys_and_refuses_only_when_full_of_live_ones():
     from cds_service.storage.first_use import CacheFull
+
     clock = Clock()
     cache = MemoryFirstUse(max_entries=2, clock=clock)
     assert cache.first_use("a", 60) and cache.first_use("b", 60)
@@ -69,6 +77,7 @@ def test_a_full_cache_never_refuses_while_expired_keys_remain_and_evicts_without
     """200,000 keys, half of them expired: every new token is accepted and the expired keys are gone (the old
     code refused every token once full, and rebuilt its dict under the lock on each call)."""
     from cds_service.storage.first_use import CacheFull
+
     clock = Clock()
     cache = MemoryFirstUse(max_entries=200_000, clock=clock)
     for i in range(100_000):
@@ -86,9 +95,14 @@ def test_a_full_cache_never_refuses_while_expired_keys_remain_and_evicts_without
 
 def test_a_full_jti_cache_is_a_503_on_our_side_and_a_metric(settings_factory, make_token, jwks):
     from .conftest import PUBLIC_BASE, TEST_ISS
-    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-                                      public_base_url=PUBLIC_BASE, storage={"memory_cache_max_entries": 2})
-                     ).test_client()
+
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+            public_base_url=PUBLIC_BASE,
+            storage={"memory_cache_max_entries": 2},
+        )
+    ).test_client()
     auth = [{"Authorization": f"Bearer {make_token(PUBLIC_BASE + '/cds-services')}"} for _ in range(3)]
     statuses = [app.get("/cds-services", headers=h) for h in auth]
     assert [r.status_code for r in statuses] == [200, 200, 503] and statuses[2].headers["Retry-After"] == "2"
@@ -97,9 +111,12 @@ def test_a_full_jti_cache_is_a_503_on_our_side_and_a_metric(settings_factory, ma
 
 def test_two_app_instances_share_replay_cache_via_redis(settings_factory, make_token, jwks, redis_url):
     from .conftest import PUBLIC_BASE, TEST_ISS
-    settings = dict(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-                    public_base_url=PUBLIC_BASE, storage={"cache_url": redis_url,
-                                                          "database_url": "sqlite://"})
+
+    settings = dict(
+        auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+        public_base_url=PUBLIC_BASE,
+        storage={"cache_url": redis_url, "database_url": "sqlite://"},
+    )
     one = create_app(settings_factory(**settings)).test_client()
     two = create_app(settings_factory(**settings)).test_client()
     token = make_token(f"{PUBLIC_BASE}/cds-services")
@@ -111,10 +128,17 @@ def test_unreachable_redis_refuses_tokens_with_503_not_500(settings_factory, mak
     """Freshness of a jti cannot be proven without the shared cache: fail closed, and say the
     problem is on the service's side (503, Retry-After), not the client's token."""
     from .conftest import PUBLIC_BASE, TEST_ISS
-    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-                                      public_base_url=PUBLIC_BASE, storage={"cache_url": "redis://127.0.0.1:1/0"}))
-    resp = app.test_client().get("/cds-services",
-                                 headers={"Authorization": f"Bearer {make_token(f'{PUBLIC_BASE}/cds-services')}"})
+
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+            public_base_url=PUBLIC_BASE,
+            storage={"cache_url": "redis://127.0.0.1:1/0"},
+        )
+    )
+    resp = app.test_client().get(
+        "/cds-services", headers={"Authorization": f"Bearer {make_token(f'{PUBLIC_BASE}/cds-services')}"}
+    )
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
     assert "retry" in resp.get_json()["error"]
     assert app.test_client().get("/readyz").get_json()["checks"]["cache"] is False
@@ -126,6 +150,7 @@ def test_cards_shown_on_one_replica_are_not_repeated_at_sign_on_another(settings
     from .fixtures import builders as b
     from .fixtures import patients
     from .helpers import hook_request, prefetch_from
+
     settings = dict(storage={"cache_url": redis_url, "database_url": "sqlite://"})
     one, two = (create_app(settings_factory(**settings)).test_client() for _ in range(2))
     chart = prefetch_from(patients.bell())
@@ -135,8 +160,11 @@ def test_cards_shown_on_one_replica_are_not_repeated_at_sign_on_another(settings
     def topics(client, hook):
         body = hook_request(hook, prefetch=chart, draft_orders=order)
         body["context"]["userId"] = user
-        return [c["source"]["topic"]["code"] for c in client.post(f"/cds-services/her2-{hook}", json=body)
-                .get_json()["cards"]]
+        return [
+            c["source"]["topic"]["code"]
+            for c in client.post(f"/cds-services/her2-{hook}", json=body).get_json()["cards"]
+        ]
+
     assert topics(one, "order-select") == ["tdxd-consideration"]
     assert topics(two, "order-sign") == []
 
@@ -147,12 +175,21 @@ def test_a_database_error_logs_no_statement_values(settings_factory, tmp_path, c
     import sqlite3
 
     from cds_service.web.app import create_app
+
     db = tmp_path / "gone.db"
     app = create_app(settings_factory(storage={"database_url": f"sqlite:///{db}"}))
     client = app.test_client()
     secret = "patient said she is moving to Lyon next week"
-    body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
-                          "overrideReason": {"reason": {"code": "patient-declined"}, "userComment": secret}}]}
+    body = {
+        "feedback": [
+            {
+                "card": "c1",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                "overrideReason": {"reason": {"code": "patient-declined"}, "userComment": secret},
+            }
+        ]
+    }
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TABLE cds_feedback")
     with caplog.at_level("DEBUG"):
@@ -164,9 +201,18 @@ def test_a_database_error_logs_no_statement_values(settings_factory, tmp_path, c
 
 def test_feedback_fields_longer_than_their_columns_are_a_400(settings_factory):
     from cds_service.web.app import create_app
+
     client = create_app(settings_factory()).test_client()
-    body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
-                          "overrideReason": {"reason": {"code": "x" * 201}}}]}
+    body = {
+        "feedback": [
+            {
+                "card": "c1",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                "overrideReason": {"reason": {"code": "x" * 201}},
+            }
+        ]
+    }
     resp = client.post("/cds-services/her2-order-select/feedback", json=body)
     assert resp.status_code == 400
     assert resp.get_json()["problems"][0]["field"] == "feedback[0].overrideReason.reason.code"
@@ -180,10 +226,14 @@ def test_a_token_issued_before_the_memory_cache_started_is_refused(settings_fact
     import time
 
     from .conftest import PUBLIC_BASE, TEST_ISS
+
     old = make_token(f"{PUBLIC_BASE}/cds-services", iat_offset=-2)
     time.sleep(1.1)
-    app = create_app(settings_factory(auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
-                                      public_base_url=PUBLIC_BASE)).test_client()
+    app = create_app(
+        settings_factory(
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]}, public_base_url=PUBLIC_BASE
+        )
+    ).test_client()
     refused = app.get("/cds-services", headers={"Authorization": f"Bearer {old}"})
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
     new = make_token(f"{PUBLIC_BASE}/cds-services")
@@ -199,12 +249,17 @@ def test_replay_is_refused_after_redis_restarts_without_persistence(settings_fac
 
     from .conftest import PUBLIC_BASE, TEST_ISS
     from .own_servers import OwnRedis
+
     cache = OwnRedis(tmp_path)
     cache.start()
     try:
-        app = create_app(settings_factory(
-            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]}, public_base_url=PUBLIC_BASE,
-            storage={"cache_url": cache.url, "database_url": "sqlite://"})).test_client()
+        app = create_app(
+            settings_factory(
+                auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                public_base_url=PUBLIC_BASE,
+                storage={"cache_url": cache.url, "database_url": "sqlite://"},
+            )
+        ).test_client()
         time.sleep(1.1)
         token = make_token(f"{PUBLIC_BASE}/cds-services")
         headers = {"Authorization": f"Bearer {token}"}
@@ -228,6 +283,7 @@ def test_postgresql_error_paths_log_no_values(settings_factory, pg_url, caplog, 
     import sqlalchemy as sa
 
     from cds_service.web.app import create_app
+
     admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     name = f"her2_fault_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
@@ -243,8 +299,16 @@ def test_postgresql_error_paths_log_no_values(settings_factory, pg_url, caplog, 
                 conn.execute(sa.text("DROP TABLE cds_feedback"))
             db.dispose()
         secret = "she asked us not to tell her daughter"
-        body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z",
-                              "overrideReason": {"reason": {"code": "patient-declined"}, "userComment": secret}}]}
+        body = {
+            "feedback": [
+                {
+                    "card": "c1",
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                    "overrideReason": {"reason": {"code": "patient-declined"}, "userComment": secret},
+                }
+            ]
+        }
         with caplog.at_level("DEBUG"):
             resp = app.test_client().post("/cds-services/her2-order-select/feedback", json=body)
         assert resp.status_code == 503

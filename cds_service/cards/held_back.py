@@ -9,9 +9,11 @@ from typing import Any
 
 from cds_service.rules.decision import CardDecision
 
-HELD_BACK = {"shadow": "shadow mode (recorded in the ledger, not returned)",
-             "repeat": "shown to this user for this patient within cards.repeat_window_minutes",
-             "snooze": "snoozed after an override of the same topic for this patient"}
+HELD_BACK = {
+    "shadow": "shadow mode (recorded in the ledger, not returned)",
+    "repeat": "shown to this user for this patient within cards.repeat_window_minutes",
+    "snooze": "snoozed after an override of the same topic for this patient",
+}
 
 
 def topic_mode(cfg: dict[str, Any]) -> str:

@@ -14,8 +14,10 @@ from cds_service.rules.ruleset import RULESET_VERSION
 TOPIC_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-topic"
 OVERRIDE_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/override-reason"
 DEFAULT_LINKS = {
-    "label": ("Enhertu prescribing information (FDA, BLA 761139)",
-              "https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&ApplNo=761139"),
+    "label": (
+        "Enhertu prescribing information (FDA, BLA 761139)",
+        "https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&ApplNo=761139",
+    ),
     "asco_cap": ("ASCO/CAP HER2 testing guideline update (Wolff et al., 2023)", "https://doi.org/10.1200/JCO.22.02864"),
     "db06": ("DESTINY-Breast06 (Bardia et al., NEJM 2024)", "https://doi.org/10.1056/NEJMoa2407086"),
     "db04": ("DESTINY-Breast04 (Modi et al., NEJM 2022)", "https://doi.org/10.1056/NEJMoa2203690"),
@@ -28,8 +30,10 @@ def _concepts(ts: Terminology, cs_id: str) -> dict[str, str]:
 
 
 # a resource id ("Observation/obs-7") or a code in brackets ("(sct|266721009)"): for the Sources line, not the prose
-REF = re.compile(r"\b(?:Observation|Condition|Procedure|DiagnosticReport|Specimen|Medication(?:Request|Statement|"
-                 r"Administration)?|Patient|Encounter|ServiceRequest)/[A-Za-z0-9\-.]{1,64}")
+REF = re.compile(
+    r"\b(?:Observation|Condition|Procedure|DiagnosticReport|Specimen|Medication(?:Request|Statement|"
+    r"Administration)?|Patient|Encounter|ServiceRequest)/[A-Za-z0-9\-.]{1,64}"
+)
 BRACKETED_CODE = re.compile(r"\s*\(([A-Za-z0-9\-.:]+\|[A-Za-z0-9\-.]+)\)")
 
 
@@ -39,8 +43,16 @@ def plain(line: str, refs: list[str], codes: list[str]) -> str:
     line = BRACKETED_CODE.sub("", line)
     refs += REF.findall(line)
     line = REF.sub(lambda m: f"One {m.group(0).split('/')[0]}" if m.start() == 0 else "", line)
-    for junk, fix in ((r"\(\s*(?:[;,]\s*)*\)", ""), (r";\s+\(", " ("), (r";\s*\)", ")"), (r"\(\s*;\s*", "("),
-                      (r";\s*;", ";"), (r"[;,]\s*$", ""), (r"\s+([;,.)])", r"\1"), (r"\s{2,}", " ")):
+    for junk, fix in (
+        (r"\(\s*(?:[;,]\s*)*\)", ""),
+        (r";\s+\(", " ("),
+        (r";\s*\)", ")"),
+        (r"\(\s*;\s*", "("),
+        (r";\s*;", ";"),
+        (r"[;,]\s*$", ""),
+        (r"\s+([;,.)])", r"\1"),
+        (r"\s{2,}", " "),
+    ):
         line = re.sub(junk, fix, line)
     return line.strip()
 
@@ -89,8 +101,10 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
             "summary": _summary(texts.get(f"{d.topic}.summary", d.summary)),
             "indicator": d.indicator,
             "detail": _detail(d, texts.get(f"{d.topic}.footer")),
-            "source": {"label": f"{cards_cfg['source_label']} · rules {RULESET_VERSION}",
-                       "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": topics[d.topic]}},
+            "source": {
+                "label": f"{cards_cfg['source_label']} · rules {RULESET_VERSION}",
+                "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": topics[d.topic]},
+            },
         }
         if cards_cfg["links"].get("source"):
             card["source"]["url"] = cards_cfg["links"]["source"]
@@ -111,8 +125,9 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
                 card["suggestions"].append(sug)
             card["selectionBehavior"] = d.selection
         if d.overrides:
-            card["overrideReasons"] = [{"system": OVERRIDE_SYSTEM, "code": c, "display": reasons[c]}
-                                       for c in d.overrides]
+            card["overrideReasons"] = [
+                {"system": OVERRIDE_SYSTEM, "code": c, "display": reasons[c]} for c in d.overrides
+            ]
         if d.links:
             card["links"] = [{"label": urls[k][0], "url": urls[k][1], "type": "absolute"} for k in d.links]
         out.append(card)

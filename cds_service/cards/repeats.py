@@ -29,8 +29,13 @@ class Repeats:
             if card["indicator"] != "info" or card["source"]["topic"]["code"] in ALWAYS_REPEAT:
                 kept.append(card)
                 continue
-            seen = [context.get("userId"), context.get("patientId"), card["source"]["topic"]["code"],
-                    card["summary"], card["detail"]]
+            seen = [
+                context.get("userId"),
+                context.get("patientId"),
+                card["source"]["topic"]["code"],
+                card["summary"],
+                card["detail"],
+            ]
             key = hashlib.sha256(json.dumps(seen, default=str).encode()).hexdigest()
             try:
                 new = self.shown.first_use(key, self.window)

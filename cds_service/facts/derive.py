@@ -35,8 +35,11 @@ class Facts:
 
     @property
     def triple_negative(self) -> bool:
-        return self.hr.status == "negative" and self.her2.category not in (None, "positive") \
+        return (
+            self.hr.status == "negative"
+            and self.her2.category not in (None, "positive")
             and not self.her2.ever_positive
+        )
 
 
 def _later_metastatic_biopsy(ex: Extracted, her2: Her2Picture, ts: Terminology) -> Evidence | None:
@@ -58,23 +61,45 @@ def tdxd_exposure(therapy: TherapyHistory) -> Exposure | None:
     if not starts:
         return None
     ongoing = therapy.tdxd_active and any(r.ongoing for r in therapy.tdxd)
-    last = max((latest_day(r.end or r.start) for r in therapy.tdxd if r.end or r.start), default=None)
+    last = max((latest_day(d) for r in therapy.tdxd if (d := r.end or r.start)), default=None)
     return Exposure(min(starts), None if ongoing else last)
 
 
-def derive(resources: list[dict[str, Any]], context: dict[str, Any], ts: Terminology, today: date,
-           unavailable: dict[str, str] | None = None) -> Facts:
+def derive(
+    resources: list[dict[str, Any]],
+    context: dict[str, Any],
+    ts: Terminology,
+    today: date,
+    unavailable: dict[str, str] | None = None,
+) -> Facts:
     """Build the facts from a request's resources (prefetched or fetched) and its context."""
     ex = extract(resources, ts)
     her2 = build_picture(ex.observations, ex.specimens, ts)
     her2.unreadable = [ref for vs, refs in ex.unreadable.items() if vs.startswith("her2-") for ref in refs]
     hr = hr_status(ex.observations["er"], ex.observations["pr"], ts, ex.observations["hr-combined"])
     setting = derive_setting(ex.conditions, ex.observations["staging"], ts)
-    therapy = derive_therapy(ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today,
-                             setting.distant)
-    ild = derive_ild(ex.conditions, ex.procedures, setting.lung_metastases, tdxd_exposure(therapy), ts,
-                     ex.observations["renal-function"], ex.observations["ild"])
+    therapy = derive_therapy(
+        ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today, setting.distant
+    )
+    ild = derive_ild(
+        ex.conditions,
+        ex.procedures,
+        setting.lung_metastases,
+        tdxd_exposure(therapy),
+        ts,
+        ex.observations["renal-function"],
+        ex.observations["ild"],
+    )
     drafts = read_drafts(context, ts)
-    return Facts(today=today, her2=her2, hr=hr, setting=setting, therapy=therapy, ild=ild, drafts=drafts,
-                 later_metastatic_biopsy=_later_metastatic_biopsy(ex, her2, ts), data_notes=ex.notes,
-                 unavailable=dict(unavailable or {}))
+    return Facts(
+        today=today,
+        her2=her2,
+        hr=hr,
+        setting=setting,
+        therapy=therapy,
+        ild=ild,
+        drafts=drafts,
+        later_metastatic_biopsy=_later_metastatic_biopsy(ex, her2, ts),
+        data_notes=ex.notes,
+        unavailable=dict(unavailable or {}),
+    )

@@ -4,6 +4,7 @@ thoracic radiotherapy, lung metastases, reduced renal function (a Condition, or 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -87,8 +88,6 @@ def _grade(cond: dict[str, Any]) -> int | None:
     return None
 
 
-
-
 @dataclass(frozen=True)
 class Exposure:
     """T-DXd exposure: first dose, last dose (None while it continues)."""
@@ -125,7 +124,8 @@ def observation_grade(obs: dict[str, Any]) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value if 1 <= value <= 5 else None
     words = texts(obs.get("valueCodeableConcept")) + (
-        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
+        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []
+    )
     for t in words:
         m = _GRADE.search(t)
         if m:
@@ -133,12 +133,16 @@ def observation_grade(obs: dict[str, Any]) -> int | None:
     return None
 
 
-def _add_event(risk: IldRisk, record: dict[str, Any], label: str, grade: int | None, ts: Terminology,
-               exposure: Exposure | None) -> None:
+def _add_event(
+    risk: IldRisk, record: dict[str, Any], label: str, grade: int | None, ts: Terminology, exposure: Exposure | None
+) -> None:
     """One ILD/pneumonitis event: a risk factor, and T-DXd-associated grade ≥2 when it is."""
     why = _tdxd_associated(record, ts, exposure)
-    graded = "" if grade is None and not why else (
-        "" if grade and _GRADE.search(label) else f", grade {grade}" if grade else ", grade not recorded")
+    graded = (
+        ""
+        if grade is None and not why
+        else ("" if grade and _GRADE.search(label) else f", grade {grade}" if grade else ", grade not recorded")
+    )
     ev = Evidence(ref_of(record), effective_date(record), label + graded + (f"; {why}" if why else ""))
     risk.prior_ild.append(ev)
     if why:
@@ -148,10 +152,15 @@ def _add_event(risk: IldRisk, record: dict[str, Any], label: str, grade: int | N
             risk.tdxd_ild_grade2plus.append(ev)
 
 
-def derive_ild(conditions: dict[str, list[tuple[dict[str, Any], Match]]], procedures: dict[str, list[dict[str, Any]]],
-               lung_metastases: list[Evidence], exposure: Exposure | None, ts: Terminology,
-               renal_observations: list[dict[str, Any]] = (),
-               graded_observations: list[dict[str, Any]] = ()) -> IldRisk:
+def derive_ild(
+    conditions: dict[str, list[tuple[dict[str, Any], Match]]],
+    procedures: dict[str, list[dict[str, Any]]],
+    lung_metastases: list[Evidence],
+    exposure: Exposure | None,
+    ts: Terminology,
+    renal_observations: Sequence[dict[str, Any]] = (),
+    graded_observations: Sequence[dict[str, Any]] = (),
+) -> IldRisk:
     """The status policy was applied at extraction: every resource here counts."""
     risk = IldRisk(lung_metastases=list(lung_metastases), egfr=latest_egfr(list(renal_observations)))
     for cond, match in conditions["ild"]:
@@ -168,6 +177,9 @@ def derive_ild(conditions: dict[str, list[tuple[dict[str, Any], Match]]], proced
             label = first_text(proc.get("code"), "radiotherapy")
             risk.thoracic_rt.append(Evidence(ref_of(proc), effective_date(proc), f"thoracic radiotherapy: {label}"))
     for cond, _ in conditions["renal-impairment"]:
-        risk.renal.append(Evidence(ref_of(cond), effective_date(cond),
-                                   f"reduced renal function: {first_text(cond.get('code'), 'CKD')}"))
+        risk.renal.append(
+            Evidence(
+                ref_of(cond), effective_date(cond), f"reduced renal function: {first_text(cond.get('code'), 'CKD')}"
+            )
+        )
     return risk

@@ -12,8 +12,15 @@ from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.terminology import Match, Terminology, note_texts, texts
 
 MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
-SYSTEMIC_CLASSES = {"tdxd", "her2-directed-antibody", "other-adc", "cdk46-inhibitor", "endocrine-therapy",
-                    "other-targeted", "chemotherapy"}
+SYSTEMIC_CLASSES = {
+    "tdxd",
+    "her2-directed-antibody",
+    "other-adc",
+    "cdk46-inhibitor",
+    "endocrine-therapy",
+    "other-targeted",
+    "chemotherapy",
+}
 
 
 @dataclass
@@ -40,8 +47,12 @@ def _dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
             continue
         for dr in d.get("doseAndRate") or []:
             q = dr.get("doseQuantity") if isinstance(dr, dict) else None
-            if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q["value"], bool) \
-                    and math.isfinite(q["value"]):
+            if (
+                isinstance(q, dict)
+                and isinstance(q.get("value"), (int, float))
+                and not isinstance(q["value"], bool)
+                and math.isfinite(q["value"])
+            ):
                 unit = str(q.get("unit") or q.get("code") or "")
                 text = f"{q['value']:g} {unit}".strip()
                 if unit.replace(" ", "").lower() in ("mg/kg", "mg/kg/dose"):
@@ -66,8 +77,9 @@ def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
         try:
             out.append(_read_one(res, selections, ts))
         except (TypeError, AttributeError, ValueError, KeyError):
-            out.append(DraftOrder(ref_of(res), ref_of(res) in selections or not selections, None, None,
-                                  "order not readable"))
+            out.append(
+                DraftOrder(ref_of(res), ref_of(res) in selections or not selections, None, None, "order not readable")
+            )
     return out
 
 
@@ -75,7 +87,7 @@ def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> Dra
     ref = ref_of(res)
     drug = None
     if res.get("resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
-        contained = {c.get("id"): c for c in res.get("contained") or [] if isinstance(c, dict)}
+        contained = {str(c.get("id")): c for c in res.get("contained") or [] if isinstance(c, dict)}
         concept = medication_concept(res, contained)
         drug = ts.classify_drug(concept) if concept else None
         if drug is None and not concept:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -44,12 +45,16 @@ def _percent(obs: dict[str, Any], ts: Terminology) -> tuple[float, str | None] |
     holders = [obs] + [c for c in obs.get("component") or [] if isinstance(c, dict)]
     for h in holders:
         q = h.get("valueQuantity")
-        if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and (
-                q.get("unit") in ("%", "percent") or q.get("code") == "%"):
+        if (
+            isinstance(q, dict)
+            and isinstance(q.get("value"), (int, float))
+            and (q.get("unit") in ("%", "percent") or q.get("code") == "%")
+        ):
             comp = q.get("comparator")
             return float(q["value"]), comp if isinstance(comp, str) else None
     words = ts.unmatched_texts(_ANSWERS, obs.get("valueCodeableConcept")) + (
-        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
+        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []
+    )
     for t in words:
         m = _PCT.search(t.lower())
         if m:
@@ -74,8 +79,11 @@ def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> Recept
     """A coded answer decides; a number decides when there is no coded answer; a number that
     contradicts the coded answer is said, never silently preferred."""
     value = obs.get("valueCodeableConcept")
-    coded: bool | None = True if ts.match_code("result-positive", value) else (
-        False if ts.match_code("result-negative", value) else None)
+    coded: bool | None = (
+        True
+        if ts.match_code("result-positive", value)
+        else (False if ts.match_code("result-negative", value) else None)
+    )
     bound = _percent(obs, ts)
     by_number = positive_at(*bound) if bound else None
     notes = []
@@ -83,11 +91,17 @@ def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> Recept
     if positive is None:
         positive = by_number
     elif by_number is not None and by_number != coded:
-        notes.append(f"the percentage {_bound_text(bound)} disagrees with the coded "
-                     f"{'positive' if coded else 'negative'} result; the coded result is used")
+        notes.append(
+            f"the percentage {_bound_text(bound)} disagrees with the coded "
+            f"{'positive' if coded else 'negative'} result; the coded result is used"
+        )
     if positive is None:
-        text_value = {"text": " ".join(ts.unmatched_texts(_ANSWERS, value) + (
-            [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []))}
+        text_value = {
+            "text": " ".join(
+                ts.unmatched_texts(_ANSWERS, value)
+                + ([obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
+            )
+        }
         if ts.match("result-negative", text_value):
             positive = False
         elif ts.match("result-positive", text_value):
@@ -108,8 +122,12 @@ def _bound_text(bound: tuple[float, str | None] | None) -> str:
     return f"{bound[1] or ''}{bound[0]:g}%" if bound else ""
 
 
-def hr_status(er_obs: list[dict[str, Any]], pr_obs: list[dict[str, Any]], ts: Terminology,
-              combined_obs: list[dict[str, Any]] = ()) -> HrStatus:
+def hr_status(
+    er_obs: list[dict[str, Any]],
+    pr_obs: list[dict[str, Any]],
+    ts: Terminology,
+    combined_obs: Sequence[dict[str, Any]] = (),
+) -> HrStatus:
     """The latest readable ER and PR results decide; both needed to call HR-negative. One ER+PR result
     stands for both when neither is reported on its own."""
     notes: list[str] = []

@@ -12,10 +12,16 @@ from cds_service.facts.evidence import Evidence
 from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, texts
 
-_STAGE_IV = re.compile(r"(?<![a-z0-9])(?:stage\s*(?:iv|4)[a-c]?|[cpy]{0,2}m1[a-d]?(?:\([a-z]+\))?|iv[a-c]?|4[a-c]?)"
-                       r"(?![a-z0-9])", re.I)
-_NO_DISTANT = re.compile(r"(?<![a-z0-9])(?:stage\s*(?:0|i{1,3}|[1-3])[a-c]?|[cpy]{0,2}m0(?:\([a-z+]+\))?|"
-                         r"i{1,3}[a-c]?|[0-3][a-c]?)(?![a-z0-9])", re.I)
+_STAGE_IV = re.compile(
+    r"(?<![a-z0-9])(?:stage\s*(?:iv|4)[a-c]?|[cpy]{0,2}m1[a-d]?(?:\([a-z]+\))?|iv[a-c]?|4[a-c]?)"
+    r"(?![a-z0-9])",
+    re.I,
+)
+_NO_DISTANT = re.compile(
+    r"(?<![a-z0-9])(?:stage\s*(?:0|i{1,3}|[1-3])[a-c]?|[cpy]{0,2}m0(?:\([a-z+]+\))?|"
+    r"i{1,3}[a-c]?|[0-3][a-c]?)(?![a-z0-9])",
+    re.I,
+)
 METASTASIS_SETS = ("metastatic-disease", "lymph-node-metastasis", "regional-lymph-node")
 
 
@@ -93,8 +99,9 @@ def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
     return match.canonical.lower()
 
 
-def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
-                   staging: list[dict[str, Any]], ts: Terminology) -> Setting:
+def derive_setting(
+    conditions: dict[str, list[tuple[dict[str, Any], Match]]], staging: list[dict[str, Any]], ts: Terminology
+) -> Setting:
     s = Setting(metastatic=False, start=None)
     by_ref: dict[str, tuple[dict[str, Any], dict[str, Match]]] = {}
     for vs in METASTASIS_SETS:
@@ -108,8 +115,10 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
             s.notes.append(f"{ref} ({label}): regional lymph-node disease (N category), not distant metastasis")
             continue
         if region == "unknown":
-            s.notes.append(f"{ref} ({label}): lymph-node metastasis whose region (regional or distant) is not "
-                           "recorded; not counted as distant metastasis")
+            s.notes.append(
+                f"{ref} ({label}): lymph-node metastasis whose region (regional or distant) is not "
+                "recorded; not counted as distant metastasis"
+            )
             continue
         match = sets.get("metastatic-disease") or next(iter(sets.values()))
         shown = match.describe() if match.by == "text" else match.canonical
@@ -142,16 +151,19 @@ def derive_setting(conditions: dict[str, list[tuple[dict[str, Any], Match]]],
         if newer:
             s.evidence.remove(ev)
             s.distant = [d for d in s.distant if d.evidence != ev]
-            s.notes.append(f"{ev.ref} ({ev.text}, {fmt(ev.when)}) is a text-only statement; the newer staging "
-                           f"{newer[-1].ref} ({newer[-1].text}, {fmt(newer[-1].when)}) says no distant metastasis")
+            s.notes.append(
+                f"{ev.ref} ({ev.text}, {fmt(ev.when)}) is a text-only statement; the newer staging "
+                f"{newer[-1].ref} ({newer[-1].text}, {fmt(newer[-1].when)}) says no distant metastasis"
+            )
     for cond, _ in conditions["lung-metastasis"]:
         s.lung_metastases.append(Evidence(ref_of(cond), _onset(cond), "lung/pleural metastasis"))
     s.metastatic = bool(s.evidence)
     dated = [e.when for e in s.evidence if e.when]
     s.start = min(dated) if dated else None
     if s.metastatic and s.start is None:
-        s.notes.append("metastatic disease is recorded without a date: therapy lines cannot be placed "
-                       "before or after it")
+        s.notes.append(
+            "metastatic disease is recorded without a date: therapy lines cannot be placed before or after it"
+        )
     if not s.metastatic:
         s.notes.append("no record of metastatic disease (secondary malignancy, stage IV or M1)")
     return s

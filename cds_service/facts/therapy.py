@@ -3,6 +3,7 @@ toxicity stops, setting (metastatic or early) and chemotherapy / T-DXd exposure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -14,10 +15,15 @@ from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
 from cds_service.fhir.terminology import Terminology
 
-CLASS_LABEL = {"endocrine-therapy": "endocrine therapy", "cdk46-inhibitor": "CDK4/6 inhibitor",
-               "other-targeted": "targeted therapy", "chemotherapy": "chemotherapy",
-               "her2-directed-antibody": "HER2-directed therapy", "tdxd": "trastuzumab deruxtecan",
-               "other-adc": "antibody-drug conjugate"}
+CLASS_LABEL = {
+    "endocrine-therapy": "endocrine therapy",
+    "cdk46-inhibitor": "CDK4/6 inhibitor",
+    "other-targeted": "targeted therapy",
+    "chemotherapy": "chemotherapy",
+    "her2-directed-antibody": "HER2-directed therapy",
+    "tdxd": "trastuzumab deruxtecan",
+    "other-adc": "antibody-drug conjugate",
+}
 ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
 ONGOING = {"active", "in-progress", "on-hold"}
 
@@ -62,12 +68,17 @@ class Line:
 
     def describe(self) -> str:
         span = f"{fmt(self.start)} to {'ongoing' if self.ongoing else fmt(self.end) if self.end else 'end unknown'}"
-        outcome = {"progressed": "progressed", "stopped-toxicity": "stopped for toxicity (not progression)",
-                   "ongoing": "ongoing", "ended-reason-unknown": "ended, reason unknown"}[self.outcome]
+        outcome = {
+            "progressed": "progressed",
+            "stopped-toxicity": "stopped for toxicity (not progression)",
+            "ongoing": "ongoing",
+            "ended-reason-unknown": "ended, reason unknown",
+        }[self.outcome]
         ev = "; ".join(e.line() for e in self.progression)
         notes = "".join(f" [{n}]" for n in self.notes)
-        return (f"{' + '.join(self.drugs)} ({span}, {self.setting} setting): {outcome}"
-                + (f" — {ev}" if ev else "") + notes)
+        return (
+            f"{' + '.join(self.drugs)} ({span}, {self.setting} setting): {outcome}" + (f" — {ev}" if ev else "") + notes
+        )
 
 
 @dataclass
@@ -95,7 +106,7 @@ def _period(r: dict[str, Any]) -> tuple[date | None, date | None]:
             if isinstance(bounds, dict):
                 start = parse_date(bounds.get("start")) or start
                 end = parse_date(bounds.get("end")) or end
-        dispense = r.get("dispenseRequest") if isinstance(r.get("dispenseRequest"), dict) else {}
+        dispense: dict[str, Any] = r["dispenseRequest"] if isinstance(r.get("dispenseRequest"), dict) else {}
         validity = dispense.get("validityPeriod")
         if isinstance(validity, dict):
             start = start or parse_date(validity.get("start"))
@@ -110,8 +121,20 @@ def _period(r: dict[str, Any]) -> tuple[date | None, date | None]:
     return d, (d if r["resourceType"] == "MedicationAdministration" else None)
 
 
-_UNIT_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30, "months": 30,
-              "a": 365, "year": 365, "years": 365}
+_UNIT_DAYS = {
+    "d": 1,
+    "day": 1,
+    "days": 1,
+    "wk": 7,
+    "week": 7,
+    "weeks": 7,
+    "mo": 30,
+    "month": 30,
+    "months": 30,
+    "a": 365,
+    "year": 365,
+    "years": 365,
+}
 
 
 def _days(duration: Any) -> float | None:
@@ -142,8 +165,17 @@ def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
             break
         if hit := ts.match("toxicity", cc):
             stop, stop_text = "toxicity", hit.describe()
-    return Record(ref_of(r), rec.drug.value_set, rec.drug.canonical, start, end, status in ONGOING,
-                  stop, stop_text, rec.drug.by == "text")
+    return Record(
+        ref_of(r),
+        rec.drug.value_set,
+        rec.drug.canonical,
+        start,
+        end,
+        status in ONGOING,
+        stop,
+        stop_text,
+        rec.drug.by == "text",
+    )
 
 
 def _episodes(records: list[Record]) -> list[list[Record]]:
@@ -174,8 +206,14 @@ def _line(episodes: list[list[Record]]) -> Line:
     ongoing = any(ep[-1].ongoing for ep in episodes)
     ends = [max(filter(None, (r.end for r in ep)), default=None) for ep in episodes]
     end = None if ongoing or any(e is None for e in ends) else max(e for e in ends if e)
-    line = Line(drugs=sorted({r.ingredient for r in recs}), classes={r.drug_class for r in recs},
-                start=min(starts) if starts else None, end=end, ongoing=ongoing, refs=[r.ref for r in recs])
+    line = Line(
+        drugs=sorted({r.ingredient for r in recs}),
+        classes={r.drug_class for r in recs},
+        start=min(starts) if starts else None,
+        end=end,
+        ongoing=ongoing,
+        refs=[r.ref for r in recs],
+    )
     if not ongoing and end is None:
         line.notes.append("end date not recorded")
     by_text = sorted({r.ingredient for r in recs if r.by_text})
@@ -184,8 +222,13 @@ def _line(episodes: list[list[Record]]) -> Line:
     return line
 
 
-def _outcome(line: Line, episodes: list[list[Record]], status_obs: list[tuple[date, Evidence]],
-             previous_end: date | None, next_same_class: date | None = None) -> None:
+def _outcome(
+    line: Line,
+    episodes: list[list[Record]],
+    status_obs: list[tuple[date, Evidence]],
+    previous_end: date | None,
+    next_same_class: date | None = None,
+) -> None:
     for ep in episodes:
         for r in ep:
             if r.stop == "progression":
@@ -226,9 +269,15 @@ def new_metastases(metastases: list[Metastasis], metastatic_start: date | None) 
     return out
 
 
-def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], metastatic_start: date | None,
-                   metastatic: bool, ts: Terminology, today: date,
-                   metastases: list[Metastasis] = ()) -> TherapyHistory:
+def derive_therapy(
+    meds: list[MedRecord],
+    status_obs: list[dict[str, Any]],
+    metastatic_start: date | None,
+    metastatic: bool,
+    ts: Terminology,
+    today: date,
+    metastases: Sequence[Metastasis] = (),
+) -> TherapyHistory:
     notes: list[str] = []
     records = [r for r in (read_record(m, ts) for m in meds) if r]
     progressions = []
@@ -251,12 +300,16 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
     previous_end: date | None = None
     built = [_line(cl) for cl in clusters]
     for i, (cl, line) in enumerate(zip(clusters, built, strict=True)):
-        later = [ln.start for ln in built[i + 1:] if ln.start and ln.classes & line.classes]
+        later = [ln.start for ln in built[i + 1 :] if ln.start and ln.classes & line.classes]
         # a new site starts the metastatic setting: it is not progression of a line that began after it
-        sites = [(w, ev) for w, ev, initial in new_sites
-                 if not (initial and line.start and metastatic_start and line.start >= metastatic_start)]
-        _outcome(line, cl, sorted(progressions + sites, key=lambda t: t[0]), previous_end,
-                 min(later) if later else None)
+        sites = [
+            (w, ev)
+            for w, ev, initial in new_sites
+            if not (initial and line.start and metastatic_start and line.start >= metastatic_start)
+        ]
+        _outcome(
+            line, cl, sorted(progressions + sites, key=lambda t: t[0]), previous_end, min(later) if later else None
+        )
         previous_end = line.end or previous_end
         if metastatic and metastatic_start and line.start:
             if line.start >= latest_day(metastatic_start):
@@ -264,8 +317,10 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
             elif latest_day(line.start) < metastatic_start:
                 line.setting = "early"
             else:  # a year- or month-only date that spans the other one
-                line.notes.append(f"setting unknown: started {fmt(line.start)}, metastatic since "
-                                  f"{fmt(metastatic_start)}; the dates are too coarse to tell which came first")
+                line.notes.append(
+                    f"setting unknown: started {fmt(line.start)}, metastatic since "
+                    f"{fmt(metastatic_start)}; the dates are too coarse to tell which came first"
+                )
         elif not metastatic and line.start:
             line.setting = "early"
         else:
@@ -282,7 +337,10 @@ def derive_therapy(meds: list[MedRecord], status_obs: list[dict[str, Any]], meta
                 gap = (metastatic_start - ln.end).days
                 if gap <= ADJUVANT_RECURRENCE.value:
                     drugs = " + ".join(ln.drugs)
-                    text = (f"recurrence {gap} days after completing early-stage chemotherapy ({drugs})" if gap >= 0
-                            else f"recurrence during early-stage chemotherapy ({drugs}, ended {ln.end.isoformat()})")
+                    text = (
+                        f"recurrence {gap} days after completing early-stage chemotherapy ({drugs})"
+                        if gap >= 0
+                        else f"recurrence during early-stage chemotherapy ({drugs}, ended {ln.end.isoformat()})"
+                    )
                     adjuvant = Evidence(ln.refs[0], ln.end, text)
     return TherapyHistory(lines, tdxd, tdxd_active, her2, adjuvant, notes)

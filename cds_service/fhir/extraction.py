@@ -33,16 +33,37 @@ from cds_service.fhir.status import IGNORE, UNCONFIRMED, verdict
 from cds_service.fhir.status import note as status_note
 from cds_service.fhir.terminology import Match, Terminology
 
-MODELS = {"Observation": Observation, "Condition": Condition, "Procedure": Procedure,
-          "MedicationStatement": MedicationStatement, "MedicationRequest": MedicationRequest,
-          "MedicationAdministration": MedicationAdministration, "Medication": Medication,
-          "Specimen": Specimen, "ServiceRequest": ServiceRequest, "DiagnosticReport": DiagnosticReport}
+MODELS = {
+    "Observation": Observation,
+    "Condition": Condition,
+    "Procedure": Procedure,
+    "MedicationStatement": MedicationStatement,
+    "MedicationRequest": MedicationRequest,
+    "MedicationAdministration": MedicationAdministration,
+    "Medication": Medication,
+    "Specimen": Specimen,
+    "ServiceRequest": ServiceRequest,
+    "DiagnosticReport": DiagnosticReport,
+}
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
-HER2_SETS = ("her2-ish-ratio", "her2-ish-copy-number", "her2-cep17-copy-number", "her2-ish", "her2-ihc",
-             "her2-interpretation")
+HER2_SETS = (
+    "her2-ish-ratio",
+    "her2-ish-copy-number",
+    "her2-cep17-copy-number",
+    "her2-ish",
+    "her2-ihc",
+    "her2-interpretation",
+)
 OBS_SETS = (*HER2_SETS, "er", "pr", "hr-combined", "disease-status", "staging", "renal-function", "ild")
-CONDITION_SETS = ("ild", "lung-metastasis", "metastatic-disease", "regional-lymph-node", "lymph-node-metastasis",
-                  "breast-cancer", "renal-impairment")
+CONDITION_SETS = (
+    "ild",
+    "lung-metastasis",
+    "metastatic-disease",
+    "regional-lymph-node",
+    "lymph-node-metastasis",
+    "breast-cancer",
+    "renal-impairment",
+)
 PROCEDURE_SETS = ("radiotherapy", "biopsy")
 
 
@@ -60,7 +81,8 @@ class Extracted:
 
     observations: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in OBS_SETS})
     conditions: dict[str, list[tuple[dict[str, Any], Match]]] = field(
-        default_factory=lambda: {k: [] for k in CONDITION_SETS})
+        default_factory=lambda: {k: [] for k in CONDITION_SETS}
+    )
     procedures: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in PROCEDURE_SETS})
     meds: list[MedRecord] = field(default_factory=list)
     unreadable: dict[str, list[str]] = field(default_factory=dict)  # value set -> refs that failed validation
@@ -131,10 +153,11 @@ def _validate(model: Any, resource: dict[str, Any], notes: list[str]) -> dict[st
                 notes.append(f"{ref_of(resource)} had single values where FHIR R4 expects lists; read as lists")
             return resource
         except ValidationError as exc:
-            fixes = {e["loc"][0] for e in exc.errors() if e["type"] == "list_type" and len(e["loc"]) == 1}
+            fixes = {str(e["loc"][0]) for e in exc.errors() if e["type"] == "list_type" and len(e["loc"]) == 1}
             if attempt or not fixes:
-                notes.append(f"{ref_of(resource)} could not be read and was left out: not valid FHIR R4 "
-                             f"({_problem(exc)})")
+                notes.append(
+                    f"{ref_of(resource)} could not be read and was left out: not valid FHIR R4 ({_problem(exc)})"
+                )
                 return None
             resource = {**resource, **{k: [resource[k]] for k in fixes}}
         except (RecursionError, TypeError, ValueError):
@@ -172,7 +195,7 @@ def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _version(r: dict[str, Any]) -> tuple[str, str]:
-    meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+    meta: dict[str, Any] = r["meta"] if isinstance(r.get("meta"), dict) else {}
     v = str(meta.get("versionId", ""))
     return (v.zfill(12) if v.isdigit() else v, str(meta.get("lastUpdated", "")))
 
@@ -224,8 +247,7 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     out = Extracted()
     resources = _dedupe(resources)
     out.counted = len(resources)
-    medications = {r["id"]: r for r in resources
-                   if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
+    medications = {r["id"]: r for r in resources if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
     reports = pathology_reports(resources, ts, lambda rep: _admit(rep, out.notes))
     members = {ref: rep for rep in reports for ref in result_refs(rep)}
     for r in resources:
@@ -234,8 +256,9 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
         except (TypeError, AttributeError, ValueError, KeyError):
             out.notes.append(f"{ref_of(r)} was skipped: not readable FHIR")
     for rep in reports:
-        for kind, obs in conclusion_statements(rep, {k for k, lst in out.observations.items()
-                                                     if any(o.get("_report") == rep.get("id") for o in lst)}):
+        for kind, obs in conclusion_statements(
+            rep, {k for k, lst in out.observations.items() if any(o.get("_report") == rep.get("id") for o in lst)}
+        ):
             out.observations[kind].append(obs)
     return out
 
@@ -256,8 +279,13 @@ def _admit(r: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     return None if _set_aside(r, notes) else validated(r, notes)
 
 
-def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[str, Any]],
-              members: dict[str, dict[str, Any]], out: Extracted) -> None:
+def _sort_one(
+    r: dict[str, Any],
+    ts: Terminology,
+    medications: dict[str, dict[str, Any]],
+    members: dict[str, dict[str, Any]],
+    out: Extracted,
+) -> None:
     rtype = r["resourceType"]
     if rtype == "Observation":
         report = members.get(ref_of(r))
@@ -273,19 +301,19 @@ def _sort_one(r: dict[str, Any], ts: Terminology, medications: dict[str, dict[st
             out.observations[vs].append(with_report_context(admitted, report) if report else admitted)
     elif rtype == "Condition":
         hits = _condition_hits(ts, r)
-        if hits and (r := _admit(r, out.notes)) is not None:
+        if hits and (admitted := _admit(r, out.notes)) is not None:
             for vs, m in hits:
-                out.conditions[vs].append((r, m))
+                out.conditions[vs].append((admitted, m))
     elif rtype == "Procedure":
         if not ts.group(PROCEDURE_SETS).could_match(r.get("code")):
             return
-        hits = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
-        if hits and (r := _admit(r, out.notes)) is not None:
-            for vs in hits:
-                out.procedures[vs].append(r)
+        procedure_sets = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
+        if procedure_sets and (admitted := _admit(r, out.notes)) is not None:
+            for vs in procedure_sets:
+                out.procedures[vs].append(admitted)
     elif rtype in MED_TYPES:
         drug = ts.classify_drug(medication_concept(r, medications))
-        if drug and (r := _admit(r, out.notes)) is not None:
-            out.meds.append(MedRecord(r, drug))
-    elif rtype == "Specimen" and isinstance(r.get("id"), str) and (r := _admit(r, out.notes)) is not None:
-        out.specimens[r["id"]] = r
+        if drug and (admitted := _admit(r, out.notes)) is not None:
+            out.meds.append(MedRecord(admitted, drug))
+    elif rtype == "Specimen" and isinstance(r.get("id"), str) and (admitted := _admit(r, out.notes)) is not None:
+        out.specimens[admitted["id"]] = admitted

@@ -10,8 +10,14 @@ from typing import Any
 from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.terminology import Terminology, codings, texts
 
-HER2_KINDS = {"her2-ish-ratio", "her2-ish-copy-number", "her2-cep17-copy-number", "her2-ish", "her2-ihc",
-              "her2-interpretation"}
+HER2_KINDS = {
+    "her2-ish-ratio",
+    "her2-ish-copy-number",
+    "her2-cep17-copy-number",
+    "her2-ish",
+    "her2-ihc",
+    "her2-interpretation",
+}
 _HER2 = re.compile(r"(?<![a-z0-9])(?:her-?2(?:/neu)?|erbb-?2|c-?erbb-?2)(?![a-z0-9])", re.I)
 _ER = re.compile(r"(?<![a-z0-9])(?:o?estrogen receptors?|er)(?![a-z0-9])", re.I)
 _PR = re.compile(r"(?<![a-z0-9])(?:progesterone receptors?|pg?r)(?![a-z0-9])", re.I)
@@ -42,8 +48,9 @@ def is_pathology_report(report: dict[str, Any], ts: Terminology) -> bool:
     return any(ts.match("pathology-report", cc) for cc in concepts if isinstance(cc, dict))
 
 
-def pathology_reports(resources: list[dict[str, Any]], ts: Terminology,
-                      admit: Callable[[dict[str, Any]], dict[str, Any] | None]) -> list[dict[str, Any]]:
+def pathology_reports(
+    resources: list[dict[str, Any]], ts: Terminology, admit: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
     """The pathology DiagnosticReports that pass the status policy and validation."""
     out = []
     for r in resources:
@@ -85,7 +92,9 @@ def with_report_context(obs: dict[str, Any], report: dict[str, Any]) -> dict[str
 
 def _report_context(report: dict[str, Any]) -> dict[str, Any]:
     """The report's dates and first specimen, as a result read from it carries them."""
-    out = {key: report[key] for key in ("effectiveDateTime", "effectivePeriod", "issued") if key in report}
+    out: dict[str, Any] = {
+        key: report[key] for key in ("effectiveDateTime", "effectivePeriod", "issued") if key in report
+    }
     if isinstance(report.get("specimen"), list) and report["specimen"]:
         out["specimen"] = report["specimen"][0]
     return out
@@ -100,7 +109,7 @@ def statements(text: str) -> list[tuple[str, str]]:
     for i, (start, end, kind) in enumerate(marks):
         stop = marks[i + 1][0] if i + 1 < len(marks) else len(text)
         sentence = _SENTENCE_END.search(text, end, stop)
-        phrase = text[start:sentence.start() if sentence else stop].strip(" ,:")
+        phrase = text[start : sentence.start() if sentence else stop].strip(" ,:")
         if len(phrase) > end - start:
             out.append((kind, phrase))
     return out
@@ -121,9 +130,15 @@ def conclusion_statements(report: dict[str, Any], present: set[str]) -> list[tup
             continue
         seen.add(kind)
         reading: dict[str, Any] = {
-            "resourceType": "Observation", "id": f"{report.get('id')}-{kind}", "_ref": ref_of(report),
-            "_report": report.get("id"), "_from_text": True, "status": report.get("status"),
+            "resourceType": "Observation",
+            "id": f"{report.get('id')}-{kind}",
+            "_ref": ref_of(report),
+            "_report": report.get("id"),
+            "_from_text": True,
+            "status": report.get("status"),
             "code": {"text": f"{kind.split('-')[0].upper()} (pathology report conclusion)"},
-            "valueString": phrase[:300], **_report_context(report)}
+            "valueString": phrase[:300],
+            **_report_context(report),
+        }
         out.append((kind, reading))
     return out

@@ -48,8 +48,11 @@ def _parse_date(value: str) -> date | None:
             return date(year, int(month), int(day))
         partial = PartialDate(year, int(month or 1), 1)
         partial.precision = "year" if month is None else "month"
-        partial.latest = (date(year, 12, 31) if month is None else
-                          date(year + int(month) // 12, int(month) % 12 + 1, 1) - timedelta(days=1))
+        partial.latest = (
+            date(year, 12, 31)
+            if month is None
+            else date(year + int(month) // 12, int(month) % 12 + 1, 1) - timedelta(days=1)
+        )
     except ValueError:
         return None
     return partial

@@ -21,11 +21,24 @@ from cds_service.paths import profiles_dir
 
 TEXT_TERM_URL = "http://her2-cds.org/fhir/StructureDefinition/text-match-term"
 VS_BASE = "http://her2-cds.org/fhir/ValueSet/"
-MODELS = {"ValueSet": ValueSet, "CodeSystem": CodeSystem, "StructureDefinition": StructureDefinition}
-NEGATION = re.compile(r"(?:\bno|\bnot|\bnon-?|\bwithout|\bdenies|\bnegative for|\bfree of|\babsence of|\bruled out)"
-                      r"(?:\s+\S+){0,2}\s*$")
-DRUG_CLASSES = ("tdxd", "her2-directed-antibody", "other-adc", "cdk46-inhibitor", "endocrine-therapy",
-                "other-targeted", "chemotherapy")
+MODELS: dict[str | None, Any] = {
+    "ValueSet": ValueSet,
+    "CodeSystem": CodeSystem,
+    "StructureDefinition": StructureDefinition,
+}
+NEGATION = re.compile(
+    r"(?:\bno|\bnot|\bnon-?|\bwithout|\bdenies|\bnegative for|\bfree of|\babsence of|\bruled out)"
+    r"(?:\s+\S+){0,2}\s*$"
+)
+DRUG_CLASSES = (
+    "tdxd",
+    "her2-directed-antibody",
+    "other-adc",
+    "cdk46-inhibitor",
+    "endocrine-therapy",
+    "other-targeted",
+    "chemotherapy",
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,8 @@ class ValueSetMatcher:
             if not names:
                 return None
             self._ingredient_regex = re.compile(
-                r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in names) + r")(?![a-z0-9])")
+                r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in names) + r")(?![a-z0-9])"
+            )
         m = self._ingredient_regex.search(text.lower())
         return self.terms[m.group(1)] if m else None
 
@@ -185,8 +199,12 @@ class Terminology:
 
     MEMO_SIZE = 100_000
 
-    def __init__(self, matchers: dict[str, ValueSetMatcher], resources: dict[str, dict[str, Any]],
-                 extras: list[ExtraFile] | None = None) -> None:
+    def __init__(
+        self,
+        matchers: dict[str, ValueSetMatcher],
+        resources: dict[str, dict[str, Any]],
+        extras: list[ExtraFile] | None = None,
+    ) -> None:
         self.sets = matchers
         self.resources = resources
         self.extras = extras or []
@@ -222,8 +240,11 @@ class Terminology:
                 terms.update(vs.terms)
                 systems.update(s for s, _ in vs.prefixes)
             alts = sorted(terms, key=len, reverse=True)
-            regex = re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in alts) + r")(?![a-z0-9])") \
-                if alts else None
+            regex = (
+                re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in alts) + r")(?![a-z0-9])")
+                if alts
+                else None
+            )
             index = self._groups[vs_ids] = GroupIndex(codes, systems, regex)
         return index
 
@@ -263,8 +284,11 @@ class Terminology:
         out = [cc["text"]] if isinstance(cc, dict) and isinstance(cc.get("text"), str) else []
         for c in codings(cc):
             system, code = c.get("system"), c.get("code")
-            coded = isinstance(system, str) and isinstance(code, str) and any(
-                self.sets[v].match_coding(system, code) is not None for v in vs_ids)
+            coded = (
+                isinstance(system, str)
+                and isinstance(code, str)
+                and any(self.sets[v].match_coding(system, code) is not None for v in vs_ids)
+            )
             if not coded and isinstance(c.get("display"), str):
                 out.append(c["display"])
         return out
@@ -314,10 +338,10 @@ def _read(path: Path) -> dict[str, Any]:
     rtype = data.get("resourceType") if isinstance(data, dict) else None
     model = MODELS.get(rtype)
     if model is None:
-        raise ConfigError(f"{path}: resourceType must be one of {', '.join(MODELS)}, not {rtype!r}")
+        raise ConfigError(f"{path}: resourceType must be one of {', '.join(str(m) for m in MODELS)}, not {rtype!r}")
     try:
         model.model_validate(data)
-    except Exception as exc:  # noqa: BLE001 - pydantic's error names the element
+    except Exception as exc:
         raise ConfigError(f"{path}: not a valid FHIR R4 {rtype}: {str(exc)[:600]}") from exc
     return data
 
@@ -360,8 +384,11 @@ def _problems(data: dict[str, Any]) -> list[str]:
                 out.append(f"{where}.filter[{j}]: only op 'is-a' is supported, not {f.get('op')!r}")
     for i, _ in enumerate((data.get("compose") or {}).get("exclude") or []):
         out.append(f"compose.exclude[{i}] is not supported: leave the codes out instead")
-    missing = [c.get("code", "?") for c in _contains((data.get("expansion") or {}).get("contains") or [])
-               if c.get("code") and not c.get("system")]
+    missing = [
+        c.get("code", "?")
+        for c in _contains((data.get("expansion") or {}).get("contains") or [])
+        if c.get("code") and not c.get("system")
+    ]
     if missing:
         out.append(f"expansion.contains: code(s) {', '.join(missing[:5])} have no system")
     return out
@@ -385,8 +412,10 @@ def _add_extra(path: Path, matchers: dict[str, ValueSetMatcher], by_url: dict[st
         raise ConfigError(f"{path}: " + "; ".join(problems))
     added = matchers[vs_id].add(data)
     if added == 0:
-        raise ConfigError(f"{path}: adds no code to {vs_id} (no compose.include concept or filter, no "
-                          "expansion.contains entry with a system and code, or only codes it already has)")
+        raise ConfigError(
+            f"{path}: adds no code to {vs_id} (no compose.include concept or filter, no "
+            "expansion.contains entry with a system and code, or only codes it already has)"
+        )
     return ExtraFile(str(path), vs_id, added)
 
 
@@ -401,4 +430,4 @@ def note_texts(resource: dict[str, Any]) -> list[str]:
 
 def verification_codes(resource: dict[str, Any]) -> set[str]:
     vs = resource.get("verificationStatus")
-    return {c.get("code") for c in codings(vs)} if isinstance(vs, dict) else set()
+    return {str(c["code"]) for c in codings(vs) if c.get("code") is not None} if isinstance(vs, dict) else set()

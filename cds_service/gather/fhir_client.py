@@ -45,8 +45,9 @@ def normalise(url: str) -> str | None:
     return f"{scheme}://{netloc}{path}"
 
 
-def read_body(resp: requests.Response, deadline: float, max_bytes: int,
-              budget: ByteBudget | None = None) -> tuple[bytes, str | None]:
+def read_body(
+    resp: requests.Response, deadline: float, max_bytes: int, budget: ByteBudget | None = None
+) -> tuple[bytes, str | None]:
     """A streamed response's body, bounded in wall-clock time and size: (body, None) or (b"", reason).
     The read timeout of `requests` is per socket read, so a peer that trickles bytes would hold the
     thread past the deadline: at the deadline the socket is shut down, whatever the read is doing."""
@@ -117,8 +118,15 @@ class FetchResult:
 class FhirClient:
     """GET searches and reads against an allow-listed FHIR server; never raises on I/O."""
 
-    def __init__(self, allowed_servers: list[str], timeout: float, max_pages: int,
-                 bytes_per_request: int = 20_000_000, per_server: int = 32, merge_queries: bool = True) -> None:
+    def __init__(
+        self,
+        allowed_servers: list[str],
+        timeout: float,
+        max_pages: int,
+        bytes_per_request: int = 20_000_000,
+        per_server: int = 32,
+        merge_queries: bool = True,
+    ) -> None:
         self.allowed = list(allowed_servers)
         self.merge_queries = merge_queries  # Observation searches by code merged into one (gathering.py)
         self.timeout = timeout
@@ -129,8 +137,9 @@ class FhirClient:
         self._pools_lock = threading.Lock()
         self._local = threading.local()
 
-    def submit(self, url: str, token: str | None, deadline: float, origin: str,
-               budget: ByteBudget | None = None) -> Future[FetchResult]:
+    def submit(
+        self, url: str, token: str | None, deadline: float, origin: str, budget: ByteBudget | None = None
+    ) -> Future[FetchResult]:
         """Run a search on the server's own thread pool: a slow server queues its own queries and never
         takes the threads another server's queries need. A query that waited past the deadline returns
         at once without a request."""
@@ -138,8 +147,9 @@ class FhirClient:
         with self._pools_lock:
             pool = self._pools.get(host)
             if pool is None:
-                pool = self._pools[host] = ThreadPoolExecutor(max_workers=self._per_server,
-                                                              thread_name_prefix=f"fhir-{len(self._pools)}")
+                pool = self._pools[host] = ThreadPoolExecutor(
+                    max_workers=self._per_server, thread_name_prefix=f"fhir-{len(self._pools)}"
+                )
         return pool.submit(self.search, url, token, deadline, origin, budget)
 
     def _session(self) -> requests.Session:
@@ -152,8 +162,9 @@ class FhirClient:
             self._local.session = session
         return session
 
-    def get_json(self, url: str, token: str | None, deadline: float,
-                 budget: ByteBudget | None = None) -> tuple[Any, str | None]:
+    def get_json(
+        self, url: str, token: str | None, deadline: float, budget: ByteBudget | None = None
+    ) -> tuple[Any, str | None]:
         """One GET; (parsed JSON, None) or (None, reason). The reason never holds the token."""
         if not is_allowed(url, self.allowed):
             return None, "server not on the allow-list"
@@ -165,8 +176,7 @@ class FhirClient:
             headers["Authorization"] = f"Bearer {token}"
         t = min(self.timeout, remaining)
         try:
-            with self._session().get(url, headers=headers, timeout=(t, t), stream=True,
-                                     allow_redirects=False) as resp:
+            with self._session().get(url, headers=headers, timeout=(t, t), stream=True, allow_redirects=False) as resp:
                 if resp.status_code != 200:
                     return None, f"HTTP {resp.status_code}"
                 body, error = read_body(resp, deadline, MAX_RESPONSE_BYTES, budget)
@@ -185,8 +195,9 @@ class FhirClient:
         except (ValueError, UnicodeDecodeError):
             return None, "response is not JSON"
 
-    def search(self, url: str, token: str | None, deadline: float,
-               origin: str | None = None, budget: ByteBudget | None = None) -> FetchResult:
+    def search(
+        self, url: str, token: str | None, deadline: float, origin: str | None = None, budget: ByteBudget | None = None
+    ) -> FetchResult:
         """Fetch url and follow Bundle `next` links on the same server, up to max_pages."""
         result = FetchResult()
         seen: set[str] = set()
@@ -233,9 +244,13 @@ def read_payload(data: Any) -> tuple[list[dict[str, Any]], str | None, str | Non
     entries = data.get("entry") or []
     if not isinstance(entries, list):
         return [], None, "Bundle.entry is not a list"
-    resources = [e["resource"] for e in entries
-                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-                 and isinstance(e["resource"].get("resourceType"), str)]
+    resources = [
+        e["resource"]
+        for e in entries
+        if isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and isinstance(e["resource"].get("resourceType"), str)
+    ]
     return resources, next_link(data), None
 
 

@@ -62,14 +62,16 @@ def _fhir_token(request: dict[str, Any]) -> str | None:
     return auth.get("access_token") if isinstance(auth, dict) else None
 
 
-def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClient,
-           deadline: float, allow_unauthenticated: bool) -> Gathered:
+def gather(
+    request: dict[str, Any], templates: dict[str, str], client: FhirClient, deadline: float, allow_unauthenticated: bool
+) -> Gathered:
     """Resolve every prefetch template to a list of resources, fetching what is missing."""
     prefetch = request.get("prefetch") or {}
     server = request.get("fhirServer")
     token = _fhir_token(request)
-    usable = isinstance(server, str) and is_allowed(server, client.allowed) and (
-        token is not None or allow_unauthenticated)
+    usable = (
+        isinstance(server, str) and is_allowed(server, client.allowed) and (token is not None or allow_unauthenticated)
+    )
     out = Gathered()
     to_fetch: dict[str, str] = {}
     to_continue: dict[str, str] = {}
@@ -93,9 +95,13 @@ def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClien
             continue
         to_fetch[key] = query
     if to_fetch and not usable:
-        why = ("no fhirServer in the request" if not isinstance(server, str) else
-               "fhirServer is not on this service's allow-list" if not is_allowed(server, client.allowed)
-               else "no fhirAuthorization token for fhirServer")
+        why = (
+            "no fhirServer in the request"
+            if not isinstance(server, str)
+            else "fhirServer is not on this service's allow-list"
+            if not is_allowed(server, client.allowed)
+            else "no fhirAuthorization token for fhirServer"
+        )
         if set(to_fetch) - OPTIONAL_KEYS:
             raise MissingPrefetch(sorted(set(to_fetch) - OPTIONAL_KEYS), why)
         for key in to_fetch:  # an EHR without this key (e.g. no DiagnosticReport support): said, not refused
@@ -117,20 +123,21 @@ def gather(request: dict[str, Any], templates: dict[str, str], client: FhirClien
 REPORT_RESULTS_PER_QUERY = 40
 
 
-def _complete_reports(out: Gathered, usable: bool, base: str, client: FhirClient, token: str | None,
-                      deadline: float, budget: ByteBudget) -> None:
+def _complete_reports(
+    out: Gathered, usable: bool, base: str, client: FhirClient, token: str | None, deadline: float, budget: ByteBudget
+) -> None:
     """Results that pathology reports reference but that came without them (no `_include` support on
     the server or in the EHR's prefetch): one `Observation?_id=` query per 40 ids, in parallel."""
     missing = missing_report_results(out.by_key)
     if not missing:
         return
     if not usable:
-        out.unavailable[PATHOLOGY_KEY] = (f"{len(missing)} result(s) referenced by pathology reports were not "
-                                          "delivered and cannot be fetched")
+        out.unavailable[PATHOLOGY_KEY] = (
+            f"{len(missing)} result(s) referenced by pathology reports were not delivered and cannot be fetched"
+        )
         return
-    chunks = [missing[i:i + REPORT_RESULTS_PER_QUERY] for i in range(0, len(missing), REPORT_RESULTS_PER_QUERY)]
-    futures = [client.submit(f"{base}Observation?_id={','.join(c)}", token, deadline, base, budget)
-               for c in chunks]
+    chunks = [missing[i : i + REPORT_RESULTS_PER_QUERY] for i in range(0, len(missing), REPORT_RESULTS_PER_QUERY)]
+    futures = [client.submit(f"{base}Observation?_id={','.join(c)}", token, deadline, base, budget) for c in chunks]
     for fut in futures:
         res = _collect(out, PATHOLOGY_KEY, fut, deadline)
         if res.error:
@@ -181,26 +188,43 @@ def merge_observation_queries(to_fetch: dict[str, str]) -> list[MergedQuery]:
         includes = list(dict.fromkeys(i for _, incs in keys.values() for i in incs))
         query = f"Observation?patient={patient}&code={','.join(union)}" + "".join(f"&{i}" for i in includes)
         if len(query) <= MERGED_URL_LIMIT:
-            merged.append(MergedQuery(query, {k: set(v[0]) for k, v in keys.items()},
-                                      {k for k, v in keys.items() if v[1]}))
+            merged.append(
+                MergedQuery(query, {k: set(v[0]) for k, v in keys.items()}, {k for k, v in keys.items() if v[1]})
+            )
     return merged
 
 
 def _tokens(resource: dict[str, Any]) -> set[str]:
     """system|code of each coding of an Observation's code and its components' codes (what `code=` matches)."""
     concepts = [resource.get("code")] + [c.get("code") for c in resource.get("component") or [] if isinstance(c, dict)]
-    return {f"{c.get('system')}|{c.get('code')}" for cc in concepts if isinstance(cc, dict)
-            for c in cc.get("coding") or [] if isinstance(c, dict)}
+    return {
+        f"{c.get('system')}|{c.get('code')}"
+        for cc in concepts
+        if isinstance(cc, dict)
+        for c in cc.get("coding") or []
+        if isinstance(c, dict)
+    }
 
 
-def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str], base: str, client: FhirClient,
-           token: str | None, deadline: float, budget: ByteBudget) -> None:
+def _fetch(
+    out: Gathered,
+    to_fetch: dict[str, str],
+    to_continue: dict[str, str],
+    base: str,
+    client: FhirClient,
+    token: str | None,
+    deadline: float,
+    budget: ByteBudget,
+) -> None:
     """The missing keys and the remaining pages of paged ones, in parallel, within the deadline; Observation
     searches merged into one query (split locally by each key's codes) when client.merge_queries."""
     merged = merge_observation_queries(to_fetch) if client.merge_queries else []
     served = {key for m in merged for key in m.codes}
-    futures = {key: client.submit(base + query, token, deadline, base, budget)
-               for key, query in to_fetch.items() if key not in served}
+    futures = {
+        key: client.submit(base + query, token, deadline, base, budget)
+        for key, query in to_fetch.items()
+        if key not in served
+    }
     futures.update({key: client.submit(url, token, deadline, base, budget) for key, url in to_continue.items()})
     merged_futures = [(client.submit(base + m.query, token, deadline, base, budget), m) for m in merged]
     for key, fut in futures.items():
@@ -216,10 +240,12 @@ def _fetch(out: Gathered, to_fetch: dict[str, str], to_continue: dict[str, str],
         out.fallback_errors += shared.fallback_errors
         found = shared.by_key.get("merged", [])
         for key, codes in m.codes.items():
-            out.by_key[key] = [r for r in found if (_tokens(r) & codes if r.get("resourceType") == "Observation"
-                                                    else key in m.includes)]
+            out.by_key[key] = [
+                r
+                for r in found
+                if (_tokens(r) & codes if r.get("resourceType") == "Observation" else key in m.includes)
+            ]
             if res.error:
                 out.unavailable[key] = res.error
             elif res.truncated:
                 out.unavailable[key] = "more pages than this service follows; later pages not read"
-

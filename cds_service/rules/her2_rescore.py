@@ -30,8 +30,10 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
     cur = her2.current
     if cur is None:
         if her2.unreadable:
-            return [f"a HER2 result exists ({', '.join(her2.unreadable)}) but is not valid FHIR and could not be "
-                    "read; its category is unknown (it may even be HER2-positive)"], IHC
+            return [
+                f"a HER2 result exists ({', '.join(her2.unreadable)}) but is not valid FHIR and could not be "
+                "read; its category is unknown (it may even be HER2-positive)"
+            ], IHC
         return ["no HER2 result on record"], IHC
     why: list[str] = []
     kind: str | None = None
@@ -39,20 +41,24 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
         why.append("the latest HER2 result is reported only as negative, without an IHC score")
         kind = IHC
     elif cur.category == ZERO_UNSPECIFIED:
-        why.append("the latest result is IHC 0 without a membrane-staining statement (null vs ultralow)"
-                   + ("; ultralow would open the DESTINY-Breast06 pathway for this HR-positive disease"
-                      if hr_pos else ""))
+        why.append(
+            "the latest result is IHC 0 without a membrane-staining statement (null vs ultralow)"
+            + ("; ultralow would open the DESTINY-Breast06 pathway for this HR-positive disease" if hr_pos else "")
+        )
         kind = IHC
     elif cur.category == INDETERMINATE and cur.ihc == 2 and cur.ish is None:
         why.append("the latest result is IHC 2+ without an ISH result")
         kind = ISH
     elif cur.category == INDETERMINATE:
-        why.append("the latest ISH result cannot be interpreted as reported ("
-                   + ("; ".join(cur.notes) or "equivocal") + ")")
+        why.append(
+            "the latest ISH result cannot be interpreted as reported (" + ("; ".join(cur.notes) or "equivocal") + ")"
+        )
         kind = ISH
     elif cur.category == INCONSISTENT:
-        why.append("the latest result is IHC 0 but states membrane staining in more than 10% of cells, which is "
-                   "the definition of 1+: the report is inconsistent")
+        why.append(
+            "the latest result is IHC 0 but states membrane staining in more than 10% of cells, which is "
+            "the definition of 1+: the report is inconsistent"
+        )
         kind = IHC
     if cur.category in (LOW, ULTRALOW) and not recheck_actionable:
         return why, kind  # an old or primary-only HER2-low/ultralow result already qualifies: no noise
@@ -60,12 +66,15 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
         why.append("the latest HER2 result has no date")
         kind = kind or IHC
     elif months_between(cur.when, facts.today) > stale_months:
-        why.append(f"the latest HER2 result is {months_between(cur.when, facts.today)} months old "
-                   f"(threshold {stale_months})")
+        why.append(
+            f"the latest HER2 result is {months_between(cur.when, facts.today)} months old (threshold {stale_months})"
+        )
         kind = kind or IHC
     if facts.later_metastatic_biopsy:
-        why.append(f"metastatic tissue was sampled on {fmt(facts.later_metastatic_biopsy.when)} "
-                   f"({facts.later_metastatic_biopsy.ref}) but HER2 results are from the primary tumour only")
+        why.append(
+            f"metastatic tissue was sampled on {fmt(facts.later_metastatic_biopsy.when)} "
+            f"({facts.later_metastatic_biopsy.ref}) but HER2 results are from the primary tumour only"
+        )
         kind = kind or IHC
     return why, kind
 
@@ -73,18 +82,45 @@ def _reasons(facts: Facts, stale_months: int, recheck_actionable: bool) -> tuple
 def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
     spec = facts.her2.current.specimen_ref if facts.her2.current else None
     site = facts.her2.current.site if facts.her2.current else None
-    code = ({"coding": [{"system": "http://loinc.org", "code": "85318-4",
-                         "display": "HER2 [Presence] in Breast cancer specimen by FISH"}],
-             "text": "Reflex HER2 ISH for IHC 2+"} if kind == ISH else
-            {"coding": [{"system": "http://loinc.org", "code": "85319-2",
-                         "display": "HER2 [Presence] in Breast cancer specimen by Immune stain"}],
-             "text": "HER2 IHC re-scoring / pathology review (report HER2-low, -ultralow or -null)"})
-    sr: dict[str, Any] = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
-                          "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
-                                                    "display": "Laboratory procedure"}]}],
-                          "code": code, "subject": {"reference": f"Patient/{patient_id}"},
-                          "reasonCode": [{"text": "Metastatic breast cancer: HER2-low/ultralow status needed for "
-                                                  "trastuzumab deruxtecan eligibility (ASCO/CAP 2023)"}]}
+    code = (
+        {
+            "coding": [
+                {
+                    "system": "http://loinc.org",
+                    "code": "85318-4",
+                    "display": "HER2 [Presence] in Breast cancer specimen by FISH",
+                }
+            ],
+            "text": "Reflex HER2 ISH for IHC 2+",
+        }
+        if kind == ISH
+        else {
+            "coding": [
+                {
+                    "system": "http://loinc.org",
+                    "code": "85319-2",
+                    "display": "HER2 [Presence] in Breast cancer specimen by Immune stain",
+                }
+            ],
+            "text": "HER2 IHC re-scoring / pathology review (report HER2-low, -ultralow or -null)",
+        }
+    )
+    sr: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "category": [
+            {"coding": [{"system": "http://snomed.info/sct", "code": "108252007", "display": "Laboratory procedure"}]}
+        ],
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonCode": [
+            {
+                "text": "Metastatic breast cancer: HER2-low/ultralow status needed for "
+                "trastuzumab deruxtecan eligibility (ASCO/CAP 2023)"
+            }
+        ],
+    }
     if spec:
         sr["specimen"] = [{"reference": spec}]
     if spec or site:
@@ -113,15 +149,16 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     if not cfg["enabled"] or why_silent(facts, hook, cfg) is not None:
         return None
     why, kind = _reasons(facts, int(cfg["stale_after_months"]), bool(cfg["recheck_actionable"]))
+    assert kind is not None  # why_silent said the picture needs re-scoring
     cur = facts.her2.current
     key = cur.category if cur else ("unreadable" if facts.her2.unreadable else None)
     if cur and cur.category == INDETERMINATE and not (cur.ihc == 2 and cur.ish is None):
         key = "ish-unreadable"
     summary = SUMMARIES.get(key, SUMMARIES["stale"])
     evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or [
-        "no readable HER2 result" if facts.her2.unreadable else "no HER2 result found"]
-    evidence.append(f"metastatic since {fmt(facts.setting.start)} "
-                    f"({', '.join(e.ref for e in facts.setting.evidence)})")
+        "no readable HER2 result" if facts.her2.unreadable else "no HER2 result found"
+    ]
+    evidence.append(f"metastatic since {fmt(facts.setting.start)} ({', '.join(e.ref for e in facts.setting.evidence)})")
     hr_lines = "; ".join(e.line() for e in facts.hr.evidence())
     evidence.append(f"HR status {facts.hr.status}: {hr_lines or 'no ER or PR result'}")
     order = systemic_order(facts, hook)
@@ -129,8 +166,13 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         evidence.append(f"order in progress: {order.drug.canonical}")
     label = "Order reflex HER2 ISH" if kind == ISH else "Request HER2 IHC re-scoring / pathology review"
     return CardDecision(
-        topic=TOPIC, indicator="warning" if cur is None or cur.category != INDETERMINATE else "info",
-        summary=summary, evidence=evidence, advice=[f"Why: {w}." for w in why],
+        topic=TOPIC,
+        indicator="warning" if cur is None or cur.category != INDETERMINATE else "info",
+        summary=summary,
+        evidence=evidence,
+        advice=[f"Why: {w}." for w in why],
         unknowns=facts.her2.notes + facts.hr.notes[:2] + unavailable_lines(facts),
         suggestions=[Suggestion(label, [service_request(facts, patient_id, kind)])],
-        links=["asco_cap", "label"], overrides=["already-addressed", "not-a-candidate", "data-incorrect"])
+        links=["asco_cap", "label"],
+        overrides=["already-addressed", "not-a-candidate", "data-incorrect"],
+    )

@@ -21,9 +21,14 @@ PULSE_OX = {"system": "http://snomed.info/sct", "code": "252465000", "display": 
 
 
 def _request(patient_id: str, code: dict[str, Any], text: str) -> dict[str, Any]:
-    return {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
-            "code": {"coding": [code], "text": text}, "subject": {"reference": f"Patient/{patient_id}"},
-            "reasonCode": [{"text": "Baseline before trastuzumab deruxtecan (ILD/pneumonitis monitoring)"}]}
+    return {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [code], "text": text},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonCode": [{"text": "Baseline before trastuzumab deruxtecan (ILD/pneumonitis monitoring)"}],
+    }
 
 
 def corrected_dose(order: DraftOrder) -> dict[str, Any] | None:
@@ -33,8 +38,12 @@ def corrected_dose(order: DraftOrder) -> dict[str, Any] | None:
         return None
     fixed = copy.deepcopy(res)
     dosage = [d for d in fixed.get("dosageInstruction") or [] if isinstance(d, dict)]
-    quantities = [dr["doseQuantity"] for d in dosage for dr in d.get("doseAndRate") or []
-                  if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict)]
+    quantities = [
+        dr["doseQuantity"]
+        for d in dosage
+        for dr in d.get("doseAndRate") or []
+        if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict)
+    ]
     if len(quantities) != 1:
         return None  # no structured dose, or several: say it, do not rewrite the order
     quantities[0].update(value=BREAST_DOSE, unit="mg/kg", system="http://unitsofmeasure.org", code="mg/kg")
@@ -48,7 +57,7 @@ def corrected_dose(order: DraftOrder) -> dict[str, Any] | None:
 def why_silent(facts: Facts, hook: str) -> str | None:
     """Why this rule says nothing (None: it has a card)."""
     if tdxd_order(facts, hook) is None and not (hook == "patient-view" and facts.therapy.tdxd_active):
-        return ("no T-DXd on record as active" if hook == "patient-view" else "the order is not T-DXd")
+        return "no T-DXd on record as active" if hook == "patient-view" else "the order is not T-DXd"
     return None
 
 
@@ -68,24 +77,46 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         elif below is None:
             unknowns.append(f"{ev.line()}: cannot tell whether renal function is under {threshold:g}")
     given = facts.therapy.tdxd
-    exposure = [f"T-DXd given: {', '.join(fmt(r.start) for r in given[:6])}{' …' if len(given) > 6 else ''} ("
-                + "; ".join(r.ref for r in given[:6]) + ")"] if given else []
+    exposure = (
+        [
+            f"T-DXd given: {', '.join(fmt(r.start) for r in given[:6])}{' …' if len(given) > 6 else ''} ("
+            + "; ".join(r.ref for r in given[:6])
+            + ")"
+        ]
+        if given
+        else []
+    )
     evidence = [f"risk factor: {e.line()}" for e in factors] + exposure
-    rules_line = ("Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; "
-                  "symptomatic (grade ≥2) ILD — discontinue permanently and start corticosteroids.")
+    rules_line = (
+        "Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; "
+        "symptomatic (grade ≥2) ILD — discontinue permanently and start corticosteroids."
+    )
     if risk.tdxd_ild_grade2plus:  # the label's answer is to stop: no baseline work-up, offer to remove the order
-        evidence = (["prior T-DXd-associated ILD/pneumonitis grade ≥2: "
-                     + "; ".join(e.line() for e in risk.tdxd_ild_grade2plus)]
-                    + [f"risk factor: {e.line()}" for e in factors if e not in risk.tdxd_ild_grade2plus] + exposure)
+        evidence = (
+            [
+                "prior T-DXd-associated ILD/pneumonitis grade ≥2: "
+                + "; ".join(e.line() for e in risk.tdxd_ild_grade2plus)
+            ]
+            + [f"risk factor: {e.line()}" for e in factors if e not in risk.tdxd_ild_grade2plus]
+            + exposure
+        )
         suggestions = [Suggestion("Remove the drafted T-DXd order", [], deletes=[order.ref])] if order else []
         return CardDecision(
-            topic=TOPIC, indicator="critical",
+            topic=TOPIC,
+            indicator="critical",
             summary="Prior grade ≥2 ILD/pneumonitis on T-DXd: label says discontinue T-DXd permanently",
-            evidence=evidence, unknowns=unknowns + unavailable_lines(facts),
-            advice=["Stop T-DXd: after grade ≥2 (symptomatic) ILD/pneumonitis the label requires permanent "
-                    "discontinuation; do not re-challenge.", rules_line],
-            suggestions=suggestions, selection="at-most-one", links=["label"],
-            overrides=["already-addressed", "ild-risk-accepted", "data-incorrect"])
+            evidence=evidence,
+            unknowns=unknowns + unavailable_lines(facts),
+            advice=[
+                "Stop T-DXd: after grade ≥2 (symptomatic) ILD/pneumonitis the label requires permanent "
+                "discontinuation; do not re-challenge.",
+                rules_line,
+            ],
+            suggestions=suggestions,
+            selection="at-most-one",
+            links=["label"],
+            overrides=["already-addressed", "ild-risk-accepted", "data-incorrect"],
+        )
     indicator, summary = "info", "T-DXd: baseline chest CT and SpO2; teach to report cough, dyspnoea or fever"
     dose_line = None
     fixed = None
@@ -93,18 +124,22 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         if order.dose_mg_per_kg is None:
             unknowns.append(f"drafted dose not readable as mg/kg ({order.dose_text or 'no dose'})")
         elif abs(order.dose_mg_per_kg - BREAST_DOSE) > 0.05:
-            dose_line = (f"Drafted dose {order.dose_mg_per_kg:g} mg/kg is not the breast-cancer dose of 5.4 mg/kg "
-                         "(6.4 mg/kg is the gastric dose).")
+            dose_line = (
+                f"Drafted dose {order.dose_mg_per_kg:g} mg/kg is not the breast-cancer dose of 5.4 mg/kg "
+                "(6.4 mg/kg is the gastric dose)."
+            )
             fixed = corrected_dose(order)
     if factors:
         indicator = "warning"
         summary = f"T-DXd with ILD risk factors ({len(factors)}): baseline chest CT, SpO2, close monitoring"
-    if dose_line:
+    if dose_line and order is not None:
         indicator = "warning"
         summary = f"T-DXd dose {order.dose_mg_per_kg:g} mg/kg: breast-cancer dose is 5.4 mg/kg; plus ILD monitoring"
-    why = (f"Why: T-DXd is {'being ordered' if order is not None else 'active for this patient'}; its label has a "
-           "boxed warning for interstitial lung disease/pneumonitis"
-           + (f", and {len(factors)} risk factor(s) are on record." if factors else "."))
+    why = (
+        f"Why: T-DXd is {'being ordered' if order is not None else 'active for this patient'}; its label has a "
+        "boxed warning for interstitial lung disease/pneumonitis"
+        + (f", and {len(factors)} risk factor(s) are on record." if factors else ".")
+    )
     advice = ([dose_line] if dose_line else []) + [
         why,
         "Before starting: baseline chest imaging (CT) and pulse oximetry.",
@@ -119,8 +154,19 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
             Suggestion("Order baseline CT chest", [_request(patient_id, CT_CHEST, "CT chest (baseline before T-DXd)")]),
             Suggestion("Order pulse oximetry", [_request(patient_id, PULSE_OX, "Pulse oximetry (baseline SpO2)")]),
         ]
-    return CardDecision(topic=TOPIC, indicator=indicator, summary=summary, evidence=evidence or
-                        ["no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
-                         "reduced renal function)"], unknowns=unknowns + unavailable_lines(facts), advice=advice,
-                        suggestions=suggestions, selection="any", links=["label"],
-                        overrides=["already-addressed", "ild-risk-accepted", "data-incorrect"])
+    return CardDecision(
+        topic=TOPIC,
+        indicator=indicator,
+        summary=summary,
+        evidence=evidence
+        or [
+            "no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
+            "reduced renal function)"
+        ],
+        unknowns=unknowns + unavailable_lines(facts),
+        advice=advice,
+        suggestions=suggestions,
+        selection="any",
+        links=["label"],
+        overrides=["already-addressed", "ild-risk-accepted", "data-incorrect"],
+    )

@@ -11,28 +11,34 @@ EXTENSION_KEY = "her2-cds.org/source-attributes"
 
 CITATIONS = {
     "label": "ENHERTU (fam-trastuzumab deruxtecan-nxki) prescribing information. Daiichi Sankyo / AstraZeneca; "
-             "FDA BLA 761139.",
+    "FDA BLA 761139.",
     "db06": "Bardia A, et al. Trastuzumab deruxtecan after endocrine therapy in metastatic breast cancer "
-            "(DESTINY-Breast06). N Engl J Med 2024;391:2110-2122. doi:10.1056/NEJMoa2407086",
+    "(DESTINY-Breast06). N Engl J Med 2024;391:2110-2122. doi:10.1056/NEJMoa2407086",
     "db04": "Modi S, et al. Trastuzumab deruxtecan in previously treated HER2-low advanced breast cancer "
-            "(DESTINY-Breast04). N Engl J Med 2022;387:9-20. doi:10.1056/NEJMoa2203690",
+    "(DESTINY-Breast04). N Engl J Med 2022;387:9-20. doi:10.1056/NEJMoa2203690",
     "asco_cap": "Wolff AC, et al. Human epidermal growth factor receptor 2 testing in breast cancer: ASCO-College "
-                "of American Pathologists guideline update. J Clin Oncol 2023;41:3867-3872. "
-                "doi:10.1200/JCO.22.02864",
+    "of American Pathologists guideline update. J Clin Oncol 2023;41:3867-3872. "
+    "doi:10.1200/JCO.22.02864",
     "esmo": "Tarantino P, et al. ESMO expert consensus statements on the definition, diagnosis, and management of "
-            "HER2-low breast cancer. Ann Oncol 2023;34:645-659. doi:10.1016/j.annonc.2023.05.008",
+    "HER2-low breast cancer. Ann Oncol 2023;34:645-659. doi:10.1016/j.annonc.2023.05.008",
 }
 
 RULES = {
-    "her2-rescore": {"citations": ["asco_cap", "esmo", "label"],
-                     "intended_use": "Prompt HER2 IHC re-scoring or reflex ISH when a metastatic breast cancer's HER2 "
-                                     "report cannot tell HER2-low, -ultralow and -null apart."},
-    "tdxd-consideration": {"citations": ["label", "db06", "db04", "esmo"],
-                           "intended_use": "Point out that the record meets (or may meet) a T-DXd label pathway "
-                                           "for HER2-low or -ultralow metastatic breast cancer."},
-    "ild-monitoring": {"citations": ["label"],
-                       "intended_use": "Beside a T-DXd order: ILD/pneumonitis risk factors, baseline work-up, the "
-                                       "label's ILD rules and the breast-cancer dose."},
+    "her2-rescore": {
+        "citations": ["asco_cap", "esmo", "label"],
+        "intended_use": "Prompt HER2 IHC re-scoring or reflex ISH when a metastatic breast cancer's HER2 "
+        "report cannot tell HER2-low, -ultralow and -null apart.",
+    },
+    "tdxd-consideration": {
+        "citations": ["label", "db06", "db04", "esmo"],
+        "intended_use": "Point out that the record meets (or may meet) a T-DXd label pathway "
+        "for HER2-low or -ultralow metastatic breast cancer.",
+    },
+    "ild-monitoring": {
+        "citations": ["label"],
+        "intended_use": "Beside a T-DXd order: ILD/pneumonitis risk factors, baseline work-up, the "
+        "label's ILD rules and the breast-cancer dose.",
+    },
 }
 
 

@@ -15,8 +15,11 @@ from cds_service.rules.decision import CardDecision, Suggestion
 from cds_service.rules.her2_rescore import IHC, service_request
 
 TOPIC = "tdxd-consideration"
-TDXD_RXNORM = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2267582",
-               "display": "fam-trastuzumab deruxtecan"}
+TDXD_RXNORM = {
+    "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "code": "2267582",
+    "display": "fam-trastuzumab deruxtecan",
+}
 
 
 @dataclass
@@ -80,9 +83,11 @@ def _her2(facts: Facts, allowed: tuple[str, ...]) -> Verdict:
     if cur.category in allowed:
         return True, cur.describe()
     if earlier is not None and earlier.category in allowed:
-        return None, (f"latest {cur.describe()}; earlier sample {earlier.describe()}. The label does not say which "
-                      "sample counts; expert consensus (ESMO 2023) accepts a HER2-low result on any sample. "
-                      "Consider re-testing")
+        return None, (
+            f"latest {cur.describe()}; earlier sample {earlier.describe()}. The label does not say which "
+            "sample counts; expert consensus (ESMO 2023) accepts a HER2-low result on any sample. "
+            "Consider re-testing"
+        )
     return False, cur.describe()
 
 
@@ -98,21 +103,26 @@ def no_unreadable_her2(facts: Facts) -> Verdict | None:
     """A HER2 result that could not be read may be HER2-positive: the pathway cannot be called met."""
     if not facts.her2.unreadable:
         return None
-    return None, (f"HER2 result(s) {', '.join(facts.her2.unreadable)} could not be read (not valid FHIR); check "
-                  "them in the pathology report")
+    return None, (
+        f"HER2 result(s) {', '.join(facts.her2.unreadable)} could not be read (not valid FHIR); check "
+        "them in the pathology report"
+    )
 
 
 def hr_positive(facts: Facts) -> Verdict:
     hr = facts.hr
-    return ({"positive": True, "negative": False}.get(hr.status),
-            "; ".join(e.line() for e in hr.evidence()) or "no ER/PR result")
+    return (
+        {"positive": True, "negative": False}.get(hr.status),
+        "; ".join(e.line() for e in hr.evidence()) or "no ER/PR result",
+    )
 
 
 def endocrine_progression(facts: Facts) -> Verdict:
     et = facts.therapy.metastatic("is_endocrine")
     progressed = [ln for ln in et if ln.outcome == "progressed"]
     unclear = [ln for ln in et if ln.outcome == "ended-reason-unknown"] + [
-        ln for ln in facts.therapy.lines if ln.is_endocrine and ln.setting == "unknown"]
+        ln for ln in facts.therapy.lines if ln.is_endocrine and ln.setting == "unknown"
+    ]
     if progressed:
         return True, "; ".join(ln.describe() for ln in progressed)
     if unclear:
@@ -123,8 +133,10 @@ def endocrine_progression(facts: Facts) -> Verdict:
 def no_metastatic_chemo(facts: Facts) -> Verdict:
     chemo = facts.therapy.metastatic("is_chemo")
     unknown_chemo = [ln for ln in facts.therapy.lines if ln.is_chemo and ln.setting == "unknown"]
-    return (False if chemo else (None if unknown_chemo else True),
-            "; ".join(ln.describe() for ln in chemo or unknown_chemo) or "none recorded")
+    return (
+        False if chemo else (None if unknown_chemo else True),
+        "; ".join(ln.describe() for ln in chemo or unknown_chemo) or "none recorded",
+    )
 
 
 def prior_chemo(facts: Facts) -> Verdict:
@@ -140,18 +152,28 @@ def prior_chemo(facts: Facts) -> Verdict:
     return False, "no chemotherapy in the metastatic setting and no early recurrence after adjuvant chemotherapy"
 
 
-DB06 = PathwayRule("DESTINY-Breast06", "DB-06", "FDA Enhertu label 2025; Bardia et al., NEJM 2024", (
-    Criterion("HER2-low or HER2-ultralow", her2_low_or_ultralow),
-    Criterion("no HER2-positive result", no_unreadable_her2),
-    Criterion("HR-positive", hr_positive),
-    Criterion("progression on ≥1 endocrine therapy in the metastatic setting", endocrine_progression),
-    Criterion("no chemotherapy in the metastatic setting", no_metastatic_chemo),
-))
-DB04 = PathwayRule("DESTINY-Breast04", "DB-04", "FDA Enhertu label 2025; Modi et al., NEJM 2022", (
-    Criterion("HER2-low (IHC 1+ or 2+/ISH-negative)", her2_low),
-    Criterion("no HER2-positive result", no_unreadable_her2),
-    Criterion("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", prior_chemo),
-))
+DB06 = PathwayRule(
+    "DESTINY-Breast06",
+    "DB-06",
+    "FDA Enhertu label 2025; Bardia et al., NEJM 2024",
+    (
+        Criterion("HER2-low or HER2-ultralow", her2_low_or_ultralow),
+        Criterion("no HER2-positive result", no_unreadable_her2),
+        Criterion("HR-positive", hr_positive),
+        Criterion("progression on ≥1 endocrine therapy in the metastatic setting", endocrine_progression),
+        Criterion("no chemotherapy in the metastatic setting", no_metastatic_chemo),
+    ),
+)
+DB04 = PathwayRule(
+    "DESTINY-Breast04",
+    "DB-04",
+    "FDA Enhertu label 2025; Modi et al., NEJM 2022",
+    (
+        Criterion("HER2-low (IHC 1+ or 2+/ISH-negative)", her2_low),
+        Criterion("no HER2-positive result", no_unreadable_her2),
+        Criterion("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", prior_chemo),
+    ),
+)
 PATHWAYS = (DB06, DB04)
 
 
@@ -168,9 +190,11 @@ def pathways_markdown() -> str:
     out = []
     for rule in PATHWAYS:
         out.append(f"**{rule.name} ({rule.short})**, {rule.source}: all of")
-        out += [f"{i}. {c.label}" + (" (asked only when a HER2 result could not be read)"
-                                      if c.check is no_unreadable_her2 else "")
-                for i, c in enumerate(rule.criteria, 1)]
+        out += [
+            f"{i}. {c.label}"
+            + (" (asked only when a HER2 result could not be read)" if c.check is no_unreadable_her2 else "")
+            for i, c in enumerate(rule.criteria, 1)
+        ]
         out.append("")
     return "\n".join(out).rstrip()
 
@@ -181,27 +205,51 @@ LINK = {"DB-06": "db06", "DB-04": "db04"}
 def _why(met: list[Pathway], possible: list[Pathway], earlier: bool) -> str:
     """The card's first line: why it fired and what to consider."""
     if earlier:
-        return ("Why: the latest HER2 result is not HER2-low, but an earlier sample was; the label does not say which "
-                "sample counts. Consider re-testing, then T-DXd if HER2-low or -ultralow.")
+        return (
+            "Why: the latest HER2 result is not HER2-low, but an earlier sample was; the label does not say which "
+            "sample counts. Consider re-testing, then T-DXd if HER2-low or -ultralow."
+        )
     if met:
-        return "Why: " + "; ".join(f"the record meets {p.name} ({', '.join(label for label, _, _ in p.criteria)})"
-                                   for p in met) + ". Consider T-DXd."
+        return (
+            "Why: "
+            + "; ".join(f"the record meets {p.name} ({', '.join(label for label, _, _ in p.criteria)})" for p in met)
+            + ". Consider T-DXd."
+        )
     unknown = {p.name: ", ".join(label for label, state, _ in p.criteria if state is None) for p in possible}
-    return "Why: " + "; ".join(f"{name} may be met; not known: {labels}" for name, labels in unknown.items()) \
+    return (
+        "Why: "
+        + "; ".join(f"{name} may be met; not known: {labels}" for name, labels in unknown.items())
         + ". Confirm these before considering T-DXd."
+    )
 
 
 def _order(patient_id: str) -> dict[str, Any]:
-    return {"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
-            "medicationCodeableConcept": {"coding": [TDXD_RXNORM], "text": "trastuzumab deruxtecan (Enhertu)"},
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "dosageInstruction": [{
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [TDXD_RXNORM], "text": "trastuzumab deruxtecan (Enhertu)"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "dosageInstruction": [
+            {
                 "text": "5.4 mg/kg IV infusion every 3 weeks (21-day cycle) until progression or unacceptable toxicity",
                 "timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}},
-                "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008",
-                                      "display": "Intravenous route"}]},
-                "doseAndRate": [{"doseQuantity": {"value": TDXD_BREAST_DOSE.value, "unit": "mg/kg", "system": "http://unitsofmeasure.org",
-                                                  "code": "mg/kg"}}]}]}
+                "route": {
+                    "coding": [{"system": "http://snomed.info/sct", "code": "47625008", "display": "Intravenous route"}]
+                },
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": TDXD_BREAST_DOSE.value,
+                            "unit": "mg/kg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg/kg",
+                        }
+                    }
+                ],
+            }
+        ],
+    }
 
 
 def why_silent(facts: Facts, hook: str) -> str | None:
@@ -213,8 +261,10 @@ def why_silent(facts: Facts, hook: str) -> str | None:
     if facts.therapy.tdxd or facts.therapy.tdxd_active:
         return "T-DXd already given"
     if facts.her2.category not in (LOW, ULTRALOW) and facts.her2.earlier_low is None:
-        return (f"HER2 is {CATEGORY_LABEL.get(facts.her2.category, 'unknown') if facts.her2.category else 'unknown'}, "
-                "not HER2-low or -ultralow (the re-scoring card speaks when the picture is unclear)")
+        return (
+            f"HER2 is {CATEGORY_LABEL.get(facts.her2.category, 'unknown') if facts.her2.category else 'unknown'}, "
+            "not HER2-low or -ultralow (the re-scoring card speaks when the picture is unclear)"
+        )
     if hook != "patient-view" and tdxd_order(facts, hook):
         return "the order is T-DXd itself: the ILD monitoring card speaks instead"
     if hook != "patient-view" and systemic_order(facts, hook) is None:
@@ -231,10 +281,13 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     possible = [p for p in pathways if not p.met and not p.failed]
     if not met and not possible:
         return None
-    label = CATEGORY_LABEL[facts.her2.category].split(" ")[0]
+    label = CATEGORY_LABEL[str(facts.her2.category)].split(" ")[0]
     if earlier is not None:
-        summary = (f"Latest HER2 {'null' if facts.her2.category == 'null' else 'IHC 0'}, earlier sample "
-                   f"{CATEGORY_LABEL[earlier.category]} ({fmt(earlier.when)}): T-DXd possible; consider re-testing")
+        earlier_label = CATEGORY_LABEL[str(earlier.category)]
+        summary = (
+            f"Latest HER2 {'null' if facts.her2.category == 'null' else 'IHC 0'}, earlier sample "
+            f"{earlier_label} ({fmt(earlier.when)}): T-DXd possible; consider re-testing"
+        )
     elif met:
         names = " and ".join(p.short for p in met)
         summary = f"{label} metastatic breast cancer meets the T-DXd label pathway ({names}): consider T-DXd"
@@ -246,25 +299,45 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         evidence.append(f"**{p.name}** {'met' if p.met else 'not confirmed'}:")
         evidence += [f"{'✔' if s else '?'} {lab}: {why}" for lab, s, why in p.criteria]
         unknowns += p.unknown
-    advice = [_why(met, possible, earlier is not None),
-              "Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
-              "Boxed warnings: interstitial lung disease/pneumonitis and embryo-fetal toxicity; assess LVEF before "
-              "and during treatment."]
+    advice = [
+        _why(met, possible, earlier is not None),
+        "Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
+        "Boxed warnings: interstitial lung disease/pneumonitis and embryo-fetal toxicity; assess LVEF before "
+        "and during treatment.",
+    ]
     indicator = "info"
     if facts.ild.prior_ild:
         indicator = "warning"
-        advice.insert(1, "Caution: history of ILD/pneumonitis (" + "; ".join(e.line() for e in facts.ild.prior_ild)
-                      + "); such patients were excluded from DESTINY-Breast04/06.")
+        advice.insert(
+            1,
+            "Caution: history of ILD/pneumonitis ("
+            + "; ".join(e.line() for e in facts.ild.prior_ild)
+            + "); such patients were excluded from DESTINY-Breast04/06.",
+        )
     order = systemic_order(facts, hook)
     if order and order.drug:
         evidence.append(f"order in progress: {order.drug.canonical}")
     evidence.append(f"metastatic since {fmt(facts.setting.start)}")
     return CardDecision(
-        topic=TOPIC, indicator=indicator, summary=summary, evidence=evidence, advice=advice,
+        topic=TOPIC,
+        indicator=indicator,
+        summary=summary,
+        evidence=evidence,
+        advice=advice,
         unknowns=unknowns + facts.her2.notes + facts.hr.notes + unavailable_lines(facts),
-        suggestions=[Suggestion("Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)", [_order(patient_id)],
-                                recommended=False)]
-        + ([Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, IHC)])]
-           if earlier is not None else []),
-        links=["label"] + [LINK[p.short] for p in met + possible], pathways=[p.short for p in met + possible],
-        overrides=["already-addressed", "patient-declined", "not-a-candidate", "data-incorrect"])
+        suggestions=[
+            Suggestion(
+                "Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)",
+                [_order(patient_id)],
+                recommended=False,
+            )
+        ]
+        + (
+            [Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, IHC)])]
+            if earlier is not None
+            else []
+        ),
+        links=["label"] + [LINK[p.short] for p in met + possible],
+        pathways=[p.short for p in met + possible],
+        overrides=["already-addressed", "patient-declined", "not-a-candidate", "data-incorrect"],
+    )

@@ -42,7 +42,7 @@ def migrate(engine: Engine, attempts: int = 3) -> None:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
             return
-        except Exception:  # noqa: BLE001 - a race with another worker: try again, then give up loudly
+        except Exception:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))

@@ -59,7 +59,8 @@ class FeedbackStore:
             migrate(self.engine)
             self._created = True
 
-    def _insert(self):  # noqa: ANN202 - dialect-specific insert construct
+    def _insert(self) -> Any:
+        """The dialect's own insert construct (for ON CONFLICT DO NOTHING)."""
         if self.engine.dialect.name == "postgresql":
             return postgresql.insert(feedback).on_conflict_do_nothing(index_elements=["entry_key"])
         return sqlite.insert(feedback).on_conflict_do_nothing(index_elements=["entry_key"])
@@ -73,18 +74,20 @@ class FeedbackStore:
             reason = entry.get("overrideReason") or {}
             coding = reason.get("reason") or {}
             accepted = [s["id"] for s in entry.get("acceptedSuggestions") or []]
-            rows.append({
-                "entry_key": _entry_key(service_id, entry),
-                "service_id": service_id,
-                "card_uuid": entry["card"],
-                "outcome": entry["outcome"],
-                "accepted_suggestions": json.dumps(accepted) if accepted else None,
-                "override_reason_system": coding.get("system"),
-                "override_reason_code": coding.get("code"),
-                "override_comment": reason.get("userComment"),
-                "outcome_timestamp": entry["outcomeTimestamp"],
-                "received_at": now,
-            })
+            rows.append(
+                {
+                    "entry_key": _entry_key(service_id, entry),
+                    "service_id": service_id,
+                    "card_uuid": entry["card"],
+                    "outcome": entry["outcome"],
+                    "accepted_suggestions": json.dumps(accepted) if accepted else None,
+                    "override_reason_system": coding.get("system"),
+                    "override_reason_code": coding.get("code"),
+                    "override_comment": reason.get("userComment"),
+                    "outcome_timestamp": entry["outcomeTimestamp"],
+                    "received_at": now,
+                }
+            )
         new = 0
         with self.engine.begin() as conn:
             for row in rows:

@@ -50,8 +50,9 @@ class MemoryFirstUse:
 
     EVICT_PER_CALL = 64
 
-    def __init__(self, max_entries: int = 200_000, refuse_when_full: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_entries: int = 200_000, refuse_when_full: bool = True, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._clock = clock
         self._seen: dict[str, float] = {}
         self._expiries: list[tuple[float, str]] = []

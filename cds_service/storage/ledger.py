@@ -22,18 +22,31 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger("her2_cds.ledger")
 meta = MetaData()
 ledger = Table(
-    "cds_card_ledger", meta,
-    Column("card_uuid", String(64), primary_key=True), Column("created_at", DateTime(timezone=True)),
-    Column("service_id", String(100)), Column("hook", String(40)), Column("topic", String(40)),
-    Column("pathways", String(100)), Column("indicator", String(10)), Column("client", String(300)),
-    Column("ruleset_version", String(20)), Column("held_back", String(20)), Column("patient_hash", String(64)),
+    "cds_card_ledger",
+    meta,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True)),
+    Column("service_id", String(100)),
+    Column("hook", String(40)),
+    Column("topic", String(40)),
+    Column("pathways", String(100)),
+    Column("indicator", String(10)),
+    Column("client", String(300)),
+    Column("ruleset_version", String(20)),
+    Column("held_back", String(20)),
+    Column("patient_hash", String(64)),
     Column("evidence_digest", String(64)),
 )
 snoozes = Table(
-    "cds_snooze", meta,
-    Column("id", Integer, primary_key=True, autoincrement=True), Column("patient_hash", String(64)),
-    Column("topic", String(40)), Column("reason_code", String(200)), Column("card_uuid", String(64)),
-    Column("created_at", DateTime(timezone=True)), Column("until", DateTime(timezone=True)),
+    "cds_snooze",
+    meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patient_hash", String(64)),
+    Column("topic", String(40)),
+    Column("reason_code", String(200)),
+    Column("card_uuid", String(64)),
+    Column("created_at", DateTime(timezone=True)),
+    Column("until", DateTime(timezone=True)),
     Column("evidence_digest", String(64)),
 )
 site = Table("cds_site", meta, Column("name", String(40), primary_key=True), Column("value", String(200)))
@@ -58,7 +71,8 @@ class Entry:
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-def _insert(engine: Engine, table: Table):  # noqa: ANN202 - dialect-specific insert construct
+def _insert(engine: Engine, table: Table) -> Any:
+    """The dialect's own insert construct (for ON CONFLICT DO NOTHING)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
@@ -90,8 +104,11 @@ class Ledger:
         """A random key kept in the database when no secret file is configured (start-up warns)."""
         self._ensure()
         with self.engine.begin() as conn:
-            conn.execute(_insert(self.engine, site).values(name="patient_key", value=secrets.token_hex(32))
-                         .on_conflict_do_nothing(index_elements=["name"]))
+            conn.execute(
+                _insert(self.engine, site)
+                .values(name="patient_key", value=secrets.token_hex(32))
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
             return str(conn.execute(select(site.c.value).where(site.c.name == "patient_key")).scalar()).encode()
 
     def patient_hash(self, patient_id: str) -> str | None:
@@ -133,8 +150,9 @@ class Ledger:
                 if rows:
                     self._ensure()
                     with self.engine.begin() as conn:
-                        conn.execute(_insert(self.engine, ledger).on_conflict_do_nothing(
-                            index_elements=["card_uuid"]), rows)
+                        conn.execute(
+                            _insert(self.engine, ledger).on_conflict_do_nothing(index_elements=["card_uuid"]), rows
+                        )
             except Exception as exc:  # noqa: BLE001 - the database is down: count, never retry forever
                 for _ in rows:
                     self._miss("write", exc)
@@ -151,17 +169,24 @@ class Ledger:
         log.warning("card ledger %s failed: %s", what, type(exc).__name__)
 
     # --- snoozes
-    def snoozed(self, patient_hash: str | None, topic: str, evidence_digest: str,
-                now: datetime | None = None) -> bool:
+    def snoozed(self, patient_hash: str | None, topic: str, evidence_digest: str, now: datetime | None = None) -> bool:
         """A snooze covers this patient and topic: time-bound and unexpired, or bound to the evidence, which has
         not changed. Failing open: a snooze that cannot be read holds nothing back."""
         if not patient_hash:
             return False
         now = now or datetime.now(timezone.utc)
-        query = select(snoozes.c.id).where(
-            snoozes.c.patient_hash == patient_hash, snoozes.c.topic == topic,
-            or_(and_(snoozes.c.until.is_not(None), snoozes.c.until > now),
-                and_(snoozes.c.until.is_(None), snoozes.c.evidence_digest == evidence_digest))).limit(1)
+        query = (
+            select(snoozes.c.id)
+            .where(
+                snoozes.c.patient_hash == patient_hash,
+                snoozes.c.topic == topic,
+                or_(
+                    and_(snoozes.c.until.is_not(None), snoozes.c.until > now),
+                    and_(snoozes.c.until.is_(None), snoozes.c.evidence_digest == evidence_digest),
+                ),
+            )
+            .limit(1)
+        )
         try:
             self._ensure()
             with self.engine.connect() as conn:
@@ -185,20 +210,29 @@ class Ledger:
                     continue
                 now = datetime.now(timezone.utc)
                 until = now + timedelta(days=int(rule["days"])) if rule.get("days") else None
-                conn.execute(_insert(self.engine, snoozes).values(
-                    patient_hash=card.patient_hash, topic=card.topic, reason_code=code, card_uuid=entry["card"],
-                    created_at=now, until=until,
-                    evidence_digest=card.evidence_digest if rule.get("until_evidence_changes") else None))
+                conn.execute(
+                    _insert(self.engine, snoozes).values(
+                        patient_hash=card.patient_hash,
+                        topic=card.topic,
+                        reason_code=code,
+                        card_uuid=entry["card"],
+                        created_at=now,
+                        until=until,
+                        evidence_digest=card.evidence_digest if rule.get("until_evidence_changes") else None,
+                    )
+                )
                 made += 1
         return made
 
     def purge_in_background(self, retention_days: int) -> None:
         """Purge once, off the request path (at start; each worker's start is often enough)."""
+
         def run() -> None:
             try:
                 self.purge(retention_days)
             except Exception as exc:  # noqa: BLE001 - retried at the next start
                 self._miss("purge", exc)
+
         threading.Thread(target=run, name="card-ledger-purge", daemon=True).start()
 
     def purge(self, retention_days: int, now: datetime | None = None) -> int:

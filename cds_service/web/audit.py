@@ -38,8 +38,13 @@ def finish(resp: Response) -> Response:
     if (request.method != "OPTIONS" or refused_origin) and route not in UNMETERED:
         state.metrics.requests.labels(route=route, service=service, status=str(resp.status_code)).inc()
         state.metrics.latency.labels(route=route, service=service).observe(elapsed)
-        record = {"method": request.method, "route": route, "service": service,
-                  "status": resp.status_code, "latency_ms": round(elapsed * 1000, 2)}
+        record = {
+            "method": request.method,
+            "route": route,
+            "service": service,
+            "status": resp.status_code,
+            "latency_ms": round(elapsed * 1000, 2),
+        }
         record.update(getattr(g, "log", {}))
         if getattr(g, "auth_failure", None):
             record["auth_failure"] = g.auth_failure

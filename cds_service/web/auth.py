@@ -50,8 +50,9 @@ def gate() -> Response | None:
 
 def _operator(state: AppState) -> bool:
     given = request.headers.get(OPERATOR_HEADER, "")
-    return bool(state.explain_hash) and hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(),
-                                                            str(state.explain_hash))
+    return bool(state.explain_hash) and hmac.compare_digest(
+        hashlib.sha256(given.encode()).hexdigest(), str(state.explain_hash)
+    )
 
 
 def authenticate(state: AppState) -> Response | None:
@@ -70,6 +71,7 @@ def authenticate(state: AppState) -> Response | None:
     except CacheUnavailable as exc:  # cannot prove the jti is fresh: refuse, but say it is on our side
         state.metrics.auth_failures.labels(reason=exc.label).inc()
         g.auth_failure = f"{exc.label} ({exc})" if str(exc) != exc.label else exc.label
-        return json_response({"error": "tokens cannot be verified right now; retry later"}, 503,
-                             {"Retry-After": RETRY_AFTER_SECONDS})
+        return json_response(
+            {"error": "tokens cannot be verified right now; retry later"}, 503, {"Retry-After": RETRY_AFTER_SECONDS}
+        )
     return None

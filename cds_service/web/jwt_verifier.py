@@ -28,12 +28,25 @@ JWKS_BACKOFF_MAX_SECONDS = 60.0
 
 _JWT_ERRORS = {name for name in dir(jwt.exceptions) if name.endswith("Error")}
 # The metric label of a refusal: one of a fixed set, whatever the caller put in its token.
-REASON_LABELS = ("missing Authorization header", "Authorization is not a Bearer token", "malformed token",
-                 "algorithm not allowed", "untrusted issuer", "jku is not the issuer's configured JWKS URL",
-                 "cannot fetch JWKS", "jwks_url did not return a JWK Set", "unknown kid", "unusable key",
-                 "token has no kid and the issuer has several keys", "issued in the future",
-                 "token lifetime too long", "exp or iat is not a number", "jti is not a string",
-                 "issued before the replay cache started", "replayed jti")
+REASON_LABELS = (
+    "missing Authorization header",
+    "Authorization is not a Bearer token",
+    "malformed token",
+    "algorithm not allowed",
+    "untrusted issuer",
+    "jku is not the issuer's configured JWKS URL",
+    "cannot fetch JWKS",
+    "jwks_url did not return a JWK Set",
+    "unknown kid",
+    "unusable key",
+    "token has no kid and the issuer has several keys",
+    "issued in the future",
+    "token lifetime too long",
+    "exp or iat is not a number",
+    "jti is not a string",
+    "issued before the replay cache started",
+    "replayed jti",
+)
 
 
 class AuthError(Exception):
@@ -189,7 +202,9 @@ class Verifier:
         self._jku_noted.add(iss)
         logging.getLogger("her2_cds.auth").info(
             "issuer %s: tokens carry a jku (%s); ignored, the issuer's keys are pinned in the configuration",
-            iss, str(jku)[:200])
+            iss,
+            str(jku)[:200],
+        )
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """Return the verified claims or raise AuthError."""
@@ -209,7 +224,7 @@ class Verifier:
             raise AuthError(f"algorithm not allowed: {str(alg)[:20]}")
         iss = unverified.get("iss")
         issuer = self.keys.issuer(iss) if isinstance(iss, str) else None
-        if issuer is None:
+        if issuer is None or not isinstance(iss, str):
             raise AuthError("untrusted issuer")
         jku = header.get("jku")
         if jku is not None and "jwks" in issuer:
@@ -221,13 +236,20 @@ class Verifier:
         base = audience.rstrip("/")
         try:
             claims = jwt.decode(
-                token, key, algorithms=[alg], audience=[base, base + "/"], issuer=iss,
-                leeway=self.leeway, options={"require": ["exp", "iat", "jti", "iss", "aud"]},
+                token,
+                key,
+                algorithms=[alg],
+                audience=[base, base + "/"],
+                issuer=iss,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "jti", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
             raise AuthError(type(exc).__name__) from exc
-        if not all(isinstance(claims[k], (int, float)) and not isinstance(claims[k], bool)
-                   and math.isfinite(claims[k]) for k in ("exp", "iat")):
+        if not all(
+            isinstance(claims[k], (int, float)) and not isinstance(claims[k], bool) and math.isfinite(claims[k])
+            for k in ("exp", "iat")
+        ):
             raise AuthError("exp or iat is not a number")  # PyJWT accepts "1700000000"; arithmetic would not
         now = time.time()
         if claims["iat"] > now + self.leeway:

@@ -65,8 +65,9 @@ def _invoke(state: AppState, service_id: str, explain: bool) -> Response:
     except MissingPrefetch as exc:
         g.log["missing_prefetch"] = exc.keys
         g.log["why"] = exc.reason
-        return error(412, "required prefetch data is missing and cannot be fetched",
-                     missing=exc.keys, reason=exc.reason)
+        return error(
+            412, "required prefetch data is missing and cannot be fetched", missing=exc.keys, reason=exc.reason
+        )
     metrics = state.metrics
     gathered = outcome.gathered
     if gathered is not None:

@@ -48,20 +48,29 @@ def build_state(settings: Settings) -> AppState:
     try:
         store.create_schema()
     except Exception as exc:  # noqa: BLE001 - start anyway; /readyz reports the database
-        logging.getLogger("her2_cds").warning("feedback database not reachable at start (%s); "
-                                              "will retry on first feedback", type(exc).__name__)
+        logging.getLogger("her2_cds").warning(
+            "feedback database not reachable at start (%s); will retry on first feedback", type(exc).__name__
+        )
     metrics = Metrics()
     ledger_cfg = settings["ledger"]
     ledger = None
     if ledger_cfg["enabled"]:
-        ledger = Ledger(store.engine, ledger_cfg, lambda what: metrics.ledger_misses.labels(what=what).inc(),
-                        store.create_schema)
+        ledger = Ledger(
+            store.engine, ledger_cfg, lambda what: metrics.ledger_misses.labels(what=what).inc(), store.create_schema
+        )
         ledger.purge_in_background(int(ledger_cfg["retention_days"]))
-    return AppState(settings=settings, engine=Engine(settings, ledger), store=store, ledger=ledger, metrics=metrics,
-                    replay=replay, verifier=Verifier(settings.auth, replay),
-                    origins=frozenset(settings["cors"]["allowed_origins"]),
-                    public_base=(settings["public_base_url"] or "").rstrip("/"),
-                    explain_hash=settings["operator"]["explain_token_sha256"])
+    return AppState(
+        settings=settings,
+        engine=Engine(settings, ledger),
+        store=store,
+        ledger=ledger,
+        metrics=metrics,
+        replay=replay,
+        verifier=Verifier(settings.auth, replay),
+        origins=frozenset(settings["cors"]["allowed_origins"]),
+        public_base=(settings["public_base_url"] or "").rstrip("/"),
+        explain_hash=settings["operator"]["explain_token_sha256"],
+    )
 
 
 def app_state(app: Flask) -> AppState:

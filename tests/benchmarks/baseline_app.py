@@ -7,8 +7,18 @@ import json
 
 from flask import Flask, Response, request
 
-FIXED = json.dumps({"cards": [{"uuid": "00000000-0000-4000-8000-000000000000", "summary": "baseline",
-                               "indicator": "info", "source": {"label": "baseline"}}]})
+FIXED = json.dumps(
+    {
+        "cards": [
+            {
+                "uuid": "00000000-0000-4000-8000-000000000000",
+                "summary": "baseline",
+                "indicator": "info",
+                "source": {"label": "baseline"},
+            }
+        ]
+    }
+)
 
 app = Flask(__name__)
 

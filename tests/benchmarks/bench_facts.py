@@ -29,10 +29,14 @@ def best_of(fn, repeat: int) -> float:
 def main() -> None:
     ts = load_terminology()
     today = date(2026, 11, 25)
-    print("cold: validation verdict cache empty (first call for a chart); warm: the same chart again, as "
-          "order-select sends it on every edit\n")
-    print(f"{'resources':>10} {'json.loads ms':>14} {'cold ms':>9} {'ratio':>7} {'warm ms':>9} {'ratio':>7} "
-          f"{'cold µs/res':>12}")
+    print(
+        "cold: validation verdict cache empty (first call for a chart); warm: the same chart again, as "
+        "order-select sends it on every edit\n"
+    )
+    print(
+        f"{'resources':>10} {'json.loads ms':>14} {'cold ms':>9} {'ratio':>7} {'warm ms':>9} {'ratio':>7} "
+        f"{'cold µs/res':>12}"
+    )
     for n in (100, 1_000, 10_000):
         payload = json.dumps({"resourceType": "Bundle", "entry": [{"resource": r} for r in chart(n)]})
         repeat = 30 if n < 10_000 else 7
@@ -43,11 +47,14 @@ def main() -> None:
         def cold(r=resources) -> None:
             _VERDICTS.clear()
             derive(r, {}, ts, today)
+
         cold_t = best_of(cold, repeat)
         derive(resources, {}, ts, today)
         warm_t = best_of(lambda r=resources: derive(r, {}, ts, today), repeat)
-        print(f"{n:>10} {base * 1000:>14.2f} {cold_t * 1000:>9.2f} {cold_t / base:>6.2f}x {warm_t * 1000:>9.2f} "
-              f"{warm_t / base:>6.2f}x {cold_t / n * 1e6:>12.1f}")
+        print(
+            f"{n:>10} {base * 1000:>14.2f} {cold_t * 1000:>9.2f} {cold_t / base:>6.2f}x {warm_t * 1000:>9.2f} "
+            f"{warm_t / base:>6.2f}x {cold_t / n * 1e6:>12.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -92,15 +92,20 @@ def _ms(text: str) -> float:
 def parse_wrk(out: str) -> dict[str, float]:
     """p50/p99 from the --latency distribution (lines that start with the percentile: the "+/- Stdev" column
     of the thread statistics also holds a percentage and must not be read), req/s, requests, errors."""
-    dist = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)$", out, re.M)) or dict(re.findall(r"^\s+(50|99)%\s+(\S+)$",
-                                                                                          out, re.M))
+    dist = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)$", out, re.M)) or dict(
+        re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)
+    )
     if set(dist) != {"50", "99"}:
         raise RuntimeError(f"wrk gave no latency distribution:\n{out}")
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     sock = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return {"p50": _ms(dist["50"]), "p99": _ms(dist["99"]),
-            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)), "errors": non2xx + sock}
+    return {
+        "p50": _ms(dist["50"]),
+        "p99": _ms(dist["99"]),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": non2xx + sock,
+    }
 
 
 class Tokens:
@@ -113,9 +118,18 @@ class Tokens:
         now = int(time.time())
         self.n += 1
         path = self.tmp / f"tokens-{self.n}.txt"
-        path.write_text("\n".join(jwt.encode({"iss": ISS, "aud": PUBLIC + PATH, "iat": now, "exp": now + 3000,
-                                              "jti": uuid.uuid4().hex}, self.key, algorithm="ES384",
-                                             headers={"kid": "bench"}) for _ in range(count)) + "\n")
+        path.write_text(
+            "\n".join(
+                jwt.encode(
+                    {"iss": ISS, "aud": PUBLIC + PATH, "iat": now, "exp": now + 3000, "jti": uuid.uuid4().hex},
+                    self.key,
+                    algorithm="ES384",
+                    headers={"kid": "bench"},
+                )
+                for _ in range(count)
+            )
+            + "\n"
+        )
         return path
 
 
@@ -123,16 +137,24 @@ def wrk(base: str, body: Path, tokens: Path, seconds: int, connections: int) -> 
     threads = min(2, connections)
     lua = body.with_suffix(f".{connections}.lua")
     lua.write_text(LUA % {"tokens": tokens, "body": body, "threads": threads, "path": PATH})
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),
-                          base + PATH], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), base + PATH],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return parse_wrk(out)
 
 
 def _gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {**env, "HER2_CDS_BIND": f"127.0.0.1:{port}", "HER2_CDS_WORKERS": "2", "HER2_CDS_THREADS": "4"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf", app],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf", app],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _rss_mb(master: int) -> list[float]:
@@ -165,14 +187,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="her2-bench-"))
     key = ec.generate_private_key(ec.SECP384R1())
     jwk = dict(json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), kid="bench", alg="ES384")
-    cfg = {"public_base_url": PUBLIC, "auth": {"required": True, "issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]},
-           "storage": {"database_url": f"sqlite:///{tmp}/bench.db"}, "limits": {"max_body_bytes": 60_000_000},
-           "logging": {"level": "WARNING"}}
+    cfg = {
+        "public_base_url": PUBLIC,
+        "auth": {"required": True, "issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]},
+        "storage": {"database_url": f"sqlite:///{tmp}/bench.db"},
+        "limits": {"max_body_bytes": 60_000_000},
+        "logging": {"level": "WARNING"},
+    }
     (tmp / "bench.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "HER2_CDS_CONFIG": str(tmp / "bench.yaml")}
     sport, bport = _port(), _port()
-    service, baseline = (_gunicorn("cds_service.wsgi:app", sport, env),
-                         _gunicorn("tests.benchmarks.baseline_app:app", bport, env))
+    service, baseline = (
+        _gunicorn("cds_service.wsgi:app", sport, env),
+        _gunicorn("tests.benchmarks.baseline_app:app", bport, env),
+    )
     sbase, bbase = f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}"
     tokens = Tokens(key, tmp)
     try:
@@ -183,13 +211,22 @@ def main() -> None:
         first = []
         for _ in range(2):  # one request per fresh worker (round robin is not guaranteed: the slower one counts)
             t = time.perf_counter()
-            resp = requests.post(sbase + PATH, data=body.read_bytes(), timeout=30, headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {tokens.file(1).read_text().strip()}"})
+            resp = requests.post(
+                sbase + PATH,
+                data=body.read_bytes(),
+                timeout=30,
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {tokens.file(1).read_text().strip()}",
+                },
+            )
             first.append((time.perf_counter() - t) * 1000)
             assert resp.status_code == 200 and resp.json()["cards"], resp.text[:300]
         rss_before = _rss_mb(service.pid)
-        print(f"{os.cpu_count()} cores; gunicorn 2 workers x 4 threads; {args.seconds} s per wrk run; "
-              f"{args.reps} repetitions, service and baseline interleaved\n")
+        print(
+            f"{os.cpu_count()} cores; gunicorn 2 workers x 4 threads; {args.seconds} s per wrk run; "
+            f"{args.reps} repetitions, service and baseline interleaved\n"
+        )
         print(f"first requests after start: {first[0]:.1f} ms, {first[1]:.1f} ms")
         results: dict[tuple[int, int, str], list[dict[str, float]]] = {}
         total = 0
@@ -205,11 +242,16 @@ def main() -> None:
                         r = wrk(base, body, pool, args.seconds, conns)
                         total += r["requests"] if name == "service" else 0
                         results.setdefault((n, conns, name), []).append(r)
-                        print(f"  {n} resources, {conns:>2} clients, {name:>8}: p50 {r['p50']:6.2f} ms, "
-                              f"p99 {r['p99']:6.2f} ms, {r['rps']:7.1f} req/s, {r['requests']} requests, "
-                              f"{r['errors']} errors", flush=True)
-        print("\n| resources | clients | service p50 | baseline p50 | p50 ratio | service p99 | p99 ratio | "
-              "req/s ratio | errors |")
+                        print(
+                            f"  {n} resources, {conns:>2} clients, {name:>8}: p50 {r['p50']:6.2f} ms, "
+                            f"p99 {r['p99']:6.2f} ms, {r['rps']:7.1f} req/s, {r['requests']} requests, "
+                            f"{r['errors']} errors",
+                            flush=True,
+                        )
+        print(
+            "\n| resources | clients | service p50 | baseline p50 | p50 ratio | service p99 | p99 ratio | "
+            "req/s ratio | errors |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for (n, conns, name), runs in sorted(results.items()):
             if name != "service":
@@ -218,21 +260,28 @@ def main() -> None:
             ratios = [s["p50"] / bl["p50"] for s, bl in zip(runs, base_runs, strict=True)]
             p99r = [s["p99"] / bl["p99"] for s, bl in zip(runs, base_runs, strict=True)]
             rpsr = [s["rps"] / bl["rps"] for s, bl in zip(runs, base_runs, strict=True)]
-            print(f"| {n} | {conns} | {_spread([r['p50'] for r in runs])} ms | "
-                  f"{_spread([r['p50'] for r in base_runs])} ms | {_spread(ratios)}× | "
-                  f"{_spread([r['p99'] for r in runs])} ms | {_spread(p99r)}× | {_spread(rpsr)}× | "
-                  f"{sum(r['errors'] for r in runs)} in {sum(r['requests'] for r in runs)} |")
+            print(
+                f"| {n} | {conns} | {_spread([r['p50'] for r in runs])} ms | "
+                f"{_spread([r['p50'] for r in base_runs])} ms | {_spread(ratios)}× | "
+                f"{_spread([r['p99'] for r in runs])} ms | {_spread(p99r)}× | {_spread(rpsr)}× | "
+                f"{sum(r['errors'] for r in runs)} in {sum(r['requests'] for r in runs)} |"
+            )
         rss_after = _rss_mb(service.pid)
-        print(f"\nworker RSS: {', '.join(f'{x:.0f}' for x in rss_before)} MB after the first requests, "
-              f"{', '.join(f'{x:.0f}' for x in rss_after)} MB after {total} more")
+        print(
+            f"\nworker RSS: {', '.join(f'{x:.0f}' for x in rss_before)} MB after the first requests, "
+            f"{', '.join(f'{x:.0f}' for x in rss_after)} MB after {total} more"
+        )
         print("\ncost per resource (1 client, 5 s each; service p50 minus baseline p50, divided by resources):")
         for n in [int(x) for x in args.scale.split(",") if x]:
             body = tmp / f"req-{n}.json"
             body.write_text(json.dumps(_request(n)))
             s = wrk(sbase, body, tokens.file(3000), 5, 1)
             bl = wrk(bbase, body, tokens.file(10), 5, 1)
-            print(f"  {n:>6} resources: service p50 {s['p50']:8.2f} ms, baseline p50 {bl['p50']:7.2f} ms, "
-                  f"{(s['p50'] - bl['p50']) * 1000 / n:6.2f} µs per resource, {s['errors']} errors", flush=True)
+            print(
+                f"  {n:>6} resources: service p50 {s['p50']:8.2f} ms, baseline p50 {bl['p50']:7.2f} ms, "
+                f"{(s['p50'] - bl['p50']) * 1000 / n:6.2f} µs per resource, {s['errors']} errors",
+                flush=True,
+            )
     finally:
         for proc in (service, baseline):
             proc.terminate()

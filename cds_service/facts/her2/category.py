@@ -37,15 +37,28 @@ class Row:
     category: str
 
     def matches(self, ihc: str, ish: str, staining: str, reported: str) -> bool:
-        return (self.ihc == ihc and (self.ish is None or ish in self.ish)
-                and (self.staining is None or staining in self.staining)
-                and (self.reported is None or reported in self.reported))
+        return (
+            self.ihc == ihc
+            and (self.ish is None or ish in self.ish)
+            and (self.staining is None or staining in self.staining)
+            and (self.reported is None or reported in self.reported)
+        )
 
 
-def _row(ihc: str, category: str, ish: set[str] | None = ANY, staining: set[str] | None = ANY,
-         reported: set[str] | None = ANY) -> Row:
-    return Row(ihc, frozenset(ish) if ish else None, frozenset(staining) if staining else None,
-               frozenset(reported) if reported else None, category)
+def _row(
+    ihc: str,
+    category: str,
+    ish: set[str] | None = ANY,
+    staining: set[str] | None = ANY,
+    reported: set[str] | None = ANY,
+) -> Row:
+    return Row(
+        ihc,
+        frozenset(ish) if ish else None,
+        frozenset(staining) if staining else None,
+        frozenset(reported) if reported else None,
+        category,
+    )
 
 
 HER2_TABLE: tuple[Row, ...] = (
@@ -132,8 +145,13 @@ def _numeric_call(v: Her2Values, w: _Ish, notes: list[str]) -> str | None:
         if v.copy_number is None:
             return None
         notes.append("ISH reported as HER2 copies per cell only (single-probe criteria)")
-        return ("amplified" if v.copy_number >= ISH_COPIES_HIGH.value else
-                "not-amplified" if v.copy_number < ISH_COPIES_LOW.value else "equivocal")
+        return (
+            "amplified"
+            if v.copy_number >= ISH_COPIES_HIGH.value
+            else "not-amplified"
+            if v.copy_number < ISH_COPIES_LOW.value
+            else "equivocal"
+        )
     if v.copy_number is None:
         notes.append("ISH ratio without HER2 copy number: ASCO/CAP group cannot be assigned")
         if v.ihc == 3:
@@ -161,8 +179,10 @@ def _ish_call(v: Her2Values, w: _Ish, notes: list[str]) -> str | None:
     numeric = _numeric_call(v, w, notes) if (v.ratio is not None or v.copy_number is not None) else None
     if v.ish in ("amplified", "not-amplified"):
         if numeric in ("amplified", "not-amplified") and numeric != v.ish:
-            notes.append(f"the reported ISH call ({v.ish.replace('-', ' ')}) disagrees with its numbers "
-                         f"({numeric.replace('-', ' ')}): the reported call is used")
+            notes.append(
+                f"the reported ISH call ({v.ish.replace('-', ' ')}) disagrees with its numbers "
+                f"({numeric.replace('-', ' ')}): the reported call is used"
+            )
         return v.ish
     return numeric or v.ish
 
@@ -188,8 +208,10 @@ def staining(v: Her2Values, notes: list[str]) -> str:
     else:
         notes.append(f"IHC 0 with membrane staining in {cmp}{pct:g}% of cells: ≤10% or not cannot be told")
         return "cannot be told"
-    notes.append(f"IHC 0 with membrane staining in {cmp or ''}{pct:g}% of cells is contradictory "
-                 "(>10% would be 1+): pathology review needed")
+    notes.append(
+        f"IHC 0 with membrane staining in {cmp or ''}{pct:g}% of cells is contradictory "
+        "(>10% would be 1+): pathology review needed"
+    )
     return ">10%"
 
 
@@ -201,8 +223,14 @@ def categorise(v: Her2Values) -> Interpretation:
     ihc = "none" if v.ihc is None else f"{v.ihc}+" if v.ihc else "0"
     stain = staining(v, notes) if v.ihc == 0 and ish != "amplified" else "-"
     row = next((r for r in HER2_TABLE if r.matches(ihc, ish or "none", stain, v.binary or "none")), None)
-    return Interpretation(category=row.category if row else None, ish=ish or v.ish, ratio=work.ratio,
-                          ratio_cmp=work.ratio_cmp, ish_group=work.group, notes=tuple(notes))
+    return Interpretation(
+        category=row.category if row else None,
+        ish=ish or v.ish,
+        ratio=work.ratio,
+        ratio_cmp=work.ratio_cmp,
+        ish_group=work.group,
+        notes=tuple(notes),
+    )
 
 
 def _column(values: frozenset[str] | None) -> str:
@@ -211,9 +239,13 @@ def _column(values: frozenset[str] | None) -> str:
 
 def table_markdown() -> str:
     """HER2_TABLE as README shows it."""
-    rows = ["| # | IHC | ISH | membrane staining (IHC 0) | reported (no IHC score) | category |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| # | IHC | ISH | membrane staining (IHC 0) | reported (no IHC score) | category |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(HER2_TABLE, 1):
-        rows.append(f"| {i} | {r.ihc} | {_column(r.ish)} | {_column(r.staining)} | {_column(r.reported)} | "
-                    f"{CATEGORY_LABEL[r.category]} |")
+        rows.append(
+            f"| {i} | {r.ihc} | {_column(r.ish)} | {_column(r.staining)} | {_column(r.reported)} | "
+            f"{CATEGORY_LABEL[r.category]} |"
+        )
     return "\n".join(rows) + "\n\nThe first row that matches decides; no row: the result cannot be read."

@@ -13,7 +13,10 @@ POSITIVE, LOW, ULTRALOW, NULL = "positive", "low", "ultralow", "null"
 INDETERMINATE, ZERO_UNSPECIFIED, BINARY_ONLY = "indeterminate", "zero-unspecified", "binary-only"
 INCONSISTENT = "inconsistent"
 CATEGORY_LABEL = {
-    POSITIVE: "HER2-positive", LOW: "HER2-low", ULTRALOW: "HER2-ultralow", NULL: "HER2-null (IHC 0, no staining)",
+    POSITIVE: "HER2-positive",
+    LOW: "HER2-low",
+    ULTRALOW: "HER2-ultralow",
+    NULL: "HER2-null (IHC 0, no staining)",
     INDETERMINATE: "HER2 indeterminate (IHC 2+ without ISH, or ISH that cannot be interpreted)",
     ZERO_UNSPECIFIED: "HER2 IHC 0 without a membrane-staining statement",
     BINARY_ONLY: "HER2-negative (no IHC score reported)",
@@ -99,9 +102,14 @@ class Her2Result(Her2Values):
 
     @property
     def method(self) -> str:
-        parts = [p for p, present in (("IHC", self.ihc is not None),
-                                      ("ISH", self.ish is not None or self.ratio is not None
-                                       or self.copy_number is not None)) if present]
+        parts = [
+            p
+            for p, present in (
+                ("IHC", self.ihc is not None),
+                ("ISH", self.ish is not None or self.ratio is not None or self.copy_number is not None),
+            )
+            if present
+        ]
         return "+".join(parts) or "interpretation only"
 
     def _membrane_text(self) -> str:
@@ -127,8 +135,13 @@ class Her2Result(Her2Values):
             bits.append(f"ISH{call}" + (f" ({nums})" if nums else ""))
         if not bits and self.binary:
             bits.append(f"reported only as {self.binary}")
-        where = self.site or ("metastatic site" if self.site_kind == "metastatic" else
-                              "primary tumour" if self.site_kind == "primary" else "specimen site not recorded")
+        where = self.site or (
+            "metastatic site"
+            if self.site_kind == "metastatic"
+            else "primary tumour"
+            if self.site_kind == "primary"
+            else "specimen site not recorded"
+        )
         label = CATEGORY_LABEL.get(self.category or "", "category undetermined")
         text = f"{label}: {', '.join(bits) or 'no readable value'}; {where}; {fmt(self.when)}; {', '.join(self.refs)}"
         return text + (" (read from free text)" if self.by_text else "")

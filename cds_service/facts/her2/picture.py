@@ -43,9 +43,10 @@ def _supersede(partials: list[Partial], notes: list[str]) -> list[Partial]:
         for q in partials:
             if q is p or q.resource.get("status") in AMENDING_STATUS:
                 continue
-            same = (q.when == p.when and _spec(q) == _spec(p) and q.has_ihc == p.has_ihc and q.has_ish == p.has_ish)
+            same = q.when == p.when and _spec(q) == _spec(p) and q.has_ihc == p.has_ihc and q.has_ish == p.has_ish
             if same and (parse_date(q.resource.get("issued")) or date.min) <= (
-                    parse_date(p.resource.get("issued")) or date.max):
+                parse_date(p.resource.get("issued")) or date.max
+            ):
                 dropped.add(str(q.resource.get("id")))
     for p in partials:
         if str(p.resource.get("id")) in dropped:
@@ -58,8 +59,11 @@ def _spec(p: Partial) -> str | None:
     return s.get("reference") if isinstance(s, dict) else None
 
 
-def _split_readings(key: tuple[Any, ...], groups: dict[tuple[Any, ...], list[Partial]],
-                    sites: dict[tuple[Any, ...], tuple[str, str | None]]) -> None:
+def _split_readings(
+    key: tuple[Any, ...],
+    groups: dict[tuple[Any, ...], list[Partial]],
+    sites: dict[tuple[Any, ...], tuple[str, str | None]],
+) -> None:
     """Two readings of one specimen on different days (a report re-read years later) are two results;
     an ISH on the specimen joins the latest reading made before it (or the first)."""
     readings = sorted({p.when for p in groups[key] if not p.has_ish or p.has_ihc}, key=lambda d: d or date.min)
@@ -93,8 +97,9 @@ def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
     final = [p for p in group if p.resource.get("status") != "preliminary"]
     for p in group:
         if p.resource.get("status") == "preliminary":
-            r.notes.append(f"{ref_of(p.resource)} is preliminary" + (" and outranked by the final result" if final
-                                                                     else ""))
+            r.notes.append(
+                f"{ref_of(p.resource)} is preliminary" + (" and outranked by the final result" if final else "")
+            )
     stated = next((p.stated for p in reversed(group) if p.stated), None)
     found = categorise(r)
     r.category, r.ish, r.ratio, r.ratio_cmp = found.category, found.ish, found.ratio, found.ratio_cmp
@@ -106,13 +111,20 @@ def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
     return r
 
 
-def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict[str, dict[str, Any]],
-                  ts: Terminology) -> Her2Picture:
+def build_picture(
+    observations: dict[str, list[dict[str, Any]]], specimens: dict[str, dict[str, Any]], ts: Terminology
+) -> Her2Picture:
     """All HER2 results of the patient, categorised, and the current picture."""
     notes: list[str] = []
     partials: list[tuple[Partial, tuple[str, str | None]]] = []
-    for kind in ("her2-ihc", "her2-interpretation", "her2-ish", "her2-ish-ratio", "her2-ish-copy-number",
-                 "her2-cep17-copy-number"):
+    for kind in (
+        "her2-ihc",
+        "her2-interpretation",
+        "her2-ish",
+        "her2-ish-ratio",
+        "her2-ish-copy-number",
+        "her2-cep17-copy-number",
+    ):
         for obs in observations[kind]:  # the status policy was applied at extraction
             partials.append((read_observation(obs, kind, ts), site_of(obs, specimens, ts)))
     kept = {id(p) for p in _supersede([p for p, _ in partials], notes)}
@@ -134,8 +146,12 @@ def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict
             if other == key or not any(p.has_ihc for p in g) or any(p.has_ish for p in g):
                 continue
             ihc_when = max((p.when for p in g if p.when), default=None)
-            if when and ihc_when and 0 <= (when - ihc_when).days <= PAIR_ISH.value and (
-                    sites[other][0] == sites[key][0] or "unknown" in (sites[other][0], sites[key][0])):
+            if (
+                when
+                and ihc_when
+                and 0 <= (when - ihc_when).days <= PAIR_ISH.value
+                and (sites[other][0] == sites[key][0] or "unknown" in (sites[other][0], sites[key][0]))
+            ):
                 if best is None or ihc_when > best[1]:
                     best = (other, ihc_when)
         if best:
@@ -158,6 +174,9 @@ def build_picture(observations: dict[str, list[dict[str, Any]]], specimens: dict
         earlier_low = next((r for r in reversed(results[:-1]) if r.category in (LOW, ULTRALOW)), None)
         if earlier_low:
             discordant = True
-            notes.append(f"the latest result ({CATEGORY_LABEL[current.category]}, {fmt(current.when)}) differs from "
-                         f"an earlier sample ({CATEGORY_LABEL[earlier_low.category]}, {fmt(earlier_low.when)})")
+            notes.append(
+                f"the latest result ({CATEGORY_LABEL[str(current.category)]}, {fmt(current.when)}) differs "
+                f"from an earlier sample ({CATEGORY_LABEL[str(earlier_low.category)]}, "
+                f"{fmt(earlier_low.when)})"
+            )
     return Her2Picture(results, current, ever_positive, discordant, notes, earlier_low)

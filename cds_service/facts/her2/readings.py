@@ -25,12 +25,29 @@ SCORE_SETS = {f"her2-ihc-score-{n}": n for n in range(4)}
 _BINARY_SETS = (("result-equivocal", "equivocal"), ("result-negative", "negative"), ("result-positive", "positive"))
 ANSWER_SETS = (*SCORE_SETS, *(vs for vs, _ in _BINARY_SETS), "ihc-membrane-staining-answer")
 # component codes, in the order a text-only component name is tried (a coded name always wins)
-COMPONENT_SETS = ("ihc-membrane-percent", "ihc-membrane-staining", "her2-ish-ratio", "her2-ish-copy-number",
-                  "her2-cep17-copy-number", "her2-ish", "her2-ihc", "her2-interpretation")
+COMPONENT_SETS = (
+    "ihc-membrane-percent",
+    "ihc-membrane-staining",
+    "her2-ish-ratio",
+    "her2-ish-copy-number",
+    "her2-cep17-copy-number",
+    "her2-ish",
+    "her2-ihc",
+    "her2-interpretation",
+)
 _MEMBRANE_CODES = {"membrane-staining-absent": "absent", "membrane-staining-faint-le-10": "faint-le-10"}
 _BOUND = re.compile(r"(less than|greater than|more than|below|above|under|over|<=|>=|≤|≥|<|>)?\s*(\d+(?:\.\d+)?)")
-_WORD_CMP = {"less than": "<", "below": "<", "under": "<", "greater than": ">", "more than": ">", "above": ">",
-             "over": ">", "≤": "<=", "≥": ">="}
+_WORD_CMP = {
+    "less than": "<",
+    "below": "<",
+    "under": "<",
+    "greater than": ">",
+    "more than": ">",
+    "above": ">",
+    "over": ">",
+    "≤": "<=",
+    "≥": ">=",
+}
 
 
 def _value_texts(holder: dict[str, Any], ts: Terminology) -> list[str]:
@@ -55,9 +72,15 @@ def read_bound(holder: dict[str, Any], ts: Terminology) -> tuple[float, str | No
     ratio = holder.get("valueRatio")
     if isinstance(ratio, dict):
         num, den = ratio.get("numerator") or {}, ratio.get("denominator") or {}
-        if (isinstance(num, dict) and isinstance(den, dict) and isinstance(num.get("value"), (int, float))
-                and isinstance(den.get("value"), (int, float)) and den["value"]
-                and not num.get("comparator") and not den.get("comparator")):
+        if (
+            isinstance(num, dict)
+            and isinstance(den, dict)
+            and isinstance(num.get("value"), (int, float))
+            and isinstance(den.get("value"), (int, float))
+            and den["value"]
+            and not num.get("comparator")
+            and not den.get("comparator")
+        ):
             return float(num["value"]) / float(den["value"]), None
         return None
     for t in _value_texts(holder, ts):
@@ -107,8 +130,9 @@ def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
             return
     for t in _value_texts(holder, ts):
         if rng := score_range_in_text(t):  # never pick one end of "0-1+": unscored, re-scoring needed
-            p.notes.append(f"{ref_of(p.resource)} gives the IHC score as a range ({rng[0]}-{rng[1]}+), "
-                           "not a single score")
+            p.notes.append(
+                f"{ref_of(p.resource)} gives the IHC score as a range ({rng[0]}-{rng[1]}+), not a single score"
+            )
             p.binary, p.by_text = ("negative" if rng[1] <= 1 else p.binary or _binary(ts, holder)), True
             return
         score = ihc_score_from_text(t)
@@ -138,8 +162,10 @@ def _read_ish_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
             p.ish = c["code"].removeprefix("ish-")
             return
     b = _binary(ts, holder)
-    if b and ts.match_code({"positive": "result-positive", "negative": "result-negative",
-                            "equivocal": "result-equivocal"}[b], holder.get("valueCodeableConcept")):
+    if b and ts.match_code(
+        {"positive": "result-positive", "negative": "result-negative", "equivocal": "result-equivocal"}[b],
+        holder.get("valueCodeableConcept"),
+    ):
         p.ish = {"positive": "amplified", "negative": "not-amplified", "equivocal": "equivocal"}[b]
         return
     for t in _value_texts(holder, ts):

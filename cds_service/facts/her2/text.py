@@ -10,12 +10,19 @@ _SCORE_PLUS = re.compile(r"(?<![\d.])([0-3])\s*\+")
 _SCORE_WORD = re.compile(r"(?:score|ihc|her2(?:/neu)?)\s*(?:of|is|=|:)?\s*\(?\s*([0-3])(?![\d.%+])")
 _BARE_ZERO = re.compile(r"^\s*\(?0\)?\s*(?:$|[(,;:/-]|\s+(?:ultra|null|no |with|faint))")
 _ZERO_PAREN = re.compile(r"\(\s*0\s*\)")
-_ULTRALOW = re.compile(r"ultra[\s-]?low|faint[^.;]*?(?:≤|<=|<|less than|up to|no more than)\s*10\s*%"
-                       r"|(?:≤|<=|<|less than|up to)\s*10\s*%[^.;]*faint|barely perceptible")
-_NULL = re.compile(r"her2[\s-]?null|\bnull\b|no (?:\w+ )?(?:membrane )?staining|absen(?:t|ce of) (?:\w+ )?staining"
-                   r"|without (?:\w+ )?staining|complete absence")
-STATED = [(re.compile(r"her2[\s-]?ultra[\s-]?low"), ULTRALOW), (re.compile(r"her2[\s-]?low"), LOW),
-           (re.compile(r"her2[\s-]?null"), NULL)]
+_ULTRALOW = re.compile(
+    r"ultra[\s-]?low|faint[^.;]*?(?:≤|<=|<|less than|up to|no more than)\s*10\s*%"
+    r"|(?:≤|<=|<|less than|up to)\s*10\s*%[^.;]*faint|barely perceptible"
+)
+_NULL = re.compile(
+    r"her2[\s-]?null|\bnull\b|no (?:\w+ )?(?:membrane )?staining|absen(?:t|ce of) (?:\w+ )?staining"
+    r"|without (?:\w+ )?staining|complete absence"
+)
+STATED = [
+    (re.compile(r"her2[\s-]?ultra[\s-]?low"), ULTRALOW),
+    (re.compile(r"her2[\s-]?low"), LOW),
+    (re.compile(r"her2[\s-]?null"), NULL),
+]
 _NOT_AMP = re.compile(r"not amplified|non[\s-]?amplified|no amplification|without amplification|unamplified")
 _AMP = re.compile(r"(?<!not )(?<!non-)(?<!non )amplified|amplification")
 _EQUIVOCAL = re.compile(r"equivocal|borderline")
@@ -54,7 +61,7 @@ def membrane_pct_from_text(text: str) -> float | None:
 def ish_in_ihc_text(text: str) -> str | None:
     """An ISH call reported in the same text as the IHC score ("2+; FISH not amplified")."""
     m = ISH_WORD.search(text.lower())
-    return ish_from_text(text[m.end():]) if m else None
+    return ish_from_text(text[m.end() :]) if m else None
 
 
 def _first_label(text: str, table: tuple[tuple[re.Pattern[str], str], ...]) -> str | None:
