@@ -377,7 +377,7 @@ def test_repeat_window_zero_repeats_everything(settings_factory):
 
 
 def test_a_suggested_resource_that_is_not_valid_fhir_is_never_sent():
-    from cds_service.cards.render import _check_action
+    from cds_service.cards.render import check_action
 
     good = {
         "resourceType": "ServiceRequest",
@@ -386,11 +386,11 @@ def test_a_suggested_resource_that_is_not_valid_fhir_is_never_sent():
         "code": {"text": "HER2 IHC"},
         "subject": {"reference": "Patient/p1"},
     }
-    _check_action(good)
+    check_action(good)
     no_subject = {k: v for k, v in good.items() if k != "subject"}
     for bad in ({**good, "intent": None}, no_subject, {**good, "code": "HER2"}):
         with pytest.raises(ValueError, match="not valid FHIR R4"):
-            _check_action(bad)
+            check_action(bad)
 
 
 def test_rescore_card_says_when_there_is_no_receptor_result(app):

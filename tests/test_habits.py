@@ -200,7 +200,7 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
     caplog.set_level("INFO", logger="her2_cds")
     app = serving_app(settings_factory())
     state = app_state(app)
-    assert state.engine.terminology._memo  # the warm-up filled the value-set verdicts
+    assert state.engine.terminology.memoised_verdicts > 0  # the warm-up filled the value-set verdicts
     assert any("warmed up in" in r.getMessage() for r in caplog.records)
     state.engine.ledger.flush()
     with state.store.engine.connect() as conn:

@@ -12,7 +12,7 @@ from cds_service.facts.evidence import Evidence
 from cds_service.facts.ild_risk import Egfr, latest_egfr
 from cds_service.facts.receptors import positive_at, read_receptor
 from cds_service.facts.setting import stage_reading
-from cds_service.facts.therapy import _days
+from cds_service.facts.therapy import duration_days
 from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
@@ -232,7 +232,7 @@ def test_latest_egfr_reading_and_text():
     ],
 )
 def test_supply_duration_in_days(duration, days):
-    assert _days(duration) == days
+    assert duration_days(duration) == days
 
 
 def _line(*resources):

@@ -77,7 +77,7 @@ def _detail(d: CardDecision, footer: str | None) -> str:
     return "\n\n".join(parts)
 
 
-def _check_action(resource: dict[str, Any]) -> None:
+def check_action(resource: dict[str, Any]) -> None:
     """Every suggested resource is valid FHIR R4 as it stands (verdicts cached by content digest)."""
     problems: list[str] = []
     if validated(resource, problems) is None or problems:
@@ -113,10 +113,10 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
             for s in d.suggestions:
                 actions = []
                 for res in s.resources:
-                    _check_action(res)
+                    check_action(res)
                     actions.append({"type": "create", "description": s.label, "resource": res})
                 for res in s.updates:
-                    _check_action(res)
+                    check_action(res)
                     actions.append({"type": "update", "description": s.label, "resource": res})
                 actions += [{"type": "delete", "description": s.label, "resourceId": ref} for ref in s.deletes]
                 sug: dict[str, Any] = {"label": s.label, "uuid": str(uuid.uuid4()), "actions": actions}

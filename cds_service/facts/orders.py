@@ -41,7 +41,7 @@ class DraftOrder:
         return bool(self.drug and self.drug.value_set in SYSTEMIC_CLASSES)
 
 
-def _dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
+def read_dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
     for d in order.get("dosageInstruction") or []:
         if not isinstance(d, dict):
             continue
@@ -93,5 +93,5 @@ def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> Dra
         if drug is None and not concept:
             for t in texts(res.get("code")) + note_texts(res):
                 drug = ts.classify_drug({"text": t}) or drug
-    dose, dose_text = _dose(res) if drug else (None, None)
+    dose, dose_text = read_dose(res) if drug else (None, None)
     return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text, res)

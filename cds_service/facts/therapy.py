@@ -111,7 +111,7 @@ def _period(r: dict[str, Any]) -> tuple[date | None, date | None]:
         if isinstance(validity, dict):
             start = start or parse_date(validity.get("start"))
             end = end or parse_date(validity.get("end"))
-        supply = _days(dispense.get("expectedSupplyDuration"))
+        supply = duration_days(dispense.get("expectedSupplyDuration"))
         if end is None and start and supply:  # a refill order: its supply, times (1 + refills)
             repeats = dispense.get("numberOfRepeatsAllowed")
             repeats = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 0 else 0
@@ -137,7 +137,7 @@ _UNIT_DAYS = {
 }
 
 
-def _days(duration: Any) -> float | None:
+def duration_days(duration: Any) -> float | None:
     """A FHIR Duration in days (d, wk, mo, a), or None."""
     if not isinstance(duration, dict) or not isinstance(duration.get("value"), (int, float)):
         return None

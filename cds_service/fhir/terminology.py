@@ -211,6 +211,11 @@ class Terminology:
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}  # verdicts by concept: a chart resends the same concepts
 
+    @property
+    def memoised_verdicts(self) -> int:
+        """How many value-set verdicts are memoised (the warm-up fills them)."""
+        return len(self._memo)
+
     def _memoised(self, kind: str, vs: Any, cc: Any, compute: Callable[[], Any]) -> Any:
         """The verdict on a concept, computed once per process (the value sets do not change while it runs).
         Bounded: emptied when it holds MEMO_SIZE verdicts. Concepts that cannot be serialised are not kept."""
