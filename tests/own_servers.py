@@ -8,15 +8,38 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def serve_workers(config: Path, port: int, cwd: Path, output: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """`her2-cds serve --workers 2` on 127.0.0.1:port with a configuration file (its metrics in a directory of its
+    own); output (a file, or DEVNULL) gets both streams."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    argv = [
+        sys.executable,
+        "-m",
+        "cds_service.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(argv, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
 
 
 def _wait_accepting(port: int, seconds: float) -> None:

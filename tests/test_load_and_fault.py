@@ -8,8 +8,6 @@ touch what does not need it (hook calls answer while PostgreSQL is down)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,7 +23,7 @@ from .conftest import TEST_ISS
 from .fixtures import builders as b
 from .fixtures import patients
 from .helpers import hook_request, prefetch_from
-from .own_servers import OwnPostgres, OwnRedis, free_port
+from .own_servers import OwnPostgres, OwnRedis, free_port, serve_workers
 
 PUBLIC = "https://cds.load.example"
 CLIENTS = 32
@@ -60,28 +58,8 @@ def stack(tmp_path: Path, jwks):
     }
     path = tmp_path / "load.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cds_service.cli",
-            "serve",
-            "--config",
-            str(path),
-            "--workers",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = serve_workers(str(path), port, tmp_path, log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while True:

@@ -20,6 +20,7 @@ import yaml
 from .conftest import TEST_ISS
 from .fixtures import patients
 from .helpers import hook_request, prefetch_from
+from .own_servers import serve_workers
 
 PUBLIC = "https://cds.prod.example"
 
@@ -127,27 +128,7 @@ def test_feedback_burst_right_after_serve_workers_2_starts_on_postgresql(tmp_pat
     }
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cds_service.cli",
-            "serve",
-            "--config",
-            str(path),
-            "--workers",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve_workers(str(path), port, tmp_path)
     url = f"http://127.0.0.1:{port}/cds-services/her2-order-select/feedback"
     try:
         deadline = time.time() + 30

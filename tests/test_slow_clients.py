@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 from .conftest import TEST_ISS
 from .fixtures import patients
 from .helpers import hook_request, prefetch_from
-from .own_servers import free_port
+from .own_servers import free_port, serve_workers
 
 PUBLIC = "https://cds.slow.example"
 NGINX_DIR = Path(__file__).resolve().parent.parent / "docker" / "nginx"
@@ -111,27 +110,7 @@ def service(tmp_path: Path, jwks):
         "storage": {"database_url": f"sqlite:///{tmp_path}/fb.db"},
     }
     (tmp_path / "svc.yaml").write_text(yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cds_service.cli",
-            "serve",
-            "--config",
-            str(tmp_path / "svc.yaml"),
-            "--workers",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve_workers(str(tmp_path / "svc.yaml"), port, tmp_path)
     deadline = time.time() + 30
     while True:
         try:
