@@ -94,7 +94,7 @@ def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
         hit = ts.match("metastatic-site", cc)
         if hit:
             name = hit.canonical.lower()
-            words = [t for t in sites.terms if re.search(rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])", name)]
+            words = sites.terms_in(name)
             return min(words, key=len) if words else name
     return match.canonical.lower()
 

@@ -64,6 +64,7 @@ class ValueSetMatcher:
     terms: dict[str, str] = field(default_factory=dict)  # lower-case phrase -> canonical name
     _regex: re.Pattern[str] | None = None
     _ingredient_regex: re.Pattern[str] | None = None
+    _terms_in: dict[str, list[str]] = field(default_factory=dict)  # name -> the terms in it (memo)
 
     def add(self, vs: dict[str, Any]) -> int:
         """Take the codes, is-a filters and text terms of a ValueSet, in its compose form, its expansion
@@ -84,6 +85,7 @@ class ValueSetMatcher:
                 self._add_concept(c["system"], c)
         self._regex = None
         self._ingredient_regex = None
+        self._terms_in = {}
         return len(self.codes) + len(self.prefixes) + len(self.terms) - before
 
     def _add_concept(self, system: str, c: dict[str, Any]) -> None:
@@ -105,6 +107,18 @@ class ValueSetMatcher:
             )
         m = self._ingredient_regex.search(text.lower())
         return self.terms[m.group(1)] if m else None
+
+    def terms_in(self, name: str) -> list[str]:
+        """Every term of this value set that stands in `name` as whole words (memoised per name: a chart repeats
+        its site names)."""
+        found = self._terms_in.get(name)
+        if found is None:
+            if len(self._terms_in) >= 4096:
+                self._terms_in.clear()
+            found = self._terms_in[name] = [
+                t for t in self.terms if re.search(rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])", name)
+            ]
+        return found
 
     @property
     def regex(self) -> re.Pattern[str] | None:
