@@ -363,6 +363,14 @@ def test_cookies_a_fhir_server_sets_are_never_sent_back(app_for, fhir_server):
         ("http://ok.example/fhir/x", False),
         ("https://ok.example:99999/fhir", False),
         ("ftp://ok.example/fhir", False),
+        ("https://ok.example/fhir/%252e%252e/admin", False),  # a dot segment to a server that decodes twice
+        ("https://ok.example/fhir\\..\\admin", False),  # backslashes: parsers disagree
+        ("https://ok.example\\@evil.example/fhir", False),
+        (" https://ok.example/fhir/x", False),
+        ("https://ok.example/fhir/x\nHost: evil.example", False),
+        ("https://ok.example/fhir/x#frag", False),
+        ("https://ok.example/fhir;x/../../admin", False),
+        ("https://ok.example/fhir/Observation?patient=p1&code=a,b", True),  # a next link keeps its query
     ],
 )
 def test_allow_list_compares_normalised_urls(url, allowed):

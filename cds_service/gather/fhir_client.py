@@ -22,20 +22,27 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_AMBIGUOUS = re.compile(r"[\s\x00-\x1f\x7f\\]")
 _UNRESERVED = re.compile(r"%(2[DdEe]|5[Ff]|7[Ee]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])")
 
 
 def normalise(url: str) -> str | None:
     """The URL in RFC 3986 normal form (scheme and host in lower case, no default port, unreserved
     characters decoded), without query or fragment; None when it is not an http(s) URL, carries
-    credentials, or still holds a dot segment ("/../", "/./", "%2e%2e") after decoding."""
+    credentials or a fragment, holds white space, a control character or a backslash (parsers disagree on
+    them), an encoded "%" in its path ("%252e%252e" is a dot segment to a server that decodes twice), or
+    still holds a dot segment ("/../", "/./", "%2e%2e") after decoding."""
+    if _AMBIGUOUS.search(url):
+        return None
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username or parts.password:
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username or parts.password or parts.fragment:
+        return None
+    if "%25" in parts.path:
         return None
     path = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), parts.path)
     if any(seg in (".", "..") for seg in path.split("/")):
