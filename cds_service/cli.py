@@ -157,9 +157,30 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"her2-cds report: dates are YYYY-MM-DD ({exc})", file=sys.stderr)
         return 2
+    if since >= until:
+        print(f"her2-cds report: --since ({since}) must be before --until ({until})", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"her2-cds report: cannot write to {out}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
     store = FeedbackStore(settings["storage"]["database_url"])
-    store.create_schema()
-    for path in write_report(store.engine, since, until, Path(args.out)):
+    try:
+        store.create_schema()
+        paths = write_report(store.engine, since, until, out)
+    except Exception as exc:  # noqa: BLE001 - the database is down or refuses: say so, without its message
+        # the class only: a driver's message can carry the connection URL and its password
+        print(
+            f"her2-cds report: cannot read the card ledger in the configured database ({type(exc).__name__}); "
+            "is it running and reachable?",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        store.engine.dispose()
+    for path in paths:
         print(path)
     return 0
 

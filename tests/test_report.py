@@ -176,3 +176,34 @@ def test_the_page_in_chromium_shows_the_same_numbers(seeded, tmp_path):
     assert seen["tables"]["outcomes_by_topic_pathway"] == _csv(seeded, "outcomes_by_topic_pathway")[1:]
     assert seen["totals"] == ["Cards recorded: 12", "Returned: 8", "Overridden: 3"]
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (
+            ["--since", "2026-12-01", "--until", "2026-11-01"],
+            2,
+            "--since (2026-12-01) must be before --until (2026-11-01)",
+        ),
+        (["--since", "01/12/2026"], 2, "dates are YYYY-MM-DD"),
+        (["--out", "/proc/her2-cds-report"], 2, "cannot write to /proc/her2-cds-report"),
+    ],
+)
+def test_a_report_that_cannot_be_made_says_why(tmp_path, capsys, args, code, words):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage:\n  database_url: sqlite:///{tmp_path}/ledger.db\n")
+    argv = ["report", "--config", str(cfg), "--out", str(tmp_path / "out"), *args]
+    assert main(argv) == code
+    assert words in capsys.readouterr().err
+
+
+def test_a_report_from_a_database_that_is_down_says_so_without_its_url(tmp_path, capsys):
+    from tests.own_servers import free_port
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage:\n  database_url: postgresql://her2:secret-pw@127.0.0.1:{free_port()}/ledger\n")
+    assert main(["report", "--config", str(cfg), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read the card ledger in the configured database (OperationalError)" in err
+    assert "secret-pw" not in err
