@@ -166,9 +166,17 @@ def _rss_mb(master: int) -> list[float]:
     return sorted(out)
 
 
-def _request(n: int) -> dict:
+def _request(n: int, seed: int = 11) -> dict:
     draft = b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")
-    return hook_request("order-select", prefetch=prefetch_from(prefetch_chart(n)), draft_orders=[draft])
+    return hook_request("order-select", prefetch=prefetch_from(prefetch_chart(n, seed)), draft_orders=[draft])
+
+
+def _post_once(base: str, body: bytes, token: str) -> float:
+    t = time.perf_counter()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    resp = requests.post(base + PATH, data=body, timeout=30, headers=headers)
+    assert resp.status_code == 200 and resp.json()["cards"], resp.text[:300]
+    return (time.perf_counter() - t) * 1000
 
 
 def _spread(values: list[float]) -> str:
@@ -270,6 +278,15 @@ def main() -> None:
         print(
             f"\nworker RSS: {', '.join(f'{x:.0f}' for x in rss_before)} MB after the first requests, "
             f"{', '.join(f'{x:.0f}' for x in rss_after)} MB after {total} more"
+        )
+        # a chart no worker has seen, on warm workers: what the first request after start pays that is not warm-up
+        unseen = [
+            _post_once(sbase, json.dumps(_request(300, seed)).encode(), tokens.file(1).read_text().strip())
+            for seed in range(101, 107)
+        ]
+        print(
+            f"a 300-resource chart never seen before, on warm workers (6 charts): median "
+            f"{statistics.median(unseen):.1f} ms ({min(unseen):.1f}-{max(unseen):.1f})"
         )
         print("\ncost per resource (1 client, 5 s each; service p50 minus baseline p50, divided by resources):")
         for n in [int(x) for x in args.scale.split(",") if x]:
