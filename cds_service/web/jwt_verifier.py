@@ -215,10 +215,12 @@ class Verifier:
             raise AuthError("Authorization is not a Bearer token")
         token = token.strip()
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            parsed = jwt.decode_complete(token, options={"verify_signature": False})  # one parse: header and claims
         except jwt.PyJWTError as exc:
             raise AuthError(f"malformed token ({type(exc).__name__})") from exc
+        header, unverified = parsed["header"], parsed["payload"]
+        if not isinstance(header, dict) or not isinstance(unverified, dict):
+            raise AuthError("malformed token (header or claims not an object)")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg in FORBIDDEN_ALGS or alg not in self.algorithms:
             raise AuthError(f"algorithm not allowed: {str(alg)[:20]}")
