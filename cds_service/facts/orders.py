@@ -9,18 +9,10 @@ from typing import Any
 
 from cds_service.fhir.extraction import medication_concept
 from cds_service.fhir.primitives import ref_of
-from cds_service.fhir.terminology import Match, Terminology, note_texts, texts
+from cds_service.fhir.terminology import DRUG_CLASSES, Match, Terminology, note_texts, texts
 
 MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
-SYSTEMIC_CLASSES = {
-    "tdxd",
-    "her2-directed-antibody",
-    "other-adc",
-    "cdk46-inhibitor",
-    "endocrine-therapy",
-    "other-targeted",
-    "chemotherapy",
-}
+SYSTEMIC_CLASSES = frozenset(DRUG_CLASSES)  # every drug class the service knows is a systemic therapy
 
 
 @dataclass

@@ -31,7 +31,7 @@ from cds_service.fhir.pathology import (
 from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.status import IGNORE, UNCONFIRMED, verdict
 from cds_service.fhir.status import note as status_note
-from cds_service.fhir.terminology import Match, Terminology
+from cds_service.fhir.terminology import HER2_SETS, Match, Terminology
 
 MODELS = {
     "Observation": Observation,
@@ -46,14 +46,6 @@ MODELS = {
     "DiagnosticReport": DiagnosticReport,
 }
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
-HER2_SETS = (
-    "her2-ish-ratio",
-    "her2-ish-copy-number",
-    "her2-cep17-copy-number",
-    "her2-ish",
-    "her2-ihc",
-    "her2-interpretation",
-)
 OBS_SETS = (*HER2_SETS, "er", "pr", "hr-combined", "disease-status", "staging", "renal-function", "ild")
 CONDITION_SETS = (
     "ild",

@@ -8,16 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from cds_service.fhir.primitives import ref_of
-from cds_service.fhir.terminology import Terminology, codings, texts
+from cds_service.fhir.terminology import HER2_SETS, Terminology, codings, texts
 
-HER2_KINDS = {
-    "her2-ish-ratio",
-    "her2-ish-copy-number",
-    "her2-cep17-copy-number",
-    "her2-ish",
-    "her2-ihc",
-    "her2-interpretation",
-}
+HER2_KINDS = frozenset(HER2_SETS)
 _HER2 = re.compile(r"(?<![a-z0-9])(?:her-?2(?:/neu)?|erbb-?2|c-?erbb-?2)(?![a-z0-9])", re.I)
 _ER = re.compile(r"(?<![a-z0-9])(?:o?estrogen receptors?|er)(?![a-z0-9])", re.I)
 _PR = re.compile(r"(?<![a-z0-9])(?:progesterone receptors?|pg?r)(?![a-z0-9])", re.I)

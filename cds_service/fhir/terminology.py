@@ -30,6 +30,15 @@ NEGATION = re.compile(
     r"(?:\bno|\bnot|\bnon-?|\bwithout|\bdenies|\bnegative for|\bfree of|\babsence of|\bruled out)"
     r"(?:\s+\S+){0,2}\s*$"
 )
+# the HER2 value sets, in the order an Observation code is tried
+HER2_SETS = (
+    "her2-ish-ratio",
+    "her2-ish-copy-number",
+    "her2-cep17-copy-number",
+    "her2-ish",
+    "her2-ihc",
+    "her2-interpretation",
+)
 DRUG_CLASSES = (
     "tdxd",
     "her2-directed-antibody",

@@ -17,7 +17,7 @@ from cds_service.facts.her2.text import (
     score_range_in_text,
 )
 from cds_service.fhir.primitives import effective_date, ref_of
-from cds_service.fhir.terminology import Terminology, codings, note_texts, texts
+from cds_service.fhir.terminology import HER2_SETS, Terminology, codings, note_texts, texts
 
 LOCAL_CS = "http://her2-cds.org/fhir/CodeSystem/her2-ihc"
 
@@ -25,16 +25,7 @@ SCORE_SETS = {f"her2-ihc-score-{n}": n for n in range(4)}
 _BINARY_SETS = (("result-equivocal", "equivocal"), ("result-negative", "negative"), ("result-positive", "positive"))
 ANSWER_SETS = (*SCORE_SETS, *(vs for vs, _ in _BINARY_SETS), "ihc-membrane-staining-answer")
 # component codes, in the order a text-only component name is tried (a coded name always wins)
-COMPONENT_SETS = (
-    "ihc-membrane-percent",
-    "ihc-membrane-staining",
-    "her2-ish-ratio",
-    "her2-ish-copy-number",
-    "her2-cep17-copy-number",
-    "her2-ish",
-    "her2-ihc",
-    "her2-interpretation",
-)
+COMPONENT_SETS = ("ihc-membrane-percent", "ihc-membrane-staining", *HER2_SETS)
 _MEMBRANE_CODES = {"membrane-staining-absent": "absent", "membrane-staining-faint-le-10": "faint-le-10"}
 _BOUND = re.compile(r"(less than|greater than|more than|below|above|under|over|<=|>=|≤|≥|<|>)?\s*(\d+(?:\.\d+)?)")
 _WORD_CMP = {
