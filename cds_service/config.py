@@ -52,7 +52,8 @@ class Settings:
         return self.data["limits"]
 
 
-def _defaults() -> dict[str, Any]:
+def shipped_defaults() -> dict[str, Any]:
+    """The embedded defaults (defaults.yaml), the one place for each default; a fresh copy."""
     text = resources.files("cds_service").joinpath("defaults.yaml").read_text("utf-8")
     return yaml.safe_load(text)
 
@@ -93,7 +94,7 @@ def load(
     path: str | os.PathLike[str] | None = None, *, dev: bool = False, overrides: dict[str, Any] | None = None
 ) -> Settings:
     """Load defaults, then the file at `path` (or $HER2_CDS_CONFIG), then `overrides`."""
-    data = _defaults()
+    data = shipped_defaults()
     source = "embedded defaults"
     notes: list[str] = []
     path = path or os.environ.get("HER2_CDS_CONFIG") or None

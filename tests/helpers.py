@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from cds_service import contracts
-from cds_service.config import load
+from cds_service.config import shipped_defaults
 from cds_service.fhir.terminology import load_terminology
 from cds_service.gather.templates import published_services
 
@@ -22,7 +22,7 @@ SERVICE_FOR_HOOK = {
 def card_cfg(topic_key: str, **overrides: Any) -> dict[str, Any]:
     """A topic's card configuration as the service has it: the shipped defaults (one place for them), with
     overrides."""
-    return {**load(None).cards[topic_key], **overrides}
+    return {**shipped_defaults()["cards"][topic_key], **overrides}
 
 
 def bundle(resources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
