@@ -59,10 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _frozen(app: Any) -> Any:
-    """Process-wide tuning of a server process: what start-up and the warm-up built leaves the collector's scans."""
-    import gc
+    """Process-wide tuning of a server process (cds_service.process)."""
+    from cds_service.process import tune_server_process
 
-    gc.freeze()
+    tune_server_process()
     return app
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import gc
 import os
 
 from cds_service.config import load
 from cds_service.logs import configure
+from cds_service.process import tune_server_process
 from cds_service.web.app import serving_app
 
 settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
 configure(settings["logging"]["level"])
 app = serving_app(settings)
-gc.freeze()  # what start-up and the warm-up built leaves the collector's scans: faster requests
+tune_server_process()

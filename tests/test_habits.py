@@ -205,3 +205,28 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
     state.engine.ledger.flush()
     with state.store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM cds_card_ledger")).scalar() == 0
+
+
+def test_the_wsgi_entry_point_tunes_its_process_and_the_factory_does_not(tmp_path, settings_factory):
+    """gc.freeze and the collector's thresholds are the server entry point's business (process-wide), never the
+    app factory's, which tests call many times."""
+    import gc
+
+    from cds_service.process import GC_THRESHOLDS
+    from cds_service.web.app import create_app
+
+    before = gc.get_threshold()
+    create_app(settings_factory())
+    assert gc.get_threshold() == before
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage:\n  database_url: sqlite:///{tmp_path}/w.db\nauth:\n  required: false\n")
+    probe = "import gc, cds_service.wsgi; print(gc.get_threshold(), gc.get_freeze_count() > 0)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "HER2_CDS_CONFIG": str(cfg)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.strip().splitlines()[-1] == f"{GC_THRESHOLDS} True", out.stderr[-500:]
