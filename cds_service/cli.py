@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
-        return _gunicorn(lambda: _frozen(serving_app(settings)), args, metrics_dir)
+        return _gunicorn(lambda: _tuned(serving_app(settings)), args, metrics_dir)
     log.warning(
         "this is werkzeug's development server, for trying the service on one machine: in production "
         'run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (README "Security")'
@@ -53,12 +53,12 @@ def _serve(args: argparse.Namespace) -> int:
             """The audit logger already writes one JSON line per request."""
 
     run_simple(
-        args.host, args.port, _frozen(serving_app(settings)), threaded=True, use_reloader=False, request_handler=_Quiet
+        args.host, args.port, _tuned(serving_app(settings)), threaded=True, use_reloader=False, request_handler=_Quiet
     )
     return 0
 
 
-def _frozen(app: Any) -> Any:
+def _tuned(app: Any) -> Any:
     """Process-wide tuning of a server process (cds_service.process)."""
     from cds_service.process import tune_server_process
 

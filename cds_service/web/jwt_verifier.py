@@ -225,8 +225,7 @@ class Verifier:
         if not isinstance(alg, str) or alg in FORBIDDEN_ALGS or alg not in self.algorithms:
             raise AuthError(f"algorithm not allowed: {str(alg)[:20]}")
         iss = unverified.get("iss")
-        issuer = self.keys.issuer(iss) if isinstance(iss, str) else None
-        if issuer is None or not isinstance(iss, str):
+        if not isinstance(iss, str) or (issuer := self.keys.issuer(iss)) is None:
             raise AuthError("untrusted issuer")
         jku = header.get("jku")
         if jku is not None and "jwks" in issuer:

@@ -48,11 +48,11 @@ class Her2Values:
 
 
 VALUES: tuple[Field[Any], ...] = fields(Her2Values)
-BUNDLES: dict[str, tuple[str, ...]] = {}
-for _f in VALUES:
-    if _f.metadata["bundle"]:
-        BUNDLES.setdefault(_f.metadata["bundle"], ())
-        BUNDLES[_f.metadata["bundle"]] += (_f.name,)
+# bundle name -> its members, leader first (field order)
+BUNDLES: dict[str, tuple[str, ...]] = {
+    bundle: tuple(f.name for f in VALUES if f.metadata["bundle"] == bundle)
+    for bundle in dict.fromkeys(f.metadata["bundle"] for f in VALUES if f.metadata["bundle"])
+}
 ALONE = tuple(f.name for f in VALUES if f.metadata["alone"])
 
 
