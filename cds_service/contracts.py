@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any, cast
 
 import jsonschema
+import jsonschema_rs
 from referencing import Registry, Resource
 
 from cds_service.paths import hooks_dir
@@ -56,6 +57,26 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
+def refuse_retrieval(uri: str) -> Any:
+    """Every schema is shipped and registered: a $ref to any other is an error, never a network call."""
+    raise ValueError(f"schemas are never fetched: {uri[:100]}")
+
+
+@cache
+def fast_validator(name: str) -> jsonschema_rs.Validator:
+    """A compiled (Rust) validator for the same schema, for the verdict only: when it says valid, the request is
+    valid; when it does not, jsonschema (the reference) decides and words the problems. tests/test_contracts_fast.py
+    checks by differential fuzzing that it never accepts what jsonschema refuses."""
+    reg = _registry()
+    resources = [(uri, reg.contents(uri)) for uri in sorted(reg) if uri.startswith("https://")]
+    return jsonschema_rs.Draft202012Validator(
+        reg.contents(f"{name}.schema.json"),
+        registry=jsonschema_rs.Registry(resources, retriever=refuse_retrieval),
+        retriever=refuse_retrieval,
+        validate_formats=False,
+    )
+
+
 SCHEMAS = ("request", "feedback", "response", "order-select.context", "order-sign.context", "patient-view.context")
 
 
@@ -63,6 +84,7 @@ def load_all() -> None:
     """Load and check every schema (at start, not on first use)."""
     for name in SCHEMAS:
         validator(name)
+        fast_validator(name)
 
 
 def _dotted(prefix: str, error: jsonschema.ValidationError) -> str:
@@ -73,6 +95,11 @@ def _dotted(prefix: str, error: jsonschema.ValidationError) -> str:
 
 
 def _problems(name: str, instance: Any, prefix: str = "") -> list[Problem]:
+    try:
+        if fast_validator(name).is_valid(instance):
+            return []
+    except (UnicodeError, ValueError, TypeError, OverflowError, RecursionError):
+        pass  # what Rust cannot take (a lone surrogate, an int over 64 bits): the reference decides
     errors = sorted(validator(name).iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     out = []
     for err in errors[:20]:

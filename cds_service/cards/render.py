@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from cds_service.fhir.extraction import validated
@@ -37,12 +38,8 @@ REF = re.compile(
 BRACKETED_CODE = re.compile(r"\s*\(([A-Za-z0-9\-.:]+\|[A-Za-z0-9\-.]+)\)")
 
 
-def plain(line: str, refs: list[str], codes: list[str]) -> str:
-    """The line in plain words: resource ids and bracketed codes moved to refs and codes."""
-    codes += BRACKETED_CODE.findall(line)
-    line = BRACKETED_CODE.sub("", line)
-    refs += REF.findall(line)
-    line = REF.sub(lambda m: f"One {m.group(0).split('/')[0]}" if m.start() == 0 else "", line)
+JUNK = tuple(
+    (re.compile(junk), fix)
     for junk, fix in (
         (r"\(\s*(?:[;,]\s*)*\)", ""),
         (r";\s+\(", " ("),
@@ -52,9 +49,28 @@ def plain(line: str, refs: list[str], codes: list[str]) -> str:
         (r"[;,]\s*$", ""),
         (r"\s+([;,.)])", r"\1"),
         (r"\s{2,}", " "),
-    ):
-        line = re.sub(junk, fix, line)
-    return line.strip()
+    )
+)
+
+
+def plain(line: str, refs: list[str], codes: list[str]) -> str:
+    """The line in plain words: resource ids and bracketed codes moved to refs and codes."""
+    text, found_refs, found_codes = _plain(line)
+    refs += found_refs
+    codes += found_codes
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _plain(line: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """plain() of one line, memoised: the same facts give the same lines on every call about that chart."""
+    codes = tuple(BRACKETED_CODE.findall(line))
+    line = BRACKETED_CODE.sub("", line)
+    refs = tuple(REF.findall(line))
+    line = REF.sub(lambda m: f"One {m.group(0).split('/')[0]}" if m.start() == 0 else "", line)
+    for junk, fix in JUNK:
+        line = junk.sub(fix, line)
+    return line.strip(), refs, codes
 
 
 def _detail(d: CardDecision, footer: str | None) -> str:

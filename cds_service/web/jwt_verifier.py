@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import jwt
@@ -175,12 +176,19 @@ class KeySets:
                 raise AuthError("token has no kid and the issuer has several keys")
             if keys:
                 try:
-                    return jwt.PyJWK(keys[0], algorithm=alg).key
-                except jwt.PyJWTError as exc:
+                    return _key_object(json.dumps(keys[0], sort_keys=True), alg)
+                except (jwt.PyJWTError, TypeError, ValueError) as exc:
                     raise AuthError(f"unusable key ({type(exc).__name__})") from exc
             if "jwks" in issuer:
                 break
         raise AuthError("unknown kid")
+
+
+@lru_cache(maxsize=64)
+def _key_object(jwk_json: str, alg: str) -> Any:
+    """The key object of a JWK (by its exact content, so a rotated key is a new entry): building one checks the
+    curve point, which costs more than the rest of the lookup."""
+    return jwt.PyJWK(json.loads(jwk_json), algorithm=alg).key
 
 
 class Verifier:
