@@ -19,6 +19,7 @@ from cds_service.cards.repeats import Repeats
 from cds_service.config import Settings
 from cds_service.explain import explain as explain_facts
 from cds_service.facts.derive import Facts, derive
+from cds_service.facts.memo import FactsMemo
 from cds_service.fhir.terminology import load_terminology
 from cds_service.gather.fhir_client import FhirClient
 from cds_service.gather.gathering import Gathered, gather
@@ -67,6 +68,8 @@ class Engine:
         self.terminology = load_terminology(settings["value_sets"]["extra_files"])
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
         self.services = published_services(contracts.services(), self.terminology)
+        limits = settings.limits
+        self.facts = FactsMemo(int(limits["facts_memo_mb"]) * 1_000_000, float(limits["facts_memo_seconds"]))
         self.repeats = Repeats(
             memory_from_url(settings["storage"]["cache_url"], namespace="shown"),
             int(settings.cards["repeat_window_minutes"]),
@@ -95,7 +98,7 @@ class Engine:
         gathered = gather(request, templates, self.client, deadline, bool(self.settings.fhir["allow_unauthenticated"]))
         failed_topics: list[str] = []
         try:
-            facts: Facts | None = derive(
+            facts: Facts | None = self.facts.derive(
                 gathered.all_resources(),
                 context,
                 self.terminology,

@@ -7,6 +7,10 @@
   (a pool, so no jti repeats), an order-select whose prefetch is built from the service's own templates
   (every resource of a kind a template asks for: tests/benchmarks/generate.prefetch_chart).
 - Baseline: tests/benchmarks/baseline_app.py (parse the body, return a fixed card) on the same settings.
+- Two charts: "resent", the same chart on every request (order-select fires on every edit of the draft, then
+  order-sign: the service keeps the facts of a chart sent again, facts/memo.py); "changing", one new eGFR
+  result on every request, so no request's chart was seen before (the facts are derived afresh; only the new
+  result is validated, the others' verdicts are cached).
 - wrk with 1 and 16 connections, service and baseline interleaved, repeated; the spread is reported.
 - Then: the first request of a fresh worker; microseconds per resource at 1k, 5k and 20k resources; the
   RSS of each worker before and after the runs.
@@ -54,12 +58,17 @@ function init(args)
   body = f:read("*all")
   f:close()
   idx = id
+  -- a body with VARYVARY in it is a chart that changes on every request: the placeholder becomes a counter
+  local i, j = string.find(body, "VARYVARY", 1, true)
+  if i then pre, post = body:sub(1, i - 1), body:sub(j + 1) end
 end
 function request()
   idx = idx + %(threads)d
   local t = tokens[(idx %% #tokens) + 1]
+  local b = body
+  if pre then b = pre .. tostring(idx) .. post end
   return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json",
-                                          ["Authorization"] = "Bearer " .. t}, body)
+                                          ["Authorization"] = "Bearer " .. t}, b)
 end
 """
 
@@ -166,9 +175,14 @@ def _rss_mb(master: int) -> list[float]:
     return sorted(out)
 
 
-def _request(n: int, seed: int = 11) -> dict:
+def _request(n: int, seed: int = 11, changing: bool = False) -> dict:
+    """The order-select; changing: one eGFR result's id is a placeholder the wrk script fills with a counter, so
+    every request carries a chart no request before it had (a new result since the last call)."""
     draft = b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")
-    return hook_request("order-select", prefetch=prefetch_from(prefetch_chart(n, seed)), draft_orders=[draft])
+    chart = prefetch_chart(n, seed)
+    if changing:
+        next(r for r in chart if str(r.get("id", "")).startswith("egfr-"))["id"] = "egfr-VARYVARY"
+    return hook_request("order-select", prefetch=prefetch_from(chart), draft_orders=[draft])
 
 
 def _post_once(base: str, body: bytes, token: str) -> float:
@@ -188,6 +202,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--sizes", default="300", help="resources per request for the ratio runs")
+    ap.add_argument(
+        "--charts",
+        default="resent,changing",
+        help="resent: the same chart on every request (order-select as the order is edited); changing: one new "
+        "result per request, so no request's chart was seen before",
+    )
     ap.add_argument("--scale", default="1000,5000,20000", help="resources per request for the per-resource cost")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -236,40 +256,42 @@ def main() -> None:
             f"{args.reps} repetitions, service and baseline interleaved\n"
         )
         print(f"first requests after start: {first[0]:.1f} ms, {first[1]:.1f} ms")
-        results: dict[tuple[int, int, str], list[dict[str, float]]] = {}
+        results: dict[tuple[int, str, int, str], list[dict[str, float]]] = {}
         total = 0
         for n in [int(x) for x in args.sizes.split(",") if x]:
-            body = tmp / f"req-{n}.json"
-            body.write_text(json.dumps(_request(n)))
-            for rep in range(args.reps):
-                for conns in (1, 16):
-                    order = ("service", "baseline") if rep % 2 == 0 else ("baseline", "service")
-                    for name in order:
-                        base = sbase if name == "service" else bbase
-                        pool = tokens.file(args.seconds * (700 if conns > 1 else 500))
-                        r = wrk(base, body, pool, args.seconds, conns)
-                        total += r["requests"] if name == "service" else 0
-                        results.setdefault((n, conns, name), []).append(r)
-                        print(
-                            f"  {n} resources, {conns:>2} clients, {name:>8}: p50 {r['p50']:6.2f} ms, "
-                            f"p99 {r['p99']:6.2f} ms, {r['rps']:7.1f} req/s, {r['requests']} requests, "
-                            f"{r['errors']} errors",
-                            flush=True,
-                        )
+            for chart in [c for c in args.charts.split(",") if c]:
+                body = tmp / f"req-{n}-{chart}.json"
+                body.write_text(json.dumps(_request(n, changing=chart == "changing")))
+                for rep in range(args.reps):
+                    for conns in (1, 16):
+                        order = ("service", "baseline") if rep % 2 == 0 else ("baseline", "service")
+                        for name in order:
+                            base = sbase if name == "service" else bbase
+                            # more tokens than it can use: a jti never repeats
+                            pool = tokens.file(args.seconds * (2000 if conns > 1 else 1000))
+                            r = wrk(base, body, pool, args.seconds, conns)
+                            total += r["requests"] if name == "service" else 0
+                            results.setdefault((n, chart, conns, name), []).append(r)
+                            print(
+                                f"  {n} resources, {chart} chart, {conns:>2} clients, {name:>8}: p50 {r['p50']:6.2f} "
+                                f"ms, p99 {r['p99']:6.2f} ms, {r['rps']:7.1f} req/s, {r['requests']} requests, "
+                                f"{r['errors']} errors",
+                                flush=True,
+                            )
         print(
-            "\n| resources | clients | service p50 | baseline p50 | p50 ratio | service p99 | p99 ratio | "
+            "\n| resources | chart | clients | service p50 | baseline p50 | p50 ratio | service p99 | p99 ratio | "
             "req/s ratio | errors |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
-        for (n, conns, name), runs in sorted(results.items()):
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for (n, chart, conns, name), runs in results.items():
             if name != "service":
                 continue
-            base_runs = results[(n, conns, "baseline")]
+            base_runs = results[(n, chart, conns, "baseline")]
             ratios = [s["p50"] / bl["p50"] for s, bl in zip(runs, base_runs, strict=True)]
             p99r = [s["p99"] / bl["p99"] for s, bl in zip(runs, base_runs, strict=True)]
             rpsr = [s["rps"] / bl["rps"] for s, bl in zip(runs, base_runs, strict=True)]
             print(
-                f"| {n} | {conns} | {_spread([r['p50'] for r in runs])} ms | "
+                f"| {n} | {chart} | {conns} | {_spread([r['p50'] for r in runs])} ms | "
                 f"{_spread([r['p50'] for r in base_runs])} ms | {_spread(ratios)}× | "
                 f"{_spread([r['p99'] for r in runs])} ms | {_spread(p99r)}× | {_spread(rpsr)}× | "
                 f"{sum(r['errors'] for r in runs)} in {sum(r['requests'] for r in runs)} |"

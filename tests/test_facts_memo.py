@@ -1,0 +1,177 @@
+"""The facts memo (facts/memo.py): a chart sent again gets the facts derived for it, with this call's drafts and
+unavailable sources; any change to the chart or the day derives afresh; bounded in bytes and age; rules and
+rendering never change the facts they are given (a memoised Facts is shared by later calls)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from datetime import date
+
+import pytest
+
+from cds_service.config import load
+from cds_service.engine import Engine
+from cds_service.explain import explain
+from cds_service.facts.derive import derive
+from cds_service.facts.memo import FactsMemo
+from cds_service.fhir.terminology import load_terminology
+from cds_service.paths import hooks_dir
+
+from .fixtures import builders as b
+from .fixtures import patients
+from .helpers import hook_request
+
+TS = load_terminology()
+TODAY = date(2026, 11, 25)
+EXAMPLES = sorted((hooks_dir() / "examples").glob("*.json"))
+
+
+def _context(drug: str) -> dict:
+    draft = b.med_request(drug, "2026-11-25", status="draft", id=f"draft-{drug}")
+    return hook_request("order-select", draft_orders=[draft])["context"]
+
+
+BELL = patients.bell()  # built once: the builders number their ids, so two builds are two charts
+
+
+def _chart(her2_score: str = "1+") -> list[dict]:
+    """Bell's chart (a fresh copy each call: equal content, new objects) with a late HER2 IHC result."""
+    return [*copy.deepcopy(BELL), b.her2_ihc(her2_score, "2026-10-01", id="late-her2")]
+
+
+def test_a_resent_chart_gets_the_same_facts_with_this_calls_drafts_and_gaps():
+    memo = FactsMemo(10_000_000, 600)
+    first = memo.derive(_chart(), _context("capecitabine"), TS, TODAY)
+    again = memo.derive(_chart(), _context("fam-trastuzumab deruxtecan"), TS, TODAY, {"pathology": "not prefetched"})
+    assert (memo.hits, memo.misses) == (1, 1)
+    fresh = derive(_chart(), _context("fam-trastuzumab deruxtecan"), TS, TODAY, {"pathology": "not prefetched"})
+    assert again == fresh
+    assert [d.drug.value_set for d in again.drafts] != [d.drug.value_set for d in first.drafts]
+    assert again.unavailable == {"pathology": "not prefetched"} and first.unavailable == {}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda chart: chart[-1]["valueCodeableConcept"].update(text="3+"),  # a value
+        lambda chart: chart[-1].update(status="entered-in-error"),  # a status
+        lambda chart: chart.pop(0),  # a resource fewer
+        lambda chart: chart.append(b.metastasis("lung", "2026-11-01")),  # one more
+    ],
+)
+def test_any_change_to_the_chart_derives_afresh(change):
+    memo = FactsMemo(10_000_000, 600)
+    memo.derive(_chart(), {}, TS, TODAY)
+    changed = _chart()
+    change(changed)
+    got = memo.derive(changed, {}, TS, TODAY)
+    assert memo.hits == 0 and memo.misses == 2
+    assert got == derive(changed, {}, TS, TODAY)
+
+
+def test_the_changed_value_reaches_the_facts():
+    memo = FactsMemo(10_000_000, 600)
+    low = memo.derive(_chart("1+"), {}, TS, TODAY)
+    positive = memo.derive(_chart("3+"), {}, TS, TODAY)
+    assert low.her2.category == "low" and positive.her2.category == "positive"
+
+
+def test_another_day_derives_afresh():
+    memo = FactsMemo(10_000_000, 600)
+    memo.derive(_chart(), {}, TS, TODAY)
+    memo.derive(_chart(), {}, TS, date(2026, 11, 26))
+    assert (memo.hits, memo.misses) == (0, 2)
+
+
+def test_bounded_in_bytes():
+    size = len(json.dumps(_chart()))
+    memo = FactsMemo(size * 8, 600)  # room for about 8 charts of this size
+    for i in range(40):
+        memo.derive(
+            [*_chart(), b.observation(b.cc(b.LOINC, "33914-3", "eGFR"), "2026-01-01", id=f"e{i}")], {}, TS, TODAY
+        )
+    assert 1 <= len(memo) <= 8
+
+
+def test_a_chart_not_sent_again_is_forgotten():
+    memo = FactsMemo(10_000_000, 0.2)
+    memo.derive(_chart(), {}, TS, TODAY)
+    time.sleep(0.3)
+    memo.derive(_chart("0"), {}, TS, TODAY)  # any call drops what is too old
+    assert len(memo) == 1
+    memo.derive(_chart(), {}, TS, TODAY)
+    assert memo.hits == 0
+
+
+def test_off_when_zero():
+    for memo in (FactsMemo(0, 600), FactsMemo(10_000_000, 0)):
+        memo.derive(_chart(), {}, TS, TODAY)
+        memo.derive(_chart(), {}, TS, TODAY)
+        assert len(memo) == 0 and memo.hits == 0
+
+
+def test_what_orjson_cannot_write_is_derived_afresh():
+    memo = FactsMemo(10_000_000, 600)
+    chart = [*_chart(), {"resourceType": "Basic", "id": "x", "n": 2**70}]
+    assert memo.derive(chart, {}, TS, TODAY) == derive(chart, {}, TS, TODAY)
+    assert len(memo) == 0
+
+
+def test_threads_each_get_their_own_charts_facts():
+    memo = FactsMemo(10_000_000, 600)
+    scores = ["0", "1+", "2+", "3+"] * 8
+    expected = {s: derive(_chart(s), {}, TS, TODAY) for s in set(scores)}
+    wrong: list[str] = []
+
+    def run(score: str) -> None:
+        for _ in range(5):
+            if memo.derive(_chart(score), {}, TS, TODAY) != expected[score]:
+                wrong.append(score)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in scores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [] and memo.hits >= len(scores) * 5 - 8
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_rules_rendering_and_explain_leave_the_facts_unchanged(path, tmp_path):
+    """A memoised Facts is handed to later calls: nothing downstream may change it."""
+    request = json.loads(path.read_text("utf-8"))
+    engine = Engine(load(None, overrides={"storage": {"database_url": f"sqlite:///{tmp_path}/x.db"}}))
+    resources = [
+        e["resource"] if "entry" in v else v
+        for v in (request.get("prefetch") or {}).values()
+        if v
+        for e in (v.get("entry") or [{"resource": v}] if v.get("resourceType") == "Bundle" else [{"resource": v}])
+    ]
+    facts = derive(resources, request["context"], TS, TODAY)
+    before = copy.deepcopy(facts)
+    for hook in ("order-select", "order-sign", "patient-view"):
+        engine.cards_for(facts, hook, "p1")
+        explain(facts, hook, engine.settings.cards, resources, TS)
+    assert facts == before
+
+
+def test_the_engine_answers_a_resent_chart_from_the_memo(tmp_path):
+    engine = Engine(load(None, overrides={"storage": {"database_url": f"sqlite:///{tmp_path}/x.db"}}))
+    request = json.loads((hooks_dir() / "examples" / "bell.order-select-ribociclib.json").read_text("utf-8"))
+    service = engine.services["her2-order-select"]
+    first = engine.invoke(service, copy.deepcopy(request)).body
+    second = engine.invoke(service, copy.deepcopy(request)).body
+    assert engine.facts.hits == 1
+
+    def without_ids(body: dict) -> str:
+        text = json.dumps(body, sort_keys=True)
+        for card in body["cards"]:
+            text = text.replace(card["uuid"], "")
+            for s in card.get("suggestions", []):
+                text = text.replace(s["uuid"], "")
+        return text
+
+    assert first["cards"] and without_ids(first) == without_ids(second)
