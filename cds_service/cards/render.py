@@ -25,7 +25,9 @@ DEFAULT_LINKS = {
 }
 
 
+@lru_cache(maxsize=16)
 def _concepts(ts: Terminology, cs_id: str) -> dict[str, str]:
+    """code -> display of one of our CodeSystems (they do not change while the process runs)."""
     cs = ts.resources[f"CodeSystem/{cs_id}"]
     return {c["code"]: c["display"] for c in cs["concept"]}
 

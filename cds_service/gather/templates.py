@@ -59,13 +59,13 @@ def published_services(services: dict[str, dict[str, Any]], ts: Terminology) -> 
 def missing_report_results(by_key: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Ids of Observations that pathology reports reference but that no key delivered (a server or EHR
     that does not support `_include`)."""
+    referenced = [
+        ref.removeprefix("Observation/")
+        for r in by_key.get(PATHOLOGY_KEY, [])
+        if r.get("resourceType") == "DiagnosticReport"
+        for ref in result_refs(r)
+    ]
+    if not referenced:
+        return []
     have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == "Observation"}
-    wanted: list[str] = []
-    for r in by_key.get(PATHOLOGY_KEY, []):
-        if r.get("resourceType") != "DiagnosticReport":
-            continue
-        for ref in result_refs(r):
-            rid = ref.removeprefix("Observation/")
-            if rid not in have and rid not in wanted:
-                wanted.append(rid)
-    return wanted
+    return [rid for rid in dict.fromkeys(referenced) if rid not in have]

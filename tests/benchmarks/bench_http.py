@@ -12,6 +12,7 @@
   result on every request, so no request's chart was seen before (the facts are derived afresh; only the new
   result is validated, the others' verdicts are cached).
 - wrk with 1 and 16 connections, service and baseline interleaved, repeated; the spread is reported.
+- Both with worker recycling off (`--max-requests 0`), so the RSS figures are of the same two workers.
 - Then: the first request of a fresh worker; microseconds per resource at 1k, 5k and 20k resources; the
   RSS of each worker before and after the runs.
 
@@ -157,6 +158,9 @@ def wrk(base: str, body: Path, tokens: Path, seconds: int, connections: int) -> 
 
 def _gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {**env, "HER2_CDS_BIND": f"127.0.0.1:{port}", "HER2_CDS_WORKERS": "2", "HER2_CDS_THREADS": "4"}
+    # no worker recycling (the shipped max_requests is 10,000): a recycled worker would hide RSS growth, and
+    # its closing keep-alive connections count as wrk read errors
+    env["GUNICORN_CMD_ARGS"] = "--max-requests 0"
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf", app],
