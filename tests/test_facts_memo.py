@@ -175,3 +175,74 @@ def test_the_engine_answers_a_resent_chart_from_the_memo(tmp_path):
         return text
 
     assert first["cards"] and without_ids(first) == without_ids(second)
+
+
+# --- what a resource's own content decides, kept by its bytes (fhir/extraction.py, Terminology.remember)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_memoised_readings_never_change_the_facts(seed):
+    """Cold (a fresh Terminology, no validation verdicts) and warm derivations of generated charts agree."""
+    from cds_service.fhir.extraction import clear_content_cache
+
+    from .benchmarks.generate import chart, prefetch_chart
+
+    for resources in (prefetch_chart(200, seed), chart(200, seed)):
+        clear_content_cache()
+        cold_ts = load_terminology()
+        cold = derive(copy.deepcopy(resources), {}, cold_ts, TODAY)
+        warm = derive(copy.deepcopy(resources), {}, cold_ts, TODAY)
+        assert cold == warm
+        assert cold == derive(copy.deepcopy(resources), {}, TS, TODAY)
+
+
+def test_a_record_that_names_a_medication_resource_follows_that_resource():
+    """The MedicationRequest is byte-identical in both charts; the Medication it references is not: the drug
+    is read per request, never from what the record's own bytes were sorted as before."""
+    ts = load_terminology()
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": "mr-ref",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": "Medication/med-1"},
+        "authoredOn": "2025-01-10",
+    }
+
+    def medication(name: str) -> dict:
+        code = b.RXNORM[name]
+        return {"resourceType": "Medication", "id": "med-1", "code": b.cc(b.RX, code, name)}
+
+    first = derive([copy.deepcopy(request), medication("letrozole")], {}, ts, TODAY)
+    second = derive([copy.deepcopy(request), medication("capecitabine")], {}, ts, TODAY)
+    assert [ln.classes for ln in first.therapy.lines] == [{"endocrine-therapy"}]
+    assert [ln.classes for ln in second.therapy.lines] == [{"chemotherapy"}]
+
+
+def test_a_report_member_is_sorted_by_its_report_in_this_chart_only():
+    """An Observation with a local code is read as HER2 only while a pathology report references it."""
+    ts = load_terminology()
+    local = {
+        "resourceType": "Observation",
+        "id": "local-her2",
+        "status": "final",
+        "code": {"text": "c-erbB-2 immunostain", "coding": [{"system": "urn:local", "code": "X1"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-10-01",
+        "valueCodeableConcept": {"text": "1+"},
+    }
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "path-1",
+        "status": "final",
+        "category": [b.cc("http://terminology.hl7.org/CodeSystem/v2-0074", "SP", "Surgical Pathology")],
+        "code": b.cc(b.LOINC, "60568-3", "Pathology Synoptic report"),
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-10-01",
+        "result": [{"reference": "Observation/local-her2"}],
+    }
+    with_report = derive([copy.deepcopy(local), report], {}, ts, TODAY)
+    alone = derive([copy.deepcopy(local)], {}, ts, TODAY)
+    assert [r.ihc for r in with_report.her2.results] == [1]
+    assert alone.her2.results == []

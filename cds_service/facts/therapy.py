@@ -28,9 +28,9 @@ ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-orde
 ONGOING = {"active", "in-progress", "on-hold"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Record:
-    """One medication record as dates, drug and stop reason."""
+    """One medication record as dates, drug and stop reason (frozen: kept by content and shared)."""
 
     ref: str
     drug_class: str
@@ -153,6 +153,14 @@ def _reasons(r: dict[str, Any]) -> list[Any]:
 
 
 def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
+    """The record as dates, drug and stop reason; kept by the resource's content and drug (a resent chart's
+    records are read once)."""
+    if rec.key is None:
+        return _read_record(rec, ts)
+    return ts.remember(("record", rec.key, rec.drug), lambda: _read_record(rec, ts))
+
+
+def _read_record(rec: MedRecord, ts: Terminology) -> Record | None:
     r = rec.resource
     status = r.get("status")
     if r["resourceType"] == "MedicationRequest" and r.get("intent") not in ORDER_INTENTS:
@@ -269,6 +277,20 @@ def new_metastases(metastases: list[Metastasis], metastatic_start: date | None) 
     return out
 
 
+def _next_same_class(lines: list[Line]) -> list[date | None]:
+    """For each line, the earliest start of a later line that shares a drug class with it (None: there is none)."""
+    out: list[date | None] = [None] * len(lines)
+    earliest: dict[str, date] = {}  # drug class -> earliest start among the lines after the current one
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        starts = [earliest[c] for c in line.classes if c in earliest]
+        out[i] = min(starts) if starts else None
+        if line.start:
+            for c in line.classes:
+                earliest[c] = min(earliest[c], line.start) if c in earliest else line.start
+    return out
+
+
 def derive_therapy(
     meds: list[MedRecord],
     status_obs: list[dict[str, Any]],
@@ -299,17 +321,14 @@ def derive_therapy(
             clusters.append([ep])
     previous_end: date | None = None
     built = [_line(cl) for cl in clusters]
+    next_same_class = _next_same_class(built)
+    # the events a line's outcome reads, sorted once: with every new site, and without the sites that start the
+    # metastatic setting (those are not progression of a line that began after them)
+    events_all = sorted(progressions + [(w, ev) for w, ev, _ in new_sites], key=lambda t: t[0])
+    events_later = sorted(progressions + [(w, ev) for w, ev, initial in new_sites if not initial], key=lambda t: t[0])
     for i, (cl, line) in enumerate(zip(clusters, built, strict=True)):
-        later = [ln.start for ln in built[i + 1 :] if ln.start and ln.classes & line.classes]
-        # a new site starts the metastatic setting: it is not progression of a line that began after it
-        sites = [
-            (w, ev)
-            for w, ev, initial in new_sites
-            if not (initial and line.start and metastatic_start and line.start >= metastatic_start)
-        ]
-        _outcome(
-            line, cl, sorted(progressions + sites, key=lambda t: t[0]), previous_end, min(later) if later else None
-        )
+        started_after = bool(line.start and metastatic_start and line.start >= metastatic_start)
+        _outcome(line, cl, events_later if started_after else events_all, previous_end, next_same_class[i])
         previous_end = line.end or previous_end
         if metastatic and metastatic_start and line.start:
             if line.start >= latest_day(metastatic_start):

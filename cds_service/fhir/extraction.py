@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ class MedRecord:
 
     resource: dict[str, Any]
     drug: Match
+    key: bytes | None = None  # content_key(resource): what the facts read from it alone is kept by it
 
 
 @dataclass
@@ -83,25 +83,26 @@ class Extracted:
     counted: int = 0
 
 
-class _VerdictCache:
-    """Validation verdicts by content digest: order-select fires on every edit with the same chart,
-    so a resource already validated (byte-identical) is not validated again. Bounded, thread-safe."""
+class _ContentCache:
+    """What a resource's own content decides, by its exact bytes (a dict compares the bytes: no digest, no
+    collision): its FHIR validation verdict and how it sorts. order-select fires on every edit with the same
+    chart, and a chart resent with one new result has all its other resources unchanged. Bounded, thread-safe."""
 
     def __init__(self, size: int = 20_000) -> None:
-        self._data: OrderedDict[bytes, tuple[dict[str, Any] | None, str | None]] = OrderedDict()
+        self._data: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, key: bytes) -> tuple[dict[str, Any] | None, str | None] | None:
+    def get(self, key: tuple[str, bytes]) -> Any:
         with self._lock:
             hit = self._data.get(key)
             if hit is not None:
                 self._data.move_to_end(key)
             return hit
 
-    def put(self, key: bytes, verdict: tuple[dict[str, Any] | None, str | None]) -> None:
+    def put(self, key: tuple[str, bytes], value: Any) -> None:
         with self._lock:
-            self._data[key] = verdict
+            self._data[key] = value
             if len(self._data) > self._size:
                 self._data.popitem(last=False)
 
@@ -110,27 +111,37 @@ class _VerdictCache:
             self._data.clear()
 
 
-_VERDICTS = _VerdictCache()
+_CACHE = _ContentCache()
 
 
-def validated(resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+def clear_content_cache() -> None:
+    """Forget every validation verdict (benchmarks of a cold start)."""
+    _CACHE.clear()
+
+
+def content_key(resource: dict[str, Any]) -> bytes | None:
+    """The resource's bytes as orjson writes them (None for what it cannot write): the key of every verdict
+    on the resource alone. Unsorted: the same chart resent by the EHR serialises the same way."""
+    try:
+        return orjson.dumps(resource)
+    except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
+        return None
+
+
+def validated(resource: dict[str, Any], notes: list[str], key: bytes | None = None) -> dict[str, Any] | None:
     """The resource if fhir.resources accepts it (after wrapping single objects where R4 wants a
-    list, as the public sandbox sends `category`); None, with a note, if not."""
+    list, as the public sandbox sends `category`); None, with a note, if not. key: content_key(resource)."""
     model = MODELS.get(resource.get("resourceType", ""))
     if model is None:
         return resource
-    try:
-        # unsorted: the same chart resent by the EHR serialises the same way (a reordered one is only a miss)
-        key = hashlib.blake2b(orjson.dumps(resource), digest_size=20).digest()
-    except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
-        key = None
-    cached = _VERDICTS.get(key) if key else None
+    key = key if key is not None else content_key(resource)
+    cached = _CACHE.get(("valid", key)) if key is not None else None
     if cached is None:
         note_count = len(notes)
         result = _validate(model, resource, notes)
         cached = (result, notes[note_count] if len(notes) > note_count else None)
-        if key:
-            _VERDICTS.put(key, cached)
+        if key is not None:
+            _CACHE.put(("valid", key), cached)
         return result
     if cached[1]:
         notes.append(cached[1])
@@ -240,7 +251,7 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     resources = _dedupe(resources)
     out.counted = len(resources)
     medications = {r["id"]: r for r in resources if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
-    reports = pathology_reports(resources, ts, lambda rep: _admit(rep, out.notes))
+    reports = pathology_reports(resources, ts, lambda rep: _admit_report(rep, out.notes))
     members = {ref: rep for rep in reports for ref in result_refs(rep)}
     for r in resources:
         try:
@@ -255,20 +266,68 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     return out
 
 
-def _set_aside(r: dict[str, Any], notes: list[str]) -> bool:
-    """True when the status policy sets the resource aside (with a note when one is worth a line)."""
+@dataclass(frozen=True)
+class Sorting:
+    """How a resource sorts, as far as its own content decides (kept by content: see Terminology.remember)."""
+
+    sets: tuple[str, ...] = ()  # Observation: its value set by code; Procedure: its value sets
+    condition_hits: tuple[tuple[str, Match], ...] = ()
+    member_set: str | None = None  # Observation: what it is about when a pathology report references it
+    drug: Match | None = None  # a medication record's drug, when its own content names it
+    drug_elsewhere: bool = False  # it references a Medication resource: the drug is read per request
+    aside: bool = False  # the status policy sets it aside
+    aside_note: str | None = None
+
+
+SORTED_TYPES = {"Observation", "Condition", "Procedure", "Specimen", *MED_TYPES}
+
+
+def _sorting(r: dict[str, Any], ts: Terminology) -> Sorting:
     decision, status = verdict(r)
-    if decision not in (IGNORE, UNCONFIRMED):
-        return False
-    said = status_note(r, decision, status)
-    if said:
-        notes.append(said)
-    return True
+    aside = decision in (IGNORE, UNCONFIRMED)
+    said = status_note(r, decision, status) if aside else None
+    rtype = r["resourceType"]
+    if rtype == "Observation":
+        vs = _observation_set(ts, r)
+        return Sorting(sets=(vs,) if vs else (), member_set=report_member_set(r), aside=aside, aside_note=said)
+    if rtype == "Condition":
+        return Sorting(condition_hits=tuple(_condition_hits(ts, r)), aside=aside, aside_note=said)
+    if rtype == "Procedure":
+        sets: tuple[str, ...] = ()
+        if ts.group(PROCEDURE_SETS).could_match(r.get("code")):
+            sets = tuple(vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code")))
+        return Sorting(sets=sets, aside=aside, aside_note=said)
+    if rtype in MED_TYPES:
+        ref = r.get("medicationReference")
+        target = (
+            ref.get("reference")
+            if isinstance(ref, dict) and not isinstance(r.get("medicationCodeableConcept"), dict)
+            else None
+        )
+        if isinstance(target, str) and not target.startswith("#"):
+            return Sorting(drug_elsewhere=True, aside=aside, aside_note=said)
+        return Sorting(drug=ts.classify_drug(medication_concept(r, {})), aside=aside, aside_note=said)
+    return Sorting(aside=aside, aside_note=said)
 
 
-def _admit(r: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+def _admit_report(report: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    """A pathology report through the status policy, then FHIR validation (None, with a note, if set aside)."""
+    decision, status = verdict(report)
+    if decision in (IGNORE, UNCONFIRMED):
+        said = status_note(report, decision, status)
+        if said:
+            notes.append(said)
+        return None
+    return validated(report, notes)
+
+
+def _admit(r: dict[str, Any], sorting: Sorting, notes: list[str], key: bytes | None) -> dict[str, Any] | None:
     """The status policy, then FHIR validation: the resource to read, or None (with a note)."""
-    return None if _set_aside(r, notes) else validated(r, notes)
+    if sorting.aside:
+        if sorting.aside_note:
+            notes.append(sorting.aside_note)
+        return None
+    return validated(r, notes, key)
 
 
 def _sort_one(
@@ -279,33 +338,34 @@ def _sort_one(
     out: Extracted,
 ) -> None:
     rtype = r["resourceType"]
+    if rtype not in SORTED_TYPES:
+        return
+    key = content_key(r)
+    sorting = ts.remember(("sorting", key), lambda: _sorting(r, ts)) if key is not None else _sorting(r, ts)
     if rtype == "Observation":
-        report = members.get(ref_of(r))
-        vs = _observation_set(ts, r) or (report_member_set(r) if report else None)
+        report = members.get(ref_of(r)) if members else None
+        vs = sorting.sets[0] if sorting.sets else (sorting.member_set if report else None)
         if not vs:
             return
-        if _set_aside(r, out.notes):
+        if sorting.aside:
+            _admit(r, sorting, out.notes, key)  # says why
             return
-        admitted = validated(r, out.notes)
+        admitted = validated(r, out.notes, key)
         if admitted is None:  # a result exists but cannot be read: say which
             out.unreadable.setdefault(vs, []).append(ref_of(r))
         else:
             out.observations[vs].append(with_report_context(admitted, report) if report else admitted)
     elif rtype == "Condition":
-        hits = _condition_hits(ts, r)
-        if hits and (admitted := _admit(r, out.notes)) is not None:
-            for vs, m in hits:
+        if sorting.condition_hits and (admitted := _admit(r, sorting, out.notes, key)) is not None:
+            for vs, m in sorting.condition_hits:
                 out.conditions[vs].append((admitted, m))
     elif rtype == "Procedure":
-        if not ts.group(PROCEDURE_SETS).could_match(r.get("code")):
-            return
-        procedure_sets = [vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code"))]
-        if procedure_sets and (admitted := _admit(r, out.notes)) is not None:
-            for vs in procedure_sets:
+        if sorting.sets and (admitted := _admit(r, sorting, out.notes, key)) is not None:
+            for vs in sorting.sets:
                 out.procedures[vs].append(admitted)
     elif rtype in MED_TYPES:
-        drug = ts.classify_drug(medication_concept(r, medications))
-        if drug and (admitted := _admit(r, out.notes)) is not None:
-            out.meds.append(MedRecord(admitted, drug))
-    elif rtype == "Specimen" and isinstance(r.get("id"), str) and (admitted := _admit(r, out.notes)) is not None:
-        out.specimens[admitted["id"]] = admitted
+        drug = ts.classify_drug(medication_concept(r, medications)) if sorting.drug_elsewhere else sorting.drug
+        if drug and (admitted := _admit(r, sorting, out.notes, key)) is not None:
+            out.meds.append(MedRecord(admitted, drug, key))
+    elif isinstance(r.get("id"), str) and (admitted := _admit(r, sorting, out.notes, key)) is not None:
+        out.specimens[admitted["id"]] = admitted  # a Specimen

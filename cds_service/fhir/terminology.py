@@ -256,6 +256,23 @@ class Terminology:
         self._memo[key] = value
         return value
 
+    def forget_verdicts(self) -> None:
+        """Drop every memoised verdict (benchmarks of a cold start; the value sets and indexes stay)."""
+        self._memo.clear()
+
+    def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """A verdict on content already serialised (key holds its bytes), computed once per process; shares the
+        bound of the concept verdicts. Verdicts depend on the value sets: they are kept per Terminology."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        value = compute()
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = value
+        return value
+
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
         index = self._groups.get(vs_ids)
         if index is None:

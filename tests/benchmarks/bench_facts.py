@@ -11,7 +11,7 @@ import time
 from datetime import date
 
 from cds_service.facts.derive import derive
-from cds_service.fhir.extraction import _VERDICTS
+from cds_service.fhir.extraction import clear_content_cache
 from cds_service.fhir.terminology import load_terminology
 
 from .generate import chart
@@ -45,7 +45,8 @@ def main() -> None:
         derive(resources, {}, ts, today)  # compiled regexes and group indexes
 
         def cold(r=resources) -> None:
-            _VERDICTS.clear()
+            clear_content_cache()
+            ts.forget_verdicts()
             derive(r, {}, ts, today)
 
         cold_t = best_of(cold, repeat)
