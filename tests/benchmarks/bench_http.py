@@ -282,6 +282,8 @@ def main() -> None:
                                 f"{r['errors']} errors",
                                 flush=True,
                             )
+                    rss = ", ".join(f"{x:.0f}" for x in _rss_mb(service.pid))
+                    print(f"  worker RSS {rss} MB after {total} service requests", flush=True)
         print(
             "\n| resources | chart | clients | service p50 | baseline p50 | p50 ratio | service p99 | p99 ratio | "
             "req/s ratio | errors |"
@@ -318,13 +320,17 @@ def main() -> None:
         for n in [int(x) for x in args.scale.split(",") if x]:
             body = tmp / f"req-{n}.json"
             body.write_text(json.dumps(_request(n)))
-            s = wrk(sbase, body, tokens.file(3000), 5, 1)
             bl = wrk(bbase, body, tokens.file(10), 5, 1)
-            print(
-                f"  {n:>6} resources: service p50 {s['p50']:8.2f} ms, baseline p50 {bl['p50']:7.2f} ms, "
-                f"{(s['p50'] - bl['p50']) * 1000 / n:6.2f} µs per resource, {s['errors']} errors",
-                flush=True,
-            )
+            for chart in [c for c in args.charts.split(",") if c]:
+                body = tmp / f"req-{n}-{chart}.json"
+                body.write_text(json.dumps(_request(n, changing=chart == "changing")))
+                s = wrk(sbase, body, tokens.file(3000), 5, 1)
+                print(
+                    f"  {n:>6} resources, {chart:>8} chart: service p50 {s['p50']:8.2f} ms, baseline p50 "
+                    f"{bl['p50']:7.2f} ms, {(s['p50'] - bl['p50']) * 1000 / n:6.2f} µs per resource, "
+                    f"{s['errors']} errors",
+                    flush=True,
+                )
     finally:
         for proc in (service, baseline):
             proc.terminate()
