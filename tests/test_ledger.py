@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import sqlite3
 import threading
+import time
 import uuid
 
 import pytest
@@ -93,10 +94,55 @@ def test_without_a_secret_file_the_patient_key_is_random_and_kept(settings_facto
     db = f"sqlite:///{tmp_path}/own.db"
     one = create_app(settings_factory(storage={"database_url": db}))
     _call(one, patients.bell(), patient="p-7")
+    app_state(one).engine.ledger.flush_at_exit()  # what a stopping worker does (atexit)
     two = create_app(settings_factory(storage={"database_url": db}))  # a restart: the same key
     _call(two, patients.bell(), patient="p-7")
     first, second = _rows(two)
     assert first["patient_hash"] == second["patient_hash"] != hashlib.sha256(b"p-7").hexdigest()
+
+
+def test_cards_are_written_in_batches_and_a_flush_does_not_wait_for_the_batch(settings_factory, tmp_path):
+    """The writer gathers the cards of LINGER_SECONDS into one transaction; a flush (the feedback route's, before
+    a snooze) writes at once instead of waiting out the linger."""
+    from cds_service.storage import ledger as ledger_module
+
+    app = _app(settings_factory, tmp_path)
+    for i in range(5):
+        _call(app, patients.bell(), patient=f"p-{i}")
+    started = time.monotonic()
+    rows = _rows(app)
+    assert len(rows) == 5
+    assert time.monotonic() - started < ledger_module.LINGER_SECONDS + 0.5
+
+    state = app_state(app)
+    commits: list[int] = []
+    sa.event.listen(state.store.engine, "commit", lambda conn: commits.append(1))
+    entries = [
+        ledger_module.Entry(
+            str(uuid.uuid4()), "her2-order-select", "order-select", "tdxd-consideration", "info", RULESET_VERSION, "d"
+        )
+        for _ in range(50)
+    ]
+    state.engine.ledger.record(entries)
+    state.engine.ledger.flush()
+    assert len(_rows(app)) == 55
+    assert len(commits) == 1, "50 cards queued at once are written in one transaction"
+
+
+def test_what_is_queued_is_written_at_exit_and_a_down_database_does_not_hold_the_exit(settings_factory, tmp_path):
+    from cds_service.storage import ledger as ledger_module
+
+    app = _app(settings_factory, tmp_path)
+    _call(app, patients.bell())
+    app_state(app).engine.ledger.flush_at_exit()
+    with app_state(app).store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM cds_card_ledger")).scalar() == 1
+    with app_state(app).store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE cds_card_ledger"))
+    _call(app, patients.bell(), patient="p-2")
+    started = time.monotonic()
+    app_state(app).engine.ledger.flush_at_exit()
+    assert time.monotonic() - started < ledger_module.EXIT_FLUSH_SECONDS + 1
 
 
 def test_a_down_database_never_stops_a_card_and_the_miss_is_counted(settings_factory, tmp_path):

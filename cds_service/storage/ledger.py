@@ -4,12 +4,14 @@ absent database never slows or fails an invocation (the miss is counted)."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import logging
 import queue
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,6 +53,9 @@ snoozes = Table(
 )
 site = Table("cds_site", meta, Column("name", String(40), primary_key=True), Column("value", String(200)))
 QUEUE_SIZE = 10_000
+BATCH_SIZE = 200
+LINGER_SECONDS = 0.05  # the writer waits this long for more cards: one transaction per batch, not one per card
+EXIT_FLUSH_SECONDS = 5.0  # at exit, what is queued is written, for at most this long
 
 
 @dataclass
@@ -91,6 +96,7 @@ class Ledger:
         self._key_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        self._exit_hook = False
 
     # --- the patient hash
     def _secret(self) -> bytes:
@@ -136,13 +142,19 @@ class Ledger:
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="card-ledger", daemon=True)
                     self._thread.start()
+                    if not self._exit_hook:
+                        atexit.register(self.flush_at_exit)
+                        self._exit_hook = True
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < 200:
-                try:
-                    batch.append(self._queue.get_nowait())
+            first = self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + LINGER_SECONDS
+            while first is not None and batch[-1] is not None and len(batch) < BATCH_SIZE:
+                remaining = deadline - time.monotonic()
+                try:  # a None is a flush: write now
+                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
                 except queue.Empty:
                     break
             rows = [asdict(e) for e in batch if e is not None]
@@ -161,8 +173,23 @@ class Ledger:
                     self._queue.task_done()
 
     def flush(self) -> None:
-        """Wait until every queued entry has been written (or counted as missed)."""
+        """Wait until every queued entry has been written (or counted as missed); the writer stops waiting for
+        more at once."""
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                pass  # a full queue is written without waiting anyway
         self._queue.join()
+
+    def flush_at_exit(self) -> None:
+        """At interpreter exit (a worker recycled or stopped): write what is queued, waiting at most
+        EXIT_FLUSH_SECONDS (a database that is down must not hold the exit)."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done = threading.Thread(target=self.flush, name="card-ledger-exit", daemon=True)
+        done.start()
+        done.join(EXIT_FLUSH_SECONDS)
 
     def _miss(self, what: str, exc: Exception) -> None:
         self._on_miss(what)

@@ -102,8 +102,8 @@ def _ms(text: str) -> float:
 def parse_wrk(out: str) -> dict[str, float]:
     """p50/p99 from the --latency distribution (lines that start with the percentile: the "+/- Stdev" column
     of the thread statistics also holds a percentage and must not be read), req/s, requests, errors."""
-    dist = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)$", out, re.M)) or dict(
-        re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)
+    dist = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)\s*$", out, re.M)) or dict(
+        re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M)
     )
     if set(dist) != {"50", "99"}:
         raise RuntimeError(f"wrk gave no latency distribution:\n{out}")
