@@ -11,7 +11,6 @@ import logging
 import queue
 import secrets
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -97,6 +96,7 @@ class Ledger:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._exit_hook = False
+        self._wake = threading.Event()  # set by a flush: the writer stops waiting for more cards
 
     # --- the patient hash
     def _secret(self) -> bytes:
@@ -149,12 +149,13 @@ class Ledger:
     def _run(self) -> None:
         while True:
             first = self._queue.get()
+            if first is not None and self._queue.qsize() < BATCH_SIZE:
+                self._wake.wait(LINGER_SECONDS)  # let the cards of the next moment join (a flush cuts it short)
+            self._wake.clear()
             batch = [first]
-            deadline = time.monotonic() + LINGER_SECONDS
-            while first is not None and batch[-1] is not None and len(batch) < BATCH_SIZE:
-                remaining = deadline - time.monotonic()
-                try:  # a None is a flush: write now
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            while len(batch) < BATCH_SIZE:
+                try:
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             rows = [asdict(e) for e in batch if e is not None]
@@ -176,6 +177,7 @@ class Ledger:
         """Wait until every queued entry has been written (or counted as missed); the writer stops waiting for
         more at once."""
         if self._thread is not None and self._thread.is_alive():
+            self._wake.set()
             try:
                 self._queue.put_nowait(None)
             except queue.Full:
