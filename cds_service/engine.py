@@ -20,6 +20,7 @@ from cds_service.config import Settings
 from cds_service.explain import explain as explain_facts
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.memo import FactsMemo
+from cds_service.fhir.extraction import warm_models
 from cds_service.fhir.terminology import load_terminology
 from cds_service.gather.fhir_client import FhirClient
 from cds_service.gather.gathering import Gathered, gather
@@ -177,20 +178,26 @@ class Engine:
         )
 
     def warm(self) -> float:
-        """Run one shipped example through the whole path (schemas, value-set indexes and regexes, FHIR models,
-        rules, rendering) so that a fresh worker's first real request is not the one that pays for it.
-        Nothing is recorded: no ledger row, no repeat memory. Returns the seconds it took."""
+        """Run every shipped example through the whole path (schemas, value-set indexes and regexes, FHIR models,
+        rules, rendering), then validate one record of each FHIR type the service reads, so that a fresh
+        worker's first real request is not the one that pays for it. Nothing is recorded: no ledger row, no
+        repeat memory, no facts memo. Returns the seconds it took."""
         started = time.perf_counter()
-        example = hooks_dir() / "examples" / "bell.order-select-ribociclib.json"
-        request = json.loads(example.read_text("utf-8"))
-        service = self.services["her2-order-select"]
-        contracts.check_request(service, request)
-        gathered = gather(request, service.get("prefetch", {}), self.client, time.monotonic() + 5, False)
-        facts = derive(
-            gathered.all_resources(), request["context"], self.terminology, datetime.now(timezone.utc).date()
-        )
-        for card in self.cards_for(facts, "order-select", "warm-up"):
-            orjson.dumps(card)
+        by_hook = {svc["hook"]: svc for svc in self.services.values()}
+        today = datetime.now(timezone.utc).date()
+        for example in sorted((hooks_dir() / "examples").glob("*.json")):
+            request = json.loads(example.read_text("utf-8"))
+            service = by_hook.get(request.get("hook", ""))
+            if service is None:
+                continue
+            contracts.check_request(service, request)
+            gathered = gather(request, service.get("prefetch", {}), self.client, time.monotonic() + 5, False)
+            facts = derive(gathered.all_resources(), request["context"], self.terminology, today)
+            for card in self.cards_for(facts, service["hook"], "warm-up"):
+                orjson.dumps(card)
+        warm_models()
+        if self.ledger is not None:
+            self.ledger.load_key()
         return time.perf_counter() - started
 
     def cards_for(

@@ -205,6 +205,17 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
     state.engine.ledger.flush()
     with state.store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM cds_card_ledger")).scalar() == 0
+        # the patient key is read (made) at start, not by the first card
+        assert conn.execute(sa.text("SELECT count(*) FROM cds_site WHERE name = 'patient_key'")).scalar() == 1
+    assert len(state.engine.facts) == 0  # the warm-up leaves nothing in the facts memo
+
+
+def test_the_warm_up_records_are_valid_fhir_and_cover_every_type_read():
+    """One record per FHIR type the service validates, each valid R4 (warm_models raises otherwise)."""
+    from cds_service.fhir.extraction import MODELS, WARM_UP_RECORDS, warm_models
+
+    warm_models()
+    assert sorted(r["resourceType"] for r in WARM_UP_RECORDS) == sorted(MODELS)
 
 
 def test_the_wsgi_entry_point_tunes_its_process_and_the_factory_does_not(tmp_path, settings_factory):

@@ -148,6 +148,121 @@ def validated(resource: dict[str, Any], notes: list[str], key: bytes | None = No
     return cached[0]
 
 
+_SUBJECT = {"reference": "Patient/warm-up"}
+_PERIOD = {"start": "2020-01-01", "end": "2020-02-01"}
+_CONCEPT = {"coding": [{"system": "http://loinc.org", "code": "0-0", "display": "warm-up"}], "text": "warm-up"}
+# one record of each type the service reads, with the nested elements its readers use (dosage timing, dispense,
+# components, quantities, periods): the first validation of each nested model builds its validator
+WARM_UP_RECORDS: list[dict[str, Any]] = [
+    {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": _CONCEPT,
+        "subject": _SUBJECT,
+        "effectivePeriod": _PERIOD,
+        "valueQuantity": {"value": 1, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
+        "interpretation": [_CONCEPT],
+        "component": [{"code": _CONCEPT, "valueCodeableConcept": _CONCEPT}, {"code": _CONCEPT, "valueInteger": 1}],
+        "specimen": {"reference": "Specimen/warm-up"},
+        "derivedFrom": [{"reference": "Observation/warm-up"}],
+        "note": [{"text": "warm-up"}],
+    },
+    {
+        "resourceType": "Condition",
+        "subject": _SUBJECT,
+        "code": _CONCEPT,
+        "bodySite": [_CONCEPT],
+        "clinicalStatus": _CONCEPT,
+        "verificationStatus": _CONCEPT,
+        "onsetPeriod": _PERIOD,
+        "stage": [{"summary": _CONCEPT}],
+    },
+    {
+        "resourceType": "Procedure",
+        "status": "completed",
+        "subject": _SUBJECT,
+        "code": _CONCEPT,
+        "performedPeriod": _PERIOD,
+        "bodySite": [_CONCEPT],
+    },
+    {
+        "resourceType": "MedicationStatement",
+        "status": "active",
+        "subject": _SUBJECT,
+        "medicationCodeableConcept": _CONCEPT,
+        "effectivePeriod": _PERIOD,
+        "statusReason": [_CONCEPT],
+        "reasonCode": [_CONCEPT],
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": _SUBJECT,
+        "medicationReference": {"reference": "Medication/warm-up", "display": "warm-up"},
+        "authoredOn": "2020-01-01",
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"boundsPeriod": _PERIOD}},
+                "doseAndRate": [{"doseQuantity": {"value": 5.4, "unit": "mg/kg"}}],
+                "text": "warm-up",
+            }
+        ],
+        "dispenseRequest": {
+            "validityPeriod": _PERIOD,
+            "numberOfRepeatsAllowed": 1,
+            "expectedSupplyDuration": {"value": 28, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"},
+        },
+    },
+    {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "subject": _SUBJECT,
+        "medicationCodeableConcept": _CONCEPT,
+        "effectivePeriod": _PERIOD,
+        "dosage": {"dose": {"value": 5.4, "unit": "mg/kg"}},
+    },
+    {"resourceType": "Medication", "code": _CONCEPT},
+    {
+        "resourceType": "Specimen",
+        "type": _CONCEPT,
+        "collection": {"bodySite": _CONCEPT, "collectedDateTime": "2020-01-01"},
+    },
+    {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "subject": _SUBJECT,
+        "code": _CONCEPT,
+        "category": [_CONCEPT],
+        "reasonCode": [_CONCEPT],
+        "specimen": [{"reference": "Specimen/warm-up"}],
+        "note": [{"text": "warm-up"}],
+    },
+    {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": _CONCEPT,
+        "category": [_CONCEPT],
+        "subject": _SUBJECT,
+        "effectiveDateTime": "2020-01-01",
+        "result": [{"reference": "Observation/warm-up"}],
+        "specimen": [{"reference": "Specimen/warm-up"}],
+        "conclusion": "warm-up",
+        "conclusionCode": [_CONCEPT],
+    },
+]
+
+
+def warm_models() -> None:
+    """Validate one record of each type the service reads (not cached: nothing of a real request is kept).
+    Raises if a warm-up record is not valid FHIR R4 (a test keeps them valid)."""
+    for record in WARM_UP_RECORDS:
+        problems: list[str] = []
+        if _validate(MODELS[record["resourceType"]], record, problems) is None:
+            raise ValueError(f"warm-up {record['resourceType']} is not valid FHIR R4: {problems}")
+
+
 def _validate(model: Any, resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     for attempt in range(2):
         try:

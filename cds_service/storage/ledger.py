@@ -117,6 +117,15 @@ class Ledger:
             )
             return str(conn.execute(select(site.c.value).where(site.c.name == "patient_key")).scalar()).encode()
 
+    def load_key(self) -> bool:
+        """Read (or make) the patient key now, at start, rather than on the first card; a database down at start
+        is not an error here (the first card retries, and counts a miss if it fails)."""
+        try:
+            self._secret()
+            return True
+        except Exception:  # noqa: BLE001 - start-up must not fail on the database; first use says it
+            return False
+
     def patient_hash(self, patient_id: str) -> str | None:
         if not patient_id:
             return None
