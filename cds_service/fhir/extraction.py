@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +18,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.specimen import Specimen
 from pydantic import ValidationError
 
+from cds_service.fhir.lru import Lru
 from cds_service.fhir.pathology import (
     conclusion_statements,
     pathology_reports,
@@ -83,35 +82,11 @@ class Extracted:
     counted: int = 0
 
 
-class _ContentCache:
-    """What a resource's own content decides, by its exact bytes (a dict compares the bytes: no digest, no
-    collision): its FHIR validation verdict and how it sorts. order-select fires on every edit with the same
-    chart, and a chart resent with one new result has all its other resources unchanged. Bounded, thread-safe."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self._data: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, bytes]) -> Any:
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is not None:
-                self._data.move_to_end(key)
-            return hit
-
-    def put(self, key: tuple[str, bytes], value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            if len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-_CACHE = _ContentCache()
+CONTENT_CACHE_SIZE = 20_000  # resources whose validation verdict is kept (about 60 charts of 300 resources)
+# Validation verdicts by the resource's exact bytes (a dict compares the bytes: no digest, no collision): the
+# elements to wrap in a list, or None for a resource that is not valid FHIR R4, and the note it gets. Verdicts
+# only, never the resource, so that no request's data outlives it here beyond its bytes.
+_CACHE = Lru(CONTENT_CACHE_SIZE)
 
 
 def clear_content_cache() -> None:
@@ -135,17 +110,15 @@ def validated(resource: dict[str, Any], notes: list[str], key: bytes | None = No
     if model is None:
         return resource
     key = key if key is not None else content_key(resource)
-    cached = _CACHE.get(("valid", key)) if key is not None else None
-    if cached is None:
-        note_count = len(notes)
-        result = _validate(model, resource, notes)
-        cached = (result, notes[note_count] if len(notes) > note_count else None)
-        if key is not None:
-            _CACHE.put(("valid", key), cached)
-        return result
-    if cached[1]:
-        notes.append(cached[1])
-    return cached[0]
+    if key is None:
+        fixes, note = _verdict(model, resource)
+    else:
+        fixes, note = _CACHE.get_or_make(key, lambda: _verdict(model, resource))
+    if note:
+        notes.append(note)
+    if fixes is None:
+        return None
+    return _wrapped(resource, fixes) if fixes else resource
 
 
 _SUBJECT = {"reference": "Patient/warm-up"}
@@ -258,30 +231,38 @@ def warm_models() -> None:
     """Validate one record of each type the service reads (not cached: nothing of a real request is kept).
     Raises if a warm-up record is not valid FHIR R4 (a test keeps them valid)."""
     for record in WARM_UP_RECORDS:
-        problems: list[str] = []
-        if _validate(MODELS[record["resourceType"]], record, problems) is None:
-            raise ValueError(f"warm-up {record['resourceType']} is not valid FHIR R4: {problems}")
+        fixes, note = _verdict(MODELS[record["resourceType"]], record)
+        if fixes is None or fixes:
+            raise ValueError(f"warm-up {record['resourceType']} is not valid FHIR R4 as it stands: {note}")
 
 
-def _validate(model: Any, resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+def _wrapped(resource: dict[str, Any], fixes: frozenset[str]) -> dict[str, Any]:
+    return {**resource, **{k: [resource[k]] for k in fixes}}
+
+
+def _verdict(model: Any, resource: dict[str, Any]) -> tuple[frozenset[str] | None, str | None]:
+    """(the elements to wrap in a list, empty when it is valid as it is; or None: not valid FHIR R4), and the
+    note it gets (None: nothing to say)."""
+    fixes: frozenset[str] = frozenset()
+    candidate = resource
     for attempt in range(2):
         try:
-            model.model_validate(resource)
-            if attempt:
-                notes.append(f"{ref_of(resource)} had single values where FHIR R4 expects lists; read as lists")
-            return resource
+            model.model_validate(candidate)
+            return fixes, (
+                f"{ref_of(resource)} had single values where FHIR R4 expects lists; read as lists" if attempt else None
+            )
         except ValidationError as exc:
-            fixes = {str(e["loc"][0]) for e in exc.errors() if e["type"] == "list_type" and len(e["loc"]) == 1}
-            if attempt or not fixes:
-                notes.append(
-                    f"{ref_of(resource)} could not be read and was left out: not valid FHIR R4 ({_problem(exc)})"
+            found = {str(e["loc"][0]) for e in exc.errors() if e["type"] == "list_type" and len(e["loc"]) == 1}
+            if attempt or not found:
+                return (
+                    None,
+                    f"{ref_of(resource)} could not be read and was left out: not valid FHIR R4 ({_problem(exc)})",
                 )
-                return None
-            resource = {**resource, **{k: [resource[k]] for k in fixes}}
+            fixes = frozenset(found)
+            candidate = _wrapped(resource, fixes)
         except (RecursionError, TypeError, ValueError):
-            notes.append(f"{ref_of(resource)} was skipped: not readable FHIR")
-            return None
-    return None
+            return None, f"{ref_of(resource)} was skipped: not readable FHIR"
+    return None, None
 
 
 def _problem(exc: ValidationError) -> str:

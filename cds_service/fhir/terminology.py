@@ -17,6 +17,7 @@ from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
 from cds_service.config import ConfigError
+from cds_service.fhir.lru import Lru
 from cds_service.paths import profiles_dir
 
 TEXT_TERM_URL = "http://her2-cds.org/fhir/StructureDefinition/text-match-term"
@@ -221,6 +222,7 @@ class Terminology:
     """All value sets by id; match CodeableConcepts by code first, then by text."""
 
     MEMO_SIZE = 100_000
+    READINGS_SIZE = 40_000  # two readings per medication record (its sorting and its dates), one per other resource
 
     def __init__(
         self,
@@ -233,6 +235,7 @@ class Terminology:
         self.extras = extras or []
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}  # verdicts by concept: a chart resends the same concepts
+        self._readings = Lru(self.READINGS_SIZE)  # what a resource's own bytes decide (extraction, therapy)
 
     @property
     def memoised_verdicts(self) -> int:
@@ -257,21 +260,14 @@ class Terminology:
         return value
 
     def forget_verdicts(self) -> None:
-        """Drop every memoised verdict (benchmarks of a cold start; the value sets and indexes stay)."""
+        """Drop every memoised verdict and reading (benchmarks of a cold start; the value sets and indexes stay)."""
         self._memo.clear()
+        self._readings.clear()
 
     def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        """A verdict on content already serialised (key holds its bytes), computed once per process; shares the
-        bound of the concept verdicts. Verdicts depend on the value sets: they are kept per Terminology."""
-        try:
-            return self._memo[key]
-        except KeyError:
-            pass
-        value = compute()
-        if len(self._memo) >= self.MEMO_SIZE:
-            self._memo.clear()
-        self._memo[key] = value
-        return value
+        """A reading of content already serialised (key holds its bytes), kept per Terminology (readings depend
+        on the value sets) in a bounded LRU of its own (READINGS_SIZE)."""
+        return self._readings.get_or_make(key, lambda: (compute(),))[0]  # boxed: a reading may be None
 
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
         index = self._groups.get(vs_ids)
