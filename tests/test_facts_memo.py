@@ -246,3 +246,42 @@ def test_a_report_member_is_sorted_by_its_report_in_this_chart_only():
     alone = derive([copy.deepcopy(local)], {}, ts, TODAY)
     assert [r.ihc for r in with_report.her2.results] == [1]
     assert alone.her2.results == []
+
+
+def test_the_validation_cache_keeps_verdicts_not_resources():
+    """A byte-identical resource of a later request is returned as itself (the cache holds no request's data),
+    with the same verdict and note; one that needed wrapping is wrapped again from the new copy."""
+    from cds_service.fhir.extraction import clear_content_cache, validated
+
+    clear_content_cache()
+    first = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}
+    assert validated(first, []) is first
+    again = copy.deepcopy(first)
+    assert validated(again, []) is again
+    single = {**first, "id": "o2", "category": {"text": "laboratory"}}  # R4 wants a list
+    notes: list[str] = []
+    read = validated(copy.deepcopy(single), notes)
+    later = copy.deepcopy(single)
+    notes_later: list[str] = []
+    read_later = validated(later, notes_later)
+    assert read == read_later and read_later["category"] == [{"text": "laboratory"}]
+    assert read_later is not read and later["category"] == {"text": "laboratory"}  # the request's copy untouched
+    assert notes == notes_later and "read as lists" in notes[0]
+    bad = {**first, "id": "o3", "status": 7}
+    bad_notes: list[str] = []
+    assert validated(bad, bad_notes) is None and validated(copy.deepcopy(bad), bad_notes) is None
+    assert len(bad_notes) == 2 and "not valid FHIR R4" in bad_notes[0]
+
+
+def test_lru_bounds_and_order():
+    from cds_service.fhir.lru import Lru
+
+    lru = Lru(3)
+    for k in "abc":
+        lru.put(k, k.upper())
+    assert lru.get("a") == "A"  # a is now the most recent
+    lru.put("d", "D")
+    assert len(lru) == 3 and lru.get("b") is None and lru.get("a") == "A"
+    made: list[int] = []
+    assert lru.get_or_make("n", lambda: made.append(1)) is None  # None is never kept
+    assert lru.get_or_make("n", lambda: made.append(1)) is None and len(made) == 2
