@@ -82,7 +82,7 @@ class Extracted:
     counted: int = 0
 
 
-CONTENT_CACHE_SIZE = 20_000  # resources whose validation verdict is kept (about 60 charts of 300 resources)
+CONTENT_CACHE_SIZE = 6_000  # resources whose validation verdict is kept (about 28 charts of 300 resources)
 # Validation verdicts by the resource's exact bytes (a dict compares the bytes: no digest, no collision): the
 # elements to wrap in a list, or None for a resource that is not valid FHIR R4, and the note it gets. Verdicts
 # only, never the resource, so that no request's data outlives it here beyond its bytes.
