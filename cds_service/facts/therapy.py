@@ -28,7 +28,7 @@ ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-orde
 ONGOING = {"active", "in-progress", "on-hold"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One medication record as dates, drug and stop reason (frozen: kept by content and shared)."""
 

@@ -82,7 +82,7 @@ class Extracted:
     counted: int = 0
 
 
-CONTENT_CACHE_SIZE = 6_000  # resources whose validation verdict is kept (about 28 charts of 300 resources)
+CONTENT_CACHE_SIZE = 25_000  # resources whose validation verdict is kept: a 20,000-resource chart fits (no thrashing)
 # Validation verdicts by the resource's exact bytes (a dict compares the bytes: no digest, no collision): the
 # elements to wrap in a list, or None for a resource that is not valid FHIR R4, and the note it gets. Verdicts
 # only, never the resource, so that no request's data outlives it here beyond its bytes.
@@ -362,7 +362,7 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sorting:
     """How a resource sorts, as far as its own content decides (kept by content: see Terminology.remember)."""
 

@@ -222,7 +222,7 @@ class Terminology:
     """All value sets by id; match CodeableConcepts by code first, then by text."""
 
     MEMO_SIZE = 100_000
-    READINGS_SIZE = 12_000  # two readings per medication record (its sorting and its dates), one per other resource
+    READINGS_SIZE = 50_000  # two readings per medication record (its sorting and its dates), one per other resource
 
     def __init__(
         self,
