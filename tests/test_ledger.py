@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import sqlite3
 import threading
 import time
@@ -338,3 +339,23 @@ def test_discovery_carries_the_rule_set_version_and_hti1_source_attributes(setti
         assert versions["http://her2-cds.org/fhir/ValueSet/endocrine-therapy"].endswith(
             "+ local file local-endocrine.json (1 codes)"
         )
+
+
+def test_the_evidence_digest_keeps_its_stored_format():
+    """Snoozes 'until the evidence changes' stored by earlier releases compare against this digest: sha256 of
+    the JSON list [topic, summary, evidence without the order in progress, unknowns] (json.dumps defaults)."""
+    from cds_service.cards.held_back import evidence_digest
+    from cds_service.rules.decision import CardDecision
+
+    d = CardDecision(
+        topic="her2-rescore",
+        indicator="warning",
+        summary="Re-score HER2",
+        evidence=["HER2 history: IHC 0 (2024-01-02)", "order in progress: capecitabine", "HR status positive: ER 90%"],
+        unknowns=["no pathology report — “quoted”"],
+    )
+    lines = ["her2-rescore", "Re-score HER2", "HER2 history: IHC 0 (2024-01-02)", "HR status positive: ER 90%"]
+    expected = hashlib.sha256(json.dumps([*lines, "no pathology report — “quoted”"]).encode()).hexdigest()
+    assert evidence_digest(d) == expected
+    d.evidence[1] = "order in progress: paclitaxel"  # the order in progress never changes the digest
+    assert evidence_digest(d) == expected

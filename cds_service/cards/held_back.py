@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from typing import Any
 
 from cds_service.rules.decision import CardDecision
@@ -24,5 +25,11 @@ def topic_mode(cfg: dict[str, Any]) -> str:
 def evidence_digest(d: CardDecision) -> str:
     """What the card is about, without the order in progress: a snooze 'until the evidence changes' ends when
     this changes."""
-    lines = [d.topic, d.summary] + [e for e in d.evidence if not e.startswith("order in progress")] + d.unknowns
-    return hashlib.sha256(json.dumps(lines).encode()).hexdigest()
+    lines = (d.topic, d.summary, *(e for e in d.evidence if not e.startswith("order in progress")), *d.unknowns)
+    return _digest(lines)
+
+
+@lru_cache(maxsize=4096)
+def _digest(lines: tuple[str, ...]) -> str:
+    """sha256 of the lines as a JSON list (the stored format: snoozes in the database compare against it)."""
+    return hashlib.sha256(json.dumps(list(lines)).encode()).hexdigest()
