@@ -30,8 +30,8 @@ def main() -> None:
     ts = load_terminology()
     today = date(2026, 11, 25)
     print(
-        "cold: validation verdict cache empty (first call for a chart); warm: the same chart again, as "
-        "order-select sends it on every edit\n"
+        "cold: validation verdicts, readings and concept verdicts empty (a chart of codes never seen); "
+        "warm: the same chart again, as order-select sends it on every edit\n"
     )
     print(
         f"{'resources':>10} {'json.loads ms':>14} {'cold ms':>9} {'ratio':>7} {'warm ms':>9} {'ratio':>7} "
