@@ -285,3 +285,19 @@ def test_lru_bounds_and_order():
     made: list[int] = []
     assert lru.get_or_make("n", lambda: made.append(1)) is None  # None is never kept
     assert lru.get_or_make("n", lambda: made.append(1)) is None and len(made) == 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rules_leave_the_facts_of_generated_charts_unchanged(seed, tmp_path):
+    """As above, on larger generated charts (lines, progressions, HER2 histories, ILD risks)."""
+    from .benchmarks.generate import chart, prefetch_chart
+
+    engine = Engine(load(None, overrides={"storage": {"database_url": f"sqlite:///{tmp_path}/x.db"}}))
+    for resources in (prefetch_chart(300, seed), chart(300, seed)):
+        drafts = _context("fam-trastuzumab deruxtecan")
+        facts = derive(resources, drafts, TS, TODAY)
+        before = copy.deepcopy(facts)
+        for hook in ("order-select", "order-sign", "patient-view"):
+            engine.cards_for(facts, hook, "p1")
+            explain(facts, hook, engine.settings.cards, resources, TS)
+        assert facts == before
