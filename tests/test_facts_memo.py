@@ -301,3 +301,28 @@ def test_rules_leave_the_facts_of_generated_charts_unchanged(seed, tmp_path):
             engine.cards_for(facts, hook, "p1")
             explain(facts, hook, engine.settings.cards, resources, TS)
         assert facts == before
+
+
+@pytest.mark.parametrize(
+    "change, rebuilt",
+    [
+        (lambda c: c.append(b.observation(b.cc(b.LOINC, "33914-3", "eGFR"), "2026-11-01", id="new-egfr")), False),
+        (lambda c: c.append(b.her2_ihc("0", "2026-11-01", id="new-her2")), False),
+        (lambda c: c.append(b.med_statement("paclitaxel", "2026-06-01", end="2026-09-01")), True),
+        (lambda c: c.append(b.disease_status("progression", "2026-10-01")), True),
+        (lambda c: c.append(b.metastasis("lung", "2026-10-15")), True),
+    ],
+)
+def test_therapy_lines_are_kept_by_what_they_are_built_from(change, rebuilt):
+    """A chart that changed elsewhere reuses the lines; a new record, status or metastasis rebuilds them; either
+    way they equal the lines derived in a fresh process."""
+    from cds_service.fhir.extraction import clear_content_cache
+
+    ts = load_terminology()
+    first = derive(_chart(), {}, ts, TODAY)
+    changed = _chart()
+    change(changed)
+    second = derive(copy.deepcopy(changed), {}, ts, TODAY)
+    assert (second.therapy is first.therapy) is not rebuilt
+    clear_content_cache()
+    assert second.therapy == derive(copy.deepcopy(changed), {}, load_terminology(), TODAY).therapy

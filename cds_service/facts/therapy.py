@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
+
+import orjson
 
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.setting import Metastasis
@@ -292,6 +295,43 @@ def _next_same_class(lines: list[Line]) -> list[date | None]:
 
 
 def derive_therapy(
+    meds: list[MedRecord],
+    status_obs: list[dict[str, Any]],
+    metastatic_start: date | None,
+    metastatic: bool,
+    ts: Terminology,
+    today: date,
+    metastases: Sequence[Metastasis] = (),
+) -> TherapyHistory:
+    """The lines of therapy; kept by the content of what they are built from, so that a chart that changed
+    elsewhere (a new lab result) does not rebuild them. Shared by later calls: never changed after it is built."""
+    key = _inputs(meds, status_obs, metastatic_start, metastatic, today, metastases)
+    build = partial(_derive_therapy, meds, status_obs, metastatic_start, metastatic, ts, today, metastases)
+    return build() if key is None else ts.remember(key, build)
+
+
+def _inputs(
+    meds: list[MedRecord],
+    status_obs: list[dict[str, Any]],
+    metastatic_start: date | None,
+    metastatic: bool,
+    today: date,
+    metastases: Sequence[Metastasis],
+) -> tuple[Any, ...] | None:
+    """Everything derive_therapy reads, as a key: each record's bytes and drug, each status result's bytes, the
+    metastatic setting and sites, the day (None when a record has no bytes)."""
+    keys = tuple(m.key for m in meds)
+    if None in keys:
+        return None
+    try:
+        status = tuple(orjson.dumps(o) for o in status_obs)
+    except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
+        return None
+    drugs = tuple((m.drug.value_set, m.drug.canonical, m.drug.by) for m in meds)
+    return ("therapy", keys, drugs, status, metastatic_start, metastatic, today, tuple(metastases))
+
+
+def _derive_therapy(
     meds: list[MedRecord],
     status_obs: list[dict[str, Any]],
     metastatic_start: date | None,
