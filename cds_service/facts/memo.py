@@ -12,10 +12,9 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-import orjson
-
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.orders import read_drafts
+from cds_service.fhir.extraction import content_key
 from cds_service.fhir.terminology import Terminology
 
 
@@ -69,9 +68,8 @@ class FactsMemo:
     def _key(self, resources: list[dict[str, Any]], today: date) -> tuple[bytes, date] | None:
         if not self.enabled:
             return None
-        try:
-            chart = orjson.dumps(resources)
-        except (TypeError, ValueError, orjson.JSONEncodeError):  # what orjson cannot write is derived afresh
+        chart = content_key(resources)
+        if chart is None:  # what orjson cannot write is derived afresh
             return None
         return (chart, today) if len(chart) <= self._max_bytes // 4 else None  # a giant chart would evict all
 

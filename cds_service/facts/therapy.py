@@ -9,12 +9,10 @@ from datetime import date, timedelta
 from functools import partial
 from typing import Any
 
-import orjson
-
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.setting import Metastasis
 from cds_service.facts.thresholds import ADJUVANT_RECURRENCE, COMBINATION, EPISODE_GAP, PROGRESSION_AFTER_END
-from cds_service.fhir.extraction import MedRecord
+from cds_service.fhir.extraction import MedRecord, content_key
 from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
 from cds_service.fhir.terminology import Terminology
 
@@ -303,32 +301,16 @@ def derive_therapy(
     today: date,
     metastases: Sequence[Metastasis] = (),
 ) -> TherapyHistory:
-    """The lines of therapy; kept by the content of what they are built from, so that a chart that changed
-    elsewhere (a new lab result) does not rebuild them. Shared by later calls: never changed after it is built."""
-    key = _inputs(meds, status_obs, metastatic_start, metastatic, today, metastases)
-    build = partial(_derive_therapy, meds, status_obs, metastatic_start, metastatic, ts, today, metastases)
-    return build() if key is None else ts.remember(key, build)
-
-
-def _inputs(
-    meds: list[MedRecord],
-    status_obs: list[dict[str, Any]],
-    metastatic_start: date | None,
-    metastatic: bool,
-    today: date,
-    metastases: Sequence[Metastasis],
-) -> tuple[Any, ...] | None:
-    """Everything derive_therapy reads, as a key: each record's bytes and drug, each status result's bytes, the
-    metastatic setting and sites, the day (None when a record has no bytes)."""
+    """The lines of therapy; kept by everything they are built from (each record's bytes and drug, each status
+    result's bytes, the metastatic setting and sites, the day), so that a chart that changed elsewhere (a new lab
+    result) does not rebuild them. Shared by later calls: never changed after it is built."""
     keys = tuple(m.key for m in meds)
-    if None in keys:
-        return None
-    try:
-        status = tuple(orjson.dumps(o) for o in status_obs)
-    except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
-        return None
+    status = tuple(content_key(o) for o in status_obs)
+    build = partial(_derive_therapy, meds, status_obs, metastatic_start, metastatic, ts, today, metastases)
+    if None in keys or None in status:  # what cannot be written as bytes is built afresh
+        return build()
     drugs = tuple((m.drug.value_set, m.drug.canonical, m.drug.by) for m in meds)
-    return ("therapy", keys, drugs, status, metastatic_start, metastatic, today, tuple(metastases))
+    return ts.remember(("therapy", keys, drugs, status, metastatic_start, metastatic, today, tuple(metastases)), build)
 
 
 def _derive_therapy(

@@ -94,11 +94,11 @@ def clear_content_cache() -> None:
     _CACHE.clear()
 
 
-def content_key(resource: dict[str, Any]) -> bytes | None:
-    """The resource's bytes as orjson writes them (None for what it cannot write): the key of every verdict
-    on the resource alone. Unsorted: the same chart resent by the EHR serialises the same way."""
+def content_key(value: Any) -> bytes | None:
+    """The bytes of a resource (or a chart) as orjson writes them (None for what it cannot write): the key of every
+    verdict kept by content. Unsorted: the same chart resent by the EHR serialises the same way."""
     try:
-        return orjson.dumps(resource)
+        return orjson.dumps(value)
     except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
         return None
 
@@ -378,10 +378,15 @@ class Sorting:
 SORTED_TYPES = {"Observation", "Condition", "Procedure", "Specimen", *MED_TYPES}
 
 
-def _sorting(r: dict[str, Any], ts: Terminology) -> Sorting:
+def _status(r: dict[str, Any]) -> tuple[bool, str | None]:
+    """The status policy: (set aside, the note it gets when one is worth a line)."""
     decision, status = verdict(r)
     aside = decision in (IGNORE, UNCONFIRMED)
-    said = status_note(r, decision, status) if aside else None
+    return aside, status_note(r, decision, status) if aside else None
+
+
+def _sorting(r: dict[str, Any], ts: Terminology) -> Sorting:
+    aside, said = _status(r)
     rtype = r["resourceType"]
     if rtype == "Observation":
         vs = _observation_set(ts, r)
@@ -408,13 +413,8 @@ def _sorting(r: dict[str, Any], ts: Terminology) -> Sorting:
 
 def _admit_report(report: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """A pathology report through the status policy, then FHIR validation (None, with a note, if set aside)."""
-    decision, status = verdict(report)
-    if decision in (IGNORE, UNCONFIRMED):
-        said = status_note(report, decision, status)
-        if said:
-            notes.append(said)
-        return None
-    return validated(report, notes)
+    aside, said = _status(report)
+    return _admit(report, Sorting(aside=aside, aside_note=said), notes, None)
 
 
 def _admit(r: dict[str, Any], sorting: Sorting, notes: list[str], key: bytes | None) -> dict[str, Any] | None:
