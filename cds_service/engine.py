@@ -20,8 +20,8 @@ from cds_service.config import Settings
 from cds_service.explain import explain as explain_facts
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.memo import FactsMemo
-from cds_service.fhir.extraction import warm_models
 from cds_service.fhir.terminology import load_terminology
+from cds_service.fhir.validation import warm_models
 from cds_service.gather.fhir_client import FhirClient
 from cds_service.gather.gathering import Gathered, gather
 from cds_service.gather.templates import published_services

@@ -183,7 +183,7 @@ def test_the_engine_answers_a_resent_chart_from_the_memo(tmp_path):
 @pytest.mark.parametrize("seed", range(12))
 def test_memoised_readings_never_change_the_facts(seed):
     """Cold (a fresh Terminology, no validation verdicts) and warm derivations of generated charts agree."""
-    from cds_service.fhir.extraction import clear_content_cache
+    from cds_service.fhir.validation import clear_content_cache
 
     from .benchmarks.generate import chart, prefetch_chart
 
@@ -251,7 +251,7 @@ def test_a_report_member_is_sorted_by_its_report_in_this_chart_only():
 def test_the_validation_cache_keeps_verdicts_not_resources():
     """A byte-identical resource of a later request is returned as itself (the cache holds no request's data),
     with the same verdict and note; one that needed wrapping is wrapped again from the new copy."""
-    from cds_service.fhir.extraction import clear_content_cache, validated
+    from cds_service.fhir.validation import clear_content_cache, validated
 
     clear_content_cache()
     first = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}
@@ -316,7 +316,7 @@ def test_rules_leave_the_facts_of_generated_charts_unchanged(seed, tmp_path):
 def test_therapy_lines_are_kept_by_what_they_are_built_from(change, rebuilt):
     """A chart that changed elsewhere reuses the lines; a new record, status or metastasis rebuilds them; either
     way they equal the lines derived in a fresh process."""
-    from cds_service.fhir.extraction import clear_content_cache
+    from cds_service.fhir.validation import clear_content_cache
 
     ts = load_terminology()
     first = derive(_chart(), {}, ts, TODAY)

@@ -212,7 +212,7 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
 
 def test_the_warm_up_records_are_valid_fhir_and_cover_every_type_read():
     """One record per FHIR type the service validates, each valid R4 (warm_models raises otherwise)."""
-    from cds_service.fhir.extraction import MODELS, WARM_UP_RECORDS, warm_models
+    from cds_service.fhir.validation import MODELS, WARM_UP_RECORDS, warm_models
 
     warm_models()
     assert sorted(r["resourceType"] for r in WARM_UP_RECORDS) == sorted(MODELS)

@@ -7,8 +7,8 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-from cds_service.fhir.extraction import validated
 from cds_service.fhir.terminology import Terminology
+from cds_service.fhir.validation import validated
 from cds_service.rules.decision import CardDecision
 from cds_service.rules.ruleset import RULESET_VERSION
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.orders import read_drafts
-from cds_service.fhir.extraction import content_key
 from cds_service.fhir.terminology import Terminology
+from cds_service.fhir.validation import content_key
 
 
 class FactsMemo:

@@ -12,9 +12,10 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.setting import Metastasis
 from cds_service.facts.thresholds import ADJUVANT_RECURRENCE, COMBINATION, EPISODE_GAP, PROGRESSION_AFTER_END
-from cds_service.fhir.extraction import MedRecord, content_key
+from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
 from cds_service.fhir.terminology import Terminology
+from cds_service.fhir.validation import content_key
 
 CLASS_LABEL = {
     "endocrine-therapy": "endocrine therapy",

@@ -9,8 +9,8 @@ from cds_service.facts.derive import Facts
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.orders import MG_PER_KG, DraftOrder
 from cds_service.facts.thresholds import TDXD_BREAST_DOSE
-from cds_service.fhir.extraction import validated
 from cds_service.fhir.primitives import fmt
+from cds_service.fhir.validation import validated
 from cds_service.rules.context import tdxd_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
 

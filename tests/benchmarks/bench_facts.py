@@ -11,8 +11,8 @@ import time
 from datetime import date
 
 from cds_service.facts.derive import derive
-from cds_service.fhir.extraction import clear_content_cache
 from cds_service.fhir.terminology import load_terminology
+from cds_service.fhir.validation import clear_content_cache
 
 from .generate import chart
 
