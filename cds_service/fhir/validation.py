@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,6 +17,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.specimen import Specimen
+from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import ValidationError
 
 from cds_service.fhir.lru import Lru
@@ -38,11 +41,18 @@ CONTENT_CACHE_SIZE = 25_000  # resources whose validation verdict is kept: a 20,
 # elements to wrap in a list, or None for a resource that is not valid FHIR R4, and the note it gets. Verdicts
 # only, never the resource, so that no request's data outlives it here beyond its bytes.
 _CACHE = Lru(CONTENT_CACHE_SIZE)
+ELEMENT_CACHE_SIZE = 4_000  # complex elements validated on their own (about 2-6 KB each), kept by their bytes
+# The same elements recur across a chart and across charts (every eGFR's code, the patient reference, a unit): each
+# is validated once, by the very call fhir.resources makes for a nested element (its model's model_validate), and
+# the instance is handed to the resource's own validation, which accepts an instance of the right model as it is.
+_ELEMENTS = Lru(ELEMENT_CACHE_SIZE)
+_PLANS: dict[Any, dict[str, tuple[Any, bool]]] = {}  # model -> JSON name -> (element model, repeats)
 
 
 def clear_content_cache() -> None:
-    """Forget every validation verdict (benchmarks of a cold start)."""
+    """Forget every validation verdict and validated element (benchmarks of a cold start)."""
     _CACHE.clear()
+    _ELEMENTS.clear()
 
 
 def content_key(value: Any) -> bytes | None:
@@ -191,14 +201,16 @@ def _wrapped(resource: dict[str, Any], fixes: frozenset[str]) -> dict[str, Any]:
     return {**resource, **{k: [resource[k]] for k in fixes}}
 
 
-def _verdict(model: Any, resource: dict[str, Any]) -> tuple[frozenset[str] | None, str | None]:
+def _verdict(
+    model: Any, resource: dict[str, Any], validate: Callable[[Any, dict[str, Any]], None] | None = None
+) -> tuple[frozenset[str] | None, str | None]:
     """(the elements to wrap in a list, empty when it is valid as it is; or None: not valid FHIR R4), and the
     note it gets (None: nothing to say)."""
     fixes: frozenset[str] = frozenset()
     candidate = resource
     for attempt in range(2):
         try:
-            model.model_validate(candidate)
+            (validate or _validate)(model, candidate)
             return fixes, (
                 f"{ref_of(resource)} had single values where FHIR R4 expects lists; read as lists" if attempt else None
             )
@@ -223,3 +235,83 @@ def _problem(exc: ValidationError) -> str:
         return "more than one value[x]"
     where = sorted({".".join(map(str, e["loc"][:3])) for e in errors if e.get("loc")})[:3]
     return ", ".join(where) or "invalid element"
+
+
+def _validate(model: Any, data: dict[str, Any]) -> None:
+    """model.model_validate(data), its complex elements handed over as instances validated before. When one of them
+    is not valid on its own, the resource is validated whole, so that the error is found and worded as always."""
+    prepared = _prepared(model, data)
+    model.model_validate(data if prepared is None else prepared)
+
+
+def _prepared(model: Any, data: dict[str, Any]) -> dict[str, Any] | None:
+    """data with each complex element at its top level replaced by its validated instance (None: one is invalid)."""
+    if not isinstance(data, dict):
+        return None
+    plan = _plan(model)
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        kind = plan.get(name)
+        if kind is not None:
+            element_model, repeats = kind
+            if repeats and isinstance(value, list):
+                items = []
+                for v in value:
+                    item = _instance(element_model, v) if isinstance(v, dict) else v
+                    if item is None and v is not None:
+                        return None
+                    items.append(item)
+                value = items
+            elif not repeats and isinstance(value, dict):
+                value = _instance(element_model, value)
+                if value is None:
+                    return None
+        out[name] = value
+    return out
+
+
+def _instance(element_model: Any, element: dict[str, Any]) -> Any:
+    """The element validated as fhir.resources validates a nested one, kept by its bytes; None if it is not valid."""
+    key = content_key(element)
+    if key is None:
+        return None
+    hit = _ELEMENTS.get((element_model, key))
+    if hit is None:
+        try:
+            hit = element_model.model_validate(element)
+        except Exception:  # noqa: BLE001 - the whole resource is then validated, and raises what it raises
+            return None
+        _ELEMENTS.put((element_model, key), hit)
+    return hit
+
+
+def _plan(model: Any) -> dict[str, tuple[Any, bool]]:
+    """A model's complex elements by JSON name: (the element's model, whether it repeats)."""
+    plan = _PLANS.get(model)
+    if plan is None:
+        plan = {}
+        for name, info in model.model_fields.items():
+            kind = _element_model(info.annotation)
+            if kind is not None:
+                plan[info.alias or name] = kind
+        _PLANS[model] = plan
+    return plan
+
+
+def _element_model(annotation: Any) -> tuple[Any, bool] | None:
+    """(model, repeats) for a field of exactly one complex FHIR type; None for primitives, choices of several
+    types, and contained resources (their model depends on the value: left to fhir.resources)."""
+    found: list[Any] = []
+    repeats = False
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        origin = typing.get_origin(a)
+        if origin is not None:
+            repeats = repeats or origin is list
+            stack.extend(typing.get_args(a))
+        elif isinstance(a, type) and issubclass(a, FhirBase):
+            found.append(a)
+    if len(found) != 1 or issubclass(found[0], FhirElementOrResourceBase):
+        return None
+    return found[0].get_model_klass(), repeats
