@@ -21,7 +21,7 @@ from cds_service.fhir.terminology import load_terminology
 from cds_service.paths import hooks_dir
 
 from .fixtures import builders as b
-from .fixtures import patients
+from .fixtures import patients, realworld
 from .helpers import hook_request
 
 TS = load_terminology()
@@ -326,3 +326,50 @@ def test_therapy_lines_are_kept_by_what_they_are_built_from(change, rebuilt):
     assert (second.therapy is first.therapy) is not rebuilt
     clear_content_cache()
     assert second.therapy == derive(copy.deepcopy(changed), {}, load_terminology(), TODAY).therapy
+
+
+PARTS = ("her2", "hr", "setting")
+
+
+@pytest.mark.parametrize(
+    "change, rebuilt",
+    [
+        (lambda c: c.append(b.observation(b.cc(b.LOINC, "33914-3", "eGFR"), "2026-11-01", id="new-egfr")), set()),
+        (lambda c: c.append(b.her2_ihc("0", "2026-11-01", id="new-her2")), {"her2"}),
+        (lambda c: c.append(b.receptor("ER", 0, "2026-11-01")), {"hr"}),
+        (lambda c: c.append(b.metastasis("lung", "2026-10-15")), {"setting"}),
+        (lambda c: c.append(realworld.tnm_m("1", "M1", "2026-10-15")), {"setting"}),
+    ],
+)
+def test_her2_receptors_and_setting_are_kept_by_what_they_read(change, rebuilt):
+    """Each part is rebuilt only when what it reads changed (a new lab rebuilds none, a HER2 result only the HER2
+    picture, a receptor result only the HR status, a metastasis or an M category only the setting); either way it
+    equals the part derived in a fresh process."""
+    from cds_service.fhir.validation import clear_content_cache
+
+    ts = load_terminology()
+    first = derive(_chart(), {}, ts, TODAY)
+    changed = _chart()
+    change(changed)
+    second = derive(copy.deepcopy(changed), {}, ts, TODAY)
+    clear_content_cache()
+    fresh = derive(copy.deepcopy(changed), {}, load_terminology(), TODAY)
+    for part in PARTS:
+        if part == "her2":  # a new object each call (its unreadable list is this chart's), its parts kept
+            assert (second.her2.results is first.her2.results) is (part not in rebuilt)
+        else:
+            assert (getattr(second, part) is getattr(first, part)) is (part not in rebuilt), part
+        assert getattr(second, part) == getattr(fresh, part), part
+
+
+def test_a_kept_her2_picture_names_only_this_charts_unreadable_results():
+    """The picture is kept by the readable results; which HER2 results could not be read is this chart's own."""
+    ts = load_terminology()
+    broken = b.her2_ihc("2+", "2026-11-02", id="broken-her2")
+    broken["valueString"] = "a second value[x]"  # not valid FHIR R4
+    with_broken = derive([*_chart(), broken], {}, ts, TODAY)
+    without = derive(_chart(), {}, ts, TODAY)
+    assert with_broken.her2.results is without.her2.results
+    assert with_broken.her2.unreadable == ["Observation/broken-her2"] and without.her2.unreadable == []
+    again = derive([*_chart(), copy.deepcopy(broken)], {}, ts, TODAY)
+    assert again.her2.unreadable == ["Observation/broken-her2"] and without.her2.unreadable == []

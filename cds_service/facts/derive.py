@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2 import Her2Picture, build_picture
@@ -15,7 +16,10 @@ from cds_service.facts.setting import Setting, derive_setting
 from cds_service.facts.therapy import TherapyHistory, derive_therapy
 from cds_service.fhir.extraction import Extracted, extract
 from cds_service.fhir.primitives import effective_date, latest_day, ref_of
-from cds_service.fhir.terminology import Terminology
+from cds_service.fhir.terminology import HER2_SETS, Terminology
+from cds_service.fhir.validation import content_key
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,6 +69,15 @@ def tdxd_exposure(therapy: TherapyHistory) -> Exposure | None:
     return Exposure(min(starts), None if ongoing else last)
 
 
+def _kept(ts: Terminology, what: str, inputs: Any, build: Callable[[], T]) -> T:
+    """build(), kept by the bytes of everything it reads (inputs) so that a chart that changed elsewhere (a new
+    lab result) does not rebuild it; built afresh when the inputs cannot be written as bytes. What is kept is
+    shared by later calls: never changed after it is built (derive replaces, the rules only read)."""
+    key = content_key(inputs)
+    found: T = build() if key is None else ts.remember((what, key), build)
+    return found
+
+
 def derive(
     resources: list[dict[str, Any]],
     context: dict[str, Any],
@@ -74,10 +87,17 @@ def derive(
 ) -> Facts:
     """Build the facts from a request's resources (prefetched or fetched) and its context."""
     ex = extract(resources, ts)
-    her2 = build_picture(ex.observations, ex.specimens, ts)
-    her2.unreadable = [ref for vs, refs in ex.unreadable.items() if vs.startswith("her2-") for ref in refs]
-    hr = hr_status(ex.observations["er"], ex.observations["pr"], ts, ex.observations["hr-combined"])
-    setting = derive_setting(ex.conditions, ex.observations["staging"], ts)
+    obs = ex.observations
+    her2_obs = {k: obs[k] for k in HER2_SETS}
+    her2 = replace(
+        _kept(ts, "her2", (her2_obs, ex.specimens), lambda: build_picture(her2_obs, ex.specimens, ts)),
+        unreadable=[ref for vs, refs in ex.unreadable.items() if vs.startswith("her2-") for ref in refs],
+    )
+    receptors = (obs["er"], obs["pr"], obs["hr-combined"])
+    hr = _kept(ts, "hr", receptors, lambda: hr_status(obs["er"], obs["pr"], ts, obs["hr-combined"]))
+    setting = _kept(
+        ts, "setting", (ex.conditions, obs["staging"]), lambda: derive_setting(ex.conditions, obs["staging"], ts)
+    )
     therapy = derive_therapy(
         ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today, setting.distant
     )

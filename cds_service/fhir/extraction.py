@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cds_service.fhir.pathology import (
@@ -16,7 +16,7 @@ from cds_service.fhir.primitives import ref_of
 from cds_service.fhir.status import IGNORE, UNCONFIRMED, verdict
 from cds_service.fhir.status import note as status_note
 from cds_service.fhir.terminology import HER2_SETS, Match, Terminology
-from cds_service.fhir.validation import content_key, validated
+from cds_service.fhir.validation import Verdict, apply_verdict, content_key, validated, verdict_of
 
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 OBS_SETS = (*HER2_SETS, "er", "pr", "hr-combined", "disease-status", "staging", "renal-function", "ild")
@@ -156,6 +156,7 @@ class Sorting:
     drug_elsewhere: bool = False  # it references a Medication resource: the drug is read per request
     aside: bool = False  # the status policy sets it aside
     aside_note: str | None = None
+    verdict: Verdict | None = None  # FHIR validation's, when its own content makes it read (else: per request)
 
 
 SORTED_TYPES = {"Observation", "Condition", "Procedure", "Specimen", *MED_TYPES}
@@ -168,7 +169,19 @@ def _status(r: dict[str, Any]) -> tuple[bool, str | None]:
     return aside, status_note(r, decision, status) if aside else None
 
 
-def _sorting(r: dict[str, Any], ts: Terminology) -> Sorting:
+def _sorting(r: dict[str, Any], ts: Terminology, key: bytes | None) -> Sorting:
+    """How it sorts, with its validation verdict when that sorting alone makes it read."""
+    found = _sorted(r, ts)
+    relevant = (
+        found.sets
+        or found.condition_hits
+        or found.drug is not None
+        or (r["resourceType"] == "Specimen" and isinstance(r.get("id"), str))
+    )
+    return replace(found, verdict=verdict_of(r, key)) if relevant and not found.aside else found
+
+
+def _sorted(r: dict[str, Any], ts: Terminology) -> Sorting:
     aside, said = _status(r)
     rtype = r["resourceType"]
     if rtype == "Observation":
@@ -206,7 +219,7 @@ def _admit(r: dict[str, Any], sorting: Sorting, notes: list[str], key: bytes | N
         if sorting.aside_note:
             notes.append(sorting.aside_note)
         return None
-    return validated(r, notes, key)
+    return apply_verdict(r, sorting.verdict, notes) if sorting.verdict else validated(r, notes, key)
 
 
 def _sort_one(
@@ -220,7 +233,7 @@ def _sort_one(
     if rtype not in SORTED_TYPES:
         return
     key = content_key(r)
-    sorting = ts.remember(("sorting", key), lambda: _sorting(r, ts)) if key is not None else _sorting(r, ts)
+    sorting = ts.remember(("sorting", key), lambda: _sorting(r, ts, key)) if key is not None else _sorting(r, ts, key)
     if rtype == "Observation":
         report = members.get(ref_of(r)) if members else None
         vs = sorting.sets[0] if sorting.sets else (sorting.member_set if report else None)
@@ -229,7 +242,7 @@ def _sort_one(
         if sorting.aside:
             _admit(r, sorting, out.notes, key)  # says why
             return
-        admitted = validated(r, out.notes, key)
+        admitted = _admit(r, sorting, out.notes, key)
         if admitted is None:  # a result exists but cannot be read: say which
             out.unreadable.setdefault(vs, []).append(ref_of(r))
         else:

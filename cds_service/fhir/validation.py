@@ -64,17 +64,32 @@ def content_key(value: Any) -> bytes | None:
         return None
 
 
+Verdict = tuple[frozenset[str] | None, str | None]  # (elements to wrap in a list, or None: invalid), the note
+VALID: Verdict = (frozenset(), None)  # what a type the service does not validate gets
+
+
 def validated(resource: dict[str, Any], notes: list[str], key: bytes | None = None) -> dict[str, Any] | None:
     """The resource if fhir.resources accepts it (after wrapping single objects where R4 wants a
     list, as the public sandbox sends `category`); None, with a note, if not. key: content_key(resource)."""
+    return apply_verdict(resource, verdict_of(resource, key), notes)
+
+
+def verdict_of(resource: dict[str, Any], key: bytes | None = None) -> Verdict:
+    """fhir.resources' verdict on the resource, kept by its bytes (key: content_key(resource), if known)."""
     model = MODELS.get(resource.get("resourceType", ""))
     if model is None:
-        return resource
+        return VALID
     key = key if key is not None else content_key(resource)
     if key is None:
-        fixes, note = _verdict(model, resource)
-    else:
-        fixes, note = _CACHE.get_or_make(key, lambda: _verdict(model, resource))
+        return _verdict(model, resource)
+    found: Verdict = _CACHE.get_or_make(key, lambda: _verdict(model, resource))
+    return found
+
+
+def apply_verdict(resource: dict[str, Any], verdict: Verdict, notes: list[str]) -> dict[str, Any] | None:
+    """The resource as its verdict admits it (wrapped where it had single values for lists), or None; the
+    verdict's note is added to notes."""
+    fixes, note = verdict
     if note:
         notes.append(note)
     if fixes is None:
@@ -203,7 +218,7 @@ def _wrapped(resource: dict[str, Any], fixes: frozenset[str]) -> dict[str, Any]:
 
 def _verdict(
     model: Any, resource: dict[str, Any], validate: Callable[[Any, dict[str, Any]], None] | None = None
-) -> tuple[frozenset[str] | None, str | None]:
+) -> Verdict:
     """(the elements to wrap in a list, empty when it is valid as it is; or None: not valid FHIR R4), and the
     note it gets (None: nothing to say)."""
     fixes: frozenset[str] = frozenset()
