@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import threading
 import time
 from datetime import date
@@ -373,3 +374,43 @@ def test_a_kept_her2_picture_names_only_this_charts_unreadable_results():
     assert with_broken.her2.unreadable == ["Observation/broken-her2"] and without.her2.unreadable == []
     again = derive([*_chart(), copy.deepcopy(broken)], {}, ts, TODAY)
     assert again.her2.unreadable == ["Observation/broken-her2"] and without.her2.unreadable == []
+
+
+def test_lru_under_threads_stays_bounded_and_answers_what_was_put():
+    """Gets without the lock, puts with it: eight threads over keys of the kinds kept (bytes, tuples holding
+    dataclasses whose __eq__ is Python code) never raise, never answer another key's value, and keep the bound."""
+    from dataclasses import dataclass
+
+    from cds_service.fhir.lru import Lru
+
+    @dataclass(frozen=True)
+    class Site:
+        name: str
+
+    lru = Lru(64)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(6_000):
+                n = (i * 7 + seed) % 200
+                key = ("therapy", str(n).encode(), (Site(str(n)),)) if n % 2 else str(n).encode()
+                hit = lru.get(key)
+                if hit is None:
+                    lru.put(key, n)
+                elif hit != n:
+                    raise AssertionError((key, hit))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and len(lru) <= 64

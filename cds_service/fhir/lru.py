@@ -17,12 +17,17 @@ class Lru:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
-        """The value kept for key, or None."""
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is not None:
+        """The value kept for key, or None. Without the lock (a hit is the common case, and this runs once per
+        resource): get and move_to_end are each one C call on the OrderedDict; a put that evicts the key in
+        between, or changes the order while a key's own Python __eq__ runs, only makes the move fail, which
+        leaves the entry where it was."""
+        hit = self._data.get(key)
+        if hit is not None:
+            try:
                 self._data.move_to_end(key)
-            return hit
+            except (KeyError, RuntimeError):
+                pass
+        return hit
 
     def put(self, key: Hashable, value: Any) -> None:
         with self._lock:

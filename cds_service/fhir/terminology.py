@@ -267,7 +267,11 @@ class Terminology:
     def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """A reading of content already serialised (key holds its bytes), kept per Terminology (readings depend
         on the value sets) in a bounded LRU of its own (READINGS_SIZE)."""
-        return self._readings.get_or_make(key, lambda: (compute(),))[0]  # boxed: a reading may be None
+        hit = self._readings.get(key)
+        if hit is None:
+            hit = (compute(),)  # boxed: a reading may be None
+            self._readings.put(key, hit)
+        return hit[0]
 
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
         index = self._groups.get(vs_ids)
