@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from cds_service.fhir.pathology import (
@@ -178,7 +178,18 @@ def _sorting(r: dict[str, Any], ts: Terminology, key: bytes | None) -> Sorting:
         or found.drug is not None
         or (r["resourceType"] == "Specimen" and isinstance(r.get("id"), str))
     )
-    return replace(found, verdict=verdict_of(r, key)) if relevant and not found.aside else found
+    if not relevant or found.aside:
+        return found
+    return Sorting(  # not dataclasses.replace: this runs once per resource never seen, and replace is slow
+        found.sets,
+        found.condition_hits,
+        found.member_set,
+        found.drug,
+        found.drug_elsewhere,
+        found.aside,
+        found.aside_note,
+        verdict_of(r, key),
+    )
 
 
 def _sorted(r: dict[str, Any], ts: Terminology) -> Sorting:
