@@ -151,7 +151,6 @@ class Sorting:
 
     sets: tuple[str, ...] = ()  # Observation: its value set by code; Procedure: its value sets
     condition_hits: tuple[tuple[str, Match], ...] = ()
-    member_set: str | None = None  # Observation: what it is about when a pathology report references it
     drug: Match | None = None  # a medication record's drug, when its own content names it
     drug_elsewhere: bool = False  # it references a Medication resource: the drug is read per request
     aside: bool = False  # the status policy sets it aside
@@ -183,7 +182,6 @@ def _sorting(r: dict[str, Any], ts: Terminology, key: bytes | None) -> Sorting:
     return Sorting(  # not dataclasses.replace: this runs once per resource never seen, and replace is slow
         found.sets,
         found.condition_hits,
-        found.member_set,
         found.drug,
         found.drug_elsewhere,
         found.aside,
@@ -197,7 +195,7 @@ def _sorted(r: dict[str, Any], ts: Terminology) -> Sorting:
     rtype = r["resourceType"]
     if rtype == "Observation":
         vs = _observation_set(ts, r)
-        return Sorting(sets=(vs,) if vs else (), member_set=report_member_set(r), aside=aside, aside_note=said)
+        return Sorting(sets=(vs,) if vs else (), aside=aside, aside_note=said)
     if rtype == "Condition":
         return Sorting(condition_hits=tuple(_condition_hits(ts, r)), aside=aside, aside_note=said)
     if rtype == "Procedure":
@@ -247,7 +245,8 @@ def _sort_one(
     sorting = ts.remember(("sorting", key), lambda: _sorting(r, ts, key)) if key is not None else _sorting(r, ts, key)
     if rtype == "Observation":
         report = members.get(ref_of(r)) if members else None
-        vs = sorting.sets[0] if sorting.sets else (sorting.member_set if report else None)
+        # what a report's result is about, read from its code's words only when a report references it (rare)
+        vs = sorting.sets[0] if sorting.sets else (report_member_set(r) if report else None)
         if not vs:
             return
         if sorting.aside:
