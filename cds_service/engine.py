@@ -196,6 +196,7 @@ class Engine:
             for card in self.cards_for(facts, service["hook"], "warm-up"):
                 orjson.dumps(card)
         warm_models()
+        self.terminology.compile_all()
         if self.ledger is not None:
             self.ledger.load_key()
         return time.perf_counter() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,6 +56,16 @@ class Metrics:
         self.feedback = Counter(
             "her2cds_feedback_entries_total", "feedback entries received", ["service", "outcome"], registry=r
         )
+
+    def prepare(self, service_ids: Iterable[str], route: str = "/cds-services/<service_id>") -> None:
+        """Create, at zero, the series every answered hook call touches (the warm-up): a counter at zero is the
+        usual Prometheus practice, and under gunicorn the first series of each kind creates the worker's
+        metrics file, which the first request would otherwise pay for."""
+        for service in service_ids:
+            self.requests.labels(route=route, service=service, status="200")
+            self.latency.labels(route=route, service=service)
+            self.fallback_calls.labels(service=service)
+            self.fallback_errors.labels(service=service)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

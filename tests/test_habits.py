@@ -201,7 +201,15 @@ def test_a_served_app_warms_itself_without_recording_anything(settings_factory, 
     app = serving_app(settings_factory())
     state = app_state(app)
     assert state.engine.terminology.memoised_verdicts > 0  # the warm-up filled the value-set verdicts
+    with_terms = [vs for vs in state.engine.terminology.sets.values() if vs.terms]
+    assert with_terms and all(vs._regex is not None for vs in with_terms)  # every text regex compiled already
     assert any("warmed up in" in r.getMessage() for r in caplog.records)
+    exposed = state.metrics.render()[0].decode()
+    for service in state.services:  # the series every answered call touches exist already, at zero
+        assert (
+            f'her2cds_requests_total{{route="/cds-services/<service_id>",service="{service}",status="200"}} 0.0'
+            in exposed
+        )
     state.engine.ledger.flush()
     with state.store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM cds_card_ledger")).scalar() == 0

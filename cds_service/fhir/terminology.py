@@ -259,6 +259,11 @@ class Terminology:
         self._memo[key] = value
         return value
 
+    def compile_all(self) -> int:
+        """Compile every value set's text regex now (the warm-up), not on the first concept that needs it; the
+        number compiled."""
+        return sum(vs.regex is not None for vs in self.sets.values())
+
     def forget_verdicts(self) -> None:
         """Drop every memoised verdict and reading (benchmarks of a cold start; the value sets and indexes stay)."""
         self._memo.clear()

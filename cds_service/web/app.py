@@ -34,6 +34,8 @@ def serving_app(settings: Settings | None = None) -> Flask:
     """The app as a server process runs it: built, then warmed by one shipped example (after gunicorn's fork,
     in each worker), so that no real request pays for cold caches. The caller freezes the collector."""
     app = create_app(settings)
-    seconds = app_state(app).engine.warm()
+    state = app_state(app)
+    seconds = state.engine.warm()
+    state.metrics.prepare(state.services)
     logging.getLogger("her2_cds").info("warmed up in %.0f ms", seconds * 1000)
     return app
