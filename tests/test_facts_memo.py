@@ -414,3 +414,38 @@ def test_lru_under_threads_stays_bounded_and_answers_what_was_put():
     finally:
         sys.setswitchinterval(interval)
     assert not errors and len(lru) <= 64
+
+
+def test_lru_bounded_by_weight_drops_the_oldest_and_keeps_nothing_over_the_cap():
+    from cds_service.fhir.lru import Lru, key_bytes
+
+    lru = Lru(100, max_bytes=5_000, weigh=key_bytes)
+    for i in range(10):
+        lru.put(("sorting", bytes([i]) * 1_000), i)  # 1,600 each by key_bytes
+    assert len(lru) == 3 and lru.bytes == 4_800
+    assert lru.get(("sorting", bytes([9]) * 1_000)) == 9 and lru.get(("sorting", bytes([6]) * 1_000)) is None
+    lru.put(("therapy", (b"x" * 3_000, b"y" * 3_000), "drug"), "big")  # 6,600: over the cap on its own
+    assert lru.get(("therapy", (b"x" * 3_000, b"y" * 3_000), "drug")) is None and lru.bytes <= 5_000
+    lru.clear()
+    assert lru.bytes == 0 and len(lru) == 0
+
+
+def test_content_caches_stay_within_their_bytes_for_large_resources():
+    """Reports with embedded PDFs (hundreds of KB each) cannot grow the verdict cache past its cap."""
+    from cds_service.fhir import validation
+
+    validation.clear_content_cache()
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "Surgical pathology"},
+        "presentedForm": [{"contentType": "application/pdf", "data": ""}],
+    }
+    pdf = "JVBERi0xLjQK" * 25_000  # 300 KB of base64
+    for i in range(300):
+        big = {**report, "id": f"r{i}", "presentedForm": [{"contentType": "application/pdf", "data": pdf + f"{i:04d}"}]}
+        assert validation.validated(big, []) is big
+    assert validation._CACHE.bytes <= validation.CONTENT_CACHE_MB * 1_000_000
+    assert validation._ELEMENTS.bytes <= validation.ELEMENT_CACHE_MB * 1_000_000
+    assert 0 < len(validation._CACHE) < 300
+    validation.clear_content_cache()

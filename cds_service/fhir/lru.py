@@ -9,12 +9,17 @@ from typing import Any
 
 
 class Lru:
-    """At most `size` entries; a hit moves its entry to the back, a new entry past the bound drops the front."""
+    """At most `size` entries (and, with `weigh`, at most `max_bytes` by its weights); a hit moves its entry to the
+    back, a new entry past a bound drops the front."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int | None = None, weigh: Callable[[Hashable], int] | None = None) -> None:
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
+        self._weigh = weigh if max_bytes is not None else None
+        self._max_bytes = max_bytes
+        self._weights: dict[Hashable, int] = {}
+        self.bytes = 0  # the weights of what is kept (0 without weigh)
 
     def get(self, key: Hashable) -> Any:
         """The value kept for key, or None. Without the lock (a hit is the common case, and this runs once per
@@ -30,11 +35,16 @@ class Lru:
         return hit
 
     def put(self, key: Hashable, value: Any) -> None:
+        weight = self._weigh(key) if self._weigh is not None else 0
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            if self._weigh is not None:
+                self.bytes += weight - self._weights.get(key, 0)
+                self._weights[key] = weight
+            while len(self._data) > self._size or (self._max_bytes is not None and self.bytes > self._max_bytes):
+                dropped, _ = self._data.popitem(last=False)
+                self.bytes -= self._weights.pop(dropped, 0)
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The value kept for key, else make() kept (None is never kept: it is made again next time)."""
@@ -48,6 +58,20 @@ class Lru:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._weights.clear()
+            self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def key_bytes(key: Hashable) -> int:
+    """What a content-keyed entry weighs: the bytes its key holds (one level of tuples deep, as a therapy key
+    holds each record's bytes) plus about 600 bytes for the entry and what it keeps."""
+    total = 600
+    for part in key if isinstance(key, tuple) else (key,):
+        if isinstance(part, bytes):
+            total += len(part)
+        elif isinstance(part, tuple):
+            total += sum(len(p) for p in part if isinstance(p, bytes))
+    return total

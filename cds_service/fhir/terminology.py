@@ -17,7 +17,7 @@ from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
 from cds_service.config import ConfigError
-from cds_service.fhir.lru import Lru
+from cds_service.fhir.lru import Lru, key_bytes
 from cds_service.paths import profiles_dir
 
 TEXT_TERM_URL = "http://her2-cds.org/fhir/StructureDefinition/text-match-term"
@@ -223,6 +223,7 @@ class Terminology:
 
     MEMO_SIZE = 100_000
     READINGS_SIZE = 50_000  # two readings per medication record (its sorting and its dates), one per other resource
+    READINGS_MB = 64  # and at most this much by what their keys hold: a therapy or setting key holds tens of KB
 
     def __init__(
         self,
@@ -235,7 +236,8 @@ class Terminology:
         self.extras = extras or []
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}  # verdicts by concept: a chart resends the same concepts
-        self._readings = Lru(self.READINGS_SIZE)  # what a resource's own bytes decide (extraction, therapy)
+        # what content decides (a resource's sorting, a record's dates; therapy lines, HER2, HR, setting), by bytes
+        self._readings = Lru(self.READINGS_SIZE, self.READINGS_MB * 1_000_000, key_bytes)
 
     @property
     def memoised_verdicts(self) -> int:

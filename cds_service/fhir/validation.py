@@ -20,7 +20,7 @@ from fhir.resources.R4B.specimen import Specimen
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import ValidationError
 
-from cds_service.fhir.lru import Lru
+from cds_service.fhir.lru import Lru, key_bytes
 from cds_service.fhir.primitives import ref_of
 
 MODELS = {
@@ -40,12 +40,14 @@ CONTENT_CACHE_SIZE = 25_000  # resources whose validation verdict is kept: a 20,
 # Validation verdicts by the resource's exact bytes (a dict compares the bytes: no digest, no collision): the
 # elements to wrap in a list, or None for a resource that is not valid FHIR R4, and the note it gets. Verdicts
 # only, never the resource, so that no request's data outlives it here beyond its bytes.
-_CACHE = Lru(CONTENT_CACHE_SIZE)
+CONTENT_CACHE_MB = 64  # and at most this much by key bytes: a report with an embedded PDF is hundreds of KB
+_CACHE = Lru(CONTENT_CACHE_SIZE, CONTENT_CACHE_MB * 1_000_000, key_bytes)
 ELEMENT_CACHE_SIZE = 4_000  # complex elements validated on their own (about 2-6 KB each), kept by their bytes
 # The same elements recur across a chart and across charts (every eGFR's code, the patient reference, a unit): each
 # is validated once, by the very call fhir.resources makes for a nested element (its model's model_validate), and
 # the instance is handed to the resource's own validation, which accepts an instance of the right model as it is.
-_ELEMENTS = Lru(ELEMENT_CACHE_SIZE)
+ELEMENT_CACHE_MB = 32  # by weight: an instance costs about 5 KB beside the strings it holds (an attachment's data)
+_ELEMENTS = Lru(ELEMENT_CACHE_SIZE, ELEMENT_CACHE_MB * 1_000_000, lambda key: key_bytes(key) + 4_400)
 _PLANS: dict[Any, dict[str, tuple[Any, bool]]] = {}  # model -> JSON name -> (element model, repeats)
 
 
