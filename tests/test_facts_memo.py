@@ -449,3 +449,14 @@ def test_content_caches_stay_within_their_bytes_for_large_resources():
     assert validation._ELEMENTS.bytes <= validation.ELEMENT_CACHE_MB * 1_000_000
     assert 0 < len(validation._CACHE) < 300
     validation.clear_content_cache()
+
+
+def test_the_concept_memo_keeps_no_huge_concept_and_stays_within_its_bytes():
+    ts = load_terminology()
+    pasted = {"text": "HER2 IHC score 2+ " + "x" * 20_000}  # a report pasted into .text
+    before = ts.memoised_verdicts
+    first = ts.match("her2-ihc", pasted)
+    assert ts.memoised_verdicts == before and ts.match("her2-ihc", pasted) == first  # matched, not kept
+    for i in range(4_000):
+        ts.match("er", {"text": f"estrogen receptor {i} " + "y" * 10_000})
+    assert ts._memo_bytes <= ts.MEMO_MB * 1_000_000 and ts.memoised_verdicts < 4_000

@@ -222,6 +222,8 @@ class Terminology:
     """All value sets by id; match CodeableConcepts by code first, then by text."""
 
     MEMO_SIZE = 100_000
+    MEMO_MB = 32  # the concept memo is emptied at MEMO_SIZE verdicts or this much of concept bytes
+    MEMO_LARGEST = 16_384  # a concept bigger than this (a pasted report in .text) is matched afresh, not kept
     READINGS_SIZE = 50_000  # two readings per medication record (its sorting and its dates), one per other resource
     READINGS_MB = 64  # and at most this much by what their keys hold: a therapy or setting key holds tens of KB
 
@@ -236,6 +238,7 @@ class Terminology:
         self.extras = extras or []
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}  # verdicts by concept: a chart resends the same concepts
+        self._memo_bytes = 0
         # what content decides (a resource's sorting, a record's dates; therapy lines, HER2, HR, setting), by bytes
         self._readings = Lru(self.READINGS_SIZE, self.READINGS_MB * 1_000_000, key_bytes)
 
@@ -246,7 +249,8 @@ class Terminology:
 
     def _memoised(self, kind: str, vs: Any, cc: Any, compute: Callable[[], Any]) -> Any:
         """The verdict on a concept, computed once per process (the value sets do not change while it runs).
-        Bounded: emptied when it holds MEMO_SIZE verdicts. Concepts that cannot be serialised are not kept."""
+        Bounded: emptied when it holds MEMO_SIZE verdicts or MEMO_MB of concepts. Concepts that cannot be
+        serialised, or are over MEMO_LARGEST bytes, are not kept."""
         try:
             key = (kind, vs, orjson.dumps(cc))
         except (TypeError, orjson.JSONEncodeError):
@@ -256,9 +260,14 @@ class Terminology:
         except KeyError:
             pass
         value = compute()
-        if len(self._memo) >= self.MEMO_SIZE:
+        size = len(key[2]) + 200
+        if size > self.MEMO_LARGEST:
+            return value
+        if len(self._memo) >= self.MEMO_SIZE or self._memo_bytes + size > self.MEMO_MB * 1_000_000:
             self._memo.clear()
+            self._memo_bytes = 0
         self._memo[key] = value
+        self._memo_bytes += size
         return value
 
     def compile_all(self) -> int:
@@ -269,6 +278,7 @@ class Terminology:
     def forget_verdicts(self) -> None:
         """Drop every memoised verdict and reading (benchmarks of a cold start; the value sets and indexes stay)."""
         self._memo.clear()
+        self._memo_bytes = 0
         self._readings.clear()
 
     def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
