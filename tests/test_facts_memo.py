@@ -459,4 +459,4 @@ def test_the_concept_memo_keeps_no_huge_concept_and_stays_within_its_bytes():
     assert ts.memoised_verdicts == before and ts.match("her2-ihc", pasted) == first  # matched, not kept
     for i in range(4_000):
         ts.match("er", {"text": f"estrogen receptor {i} " + "y" * 10_000})
-    assert ts._memo_bytes <= ts.MEMO_MB * 1_000_000 and ts.memoised_verdicts < 4_000
+    assert ts._memo.bytes <= ts.MEMO_MB * 1_000_000 and ts.memoised_verdicts < 4_000

@@ -222,8 +222,8 @@ class Terminology:
     """All value sets by id; match CodeableConcepts by code first, then by text."""
 
     MEMO_SIZE = 100_000
-    MEMO_MB = 32  # the concept memo is emptied at MEMO_SIZE verdicts or this much of concept bytes
-    MEMO_LARGEST = 16_384  # a concept bigger than this (a pasted report in .text) is matched afresh, not kept
+    MEMO_MB = 32  # and at most this much by what the concepts weigh (their bytes plus 600 each)
+    MEMO_LARGEST = 16_384  # a concept weighing more (a pasted report in .text) is matched afresh, not kept
     READINGS_SIZE = 50_000  # two readings per medication record (its sorting and its dates), one per other resource
     READINGS_MB = 64  # and at most this much by what their keys hold: a therapy or setting key holds tens of KB
 
@@ -237,8 +237,8 @@ class Terminology:
         self.resources = resources
         self.extras = extras or []
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
-        self._memo: dict[tuple[Any, ...], Any] = {}  # verdicts by concept: a chart resends the same concepts
-        self._memo_bytes = 0
+        # verdicts by concept (a chart resends the same concepts), boxed: a verdict may be None
+        self._memo = Lru(self.MEMO_SIZE, self.MEMO_MB * 1_000_000, key_bytes)
         # what content decides (a resource's sorting, a record's dates; therapy lines, HER2, HR, setting), by bytes
         self._readings = Lru(self.READINGS_SIZE, self.READINGS_MB * 1_000_000, key_bytes)
 
@@ -249,26 +249,15 @@ class Terminology:
 
     def _memoised(self, kind: str, vs: Any, cc: Any, compute: Callable[[], Any]) -> Any:
         """The verdict on a concept, computed once per process (the value sets do not change while it runs).
-        Bounded: emptied when it holds MEMO_SIZE verdicts or MEMO_MB of concepts. Concepts that cannot be
-        serialised, or are over MEMO_LARGEST bytes, are not kept."""
+        Bounded like the readings (MEMO_SIZE verdicts, MEMO_MB). Concepts that cannot be serialised, or are over
+        MEMO_LARGEST bytes, are not kept."""
         try:
             key = (kind, vs, orjson.dumps(cc))
         except (TypeError, orjson.JSONEncodeError):
             return compute()
-        try:
-            return self._memo[key]
-        except KeyError:
-            pass
-        value = compute()
-        size = len(key[2]) + 200
-        if size > self.MEMO_LARGEST:
-            return value
-        if len(self._memo) >= self.MEMO_SIZE or self._memo_bytes + size > self.MEMO_MB * 1_000_000:
-            self._memo.clear()
-            self._memo_bytes = 0
-        self._memo[key] = value
-        self._memo_bytes += size
-        return value
+        if key_bytes(key) > self.MEMO_LARGEST:
+            return compute()
+        return self._memo.get_or_make(key, lambda: (compute(),))[0]
 
     def compile_all(self) -> int:
         """Compile every value set's text regex now (the warm-up), not on the first concept that needs it; the
@@ -278,17 +267,12 @@ class Terminology:
     def forget_verdicts(self) -> None:
         """Drop every memoised verdict and reading (benchmarks of a cold start; the value sets and indexes stay)."""
         self._memo.clear()
-        self._memo_bytes = 0
         self._readings.clear()
 
     def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """A reading of content already serialised (key holds its bytes), kept per Terminology (readings depend
         on the value sets) in a bounded LRU of its own (READINGS_SIZE)."""
-        hit = self._readings.get(key)
-        if hit is None:
-            hit = (compute(),)  # boxed: a reading may be None
-            self._readings.put(key, hit)
-        return hit[0]
+        return self._readings.get_or_make(key, lambda: (compute(),))[0]  # boxed: a reading may be None
 
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
         index = self._groups.get(vs_ids)
