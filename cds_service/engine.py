@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,7 +19,8 @@ from cds_service.cards.repeats import Repeats
 from cds_service.config import Settings
 from cds_service.explain import explain as explain_facts
 from cds_service.facts.derive import Facts, derive
-from cds_service.facts.memo import FactsMemo
+from cds_service.facts.memo import FactsMemo, Kept
+from cds_service.facts.orders import read_drafts
 from cds_service.fhir.terminology import load_terminology
 from cds_service.fhir.validation import warm_models
 from cds_service.gather.fhir_client import FhirClient
@@ -76,11 +77,23 @@ class Engine:
             int(settings.cards["repeat_window_minutes"]),
         )
 
+    def recall(self, service: dict[str, Any], prefetch: bytes) -> Kept | None:
+        """The facts kept for a request whose prefetch is exactly these bytes (None: parse it; invoke derives)."""
+        return self.facts.recall(prefetch, service["id"], datetime.now(timezone.utc).date())
+
     def invoke(
-        self, service: dict[str, Any], request: dict[str, Any], explain: bool = False, client: str | None = None
+        self,
+        service: dict[str, Any],
+        request: dict[str, Any],
+        explain: bool = False,
+        client: str | None = None,
+        prefetch: bytes | None = None,
+        recalled: Kept | None = None,
     ) -> Outcome:
         """Answer a validated hook request for service. Raises MissingPrefetch (→ 412). With explain, the
-        outcome also carries the facts and each rule's verdict (patient data: never log it)."""
+        outcome also carries the facts and each rule's verdict (patient data: never log it). prefetch: the exact
+        bytes of the request's prefetch, when the caller has them (the facts are then kept by them too); recalled: what
+        recall found for them (the request then carries no parsed prefetch)."""
         deadline = time.monotonic() + float(self.settings.limits["request_deadline_seconds"])
         context = request.get("context") or {}
         if service["hook"] == "order-select" and not _has_medication(context):
@@ -95,20 +108,25 @@ class Engine:
                 if explain
                 else None,
             )
-        templates = self.services.get(service["id"], service).get("prefetch", {})
-        gathered = gather(request, templates, self.client, deadline, bool(self.settings.fhir["allow_unauthenticated"]))
         failed_topics: list[str] = []
-        try:
-            facts: Facts | None = self.facts.derive(
-                gathered.all_resources(),
-                context,
-                self.terminology,
-                datetime.now(timezone.utc).date(),
-                gathered.unavailable,
+        if recalled is not None:
+            gathered = Gathered(unavailable=dict(recalled.unavailable))
+            facts: Facts | None = replace(
+                recalled.facts, drafts=read_drafts(context, self.terminology), unavailable=dict(recalled.unavailable)
             )
-        except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
-            _log_failure("fact derivation", exc)
-            facts = None
+        else:
+            templates = self.services.get(service["id"], service).get("prefetch", {})
+            allow = bool(self.settings.fhir["allow_unauthenticated"])
+            gathered = gather(request, templates, self.client, deadline, allow)
+            today = datetime.now(timezone.utc).date()
+            resources = gathered.all_resources()
+            try:
+                facts = self.facts.derive(resources, context, self.terminology, today, gathered.unavailable)
+            except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
+                _log_failure("fact derivation", exc)
+                facts = None
+            if facts is not None and prefetch is not None and gathered.prefetch_alone:
+                self.facts.keep(prefetch, service["id"], today, facts, gathered.unavailable)
         meta: list[dict[str, Any]] = []
         rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics, meta)
         try:

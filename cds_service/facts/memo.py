@@ -1,14 +1,16 @@
 """The facts of a chart seen moments ago: order-select fires on every change to the draft order, and order-sign
 follows, each time with the same prefetch. Facts are a function of the chart's resources and today's date (the
 drafts and what could not be fetched are read fresh on every call), so they are kept per worker, keyed by the
-chart's exact bytes (a dict compares the bytes themselves: no digest, so no collision), for a few minutes."""
+chart's exact bytes (a dict compares the bytes themselves: no digest, so no collision), for a few minutes. The same
+facts are also kept by the exact bytes of the request's prefetch (keep / recall), so that a chart sent again need not
+even be parsed."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -17,19 +19,31 @@ from cds_service.facts.orders import read_drafts
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import content_key
 
+Key = tuple[bytes, date, str]  # (the bytes, today, "" for a chart's resources or the service id for a prefetch)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Facts kept for a prefetch (without drafts), and what its gathering could not read."""
+
+    facts: Facts
+    unavailable: dict[str, str]
+
 
 class FactsMemo:
-    """Facts by (chart bytes, today), bounded in bytes (least recently sent out first) and in age (an entry not sent
-    again for max_age seconds is dropped). Thread-safe. max_bytes 0 or max_age 0: off."""
+    """Facts by (chart bytes, today), and by (prefetch bytes, today, service); bounded in bytes (least recently sent
+    out first) and in age (an entry not sent again for max_age seconds is dropped). Thread-safe. max_bytes 0 or
+    max_age 0: off."""
 
     def __init__(self, max_bytes: int, max_age_seconds: float) -> None:
-        self._data: OrderedDict[tuple[bytes, date], tuple[float, Facts]] = OrderedDict()
+        self._data: OrderedDict[Key, tuple[float, Kept]] = OrderedDict()
         self._max_bytes = max_bytes
         self._max_age = max_age_seconds
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.recalled = 0  # of the hits: by a prefetch's bytes (recall)
 
     @property
     def enabled(self) -> bool:
@@ -45,9 +59,37 @@ class FactsMemo:
     ) -> Facts:
         """derive(...), or the facts derived for the same chart on the same day within the last max_age seconds,
         with this call's drafts and unavailable sources."""
-        key = self._key(resources, today)
+        key = self._key(content_key(resources) if self.enabled else None, today, "")
         if key is None:
             return derive(resources, context, ts, today, unavailable)
+        kept = self._get(key)
+        if kept is not None:
+            return replace(kept.facts, drafts=read_drafts(context, ts), unavailable=dict(unavailable or {}))
+        facts = derive(resources, context, ts, today, unavailable)
+        self._put(key, Kept(replace(facts, drafts=[], unavailable={}), {}))
+        return facts
+
+    def recall(self, prefetch: bytes, service_id: str, today: date) -> Kept | None:
+        """What keep kept for exactly these prefetch bytes, for this service, today (None: parse and derive)."""
+        key = self._key(prefetch, today, service_id)
+        kept = self._get(key) if key is not None else None
+        if kept is not None:
+            self.recalled += 1
+        return kept
+
+    def keep(self, prefetch: bytes, service_id: str, today: date, facts: Facts, unavailable: dict[str, str]) -> None:
+        """Keep the facts derived from exactly these prefetch bytes, alone (gathered without any fetch: nothing but
+        the bytes and the service's templates decided them), with what their gathering could not read."""
+        key = self._key(prefetch, today, service_id)
+        if key is not None:
+            self._put(key, Kept(replace(facts, drafts=[], unavailable={}), dict(unavailable)))
+
+    def _key(self, content: bytes | None, today: date, kind: str) -> Key | None:
+        if not self.enabled or content is None:  # what orjson cannot write is derived afresh
+            return None
+        return (content, today, kind) if len(content) <= self._max_bytes // 4 else None  # a giant one evicts all
+
+    def _get(self, key: Key) -> Kept | None:
         now = time.monotonic()
         with self._lock:
             self._expire(now)
@@ -59,25 +101,14 @@ class FactsMemo:
                 self.hits += 1
             else:
                 self.misses += 1
-        if kept is not None:
-            return replace(kept, drafts=read_drafts(context, ts), unavailable=dict(unavailable or {}))
-        facts = derive(resources, context, ts, today, unavailable)
-        self._put(key, now, replace(facts, drafts=[], unavailable={}))
-        return facts
+        return kept
 
-    def _key(self, resources: list[dict[str, Any]], today: date) -> tuple[bytes, date] | None:
-        if not self.enabled:
-            return None
-        chart = content_key(resources)
-        if chart is None:  # what orjson cannot write is derived afresh
-            return None
-        return (chart, today) if len(chart) <= self._max_bytes // 4 else None  # a giant chart would evict all
-
-    def _put(self, key: tuple[bytes, date], now: float, facts: Facts) -> None:
+    def _put(self, key: Key, kept: Kept) -> None:
+        now = time.monotonic()
         with self._lock:
             if self._data.pop(key, None) is not None:
                 self._bytes -= len(key[0])
-            self._data[key] = (now, facts)
+            self._data[key] = (now, kept)
             self._bytes += len(key[0])
             while self._bytes > self._max_bytes:
                 self._drop_oldest()
@@ -89,8 +120,8 @@ class FactsMemo:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        (chart, _), _ = self._data.popitem(last=False)
-        self._bytes -= len(chart)
+        (content, _, _), _ = self._data.popitem(last=False)
+        self._bytes -= len(content)
 
     def __len__(self) -> int:
         return len(self._data)

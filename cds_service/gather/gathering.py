@@ -35,6 +35,7 @@ class Gathered:
     unavailable: dict[str, str] = field(default_factory=dict)
     fallback_calls: int = 0
     fallback_errors: int = 0
+    prefetch_alone: bool = True  # nothing was (or had to be) fetched: the prefetch and the templates decided it all
 
     def all_resources(self) -> list[dict[str, Any]]:
         return [r for rs in self.by_key.values() for r in rs]
@@ -87,7 +88,9 @@ def gather(
                 out.unavailable[key] = f"the prefetched value could not be read ({error})"
             if nxt:
                 to_continue[key] = nxt
+                out.prefetch_alone = False
             continue
+        out.prefetch_alone = False  # not prefetched: what it holds depends on the context and the server
         query = expand(template, request.get("context") or {})
         if query is None:
             out.by_key[key] = []
@@ -131,6 +134,7 @@ def _complete_reports(
     missing = missing_report_results(out.by_key)
     if not missing:
         return
+    out.prefetch_alone = False
     if not usable:
         out.unavailable[PATHOLOGY_KEY] = (
             f"{len(missing)} result(s) referenced by pathology reports were not delivered and cannot be fetched"

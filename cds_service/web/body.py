@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+import msgspec
 import orjson
 from flask import Response, request
 
@@ -50,14 +51,46 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def read_json() -> Any:
-    """The request's JSON body, or BadBody."""
+def _raw_body() -> bytes:
     ctype = (request.mimetype or "").lower()
     if ctype and ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise BadBody(f"Content-Type must be application/json, not {ctype[:60]}")
     raw = request.get_data(cache=False)
     if not raw:
         raise BadBody("the request body is empty; a JSON object is required")
+    return raw
+
+
+def read_json() -> Any:
+    """The request's JSON body, or BadBody."""
+    return _parsed(_raw_body())
+
+
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])  # an object's members, each left as its own bytes
+
+
+def read_hook_json() -> tuple[Any, bytes | None]:
+    """A hook request's body with every member parsed but `prefetch`, and the exact bytes of `prefetch` (None when
+    the body has none, or is not an object whose members parse one by one: then it is parsed whole, as read_json).
+    The chart is most of the body, and the chart sent again (order-select on every edit) need not be read again:
+    the caller parses it with parse_member unless facts are kept for exactly these bytes. msgspec checks the whole
+    body's syntax while splitting it; each member is then parsed by the same strict parser as read_json."""
+    raw = _raw_body()
+    try:
+        members = _MEMBERS.decode(raw)
+        body = {k: orjson.loads(memoryview(v)) for k, v in members.items() if k != "prefetch"}
+    except (msgspec.DecodeError, msgspec.ValidationError, orjson.JSONDecodeError, UnicodeError):
+        return _parsed(raw), None  # not an object, or a member the strict parser refuses: said as read_json says it
+    prefetch = members.get("prefetch")
+    return body, bytes(prefetch) if prefetch is not None else None
+
+
+def parse_member(raw: bytes) -> Any:
+    """A member left as bytes by read_hook_json, parsed (BadBody as for a whole body)."""
+    return _parsed(raw)
+
+
+def _parsed(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)  # strict: no NaN, Infinity, overflow, lone surrogate or depth over 1024
     except orjson.JSONDecodeError:

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, g
 from cds_service import contracts
 from cds_service.gather.gathering import MissingPrefetch
 from cds_service.web.auth import RETRY_AFTER_SECONDS, gate, operator_only, public
-from cds_service.web.body import BadBody, error, json_response, read_json
+from cds_service.web.body import BadBody, error, json_response, parse_member, read_hook_json, read_json
 from cds_service.web.state import AppState, app_state
 
 bp = Blueprint("cds", __name__)
@@ -52,16 +52,25 @@ def explain(service_id: str) -> Response:
 
 def _invoke(state: AppState, service_id: str, explain: bool) -> Response:
     service = state.services[service_id]
+    kept = None
     try:
-        body = read_json()
+        body, prefetch = read_hook_json() if not explain else (read_json(), None)
+        if prefetch is not None:
+            kept = state.engine.recall(service, prefetch)
+            if kept is None:
+                body["prefetch"] = parse_member(prefetch)
     except BadBody as exc:
         return error(400, exc.message)
+    # a prefetch recalled by its exact bytes passed this check when those bytes first came (the schema checks
+    # prefetch on its own: no rule ties it to another member), so the rest of the body is what is checked here
     problems = contracts.check_request(service, body)
     if problems:
         return error(400, "invalid hook request", problems)
     g.log["hookInstance"] = str(body["hookInstance"])[:100]
     try:
-        outcome = state.engine.invoke(service, body, explain=explain, client=getattr(g, "client", None))
+        outcome = state.engine.invoke(
+            service, body, explain=explain, client=getattr(g, "client", None), prefetch=prefetch, recalled=kept
+        )
     except MissingPrefetch as exc:
         g.log["missing_prefetch"] = exc.keys
         g.log["why"] = exc.reason

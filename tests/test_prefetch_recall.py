@@ -1,0 +1,260 @@
+"""A chart sent again is answered from the facts kept by its prefetch's exact bytes, without parsing it
+(web/body.read_hook_json, FactsMemo.keep / recall): the answer is the one a fresh service gives, the rest of the body
+is still checked and read, and nothing that depended on more than those bytes (a fetch, a page, the context) is
+ever recalled."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from cds_service.paths import hooks_dir
+from cds_service.web.app import create_app
+from cds_service.web.body import parse_member, read_hook_json
+from cds_service.web.state import app_state
+
+from .fixtures import builders as b
+from .helpers import empty_prefetch, hook_request
+
+EXAMPLES = sorted((hooks_dir() / "examples").glob("*.json"))
+SERVICE_OF = {"order-select": "her2-order-select", "order-sign": "her2-order-sign", "patient-view": "her2-patient-view"}
+
+
+def _example(name: str = "bell.order-select-ribociclib") -> dict[str, Any]:
+    return json.loads((hooks_dir() / "examples" / f"{name}.json").read_text("utf-8"))
+
+
+def _post(client: Any, body: dict[str, Any] | bytes, service: str | None = None) -> Any:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    hook = json.loads(data)["hook"] if service is None else None
+    path = f"/cds-services/{service or SERVICE_OF[hook]}"
+    return client.post(path, data=data, headers={"Content-Type": "application/json"})
+
+
+def _without_ids(body: dict[str, Any]) -> str:
+    text = json.dumps(body, sort_keys=True)
+    for card in body.get("cards", []):
+        text = text.replace(card["uuid"], "")
+        for s in card.get("suggestions", []):
+            text = text.replace(s["uuid"], "")
+    return text
+
+
+def _memo(app: Any) -> Any:
+    return app_state(app).engine.facts
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_a_resent_prefetch_is_recalled_and_answered_as_a_fresh_service_answers(path, settings_factory):
+    first = json.loads(path.read_text("utf-8"))
+    again = {**copy.deepcopy(first), "hookInstance": str(uuid.uuid4())}
+    if first["hook"] == "order-select":  # the order was edited: another drug, the same chart
+        again["context"]["draftOrders"]["entry"][0]["resource"] = b.med_request(
+            "capecitabine", "2026-11-25", status="draft", id="draft-edit"
+        )
+    app = create_app(settings_factory())
+    client = app.test_client()
+    assert _post(client, first).status_code == 200
+    answer = _post(client, again)
+    assert answer.status_code == 200
+    assert _memo(app).recalled == 1
+    fresh = _post(create_app(settings_factory()).test_client(), again)
+    assert _without_ids(answer.get_json()) == _without_ids(fresh.get_json())
+
+
+def test_the_same_chart_written_otherwise_is_not_recalled_but_answered_alike(settings_factory):
+    body = _example()
+    app = create_app(settings_factory())
+    client = app.test_client()
+    first = _post(client, body)
+    spaced = json.dumps({**body, "prefetch": body["prefetch"]}, indent=1).encode()  # other bytes, same chart
+    second = _post(client, spaced)
+    assert (second.status_code, _memo(app).recalled) == (200, 0)
+    assert _memo(app).hits == 1  # the chart's own content found its facts
+    assert _without_ids(first.get_json()) == _without_ids(second.get_json())
+
+
+def test_a_prefetch_is_recalled_only_for_the_service_it_came_to(settings_factory):
+    select = _example()
+    sign = {**copy.deepcopy(select), "hook": "order-sign"}
+    sign["context"] = {
+        "userId": "Practitioner/1",
+        "patientId": select["context"]["patientId"],
+        "draftOrders": select["context"]["draftOrders"],
+    }
+    app = create_app(settings_factory())
+    client = app.test_client()
+    assert _post(client, select).status_code == 200
+    answer = _post(client, sign)
+    assert (answer.status_code, _memo(app).recalled) == (200, 0)
+    fresh = _post(create_app(settings_factory()).test_client(), sign)
+    assert _without_ids(answer.get_json()) == _without_ids(fresh.get_json())
+
+
+@pytest.mark.parametrize(
+    "spoil, field",
+    [
+        (lambda body: body.pop("hookInstance"), "hookInstance"),
+        (lambda body: body.update(context="not an object"), "context"),
+        (lambda body: body.update(fhirServer="ftp://elsewhere"), "fhirServer"),
+        (lambda body: body.update(hook="patient-view"), "hook"),
+    ],
+)
+def test_the_rest_of_a_recalled_request_is_still_checked(settings_factory, spoil, field):
+    body = _example()
+    app = create_app(settings_factory())
+    client = app.test_client()
+    assert _post(client, body).status_code == 200
+    spoilt = copy.deepcopy(body)
+    spoil(spoilt)
+    answer = _post(client, spoilt, "her2-order-select")
+    fresh = _post(create_app(settings_factory()).test_client(), spoilt, "her2-order-select")
+    assert answer.status_code == fresh.status_code == 400
+    assert answer.get_json() == fresh.get_json()
+    assert field in json.dumps(answer.get_json())
+
+
+@pytest.mark.parametrize(
+    "prefetch, says",
+    [
+        (b'{"conditions": {"entry": []}}', "prefetch"),  # no resourceType: the schema refuses it
+        (b'{"conditions": [1, 2]}', "prefetch"),
+        (b'{"conditions": {"resourceType": "Bundle", "total": NaN}}', "NaN and Infinity are not JSON numbers"),
+        (b'{"conditions": {"resourceType": "Bundle", "total": 1e999}}', "NaN and Infinity are not JSON numbers"),
+        (b'"a string"', "prefetch"),
+    ],
+)
+def test_a_bad_prefetch_is_refused_every_time_and_never_kept(settings_factory, prefetch, says):
+    body = json.dumps({k: v for k, v in _example().items() if k != "prefetch"}).encode()
+    raw = body[:-1] + b', "prefetch": ' + prefetch + b"}"
+    app = create_app(settings_factory())
+    client = app.test_client()
+    answers = [_post(client, raw, "her2-order-select") for _ in range(2)]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].get_json() == answers[1].get_json() and says in json.dumps(answers[0].get_json())
+    assert _memo(app).recalled == 0 and len(_memo(app)) == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[1, 2]", b'{"hook": "order-select",}', b'{"hook": "\\ud800"}', b"{}", b'{"prefetch": {}}'],
+)
+def test_a_body_that_does_not_split_is_refused_as_before(settings_factory, raw):
+    client = create_app(settings_factory()).test_client()
+    answer = _post(client, raw, "her2-order-select")
+    assert answer.status_code == 400 and answer.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_split_and_parsed_the_body_is_what_a_whole_parse_gives(path, settings_factory):
+    raw = path.read_bytes()
+    app = create_app(settings_factory())
+    with app.test_request_context("/", method="POST", data=raw, content_type="application/json"):
+        body, prefetch = read_hook_json()
+    assert prefetch is not None and "prefetch" not in body
+    assert {**body, "prefetch": parse_member(prefetch)} == orjson.loads(raw)
+
+
+def _fallback_request(fhir_base: str, prefetch: dict[str, Any]) -> dict[str, Any]:
+    body = hook_request("patient-view", prefetch=prefetch, fhirServer=fhir_base)
+    body["fhirAuthorization"] = {
+        "access_token": "fhir-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "her2-cds",
+    }
+    return body
+
+
+def test_what_was_fetched_is_fetched_again_never_recalled(settings_factory, fhir_server):
+    """A prefetch missing a key, or paged: the answer depends on the server (and the context), not on the bytes."""
+    condition = {
+        "resourceType": "Condition",
+        "id": "c0",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]},
+    }
+    fhir_server.reset([{"resourceType": "Patient", "id": "p1"}, condition], page_size=1)
+    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
+    client = app.test_client()
+    missing = empty_prefetch()
+    del missing["conditions"]
+    paged = {
+        **empty_prefetch(),
+        "conditions": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "link": [{"relation": "next", "url": f"{fhir_server.base}/Condition?patient=p1&_offset=0&_count=1"}],
+            "entry": [],
+        },
+    }
+    for prefetch in (missing, paged):
+        body = _fallback_request(fhir_server.base, prefetch)
+        calls = []
+        for _ in range(3):
+            fhir_server.reset([{"resourceType": "Patient", "id": "p1"}, condition], page_size=1)
+            assert _post(client, body).status_code == 200
+            calls.append(len([e for e in fhir_server.log() if e["path"].startswith("/Condition")]))
+        assert calls == [1, 1, 1]
+    assert _memo(app).recalled == 0
+
+
+def test_a_complete_prefetch_with_a_fhir_server_is_recalled_and_nothing_is_fetched(settings_factory, fhir_server):
+    fhir_server.reset([])
+    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
+    client = app.test_client()
+    body = _fallback_request(fhir_server.base, _example("builta-binary-only.patient-view")["prefetch"])
+    answers = [_post(client, {**body, "hookInstance": str(uuid.uuid4())}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200] and _memo(app).recalled == 1
+    assert fhir_server.log() == []
+    assert _without_ids(answers[0].get_json()) == _without_ids(answers[1].get_json())
+
+
+def test_what_a_recalled_prefetch_could_not_read_is_still_said(settings_factory):
+    """The gaps of the first gathering (here: a Bundle whose entry is not a list) are kept with the facts and said
+    again, on the card and in the facts."""
+    body = _example("builta-binary-only.patient-view")
+    body["prefetch"]["procedures"] = {"resourceType": "Bundle", "type": "searchset", "entry": "not a list"}
+    app = create_app(settings_factory())
+    client = app.test_client()
+    answers = [_post(client, {**body, "hookInstance": str(uuid.uuid4())}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200] and _memo(app).recalled == 1
+    fresh = _post(create_app(settings_factory()).test_client(), body)
+    texts = [_without_ids(a.get_json()) for a in (*answers, fresh)]
+    assert texts[0] == texts[1] == texts[2]
+    assert "Bundle.entry is not a list" in texts[1]
+
+
+def test_with_the_memo_off_nothing_is_recalled(settings_factory):
+    app = create_app(settings_factory(limits={"facts_memo_mb": 0}))
+    client = app.test_client()
+    answers = [_post(client, _example()) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert (_memo(app).recalled, len(_memo(app))) == (0, 0)
+    assert _without_ids(answers[0].get_json()) == _without_ids(answers[1].get_json())
+
+
+def test_report_results_fetched_to_complete_a_prefetch_are_fetched_again(settings_factory, fhir_server):
+    """Pathology reports prefetched without their results: the results come from the server, so every resend asks
+    it again."""
+    from .helpers import prefetch_from
+    from .test_fallback import _pathology_patient
+
+    patient = _pathology_patient()
+    fhir_server.reset(patient, page_size=50)
+    app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
+    client = app.test_client()
+    prefetch = prefetch_from([r for r in patient if r["resourceType"] != "Observation"])
+    body = _fallback_request(fhir_server.base, prefetch)
+    for _ in range(2):
+        fhir_server.reset(patient, page_size=50)
+        answer = _post(client, {**body, "hookInstance": str(uuid.uuid4())})
+        assert answer.status_code == 200
+        assert any(e["path"].startswith("/Observation?_id=") for e in fhir_server.log())
+    assert _memo(app).recalled == 0
