@@ -78,8 +78,13 @@ class Engine:
         )
 
     def recall(self, service: dict[str, Any], prefetch: bytes) -> Kept | None:
-        """The facts kept for a request whose prefetch is exactly these bytes (None: parse it; invoke derives)."""
-        return self.facts.recall(prefetch, service["id"], datetime.now(timezone.utc).date())
+        """The facts kept for a request whose prefetch is exactly these bytes (None: parse it; invoke derives). Kept
+        by the prefetch keys the service reads, not by the service: order-sign follows order-select with the same
+        prefetch, and they read the same keys."""
+        return self.facts.recall(prefetch, self._prefetch_keys(service), datetime.now(timezone.utc).date())
+
+    def _prefetch_keys(self, service: dict[str, Any]) -> str:
+        return "\n".join(self.services.get(service["id"], service).get("prefetch", {}))
 
     def invoke(
         self,
@@ -120,13 +125,17 @@ class Engine:
             gathered = gather(request, templates, self.client, deadline, allow)
             today = datetime.now(timezone.utc).date()
             resources = gathered.all_resources()
+            # kept by the prefetch's bytes when they alone decided the chart; else by the chart's own bytes
+            by_prefetch = prefetch is not None and gathered.prefetch_alone and self.facts.enabled
             try:
-                facts = self.facts.derive(resources, context, self.terminology, today, gathered.unavailable)
+                facts = (derive if by_prefetch else self.facts.derive)(
+                    resources, context, self.terminology, today, gathered.unavailable
+                )
             except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
                 _log_failure("fact derivation", exc)
                 facts = None
-            if facts is not None and prefetch is not None and gathered.prefetch_alone:
-                self.facts.keep(prefetch, service["id"], today, facts, gathered.unavailable)
+            if facts is not None and prefetch is not None and by_prefetch:
+                self.facts.keep(prefetch, self._prefetch_keys(service), today, facts, gathered.unavailable)
         meta: list[dict[str, Any]] = []
         rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics, meta)
         try:

@@ -74,14 +74,15 @@ def test_the_same_chart_written_otherwise_is_not_recalled_but_answered_alike(set
     first = _post(client, body)
     spaced = json.dumps({**body, "prefetch": body["prefetch"]}, indent=1).encode()  # other bytes, same chart
     second = _post(client, spaced)
-    assert (second.status_code, _memo(app).recalled) == (200, 0)
-    assert _memo(app).hits == 1  # the chart's own content found its facts
+    assert (second.status_code, _memo(app).recalled) == (200, 0)  # derived again (then kept by these bytes)
     assert _without_ids(first.get_json()) == _without_ids(second.get_json())
 
 
-def test_a_prefetch_is_recalled_only_for_the_service_it_came_to(settings_factory):
+def test_order_sign_after_order_select_recalls_the_same_prefetch(settings_factory):
+    """The services read the same prefetch keys: order-sign, which follows order-select with the same chart, is
+    answered from the facts order-select derived, and as a fresh service answers it."""
     select = _example()
-    sign = {**copy.deepcopy(select), "hook": "order-sign"}
+    sign = {**copy.deepcopy(select), "hook": "order-sign", "hookInstance": str(uuid.uuid4())}
     sign["context"] = {
         "userId": "Practitioner/1",
         "patientId": select["context"]["patientId"],
@@ -91,9 +92,30 @@ def test_a_prefetch_is_recalled_only_for_the_service_it_came_to(settings_factory
     client = app.test_client()
     assert _post(client, select).status_code == 200
     answer = _post(client, sign)
-    assert (answer.status_code, _memo(app).recalled) == (200, 0)
+    assert (answer.status_code, _memo(app).recalled) == (200, 1)
     fresh = _post(create_app(settings_factory()).test_client(), sign)
     assert _without_ids(answer.get_json()) == _without_ids(fresh.get_json())
+
+
+def test_a_prefetch_is_recalled_only_for_the_same_keys_and_day():
+    from datetime import date
+
+    from cds_service.facts.derive import derive
+    from cds_service.facts.memo import FactsMemo
+    from cds_service.fhir.terminology import load_terminology
+
+    from .fixtures import patients
+
+    memo = FactsMemo(10_000_000, 600)
+    facts = derive(patients.bell(), {}, load_terminology(), date(2026, 11, 25))
+    memo.keep(b'{"a": 1}', "patient\nconditions", date(2026, 11, 25), facts, {"x": "y"})
+    assert memo.recall(b'{"a": 1}', "patient\nconditions", date(2026, 11, 25)) is not None
+    assert memo.recall(b'{"a": 1}', "patient", date(2026, 11, 25)) is None
+    assert memo.recall(b'{"a": 1}', "patient\nconditions", date(2026, 11, 26)) is None
+    assert memo.recall(b'{"a":1}', "patient\nconditions", date(2026, 11, 25)) is None
+    kept = memo.recall(b'{"a": 1}', "patient\nconditions", date(2026, 11, 25))
+    assert kept is not None and kept.unavailable == {"x": "y"} and kept.facts.drafts == []
+    assert memo.recalled == 2
 
 
 @pytest.mark.parametrize(

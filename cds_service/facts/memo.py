@@ -19,7 +19,7 @@ from cds_service.facts.orders import read_drafts
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import content_key
 
-Key = tuple[bytes, date, str]  # (the bytes, today, "" for a chart's resources or the service id for a prefetch)
+Key = tuple[bytes, date, str]  # (the bytes, today, "" for a chart's resources; for a prefetch, the keys read)
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class Kept:
 
 
 class FactsMemo:
-    """Facts by (chart bytes, today), and by (prefetch bytes, today, service); bounded in bytes (least recently sent
-    out first) and in age (an entry not sent again for max_age seconds is dropped). Thread-safe. max_bytes 0 or
-    max_age 0: off."""
+    """Facts by (chart bytes, today), and by (prefetch bytes, today, the prefetch keys read); bounded in bytes (least
+    recently sent out first) and in age (an entry not sent again for max_age seconds is dropped). Thread-safe.
+    max_bytes 0 or max_age 0: off."""
 
     def __init__(self, max_bytes: int, max_age_seconds: float) -> None:
         self._data: OrderedDict[Key, tuple[float, Kept]] = OrderedDict()
@@ -69,18 +69,20 @@ class FactsMemo:
         self._put(key, Kept(replace(facts, drafts=[], unavailable={}), {}))
         return facts
 
-    def recall(self, prefetch: bytes, service_id: str, today: date) -> Kept | None:
-        """What keep kept for exactly these prefetch bytes, for this service, today (None: parse and derive)."""
-        key = self._key(prefetch, today, service_id)
+    def recall(self, prefetch: bytes, keys: str, today: date) -> Kept | None:
+        """What keep kept for exactly these prefetch bytes read by the same prefetch keys, today (None: parse and
+        derive)."""
+        key = self._key(prefetch, today, keys)
         kept = self._get(key) if key is not None else None
         if kept is not None:
             self.recalled += 1
         return kept
 
-    def keep(self, prefetch: bytes, service_id: str, today: date, facts: Facts, unavailable: dict[str, str]) -> None:
+    def keep(self, prefetch: bytes, keys: str, today: date, facts: Facts, unavailable: dict[str, str]) -> None:
         """Keep the facts derived from exactly these prefetch bytes, alone (gathered without any fetch: nothing but
-        the bytes and the service's templates decided them), with what their gathering could not read."""
-        key = self._key(prefetch, today, service_id)
+        the bytes and which of their keys were read decided them: keys, the service's prefetch keys in order), with
+        what their gathering could not read."""
+        key = self._key(prefetch, today, keys)
         if key is not None:
             self._put(key, Kept(replace(facts, drafts=[], unavailable={}), dict(unavailable)))
 
