@@ -249,3 +249,32 @@ def test_the_wsgi_entry_point_tunes_its_process_and_the_factory_does_not(tmp_pat
         timeout=60,
     )
     assert out.stdout.strip().splitlines()[-1] == f"{GC_THRESHOLDS} True", out.stderr[-500:]
+
+
+def test_a_served_app_warms_its_token_verifier_without_accepting_anything(settings_factory, jwks, make_token):
+    """The pinned keys' objects are built and one signature checked at start (the first ECDSA check imports
+    OpenSSL's backend module, 3 ms, which the first call used to pay); the replay cache is untouched, and the first
+    real token is then verified once, and refused when replayed."""
+    from cds_service.web.app import serving_app
+    from cds_service.web.jwt_verifier import _key_object
+
+    from .conftest import TEST_ISS
+
+    _key_object.cache_clear()
+    settings = settings_factory(
+        public_base_url="https://cds.test.example",
+        auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+    )
+    app = serving_app(settings)
+    assert _key_object.cache_info().currsize >= 1  # ES384 for the pinned EC key
+    misses = _key_object.cache_info().misses
+    state = app_state(app)
+    assert len(state.replay) == 0  # the warm-up's token went to no replay cache
+    token = make_token("https://cds.test.example/cds-services/her2-patient-view")
+    claims = state.verifier.verify(f"Bearer {token}", "https://cds.test.example/cds-services/her2-patient-view")
+    assert claims["iss"] == TEST_ISS
+    assert _key_object.cache_info().misses == misses  # the first real token found its key built
+    from cds_service.web.jwt_verifier import AuthError
+
+    with pytest.raises(AuthError, match="replayed"):
+        state.verifier.verify(f"Bearer {token}", "https://cds.test.example/cds-services/her2-patient-view")

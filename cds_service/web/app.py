@@ -31,11 +31,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def serving_app(settings: Settings | None = None) -> Flask:
-    """The app as a server process runs it: built, then warmed by one shipped example (after gunicorn's fork,
-    in each worker), so that no real request pays for cold caches. The caller freezes the collector."""
+    """The app as a server process runs it: built, then warmed (after gunicorn's fork, in each worker: every shipped
+    example through the engine, the token verifier's keys and signature code, the metric series), so that no real
+    request pays for cold caches. The caller freezes the collector."""
     app = create_app(settings)
     state = app_state(app)
     seconds = state.engine.warm()
+    state.verifier.warm()
     state.metrics.prepare(state.services)
     logging.getLogger("her2_cds").info("warmed up in %.0f ms", seconds * 1000)
     return app

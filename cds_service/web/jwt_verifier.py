@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 import orjson
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.gather.fhir_client import read_body
 from cds_service.storage.first_use import CacheForgot, FirstUseMemory
@@ -93,6 +94,16 @@ class KeySets:
 
     def issuer(self, iss: str) -> dict[str, Any] | None:
         return self._issuers.get(iss)
+
+    def pinned(self) -> list[dict[str, Any]]:
+        """The keys configured inline (never fetched)."""
+        return [
+            k
+            for i in self._issuers.values()
+            if isinstance(i.get("jwks"), dict)
+            for k in i["jwks"].get("keys", [])
+            if isinstance(k, dict)
+        ]
 
     def _state(self, url: str) -> _UrlState:
         with self._lock:
@@ -222,6 +233,24 @@ class Verifier:
         self.keys = KeySets(auth_cfg["issuers"])
         self.replay = replay
         self._jku_noted: set[str] = set()
+
+    def warm(self) -> int:
+        """Do once, at start, what the first verification would do: build the key object of every pinned key for
+        each allowed algorithm, and check one signature (the first ECDSA check imports OpenSSL's backend module:
+        3 ms). A throwaway key signs it; no token is accepted and the replay cache is not touched. Returns the
+        number of key objects built."""
+        built = 0
+        for jwk in self.keys.pinned():
+            for alg in self.algorithms:
+                try:
+                    _key_object(json.dumps(jwk, sort_keys=True), alg)
+                    built += 1
+                except (jwt.PyJWTError, TypeError, ValueError):
+                    continue  # not a key of that algorithm
+        throwaway = ec.generate_private_key(ec.SECP384R1())
+        token = jwt.encode({"warm-up": True}, throwaway, algorithm="ES384")
+        jwt.decode(token, throwaway.public_key(), algorithms=["ES384"])
+        return built
 
     def _note_ignored_jku(self, iss: str, jku: Any) -> None:
         """Log once per issuer that a token's jku was ignored because the issuer's keys are pinned."""
