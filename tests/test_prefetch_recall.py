@@ -162,14 +162,39 @@ def test_a_bad_prefetch_is_refused_every_time_and_never_kept(settings_factory, p
     assert _memo(app).recalled == 0 and len(_memo(app)) == 0
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [b"[1, 2]", b'{"hook": "order-select",}', b'{"hook": "\\ud800"}', b"{}", b'{"prefetch": {}}'],
-)
-def test_a_body_that_does_not_split_is_refused_as_before(settings_factory, raw):
-    client = create_app(settings_factory()).test_client()
-    answer = _post(client, raw, "her2-order-select")
-    assert answer.status_code == 400 and answer.get_json()["error"]
+BROKEN_BODIES = [
+    b"[1, 2]",
+    b'"a string"',
+    b"{}",
+    b'{"hook": "order-select",}',
+    b'{"hook": "order-select", "hook": 3}',
+    b'{"hook": "\\ud800", "hookInstance": "x", "context": {}}',
+    b'{"hook": "order-select", "hookInstance": "x", "context": {"n": 1e999}}',
+    b'{"hook": "order-select", "hookInstance": "x", "context": {"n": 123456789012345678901234567890}}',
+    b'{"hook": "order-select", "hookInstance": "x", "context": ' + b"[" * 1500 + b"]" * 1500 + b"}",
+    b'{"prefetch": {}}',
+    b'{"prefetch": ' + b"[" * 1500 + b"]" * 1500 + b"}",
+    b'{"prefetch": {"conditions": {"resourceType": "Bundle"}}, "hook": "order-select"}',
+    b'{"hook": "order-select", "hookInstance": "x", "context": {}, "prefetch": {"a": {"resourceType": Infinity}}}',
+]
+
+
+@pytest.mark.parametrize("raw", BROKEN_BODIES)
+def test_a_body_that_does_not_split_is_refused_as_a_whole_parse_refuses_it(settings_factory, raw):
+    """The operator's explain route parses the body whole (read_json): the hook route, which splits it, answers a
+    broken body with the same status and the same words."""
+    import hashlib
+
+    token = "operator-token-for-the-differential"
+    app = create_app(settings_factory(operator={"explain_token_sha256": hashlib.sha256(token.encode()).hexdigest()}))
+    client = app.test_client()
+    headers = {"Content-Type": "application/json"}
+    split = client.post("/cds-services/her2-order-select", data=raw, headers=headers)
+    whole = client.post(
+        "/cds-services/her2-order-select/explain", data=raw, headers={**headers, "X-HER2-CDS-Operator": token}
+    )
+    assert split.status_code == whole.status_code == 400
+    assert split.get_json() == whole.get_json()
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

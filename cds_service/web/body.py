@@ -29,7 +29,11 @@ class NonFinite(ValueError):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
+    try:
+        data = orjson.dumps(body)
+    except TypeError:  # a lone surrogate the client sent, named in an error (its hook): JSON escapes it as \udXXX
+        data = json.dumps(body).encode()
+    return Response(data, status=status, mimetype="application/json", headers=headers)
 
 
 def error(status: int, message: str, problems: list[contracts.Problem] | None = None, **extra: Any) -> Response:
@@ -79,7 +83,7 @@ def read_hook_json() -> tuple[Any, bytes | None]:
     try:
         members = _MEMBERS.decode(raw)
         body = {k: orjson.loads(memoryview(v)) for k, v in members.items() if k != "prefetch"}
-    except (msgspec.DecodeError, msgspec.ValidationError, orjson.JSONDecodeError, UnicodeError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):  # orjson's and msgspec's errors, too deep, not UTF-8
         return _parsed(raw), None  # not an object, or a member the strict parser refuses: said as read_json says it
     prefetch = members.get("prefetch")
     return body, bytes(prefetch) if prefetch is not None else None
