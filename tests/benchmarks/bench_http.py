@@ -13,7 +13,8 @@
   result is validated, the others' verdicts are cached).
 - wrk with 1 and 16 connections, service and baseline interleaved, repeated; the spread is reported.
 - Both with worker recycling off (`--max-requests 0`), so the RSS figures are of the same two workers.
-- Then: the first request of a fresh worker; microseconds per resource at 1k, 5k and 20k resources; the
+- First, once every worker of both servers has stopped using CPU (started and warmed up): two charts never seen,
+  the first requests of fresh workers. Then: microseconds per resource at 1k, 5k and 20k resources; the
   RSS of each worker before and after the runs.
 
 Needs `wrk` (Debian package wrk). Traffic stays on 127.0.0.1."""
