@@ -15,8 +15,16 @@ from cds_service.web.app import create_app
 from .fixtures import patients
 from .helpers import PREFETCH_KEYS, hook_request, prefetch_from
 
+SURROGATE_TEXT = st.lists(  # lone surrogates (JSON writes them as \udXXX escapes; st.characters never makes them)
+    st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr)), max_size=8
+).map("".join)
 JSON_LEAF = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=20)
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    SURROGATE_TEXT,
 )
 JSON_VALUES = st.recursive(
     JSON_LEAF,
@@ -145,3 +153,61 @@ def test_mutated_contents_never_5xx(client, caplog, key, index, field, value, ho
 )
 def test_raw_garbage_never_5xx(client, caplog, path, raw, ctype):
     _check(client.post(path, data=raw, content_type=ctype or None), caplog)
+
+
+HOOK_VALUES = st.recursive(
+    st.one_of(JSON_LEAF, SURROGATE_TEXT),
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(SURROGATE_TEXT, kids, max_size=3)),
+    max_leaves=8,
+)
+
+
+@pytest.fixture(scope="module")
+def operator_client(tmp_path_factory):
+    import hashlib
+
+    from cds_service.config import load
+
+    db = tmp_path_factory.mktemp("fzop") / "f.db"
+    app = create_app(
+        load(
+            None,
+            overrides={
+                "auth": {"required": False},
+                "storage": {"database_url": f"sqlite:///{db}"},
+                "operator": {"explain_token_sha256": hashlib.sha256(b"fuzz-operator").hexdigest()},
+            },
+        )
+    )
+    return app.test_client()
+
+
+SMALL_BODY = hook_request("patient-view", prefetch=prefetch_from(patients.bell()[:6]))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    overrides=st.dictionaries(
+        st.sampled_from(["hook", "hookInstance", "context", "prefetch", "fhirServer", "fhirAuthorization", "x"]),
+        st.one_of(SURROGATE_TEXT, HOOK_VALUES),
+        max_size=3,
+    ),
+    dropped=st.sets(st.sampled_from(["hook", "hookInstance", "context", "prefetch"]), max_size=2),
+    spacing=st.sampled_from([None, 1]),
+)
+def test_a_split_body_is_refused_as_a_whole_parse_refuses_it(operator_client, overrides, dropped, spacing):
+    """The hook route splits the body (the prefetch kept as bytes); the operator's explain route parses it whole.
+    On a valid envelope with members replaced or dropped, they answer with the same status, and a refusal in the
+    same words (lone surrogates included)."""
+    members = {k: v for k, v in {**SMALL_BODY, **overrides}.items() if k not in dropped}
+    raw = json.dumps(members, indent=spacing).encode()  # ensure_ascii: a lone surrogate travels as \udXXX
+    split = operator_client.post("/cds-services/her2-patient-view", data=raw, content_type="application/json")
+    whole = operator_client.post(
+        "/cds-services/her2-patient-view/explain",
+        data=raw,
+        content_type="application/json",
+        headers={"X-HER2-CDS-Operator": "fuzz-operator"},
+    )
+    assert split.status_code < 500 and split.status_code == whole.status_code
+    if split.status_code != 200:
+        assert split.get_json() == whole.get_json()
