@@ -426,6 +426,7 @@ def test_lru_bounded_by_weight_drops_the_oldest_and_keeps_nothing_over_the_cap()
     assert lru.get(("sorting", bytes([9]) * 1_000)) == 9 and lru.get(("sorting", bytes([6]) * 1_000)) is None
     lru.put(("therapy", (b"x" * 3_000, b"y" * 3_000), "drug"), "big")  # 6,600: over the cap on its own
     assert lru.get(("therapy", (b"x" * 3_000, b"y" * 3_000), "drug")) is None and lru.bytes <= 5_000
+    assert [lru.get(("sorting", bytes([i]) * 1_000)) for i in (7, 8, 9)] == [7, 8, 9]  # and pushed nothing out
     lru.clear()
     assert lru.bytes == 0 and len(lru) == 0
 

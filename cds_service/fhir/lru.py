@@ -10,14 +10,22 @@ from typing import Any
 
 class Lru:
     """At most `size` entries (and, with `weigh`, at most `max_bytes` by its weights); a hit moves its entry to the
-    back, a new entry past a bound drops the front."""
+    back, a new entry past a bound drops the front. An entry weighing more than `largest` (default: max_bytes) is
+    not kept, and drops nothing."""
 
-    def __init__(self, size: int, max_bytes: int | None = None, weigh: Callable[[Hashable], int] | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        max_bytes: int | None = None,
+        weigh: Callable[[Hashable], int] | None = None,
+        largest: int | None = None,
+    ) -> None:
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
         self._weigh = weigh if max_bytes is not None else None
         self._max_bytes = max_bytes
+        self._largest = largest if largest is not None else max_bytes
         self._weights: dict[Hashable, int] = {}
         self.bytes = 0  # the weights of what is kept (0 without weigh)
 
@@ -36,6 +44,8 @@ class Lru:
 
     def put(self, key: Hashable, value: Any) -> None:
         weight = self._weigh(key) if self._weigh is not None else 0
+        if self._largest is not None and weight > self._largest:
+            return  # kept, it would first push out everything else, then itself
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)

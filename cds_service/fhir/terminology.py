@@ -238,7 +238,7 @@ class Terminology:
         self.extras = extras or []
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
         # verdicts by concept (a chart resends the same concepts), boxed: a verdict may be None
-        self._memo = Lru(self.MEMO_SIZE, self.MEMO_MB * 1_000_000, key_bytes)
+        self._memo = Lru(self.MEMO_SIZE, self.MEMO_MB * 1_000_000, key_bytes, largest=self.MEMO_LARGEST)
         # what content decides (a resource's sorting, a record's dates; therapy lines, HER2, HR, setting), by bytes
         self._readings = Lru(self.READINGS_SIZE, self.READINGS_MB * 1_000_000, key_bytes)
 
@@ -254,8 +254,6 @@ class Terminology:
         try:
             key = (kind, vs, orjson.dumps(cc))
         except (TypeError, orjson.JSONEncodeError):
-            return compute()
-        if key_bytes(key) > self.MEMO_LARGEST:
             return compute()
         return self._memo.get_or_make(key, lambda: (compute(),))[0]
 
