@@ -23,7 +23,7 @@ from cds_service.paths import hooks_dir
 
 from .fixtures import builders as b
 from .fixtures import patients, realworld
-from .helpers import hook_request
+from .helpers import cards_without_ids, hook_request
 
 TS = load_terminology()
 TODAY = date(2026, 11, 25)
@@ -166,16 +166,7 @@ def test_the_engine_answers_a_resent_chart_from_the_memo(tmp_path):
     first = engine.invoke(service, copy.deepcopy(request)).body
     second = engine.invoke(service, copy.deepcopy(request)).body
     assert engine.facts.hits == 1
-
-    def without_ids(body: dict) -> str:
-        text = json.dumps(body, sort_keys=True)
-        for card in body["cards"]:
-            text = text.replace(card["uuid"], "")
-            for s in card.get("suggestions", []):
-                text = text.replace(s["uuid"], "")
-        return text
-
-    assert first["cards"] and without_ids(first) == without_ids(second)
+    assert first["cards"] and cards_without_ids(first) == cards_without_ids(second)
 
 
 # --- what a resource's own content decides, kept by its bytes (fhir/extraction.py, Terminology.remember)

@@ -19,7 +19,9 @@ from cds_service.web.body import parse_member, read_hook_json
 from cds_service.web.state import app_state
 
 from .fixtures import builders as b
-from .helpers import empty_prefetch, hook_request
+from .helpers import cards_without_ids, empty_prefetch, prefetch_from
+from .test_fallback import _pathology_patient
+from .test_fallback import _request as _fhir_request  # a patient-view with fhirServer and its token
 
 EXAMPLES = sorted((hooks_dir() / "examples").glob("*.json"))
 SERVICE_OF = {"order-select": "her2-order-select", "order-sign": "her2-order-sign", "patient-view": "her2-patient-view"}
@@ -34,15 +36,6 @@ def _post(client: Any, body: dict[str, Any] | bytes, service: str | None = None)
     hook = json.loads(data)["hook"] if service is None else None
     path = f"/cds-services/{service or SERVICE_OF[hook]}"
     return client.post(path, data=data, headers={"Content-Type": "application/json"})
-
-
-def _without_ids(body: dict[str, Any]) -> str:
-    text = json.dumps(body, sort_keys=True)
-    for card in body.get("cards", []):
-        text = text.replace(card["uuid"], "")
-        for s in card.get("suggestions", []):
-            text = text.replace(s["uuid"], "")
-    return text
 
 
 def _memo(app: Any) -> Any:
@@ -64,7 +57,7 @@ def test_a_resent_prefetch_is_recalled_and_answered_as_a_fresh_service_answers(p
     assert answer.status_code == 200
     assert _memo(app).recalled == 1
     fresh = _post(create_app(settings_factory()).test_client(), again)
-    assert _without_ids(answer.get_json()) == _without_ids(fresh.get_json())
+    assert cards_without_ids(answer.get_json()) == cards_without_ids(fresh.get_json())
 
 
 def test_the_same_chart_written_otherwise_is_not_recalled_but_answered_alike(settings_factory):
@@ -75,7 +68,7 @@ def test_the_same_chart_written_otherwise_is_not_recalled_but_answered_alike(set
     spaced = json.dumps({**body, "prefetch": body["prefetch"]}, indent=1).encode()  # other bytes, same chart
     second = _post(client, spaced)
     assert (second.status_code, _memo(app).recalled) == (200, 0)  # derived again (then kept by these bytes)
-    assert _without_ids(first.get_json()) == _without_ids(second.get_json())
+    assert cards_without_ids(first.get_json()) == cards_without_ids(second.get_json())
 
 
 def test_order_sign_after_order_select_recalls_the_same_prefetch(settings_factory):
@@ -94,7 +87,7 @@ def test_order_sign_after_order_select_recalls_the_same_prefetch(settings_factor
     answer = _post(client, sign)
     assert (answer.status_code, _memo(app).recalled) == (200, 1)
     fresh = _post(create_app(settings_factory()).test_client(), sign)
-    assert _without_ids(answer.get_json()) == _without_ids(fresh.get_json())
+    assert cards_without_ids(answer.get_json()) == cards_without_ids(fresh.get_json())
 
 
 def test_a_prefetch_is_recalled_only_for_the_same_keys_and_day():
@@ -207,18 +200,6 @@ def test_split_and_parsed_the_body_is_what_a_whole_parse_gives(path, settings_fa
     assert {**body, "prefetch": parse_member(prefetch)} == orjson.loads(raw)
 
 
-def _fallback_request(fhir_base: str, prefetch: dict[str, Any]) -> dict[str, Any]:
-    body = hook_request("patient-view", prefetch=prefetch, fhirServer=fhir_base)
-    body["fhirAuthorization"] = {
-        "access_token": "fhir-token",
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "patient/*.read",
-        "subject": "her2-cds",
-    }
-    return body
-
-
 def test_what_was_fetched_is_fetched_again_never_recalled(settings_factory, fhir_server):
     """A prefetch missing a key, or paged: the answer depends on the server (and the context), not on the bytes."""
     condition = {
@@ -242,7 +223,7 @@ def test_what_was_fetched_is_fetched_again_never_recalled(settings_factory, fhir
         },
     }
     for prefetch in (missing, paged):
-        body = _fallback_request(fhir_server.base, prefetch)
+        body = _fhir_request(fhir_server.base, prefetch)
         calls = []
         for _ in range(3):
             fhir_server.reset([{"resourceType": "Patient", "id": "p1"}, condition], page_size=1)
@@ -256,11 +237,11 @@ def test_a_complete_prefetch_with_a_fhir_server_is_recalled_and_nothing_is_fetch
     fhir_server.reset([])
     app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
     client = app.test_client()
-    body = _fallback_request(fhir_server.base, _example("builta-binary-only.patient-view")["prefetch"])
+    body = _fhir_request(fhir_server.base, _example("builta-binary-only.patient-view")["prefetch"])
     answers = [_post(client, {**body, "hookInstance": str(uuid.uuid4())}) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200] and _memo(app).recalled == 1
     assert fhir_server.log() == []
-    assert _without_ids(answers[0].get_json()) == _without_ids(answers[1].get_json())
+    assert cards_without_ids(answers[0].get_json()) == cards_without_ids(answers[1].get_json())
 
 
 def test_what_a_recalled_prefetch_could_not_read_is_still_said(settings_factory):
@@ -273,7 +254,7 @@ def test_what_a_recalled_prefetch_could_not_read_is_still_said(settings_factory)
     answers = [_post(client, {**body, "hookInstance": str(uuid.uuid4())}) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200] and _memo(app).recalled == 1
     fresh = _post(create_app(settings_factory()).test_client(), body)
-    texts = [_without_ids(a.get_json()) for a in (*answers, fresh)]
+    texts = [cards_without_ids(a.get_json()) for a in (*answers, fresh)]
     assert texts[0] == texts[1] == texts[2]
     assert "Bundle.entry is not a list" in texts[1]
 
@@ -284,21 +265,19 @@ def test_with_the_memo_off_nothing_is_recalled(settings_factory):
     answers = [_post(client, _example()) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200]
     assert (_memo(app).recalled, len(_memo(app))) == (0, 0)
-    assert _without_ids(answers[0].get_json()) == _without_ids(answers[1].get_json())
+    assert cards_without_ids(answers[0].get_json()) == cards_without_ids(answers[1].get_json())
 
 
 def test_report_results_fetched_to_complete_a_prefetch_are_fetched_again(settings_factory, fhir_server):
     """Pathology reports prefetched without their results: the results come from the server, so every resend asks
     it again."""
-    from .helpers import prefetch_from
-    from .test_fallback import _pathology_patient
 
     patient = _pathology_patient()
     fhir_server.reset(patient, page_size=50)
     app = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base], "timeout_seconds": 2}))
     client = app.test_client()
     prefetch = prefetch_from([r for r in patient if r["resourceType"] != "Observation"])
-    body = _fallback_request(fhir_server.base, prefetch)
+    body = _fhir_request(fhir_server.base, prefetch)
     for _ in range(2):
         fhir_server.reset(patient, page_size=50)
         answer = _post(client, {**body, "hookInstance": str(uuid.uuid4())})

@@ -234,23 +234,19 @@ class Verifier:
         self.replay = replay
         self._jku_noted: set[str] = set()
 
-    def warm(self) -> int:
+    def warm(self) -> None:
         """Do once, at start, what the first verification would do: build the key object of every pinned key for
         each allowed algorithm, and check one signature (the first ECDSA check imports OpenSSL's backend module:
-        3 ms). A throwaway key signs it; no token is accepted and the replay cache is not touched. Returns the
-        number of key objects built."""
-        built = 0
+        3 ms). A throwaway key signs it; no token is accepted and the replay cache is not touched."""
         for jwk in self.keys.pinned():
             for alg in self.algorithms:
                 try:
                     _key_object(json.dumps(jwk, sort_keys=True), alg)
-                    built += 1
                 except (jwt.PyJWTError, TypeError, ValueError):
                     continue  # not a key of that algorithm
         throwaway = ec.generate_private_key(ec.SECP384R1())
         token = jwt.encode({"warm-up": True}, throwaway, algorithm="ES384")
         jwt.decode(token, throwaway.public_key(), algorithms=["ES384"])
-        return built
 
     def _note_ignored_jku(self, iss: str, jku: Any) -> None:
         """Log once per issuer that a token's jku was ignored because the issuer's keys are pinned."""

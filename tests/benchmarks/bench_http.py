@@ -171,10 +171,14 @@ def _gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[byte
     )
 
 
+def _workers(master: int) -> list[str]:
+    """The pids of a gunicorn master's workers."""
+    return subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+
+
 def _cpu_ticks(master: int) -> list[int]:
-    kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     out = []
-    for pid in kids:
+    for pid in _workers(master):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -197,9 +201,8 @@ def _settled(master: int, timeout: float = 60.0) -> None:
 
 
 def _rss_mb(master: int) -> list[float]:
-    kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     out = []
-    for pid in kids:
+    for pid in _workers(master):
         status = Path(f"/proc/{pid}/status").read_text()
         out.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
     return sorted(out)
