@@ -19,7 +19,12 @@ SITE_SETTINGS = (
     (
         "cards.ild_monitoring.egfr_below",
         "a latest eGFR under this (mL/min/1.73 m²) is an ILD risk factor",
-        "FDA Enhertu label 2025: ILD more frequent with moderate renal impairment (CrCl 30 to <60 mL/min)",
+        "Enhertu label (May 2026): ILD more frequent with moderate renal impairment (CrCl 30 to <60 mL/min)",
+    ),
+    (
+        "cards.ild_monitoring.imaging_interval_weeks",
+        "on continuing T-DXd, no chest imaging for longer than this many weeks gets an ILD monitoring card",
+        "her2-cds DESIGN §6.5: the label sets no interval; UK acute-oncology guidance describes 6-9-weekly CT",
     ),
 )
 

@@ -82,7 +82,7 @@ def _verdicts(f: Facts, hook: str, cards_cfg: dict[str, Any]) -> dict[str, list[
         lines.append(f"{p.name}: {state}")
         lines += [f"  {MARK[s]} {label}: {why}" for label, s, why in p.criteria]
     out["T-DXd consideration"] = lines
-    silent = ild.why_silent(f, hook)
+    silent = ild.why_silent(f, hook, cards_cfg["ild_monitoring"])
     out["ILD monitoring"] = [f"no card: {silent}"] if silent else ["card: T-DXd is ordered or active"]
     for topic, key in (
         ("HER2 re-scoring", "her2_rescore"),

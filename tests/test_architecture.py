@@ -134,6 +134,7 @@ def test_every_row_of_the_her2_table_decides_some_result():
 
     stain = {
         "faint ≤10%": {"membrane": "faint-le-10"},
+        "0+ notation": {"membrane": "notation"},
         "absent": {"membrane": "absent"},
         ">10%": {"membrane_pct": 30.0},
         "not stated": {},

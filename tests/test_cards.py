@@ -139,10 +139,11 @@ def test_bell_meets_db06_and_db04(app, hook):
     assert card["indicator"] == "info"
 
 
-def test_builta_after_rescoring_meets_db04_not_db06(app):
+def test_builta_after_rescoring_meets_db04_and_db06_with_the_trial_population_said(app):
     cards = cards_for(app, patients.builta_her2_low(), "patient-view")
-    summary = cards["tdxd-consideration"]["summary"]
-    assert "DB-04" in summary and "DB-06" not in summary  # chemotherapy was given in the metastatic setting
+    summary, detail = cards["tdxd-consideration"]["summary"], cards["tdxd-consideration"]["detail"]
+    assert "DB-04" in summary and "DB-06" in summary  # chemotherapy for advanced disease does not exclude DB-06
+    assert "DESTINY-Breast06 enrolled patients without chemotherapy for advanced disease" in detail
 
 
 def test_ultralow_hr_positive_with_et_progression_meets_db06_only(app):
@@ -218,7 +219,7 @@ def test_tdxd_draft_without_risk_factors_is_info_with_two_suggestions(app, hook)
     card = cards["ild-monitoring"]
     assert card["indicator"] == "info" and card["selectionBehavior"] == "any"
     assert [s["label"] for s in card["suggestions"]] == ["Order baseline CT chest", "Order pulse oximetry"]
-    assert "grade ≥2" in card["detail"] and "cough" in card["detail"]
+    assert "grade 2 or greater" in card["detail"] and "cough" in card["detail"] and "28 days" in card["detail"]
 
 
 def test_gastric_dose_is_a_warning(app):
@@ -257,11 +258,19 @@ def test_prior_grade3_tdxd_pneumonitis_is_critical(app):
     ]
 
 
-def test_patient_view_with_active_tdxd_reminds(app):
+def test_patient_view_with_active_tdxd_is_quiet_unless_something_needs_doing(app):
+    """Continuing therapy: no baseline card on every cycle (DESIGN §6.5); a card when chest imaging is overdue."""
     res = patients.bell() + [b.administration("fam-trastuzumab deruxtecan", "2026-11-10")]
     cards = cards_for(app, res, "patient-view")
-    assert "ild-monitoring" in cards and "tdxd-consideration" not in cards
-    assert "suggestions" not in cards["ild-monitoring"]
+    assert "ild-monitoring" not in cards and "tdxd-consideration" not in cards
+    res = patients.bell() + [
+        b.administration("fam-trastuzumab deruxtecan", "2026-05-10"),
+        b.administration("fam-trastuzumab deruxtecan", "2026-11-10"),
+    ]
+    card = cards_for(app, res, "patient-view")["ild-monitoring"]
+    assert card["summary"] == "T-DXd: chest imaging overdue for ILD surveillance"
+    assert "no chest imaging since the first dose (2026-05-10)" in card["detail"]
+    assert [s["label"] for s in card["suggestions"]] == ["Order CT chest"]
 
 
 def test_tdxd_by_brand_name_text_is_recognised(app):
@@ -394,7 +403,11 @@ def test_a_suggested_resource_that_is_not_valid_fhir_is_never_sent():
 
 
 def test_rescore_card_says_when_there_is_no_receptor_result(app):
-    chart = [b.metastasis("liver", "2024-01-01"), b.her2_ihc({"valueString": "Negative (0-1+)"}, "2025-02-01")]
+    chart = [
+        b.breast_cancer(),
+        b.metastasis("liver", "2024-01-01"),
+        b.her2_ihc({"valueString": "Negative (0-1+)"}, "2025-02-01"),
+    ]
     card = cards_for(app, chart, "patient-view")["her2-rescore"]
     assert "- HR status unknown: no ER or PR result" in card["detail"]
     assert "range (0-1+)" in card["detail"]

@@ -37,8 +37,8 @@ def _no_prior_therapy_her2_low():
 def test_her2_positive_no_card_says_why(tmp_path, capsys):
     out = _explain(tmp_path, capsys, patients.her2_positive())
     assert out.startswith("No cards.")
-    assert "T-DXd consideration:\n    no card: HER2-positive on record" in out
-    assert "HER2 re-scoring:\n    no card: HER2-positive on record" in out
+    assert "T-DXd consideration:\n    no card: HER2-positive history on record" in out
+    assert "HER2 re-scoring:\n    no card: HER2-positive history on record" in out
     assert "✘ HER2-low or HER2-ultralow: HER2-positive: IHC 3+" in out
     assert "ILD monitoring:\n    no card: no T-DXd on record as active" in out
 
@@ -105,7 +105,7 @@ def test_the_explain_route_is_for_operators_only(settings_factory, jwks, make_to
     resp = call(open_, path + "/explain", "op-secret-1")
     assert resp.status_code == 200
     explanation = resp.get_json()["explanation"]
-    assert explanation["rules"]["T-DXd consideration"][0].startswith("no card: HER2-positive on record")
+    assert explanation["rules"]["T-DXd consideration"][0].startswith("no card: HER2-positive history on record")
     assert "IHC 3+" not in caplog.text and "obs-" not in caplog.text  # never logged
     no_jwt = open_.post(path + "/explain", json=body, headers={"X-HER2-CDS-Operator": "op-secret-1"})
     assert no_jwt.status_code == 401  # the operator token adds to the JWT, never replaces it

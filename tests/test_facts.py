@@ -326,9 +326,10 @@ def test_coarse_dates_never_guess_the_setting(line_start, metastatic_onset, sett
         assert "too coarse" in line.describe()
 
 
-def test_coarse_chemotherapy_date_makes_the_db06_criterion_unknown_not_met():
+def test_coarse_chemotherapy_date_is_setting_unknown_and_does_not_touch_db06():
     from cds_service.rules.tdxd import db06
 
     f = facts(*patients.bell(), b.med_statement("paclitaxel", "2016", "2016-12-31"))
-    criterion = next(c for c in db06(f).criteria if c[0] == "no chemotherapy in the metastatic setting")
-    assert criterion[1] is None and "paclitaxel" in criterion[2]
+    [pac] = [ln for ln in f.therapy.lines if ln.drugs == ["paclitaxel"]]
+    assert pac.setting == "unknown" and "too coarse" in pac.describe()
+    assert not any("chemotherapy" in c[0] for c in db06(f).criteria)  # the label's DB-06 has no chemo criterion

@@ -100,9 +100,11 @@ def pathways(f: Facts) -> tuple[bool | None, bool | None]:
         ("low", "positive", [line("endocrine-therapy", outcome="ended-reason-unknown")], None),
         ("low", "positive", [line("endocrine-therapy", setting="early")], False),
         ("low", "positive", [line("endocrine-therapy", setting="unknown")], None),
-        ("low", "positive", [line("endocrine-therapy"), line("chemotherapy")], False),
+        # the label does not exclude chemotherapy for advanced disease (the card names the trial population)
+        ("low", "positive", [line("endocrine-therapy"), line("chemotherapy")], True),
+        ("ultralow", "positive", [line("endocrine-therapy"), line("chemotherapy")], True),
         ("low", "positive", [line("endocrine-therapy"), line("chemotherapy", setting="early")], True),
-        ("low", "positive", [line("endocrine-therapy"), line("chemotherapy", setting="unknown")], None),
+        ("low", "positive", [line("endocrine-therapy"), line("chemotherapy", setting="unknown")], True),
     ],
 )
 def test_db06_truth_table(her2, hr, lines, db06):

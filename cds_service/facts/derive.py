@@ -7,16 +7,18 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypeVar
 
+from cds_service.facts.dosing import DoseHistory, dose_history
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2 import Her2Picture, build_picture
+from cds_service.facts.her2.history import erbb2_sequencing, positive_history
 from cds_service.facts.ild_risk import Exposure, IldRisk, derive_ild
 from cds_service.facts.orders import DraftOrder, read_drafts
 from cds_service.facts.receptors import HrStatus, hr_status
 from cds_service.facts.setting import Setting, derive_setting
 from cds_service.facts.therapy import TherapyHistory, derive_therapy
 from cds_service.fhir.extraction import Extracted, extract
-from cds_service.fhir.primitives import effective_date, latest_day, ref_of
-from cds_service.fhir.terminology import HER2_SETS, Terminology
+from cds_service.fhir.primitives import effective_date, latest_day, parse_date, ref_of
+from cds_service.fhir.terminology import HER2_SETS, Terminology, first_text
 from cds_service.fhir.validation import content_key
 
 T = TypeVar("T")
@@ -36,6 +38,12 @@ class Facts:
     later_metastatic_biopsy: Evidence | None
     data_notes: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
+    her2_positive_history: list[Evidence] = field(default_factory=list)  # DESIGN §6.1, any route
+    erbb2_gain: list[Evidence] = field(default_factory=list)  # ERBB2 amplification / gain by sequencing
+    erbb2_other: list[Evidence] = field(default_factory=list)  # other ERBB2 findings by sequencing (context)
+    doses: DoseHistory = field(default_factory=DoseHistory)
+    chest_imaging: list[Evidence] = field(default_factory=list)
+    respiratory: list[Evidence] = field(default_factory=list)  # respiratory symptoms recorded as conditions
 
     @property
     def triple_negative(self) -> bool:
@@ -99,7 +107,13 @@ def derive(
         ts, "setting", (ex.conditions, obs["staging"]), lambda: derive_setting(ex.conditions, obs["staging"], ts)
     )
     therapy = derive_therapy(
-        ex.meds, ex.observations["disease-status"], setting.start, setting.metastatic, ts, today, setting.distant
+        ex.meds,
+        ex.observations["disease-status"],
+        setting.advanced_start,
+        setting.advanced,
+        ts,
+        today,
+        setting.distant,
     )
     ild = derive_ild(
         ex.conditions,
@@ -111,6 +125,13 @@ def derive(
         ex.observations["ild"],
     )
     drafts = read_drafts(context, ts)
+    history = positive_history(
+        her2,
+        ex.report_texts,
+        setting.her2_positive_dx,
+        [(r.ref, r.start, r.ingredient) for r in therapy.her2_directed],
+    )
+    gains, other = erbb2_sequencing(obs["erbb2-genomic"])
     return Facts(
         today=today,
         her2=her2,
@@ -122,4 +143,16 @@ def derive(
         later_metastatic_biopsy=_later_metastatic_biopsy(ex, her2, ts),
         data_notes=ex.notes,
         unavailable=dict(unavailable or {}),
+        her2_positive_history=history,
+        erbb2_gain=gains,
+        erbb2_other=other,
+        doses=dose_history(ex.meds, obs["body-weight"], {d.ref for d in drafts}),
+        chest_imaging=[
+            Evidence(ref_of(p), effective_date(p), f"chest imaging: {first_text(p.get('code'), 'chest imaging')}")
+            for p in ex.procedures["chest-imaging"]
+        ],
+        respiratory=[
+            Evidence(ref_of(c), effective_date(c) or parse_date(c.get("recordedDate")), m.describe())
+            for c, m in ex.conditions["respiratory-symptom"]
+        ],
     )

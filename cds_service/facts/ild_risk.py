@@ -11,7 +11,7 @@ from typing import Any
 
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ILD_DISCONTINUE_GRADE, TDXD_ILD_WINDOW
-from cds_service.fhir.primitives import effective_date, fmt, ref_of
+from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _GRADE = re.compile(r"grade\s*([1-5])", re.I)
@@ -61,6 +61,33 @@ def latest_egfr(observations: list[dict[str, Any]]) -> Egfr | None:
     return Egfr(value, comp, Evidence(ref_of(obs), effective_date(obs), text))
 
 
+@dataclass(frozen=True)
+class IldEvent:
+    """One ILD/pneumonitis event: onset, grade, resolution (None: not recorded as resolved)."""
+
+    evidence: Evidence
+    grade: int | None
+    onset: date | None
+    resolved: date | None
+    resolved_undated: bool
+    tdxd_associated: bool
+
+    @property
+    def days_to_resolution(self) -> int | None:
+        return (self.resolved - self.onset).days if self.resolved and self.onset else None
+
+
+def _resolution(record: dict[str, Any]) -> tuple[date | None, bool]:
+    """(the date it resolved, resolved without a date) from abatement or clinical status."""
+    when = parse_date(record.get("abatementDateTime"))
+    period = record.get("abatementPeriod")
+    if when is None and isinstance(period, dict):
+        when = parse_date(period.get("end")) or parse_date(period.get("start"))
+    status = {str(c.get("code")) for c in codings(record.get("clinicalStatus"))}
+    resolved = bool(when) or bool(status & {"resolved", "inactive", "remission"}) or bool(record.get("abatementString"))
+    return when, resolved and when is None
+
+
 @dataclass
 class IldRisk:
     prior_ild: list[Evidence] = field(default_factory=list)
@@ -70,6 +97,7 @@ class IldRisk:
     renal: list[Evidence] = field(default_factory=list)
     egfr: Egfr | None = None
     notes: list[str] = field(default_factory=list)
+    events: list[IldEvent] = field(default_factory=list)
 
     @property
     def factors(self) -> list[Evidence]:
@@ -145,6 +173,8 @@ def _add_event(
     )
     ev = Evidence(ref_of(record), effective_date(record), label + graded + (f"; {why}" if why else ""))
     risk.prior_ild.append(ev)
+    resolved, undated = _resolution(record)
+    risk.events.append(IldEvent(ev, grade, effective_date(record), resolved, undated, bool(why)))
     if why:
         if grade is None:
             risk.notes.append(f"{ref_of(record)}: T-DXd-associated ILD/pneumonitis without a recorded grade")

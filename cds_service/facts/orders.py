@@ -23,6 +23,7 @@ class DraftOrder:
     dose_mg_per_kg: float | None
     dose_text: str | None
     resource: dict[str, Any] | None = None  # the drafted resource, as the EHR sent it
+    dose_mg: float | None = None  # a flat dose in mg (converted to mg/kg with a recorded weight, if any)
 
     @property
     def is_tdxd(self) -> bool:
@@ -33,27 +34,48 @@ class DraftOrder:
         return bool(self.drug and self.drug.value_set in SYSTEMIC_CLASSES)
 
 
-def read_dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
-    for d in order.get("dosageInstruction") or []:
-        if not isinstance(d, dict):
-            continue
-        for dr in d.get("doseAndRate") or []:
-            q = dr.get("doseQuantity") if isinstance(dr, dict) else None
-            if (
-                isinstance(q, dict)
-                and isinstance(q.get("value"), (int, float))
-                and not isinstance(q["value"], bool)
-                and math.isfinite(q["value"])
-            ):
-                unit = str(q.get("unit") or q.get("code") or "")
-                text = f"{q['value']:g} {unit}".strip()
-                if unit.replace(" ", "").lower() in ("mg/kg", "mg/kg/dose"):
-                    return float(q["value"]), text
-                return None, text
+MG = re.compile(r"(\d+(?:\.\d+)?)\s*mg(?!\s*/)", re.I)
+_MG_PER_KG_UNITS = {"mg/kg", "mg/kg/dose", "mg/kg{dose}"}
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _dosages(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """A request's dosageInstruction, a statement's dosage, an administration's single dosage."""
+    found = resource.get("dosageInstruction") or resource.get("dosage") or []
+    found = [found] if isinstance(found, dict) else found
+    return [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
+
+
+def read_quantity(resource: dict[str, Any]) -> tuple[float | None, float | None, str | None]:
+    """(mg/kg, flat mg, as written) of the first dose a medication record states, structured or in its text."""
+    for d in _dosages(resource):
+        quantities = [dr.get("doseQuantity") for dr in d.get("doseAndRate") or [] if isinstance(dr, dict)]
+        quantities.append(d.get("dose"))  # MedicationAdministration.dosage.dose
+        for q in quantities:
+            value = _number(q.get("value")) if isinstance(q, dict) else None
+            if q is None or value is None:
+                continue
+            unit = str(q.get("code") or q.get("unit") or "")
+            text = f"{value:g} {q.get('unit') or unit}".strip()
+            norm = unit.replace(" ", "").lower()
+            if norm in _MG_PER_KG_UNITS:
+                return value, None, text
+            return None, (value if norm == "mg" else None), text
         if isinstance(d.get("text"), str):
             m = MG_PER_KG.search(d["text"])
-            return (float(m.group(1)) if m else None), d["text"][:80]
-    return None, None
+            flat = MG.search(d["text"]) if not m else None
+            return (float(m.group(1)) if m else None), (float(flat.group(1)) if flat else None), d["text"][:80]
+    return None, None, None
+
+
+def read_dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
+    """(mg/kg, as written) of an order's dose."""
+    per_kg, _, text = read_quantity(order)
+    return per_kg, text
 
 
 def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
@@ -85,5 +107,5 @@ def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> Dra
         if drug is None and not concept:
             for t in texts(res.get("code")) + note_texts(res):
                 drug = ts.classify_drug({"text": t}) or drug
-    dose, dose_text = read_dose(res) if drug else (None, None)
-    return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text, res)
+    dose, flat, dose_text = read_quantity(res) if drug else (None, None, None)
+    return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text, res, flat)

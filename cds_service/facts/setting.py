@@ -10,7 +10,7 @@ from typing import Any
 
 from cds_service.facts.evidence import Evidence
 from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
-from cds_service.fhir.terminology import Match, Terminology, codings, first_text, texts
+from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _STAGE_IV = re.compile(
     r"(?<![a-z0-9])(?:stage\s*(?:iv|4)[a-c]?|[cpy]{0,2}m1[a-d]?(?:\([a-z]+\))?|iv[a-c]?|4[a-c]?)"
@@ -23,6 +23,15 @@ _NO_DISTANT = re.compile(
     re.I,
 )
 METASTASIS_SETS = ("metastatic-disease", "lymph-node-metastasis", "regional-lymph-node")
+_UNRESECTABLE = re.compile(r"(?<![a-z])(?:un-?resectable|non-?resectable|not resectable|inoperable|not operable)", re.I)
+NEGATED = re.compile(
+    r"(?:\bno|\bnot|\bnever|\bwithout|\bdenies|\bnegative for|\bruled out|\bfree of)(?:\s+\S+){0,2}\s*$", re.I
+)
+
+
+def stated(regex: re.Pattern[str], text: str) -> bool:
+    """The text states what regex finds, not negated by the words just before it."""
+    return any(not NEGATED.search(text[: m.start()].lower()) for m in regex.finditer(text))
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,33 @@ class Setting:
     breast_cancer: list[Evidence] = field(default_factory=list)
     distant: list[Metastasis] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    other_primary: list[Evidence] = field(default_factory=list)  # a primary cancer other than breast
+    her2_positive_dx: list[Evidence] = field(default_factory=list)  # a diagnosis that names HER2-positive disease
+    unresectable: list[Evidence] = field(default_factory=list)  # locally advanced disease stated unresectable
+
+    @property
+    def advanced(self) -> bool:
+        """The label's "unresectable or metastatic"."""
+        return self.metastatic or bool(self.unresectable)
+
+    @property
+    def advanced_start(self) -> date | None:
+        dated = [e.when for e in self.evidence + self.unresectable if e.when]
+        return min(dated) if dated else None
+
+    def describe(self) -> str:
+        """Which advanced setting, since when (cards say which)."""
+        if self.metastatic:
+            return f"metastatic since {fmt(self.start)}"
+        if self.unresectable:
+            first = self.unresectable[0]
+            return f"locally advanced, unresectable ({first.text}, {fmt(first.when)})"
+        return "not advanced on record"
+
+    @property
+    def in_scope(self) -> bool:
+        """Breast cancer is on record (HER2/ER/PR results alone never make a breast-cancer patient)."""
+        return bool(self.breast_cancer)
 
 
 def code_text(cc: Any) -> str:
@@ -99,6 +135,32 @@ def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
     return match.canonical.lower()
 
 
+def _scope(conditions: dict[str, list[tuple[dict[str, Any], Match]]], s: Setting, ts: Terminology) -> None:
+    """Breast cancer (coded as such, or a generic malignant neoplasm with a breast site), other primary cancers,
+    a diagnosis naming HER2-positive disease, and locally advanced disease stated to be unresectable."""
+    breast = [cond for cond, _ in conditions["breast-cancer"]]
+    for cond, _ in conditions["malignant-neoplasm"]:
+        sites = [*(cond.get("bodySite") or []), {"text": " ".join(texts(cond.get("code")))}]
+        if any(ts.match("breast-site", cc) for cc in sites) and cond not in breast:
+            breast.append(cond)
+    for cond in breast:
+        s.breast_cancer.append(Evidence(ref_of(cond), _onset(cond), "breast cancer"))
+        words = " ".join(texts(cond.get("code")) + note_texts(cond))
+        words += " " + " ".join(
+            t for st in cond.get("stage") or [] if isinstance(st, dict) for t in texts(st.get("summary"))
+        )
+        if stated(_UNRESECTABLE, words):
+            s.unresectable.append(Evidence(ref_of(cond), _onset(cond), "breast cancer stated unresectable/inoperable"))
+    breast_refs = {ref_of(c) for c in breast}
+    for cond, match in conditions["other-primary-cancer"]:
+        if ref_of(cond) not in breast_refs:
+            s.other_primary.append(Evidence(ref_of(cond), _onset(cond), f"other primary cancer: {match.describe()}"))
+    for cond, match in conditions["her2-positive-disease"]:
+        s.her2_positive_dx.append(
+            Evidence(ref_of(cond), _onset(cond), f"diagnosis of HER2-positive disease: {match.describe()}")
+        )
+
+
 def derive_setting(
     conditions: dict[str, list[tuple[dict[str, Any], Match]]], staging: list[dict[str, Any]], ts: Terminology
 ) -> Setting:
@@ -128,8 +190,8 @@ def derive_setting(
         if match.by == "text":
             text_only.append(ev)
     staged_none: list[Evidence] = []
+    _scope(conditions, s, ts)
     for cond, _ in conditions["breast-cancer"]:
-        s.breast_cancer.append(Evidence(ref_of(cond), _onset(cond), "breast cancer"))
         for stage in cond.get("stage") or []:
             reading = stage_reading(stage.get("summary"), ts) if isinstance(stage, dict) else None
             summary = stage.get("summary") if isinstance(stage, dict) else None
@@ -139,6 +201,12 @@ def derive_setting(
             elif reading == "none":
                 staged_none.append(Evidence(ref_of(cond), _onset(cond), f"stage {label}"))
     for obs in staging:  # the status policy was applied at extraction
+        words = " ".join(
+            texts(obs.get("valueCodeableConcept"))
+            + ([obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
+        )
+        if stated(_UNRESECTABLE, words):
+            s.unresectable.append(Evidence(ref_of(obs), effective_date(obs), f"stated unresectable: {words[:80]}"))
         reading = stage_reading(obs.get("valueCodeableConcept"), ts)
         value = obs.get("valueCodeableConcept")
         label = f"{first_text(obs.get('code'), code_text(obs.get('code')))}: {first_text(value, code_text(value))}"

@@ -28,6 +28,7 @@ CLASS_LABEL = {
 }
 ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
 ONGOING = {"active", "in-progress", "on-hold"}
+NOT_GIVEN = {"draft", "cancelled", "entered-in-error", "not-taken", "not-done", "stopped-before-start", "revoked"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Record:
     stop: str | None  # progression | toxicity | None
     stop_text: str | None
     by_text: bool
+    given: bool = True  # False: a draft, cancelled or not-taken record (no dose was given)
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Line:
     @property
     def is_chemo(self) -> bool:
         return "chemotherapy" in self.classes
+
+    @property
+    def is_other_adc(self) -> bool:
+        return "other-adc" in self.classes
 
     def describe(self) -> str:
         span = f"{fmt(self.start)} to {'ongoing' if self.ongoing else fmt(self.end) if self.end else 'end unknown'}"
@@ -185,6 +191,7 @@ def _read_record(rec: MedRecord, ts: Terminology) -> Record | None:
         stop,
         stop_text,
         rec.drug.by == "text",
+        status not in NOT_GIVEN,
     )
 
 
@@ -293,6 +300,21 @@ def _next_same_class(lines: list[Line]) -> list[date | None]:
     return out
 
 
+def _into_advanced(line: Line, start: date) -> None:
+    """A line begun before the advanced setting and still running at its start (an adjuvant aromatase inhibitor
+    joined at recurrence by a CDK4/6 inhibitor) is a line of the advanced setting when its progression is
+    documented after that start (DESIGN §6.3)."""
+    running = line.ongoing or (line.end is not None and line.end >= start)
+    later = [e for e in line.progression if e.when and e.when > start]
+    if running and later:
+        line.setting = "metastatic"
+        line.progression = later
+        line.notes.append(
+            f"begun before the advanced setting ({fmt(line.start)}), still running at its start ({fmt(start)}), "
+            "progressed after it"
+        )
+
+
 def derive_therapy(
     meds: list[MedRecord],
     status_obs: list[dict[str, Any]],
@@ -358,6 +380,7 @@ def _derive_therapy(
                 line.setting = "metastatic"
             elif latest_day(line.start) < metastatic_start:
                 line.setting = "early"
+                _into_advanced(line, metastatic_start)
             else:  # a year- or month-only date that spans the other one
                 line.notes.append(
                     f"setting unknown: started {fmt(line.start)}, metastatic since "
@@ -368,7 +391,7 @@ def _derive_therapy(
         else:
             line.notes.append("setting unknown (start date or metastatic date missing)")
         lines.append(line)
-    tdxd = [r for r in records if r.drug_class == "tdxd"]
+    tdxd = [r for r in records if r.drug_class == "tdxd" and r.given]
     recent = today - timedelta(days=42)
     tdxd_active = any(r.ongoing or latest_day(r.end or r.start or date.min) >= recent for r in tdxd)
     her2 = [r for r in records if r.drug_class == "her2-directed-antibody"]

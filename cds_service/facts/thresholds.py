@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cds_service.facts.label import LABEL_SHORT, STARTING_DOSE
+
 ASCO_CAP_HER2 = "ASCO/CAP HER2 testing guideline 2018 (Wolff et al., J Clin Oncol 2018;36:2105), unchanged in 2023"
 ASCO_CAP_ER = "ASCO/CAP ER/PgR testing guideline 2020 (Allison et al., J Clin Oncol 2020;38:1346)"
-LABEL = "FDA Enhertu (fam-trastuzumab deruxtecan) label, 2025"
+LABEL = LABEL_SHORT
 DESIGN = "her2-cds DESIGN §6 (a working rule of this service, not a guideline)"
 
 
@@ -54,7 +56,7 @@ TDXD_ILD_WINDOW = Threshold(
     "her2-cds DESIGN §6.5, after the label's ILD section",
 )
 TDXD_BREAST_DOSE = Threshold(
-    5.4, "mg/kg", "T-DXd dose for breast cancer, every 3 weeks (6.4 mg/kg is the gastric cancer dose)", LABEL
+    STARTING_DOSE, "mg/kg", "T-DXd dose for breast cancer, every 3 weeks (6.4 mg/kg is the gastric cancer dose)", LABEL
 )
 PROGRESSION_AFTER_END = Threshold(
     90, "days", "progression documented up to this long after a line ended counts for that line", DESIGN

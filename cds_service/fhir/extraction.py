@@ -9,6 +9,7 @@ from cds_service.fhir.pathology import (
     conclusion_statements,
     pathology_reports,
     report_member_set,
+    report_text,
     result_refs,
     with_report_context,
 )
@@ -19,7 +20,18 @@ from cds_service.fhir.terminology import HER2_SETS, Match, Terminology
 from cds_service.fhir.validation import Verdict, apply_verdict, content_key, validated, verdict_of
 
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
-OBS_SETS = (*HER2_SETS, "er", "pr", "hr-combined", "disease-status", "staging", "renal-function", "ild")
+OBS_SETS = (
+    *HER2_SETS,
+    "er",
+    "pr",
+    "hr-combined",
+    "disease-status",
+    "staging",
+    "renal-function",
+    "ild",
+    "body-weight",
+    "erbb2-genomic",
+)
 CONDITION_SETS = (
     "ild",
     "lung-metastasis",
@@ -27,9 +39,13 @@ CONDITION_SETS = (
     "regional-lymph-node",
     "lymph-node-metastasis",
     "breast-cancer",
+    "malignant-neoplasm",
+    "other-primary-cancer",
+    "her2-positive-disease",
     "renal-impairment",
+    "respiratory-symptom",
 )
-PROCEDURE_SETS = ("radiotherapy", "biopsy")
+PROCEDURE_SETS = ("radiotherapy", "biopsy", "chest-imaging")
 
 
 @dataclass
@@ -55,6 +71,7 @@ class Extracted:
     specimens: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     counted: int = 0
+    report_texts: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (pathology report, its text)
 
 
 def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,6 +154,7 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
             _sort_one(r, ts, medications, members, out)
         except (TypeError, AttributeError, ValueError, KeyError):
             out.notes.append(f"{ref_of(r)} was skipped: not readable FHIR")
+    out.report_texts = [(rep, text) for rep in reports if (text := report_text(rep))]
     for rep in reports:
         for kind, obs in conclusion_statements(
             rep, {k for k, lst in out.observations.items() if any(o.get("_report") == rep.get("id") for o in lst)}

@@ -3,6 +3,8 @@ and its conclusion read as text when it holds no structured result of that kind.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from typing import Any
@@ -106,6 +108,27 @@ def statements(text: str) -> list[tuple[str, str]]:
         if len(phrase) > end - start:
             out.append((kind, phrase))
     return out
+
+
+_TEXT_FORM_MAX = 65536
+
+
+def report_text(report: dict[str, Any]) -> str:
+    """All the words of a report: its conclusion, its conclusion codes' words and any small plain-text form."""
+    parts = [report["conclusion"]] if isinstance(report.get("conclusion"), str) else []
+    parts += [t for cc in report.get("conclusionCode") or [] for t in texts(cc)]
+    for form in report.get("presentedForm") or []:
+        data = form.get("data") if isinstance(form, dict) else None
+        if (
+            isinstance(data, str)
+            and str(form.get("contentType", "")).startswith("text/plain")
+            and len(data) < _TEXT_FORM_MAX
+        ):
+            try:
+                parts.append(base64.b64decode(data, validate=True).decode("utf-8", "replace"))
+            except (ValueError, binascii.Error):
+                continue
+    return "\n".join(parts)
 
 
 def conclusion_statements(report: dict[str, Any], present: set[str]) -> list[tuple[str, dict[str, Any]]]:

@@ -130,12 +130,15 @@ def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
 
 def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
     """Why this rule says nothing (None: it has a card)."""
-    if not facts.setting.metastatic:
-        return "no metastatic disease on record"
-    if facts.her2.ever_positive:
-        return "HER2-positive on record: HER2-positive disease has its own pathway, never a re-scoring card"
-    if not (facts.setting.breast_cancer or facts.her2.results or facts.hr.er or facts.hr.pr):
-        return "the metastatic disease is not shown to be breast cancer (no diagnosis, HER2, ER or PR result)"
+    if not facts.setting.in_scope:
+        other = "; ".join(e.text for e in facts.setting.other_primary)
+        return "no breast cancer on record (HER2, ER or PR results alone do not make one)" + (
+            f"; another primary cancer: {other}" if other else ""
+        )
+    if not facts.setting.advanced:
+        return "no metastatic or unresectable disease on record"
+    if facts.her2.ever_positive or facts.her2_positive_history:
+        return "HER2-positive history on record: HER2-positive disease has its own pathways, never a re-scoring card"
     if hook != "patient-view" and systemic_order(facts, hook) is None:
         return "the order is not a systemic breast-cancer therapy this service recognises"
     why, kind = _reasons(facts, int(cfg["stale_after_months"]), bool(cfg["recheck_actionable"]))
@@ -158,7 +161,8 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or [
         "no readable HER2 result" if facts.her2.unreadable else "no HER2 result found"
     ]
-    evidence.append(f"metastatic since {fmt(facts.setting.start)} ({', '.join(e.ref for e in facts.setting.evidence)})")
+    refs = ", ".join(e.ref for e in facts.setting.evidence + facts.setting.unresectable)
+    evidence.append(f"{facts.setting.describe()} ({refs})")
     hr_lines = "; ".join(e.line() for e in facts.hr.evidence())
     evidence.append(f"HR status {facts.hr.status}: {hr_lines or 'no ER or PR result'}")
     order = systemic_order(facts, hook)

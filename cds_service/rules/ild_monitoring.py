@@ -1,64 +1,129 @@
-"""ild-monitoring: when T-DXd is drafted or active — monitoring, risk factors, label ILD rules, dose check."""
+"""ild-monitoring: for every T-DXd order or active T-DXd, whatever the HER2 category, setting or tumour (DESIGN §6.5).
+
+First dose: baseline work-up. Continuing therapy: a card only when something needs doing (ILD/pneumonitis or
+respiratory symptoms since the first dose, a dose problem, chest imaging overdue). Prior T-DXd-associated ILD of
+grade ≥2: critical, stop. The label's ILD table is quoted in full."""
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-from cds_service.facts.derive import Facts
+from cds_service.facts.derive import Facts, tdxd_exposure
 from cds_service.facts.evidence import Evidence
-from cds_service.facts.orders import MG_PER_KG, DraftOrder
-from cds_service.facts.thresholds import TDXD_BREAST_DOSE
+from cds_service.facts.ild_risk import IldEvent
+from cds_service.facts.label import ILD_RESOLVED_WITHIN_DAYS, LABEL_SHORT, ild_table_lines
 from cds_service.fhir.primitives import fmt
-from cds_service.fhir.validation import validated
 from cds_service.rules.context import tdxd_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
+from cds_service.rules.dose import DoseCheck, check_dose, dose_update
 
 TOPIC = "ild-monitoring"
-BREAST_DOSE = TDXD_BREAST_DOSE.value
 CT_CHEST = {"system": "http://snomed.info/sct", "code": "169069000", "display": "CT of chest"}
 PULSE_OX = {"system": "http://snomed.info/sct", "code": "252465000", "display": "Pulse oximetry"}
+OVERRIDES = ["already-addressed", "ild-risk-accepted", "data-incorrect"]
 
 
-def _request(patient_id: str, code: dict[str, Any], text: str) -> dict[str, Any]:
+def _request(patient_id: str, code: dict[str, Any], text: str, reason: str) -> dict[str, Any]:
     return {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "order",
         "code": {"coding": [code], "text": text},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "reasonCode": [{"text": "Baseline before trastuzumab deruxtecan (ILD/pneumonitis monitoring)"}],
+        "reasonCode": [{"text": reason}],
     }
 
 
-def corrected_dose(order: DraftOrder) -> dict[str, Any] | None:
-    """The drafted T-DXd order at 5.4 mg/kg (an update action), or None when it cannot be written safely."""
-    res = order.resource
-    if not isinstance(res, dict) or not isinstance(res.get("id"), str):
+@dataclass
+class Continuing:
+    """What needs doing on continuing T-DXd (empty: nothing, and no card)."""
+
+    events: list[IldEvent] = field(default_factory=list)
+    symptoms: list[Evidence] = field(default_factory=list)
+    imaging_overdue: str | None = None
+
+
+def _since_first_dose(facts: Facts, first: date | None) -> Continuing:
+    out = Continuing()
+    if first is None:
+        return out
+    out.events = [e for e in facts.ild.events if e.onset and e.onset >= first]
+    out.symptoms = [e for e in facts.respiratory if e.when and e.when >= first]
+    return out
+
+
+def imaging_overdue(facts: Facts, first: date, weeks: int) -> str | None:
+    """No chest imaging for longer than the site's interval (counted from the first dose when none is recorded)."""
+    dated = [e for e in facts.chest_imaging if e.when]
+    last = max(dated, key=lambda e: e.when or date.min) if dated else None
+    since = last.when if last and last.when else first
+    days = (facts.today - since).days
+    if days <= weeks * 7:
         return None
-    fixed = copy.deepcopy(res)
-    dosage = [d for d in fixed.get("dosageInstruction") or [] if isinstance(d, dict)]
-    quantities = [
-        dr["doseQuantity"]
-        for d in dosage
-        for dr in d.get("doseAndRate") or []
-        if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict)
-    ]
-    if len(quantities) != 1:
-        return None  # no structured dose, or several: say it, do not rewrite the order
-    quantities[0].update(value=BREAST_DOSE, unit="mg/kg", system="http://unitsofmeasure.org", code="mg/kg")
-    for d in dosage:
-        if isinstance(d.get("text"), str):
-            d["text"] = MG_PER_KG.sub(f"{BREAST_DOSE:g} mg/kg", d["text"])
-    problems: list[str] = []
-    return fixed if validated(fixed, problems) is not None and not problems else None
+    what = (
+        f"last chest imaging {fmt(since)} ({last.ref})"
+        if last
+        else f"no chest imaging since the first dose ({fmt(first)})"
+    )
+    return f"{what}: {days // 7} weeks ago, longer than this site's interval of {weeks} weeks"
 
 
-def why_silent(facts: Facts, hook: str) -> str | None:
+def why_silent(facts: Facts, hook: str, cfg: dict[str, Any] | None = None) -> str | None:
     """Why this rule says nothing (None: it has a card)."""
     if tdxd_order(facts, hook) is None and not (hook == "patient-view" and facts.therapy.tdxd_active):
         return "no T-DXd on record as active" if hook == "patient-view" else "the order is not T-DXd"
+    if cfg is not None and decide(facts, hook, cfg, "-") is None:
+        return "continuing T-DXd: no ILD event or symptom since the first dose, dose as allowed, chest imaging current"
     return None
+
+
+def _event_line(e: IldEvent) -> str:
+    grade = f"grade {e.grade}" if e.grade else "grade not recorded"
+    if e.resolved:
+        state = f"resolved {fmt(e.resolved)} ({e.days_to_resolution} days after onset)"
+    elif e.resolved_undated:
+        state = "recorded as resolved, date not recorded"
+    else:
+        state = "not recorded as resolved"
+    return f"ILD/pneumonitis since the first T-DXd dose, {grade}, onset {fmt(e.onset)}, {state}: {e.evidence.line()}"
+
+
+def _event_advice(e: IldEvent) -> str:
+    """What the label says for this event."""
+    if e.grade is None:
+        return (
+            "Grade the ILD/pneumonitis: grade 1 — interrupt until resolved to grade 0; grade ≥2 — discontinue "
+            "permanently and start systemic corticosteroids."
+        )
+    if e.grade >= 2:
+        return "Grade ≥2: discontinue T-DXd permanently and promptly start systemic corticosteroids."
+    if e.resolved is None and not e.resolved_undated:
+        return (
+            "Grade 1, not recorded as resolved: interrupt T-DXd until resolved to grade 0; consider corticosteroids "
+            "(≥0.5 mg/kg/day prednisolone or equivalent)."
+        )
+    days = e.days_to_resolution
+    if days is None:
+        return "Grade 1, resolution date not recorded: the dose to resume depends on it (28 days from onset)."
+    if days <= ILD_RESOLVED_WITHIN_DAYS:
+        return f"Grade 1 resolved in {days} days (≤{ILD_RESOLVED_WITHIN_DAYS}): the label maintains the dose."
+    return f"Grade 1 resolved in {days} days (>{ILD_RESOLVED_WITHIN_DAYS}): the label reduces the dose one level."
+
+
+def _dose_parts(dose: DoseCheck | None, order: Any, unknowns: list[str]) -> tuple[list[str], list[Suggestion]]:
+    if dose is None:
+        return [], []
+    if dose.unknown:
+        unknowns.append(dose.unknown)
+    advice = [dose.problem] if dose.problem else []
+    if dose.note:
+        unknowns.append(dose.note)
+    suggestions = []
+    if dose.problem and dose.suggest is not None and (fixed := dose_update(order, dose.suggest)) is not None:
+        suggestions.append(Suggestion(f"Change the T-DXd dose to {dose.suggest:g} mg/kg", [], updates=[fixed]))
+    return advice, suggestions
 
 
 def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
@@ -77,7 +142,9 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         elif below is None:
             unknowns.append(f"{ev.line()}: cannot tell whether renal function is under {threshold:g}")
     given = facts.therapy.tdxd
-    exposure = (
+    exposure = tdxd_exposure(facts.therapy)
+    first = exposure.first if exposure else None
+    exposure_lines = (
         [
             f"T-DXd given: {', '.join(fmt(r.start) for r in given[:6])}{' …' if len(given) > 6 else ''} ("
             + "; ".join(r.ref for r in given[:6])
@@ -86,11 +153,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         if given
         else []
     )
-    evidence = [f"risk factor: {e.line()}" for e in factors] + exposure
-    rules_line = (
-        "Label ILD rules: asymptomatic (grade 1) ILD — interrupt until resolved, then resume per label; "
-        "symptomatic (grade ≥2) ILD — discontinue permanently and start corticosteroids."
-    )
+    table = ild_table_lines()
     if risk.tdxd_ild_grade2plus:  # the label's answer is to stop: no baseline work-up, offer to remove the order
         evidence = (
             [
@@ -98,7 +161,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
                 + "; ".join(e.line() for e in risk.tdxd_ild_grade2plus)
             ]
             + [f"risk factor: {e.line()}" for e in factors if e not in risk.tdxd_ild_grade2plus]
-            + exposure
+            + exposure_lines
         )
         suggestions = [Suggestion("Remove the drafted T-DXd order", [], deletes=[order.ref])] if order else []
         return CardDecision(
@@ -110,55 +173,130 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
             advice=[
                 "Stop T-DXd: after grade ≥2 (symptomatic) ILD/pneumonitis the label requires permanent "
                 "discontinuation; do not re-challenge.",
-                rules_line,
+                *table,
             ],
             suggestions=suggestions,
             selection="at-most-one",
             links=["label"],
-            overrides=["already-addressed", "ild-risk-accepted", "data-incorrect"],
+            overrides=OVERRIDES,
         )
-    indicator, summary = "info", "T-DXd: baseline chest CT and SpO2; teach to report cough, dyspnoea or fever"
-    dose_line = None
-    fixed = None
-    if order is not None:
-        if order.dose_mg_per_kg is None:
-            unknowns.append(f"drafted dose not readable as mg/kg ({order.dose_text or 'no dose'})")
-        elif abs(order.dose_mg_per_kg - BREAST_DOSE) > 0.05:
-            dose_line = (
-                f"Drafted dose {order.dose_mg_per_kg:g} mg/kg is not the breast-cancer dose of 5.4 mg/kg "
-                "(6.4 mg/kg is the gastric dose)."
+    dose = check_dose(facts, order) if order is not None else None
+    dose_advice, dose_suggestions = _dose_parts(dose, order, unknowns)
+    risk_lines = [f"risk factor: {e.line()}" for e in factors]
+    if first is None:
+        return _first_dose(facts, order, patient_id, factors, risk_lines, dose, dose_advice, dose_suggestions, unknowns)
+    # continuing therapy: a card only when something needs doing
+    now = _since_first_dose(facts, first)
+    now.imaging_overdue = imaging_overdue(facts, first, int(cfg.get("imaging_interval_weeks", 12)))
+    problem = dose is not None and dose.problem is not None
+    if not (now.events or now.symptoms or now.imaging_overdue or problem):
+        return None
+    evidence = [_event_line(e) for e in now.events]
+    evidence += [f"respiratory symptom since the first T-DXd dose: {e.line()}" for e in now.symptoms]
+    if now.imaging_overdue:
+        evidence.append(f"chest imaging overdue: {now.imaging_overdue}")
+    evidence += risk_lines + exposure_lines
+    advice = list(dose_advice) + [_event_advice(e) for e in now.events]
+    if now.symptoms:
+        advice.append(
+            "New respiratory symptoms on T-DXd: evaluate promptly for ILD/pneumonitis (chest CT, SpO2); if ILD is "
+            "suspected, interrupt T-DXd and follow the label's ILD table."
+        )
+    if now.imaging_overdue:
+        advice.append("Chest imaging is overdue by this site's interval (the label sets none): consider a chest CT.")
+    advice += table
+    suggestions = list(dose_suggestions)
+    if now.symptoms or now.imaging_overdue or any(e.resolved is None and not e.resolved_undated for e in now.events):
+        suggestions.append(
+            Suggestion(
+                "Order CT chest",
+                [
+                    _request(
+                        patient_id,
+                        CT_CHEST,
+                        "CT chest (ILD surveillance on T-DXd)",
+                        "ILD/pneumonitis surveillance on trastuzumab deruxtecan",
+                    )
+                ],
             )
-            fixed = corrected_dose(order)
+        )
+    if now.events:
+        worst = max((e.grade or 0) for e in now.events)
+        summary = (
+            f"ILD/pneumonitis since starting T-DXd ({'grade not recorded' if worst == 0 else f'grade {worst}'}): "
+            "follow the label's ILD rules"
+        )
+    elif problem and order is not None and dose is not None:
+        summary = f"T-DXd dose {dose.dose:g} mg/kg: not allowed by the label here (see dose)"
+    elif now.symptoms:
+        summary = "New respiratory symptoms on T-DXd: evaluate promptly for ILD/pneumonitis"
+    else:
+        summary = "T-DXd: chest imaging overdue for ILD surveillance"
+    indicator = "warning" if now.events or now.symptoms or problem or factors else "info"
+    return CardDecision(
+        topic=TOPIC,
+        indicator=indicator,
+        summary=summary,
+        evidence=evidence,
+        unknowns=unknowns + unavailable_lines(facts),
+        advice=advice,
+        suggestions=suggestions,
+        selection="any",
+        links=["label"],
+        overrides=OVERRIDES,
+    )
+
+
+def _first_dose(
+    facts: Facts,
+    order: Any,
+    patient_id: str,
+    factors: list[Evidence],
+    risk_lines: list[str],
+    dose: DoseCheck | None,
+    dose_advice: list[str],
+    dose_suggestions: list[Suggestion],
+    unknowns: list[str],
+) -> CardDecision:
+    """Before the first dose: baseline chest imaging and pulse oximetry, teaching, the label's ILD table."""
+    indicator, summary = (
+        "info",
+        "T-DXd first dose: baseline chest CT and SpO2; teach to report cough, dyspnoea or fever",
+    )
     if factors:
         indicator = "warning"
         summary = f"T-DXd with ILD risk factors ({len(factors)}): baseline chest CT, SpO2, close monitoring"
-    if dose_line and order is not None:
+    if dose is not None and dose.problem and dose.dose is not None:
         indicator = "warning"
-        summary = f"T-DXd dose {order.dose_mg_per_kg:g} mg/kg: breast-cancer dose is 5.4 mg/kg; plus ILD monitoring"
+        summary = f"T-DXd dose {dose.dose:g} mg/kg is not a breast-cancer dose level; plus ILD monitoring"
     why = (
-        f"Why: T-DXd is {'being ordered' if order is not None else 'active for this patient'}; its label has a "
-        "boxed warning for interstitial lung disease/pneumonitis"
+        f"Why: T-DXd is {'being ordered' if order is not None else 'active for this patient'}, with no earlier dose on "
+        f"record; the {LABEL_SHORT} has a boxed warning for interstitial lung disease/pneumonitis"
         + (f", and {len(factors)} risk factor(s) are on record." if factors else ".")
     )
-    advice = ([dose_line] if dose_line else []) + [
+    advice = [
+        *dose_advice,
         why,
-        "Before starting: baseline chest imaging (CT) and pulse oximetry.",
+        "Before the first dose: baseline chest imaging (CT) and pulse oximetry.",
         "Teach the patient to report new or worsening cough, dyspnoea or fever at once; evaluate symptoms promptly.",
-        rules_line,
+        *ild_table_lines(),
     ]
-    suggestions = []
-    if fixed is not None:
-        suggestions.append(Suggestion("Change the T-DXd dose to 5.4 mg/kg (breast cancer)", [], updates=[fixed]))
+    suggestions = list(dose_suggestions)
     if order is not None:
+        reason = "Baseline before trastuzumab deruxtecan (ILD/pneumonitis monitoring)"
         suggestions += [
-            Suggestion("Order baseline CT chest", [_request(patient_id, CT_CHEST, "CT chest (baseline before T-DXd)")]),
-            Suggestion("Order pulse oximetry", [_request(patient_id, PULSE_OX, "Pulse oximetry (baseline SpO2)")]),
+            Suggestion(
+                "Order baseline CT chest", [_request(patient_id, CT_CHEST, "CT chest (baseline before T-DXd)", reason)]
+            ),
+            Suggestion(
+                "Order pulse oximetry", [_request(patient_id, PULSE_OX, "Pulse oximetry (baseline SpO2)", reason)]
+            ),
         ]
     return CardDecision(
         topic=TOPIC,
         indicator=indicator,
         summary=summary,
-        evidence=evidence
+        evidence=risk_lines
         or [
             "no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
             "reduced renal function)"
@@ -168,5 +306,5 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         suggestions=suggestions,
         selection="any",
         links=["label"],
-        overrides=["already-addressed", "ild-risk-accepted", "data-incorrect"],
+        overrides=OVERRIDES,
     )

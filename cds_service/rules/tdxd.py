@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cds_service.facts.derive import Facts
+from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2 import CATEGORY_LABEL, LOW, ULTRALOW
-from cds_service.facts.thresholds import TDXD_BREAST_DOSE
+from cds_service.facts.label import GASTRIC_DOSE, LABEL_SHORT, STARTING_DOSE
+from cds_service.facts.therapy import Line
 from cds_service.fhir.primitives import fmt
 from cds_service.rules.context import systemic_order, tdxd_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
-from cds_service.rules.her2_rescore import IHC, service_request
+from cds_service.rules.her2_rescore import IHC, ISH, service_request
 
 TOPIC = "tdxd-consideration"
 TDXD_RXNORM = {
@@ -80,6 +82,13 @@ def _her2(facts: Facts, allowed: tuple[str, ...]) -> Verdict:
     cur, earlier = facts.her2.current, facts.her2.earlier_low
     if cur is None:
         return None, "no HER2 result"
+    if cur.by_notation and ULTRALOW in allowed:
+        return None, (
+            f'{cur.describe()}: "0+" is the 2026 consensus notation for ultralow, but older reports printed "0+" '
+            "for a score of 0; ask pathology to confirm faint/incomplete membrane staining in ≤10% of cells"
+        )
+    if cur.by_notation:
+        return False, cur.describe()
     if cur.category in allowed:
         return True, cur.describe()
     if earlier is not None and earlier.category in allowed:
@@ -109,6 +118,16 @@ def no_unreadable_her2(facts: Facts) -> Verdict | None:
     )
 
 
+def no_erbb2_gain(facts: Facts) -> Verdict | None:
+    """ERBB2 amplification by sequencing beside IHC 0-2+ is a discordance: never assertive (DESIGN §6.1)."""
+    if not facts.erbb2_gain:
+        return None
+    return None, (
+        "; ".join(e.line() for e in facts.erbb2_gain)
+        + ": sequencing is not an ASCO/CAP HER2 test, but it contradicts a HER2-low/ultralow result; confirm by ISH"
+    )
+
+
 def hr_positive(facts: Facts) -> Verdict:
     hr = facts.hr
     return (
@@ -130,13 +149,10 @@ def endocrine_progression(facts: Facts) -> Verdict:
     return False, "; ".join(ln.describe() for ln in et) or "no endocrine therapy recorded in the metastatic setting"
 
 
-def no_metastatic_chemo(facts: Facts) -> Verdict:
-    chemo = facts.therapy.metastatic("is_chemo")
-    unknown_chemo = [ln for ln in facts.therapy.lines if ln.is_chemo and ln.setting == "unknown"]
-    return (
-        False if chemo else (None if unknown_chemo else True),
-        "; ".join(ln.describe() for ln in chemo or unknown_chemo) or "none recorded",
-    )
+def metastatic_chemo(facts: Facts) -> list[Line]:
+    """Chemotherapy in the advanced setting: it does not exclude DB-06 (the label does not), but the trial
+    enrolled patients without it, and the card says so."""
+    return facts.therapy.metastatic("is_chemo")
 
 
 def prior_chemo(facts: Facts) -> Verdict:
@@ -149,28 +165,36 @@ def prior_chemo(facts: Facts) -> Verdict:
         return True, adj.line(), "recurrence during or within 6 months of adjuvant chemotherapy"
     if unknown_chemo:
         return None, "setting unknown: " + "; ".join(ln.describe() for ln in unknown_chemo)
+    adc = facts.therapy.metastatic("is_other_adc")
+    if adc:
+        return None, (
+            "the only systemic therapy for advanced disease on record is a TROP2 antibody-drug conjugate ("
+            + "; ".join(ln.describe() for ln in adc)
+            + "); the label requires prior chemotherapy: whether this counts is not settled"
+        )
     return False, "no chemotherapy in the metastatic setting and no early recurrence after adjuvant chemotherapy"
 
 
 DB06 = PathwayRule(
     "DESTINY-Breast06",
     "DB-06",
-    "FDA Enhertu label 2025; Bardia et al., NEJM 2024",
+    f"{LABEL_SHORT}; Bardia et al., NEJM 2024",
     (
         Criterion("HER2-low or HER2-ultralow", her2_low_or_ultralow),
         Criterion("no HER2-positive result", no_unreadable_her2),
+        Criterion("no ERBB2 amplification by sequencing", no_erbb2_gain),
         Criterion("HR-positive", hr_positive),
         Criterion("progression on ≥1 endocrine therapy in the metastatic setting", endocrine_progression),
-        Criterion("no chemotherapy in the metastatic setting", no_metastatic_chemo),
     ),
 )
 DB04 = PathwayRule(
     "DESTINY-Breast04",
     "DB-04",
-    "FDA Enhertu label 2025; Modi et al., NEJM 2022",
+    f"{LABEL_SHORT}; Modi et al., NEJM 2022",
     (
         Criterion("HER2-low (IHC 1+ or 2+/ISH-negative)", her2_low),
         Criterion("no HER2-positive result", no_unreadable_her2),
+        Criterion("no ERBB2 amplification by sequencing", no_erbb2_gain),
         Criterion("prior chemotherapy (metastatic, or adjuvant with recurrence ≤6 months)", prior_chemo),
     ),
 )
@@ -193,9 +217,19 @@ def pathways_markdown() -> str:
         out += [
             f"{i}. {c.label}"
             + (" (asked only when a HER2 result could not be read)" if c.check is no_unreadable_her2 else "")
+            + (" (asked only when sequencing reports one)" if c.check is no_erbb2_gain else "")
             for i, c in enumerate(rule.criteria, 1)
         ]
+        if rule is DB06:
+            out.append(
+                "Chemotherapy for advanced disease does not exclude DB-06 (the label does not); the card then says "
+                "that DESTINY-Breast06 enrolled patients without it."
+            )
         out.append("")
+    out.append(
+        "Never for a HER2-positive history (a positive result on any sample, a report or diagnosis stating "
+        "HER2-positive disease, or HER2-directed therapy), never outside breast cancer, never after T-DXd."
+    )
     return "\n".join(out).rstrip()
 
 
@@ -240,7 +274,7 @@ def _order(patient_id: str) -> dict[str, Any]:
                 "doseAndRate": [
                     {
                         "doseQuantity": {
-                            "value": TDXD_BREAST_DOSE.value,
+                            "value": STARTING_DOSE,
                             "unit": "mg/kg",
                             "system": "http://unitsofmeasure.org",
                             "code": "mg/kg",
@@ -254,10 +288,19 @@ def _order(patient_id: str) -> dict[str, Any]:
 
 def why_silent(facts: Facts, hook: str) -> str | None:
     """Why this rule says nothing before any pathway is weighed (None: the pathways decide)."""
-    if not facts.setting.metastatic:
-        return "no metastatic disease on record"
-    if facts.her2.ever_positive:
-        return "HER2-positive on record: HER2-positive disease has its own pathway"
+    if not facts.setting.in_scope:
+        other = "; ".join(e.text for e in facts.setting.other_primary)
+        return "no breast cancer on record" + (f" (another primary cancer: {other})" if other else "")
+    if not facts.setting.advanced:
+        return "no metastatic or unresectable disease on record"
+    if facts.her2.ever_positive or facts.her2_positive_history:
+        shown = facts.her2_positive_history or [Evidence(r.refs[0], r.when, r.describe()) for r in facts.her2.results]
+        return (
+            "HER2-positive history on record ("
+            + "; ".join(e.line() for e in shown[:3] if "positive" in e.text.lower())
+            + "): DESTINY-Breast04/-06 enrolled only patients never HER2-positive; HER2-positive disease has its "
+            "own pathways"
+        )
     if facts.therapy.tdxd or facts.therapy.tdxd_active:
         return "T-DXd already given"
     if facts.her2.category not in (LOW, ULTRALOW) and facts.her2.earlier_low is None:
@@ -282,6 +325,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     if not met and not possible:
         return None
     label = CATEGORY_LABEL[str(facts.her2.category)].split(" ")[0]
+    stage = "metastatic" if facts.setting.metastatic else "unresectable"
     if earlier is not None:
         earlier_label = CATEGORY_LABEL[str(earlier.category)]
         summary = (
@@ -290,9 +334,9 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         )
     elif met:
         names = " and ".join(p.short for p in met)
-        summary = f"{label} metastatic breast cancer meets the T-DXd label pathway ({names}): consider T-DXd"
+        summary = f"{label} {stage} breast cancer meets the T-DXd label pathway ({names}): consider T-DXd"
     else:
-        summary = f"{label} metastatic breast cancer may meet a T-DXd label pathway: confirm what is unknown"
+        summary = f"{label} {stage} breast cancer may meet a T-DXd label pathway: confirm what is unknown"
     evidence: list[str] = []
     unknowns: list[str] = []
     for p in met + possible:
@@ -301,7 +345,8 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         unknowns += p.unknown
     advice = [
         _why(met, possible, earlier is not None),
-        "Dose for breast cancer: 5.4 mg/kg IV every 3 weeks (6.4 mg/kg is the gastric dose).",
+        f"Dose for breast cancer: {STARTING_DOSE:g} mg/kg IV every 3 weeks ({GASTRIC_DOSE:g} mg/kg is the gastric "
+        f"dose); {LABEL_SHORT}.",
         "Boxed warnings: interstitial lung disease/pneumonitis and embryo-fetal toxicity; assess LVEF before "
         "and during treatment.",
     ]
@@ -314,10 +359,19 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
             + "; ".join(e.line() for e in facts.ild.prior_ild)
             + "); such patients were excluded from DESTINY-Breast04/06.",
         )
+    chemo = metastatic_chemo(facts)
+    if any(p.short == "DB-06" for p in met + possible) and chemo:
+        advice.insert(
+            1,
+            "Trial population: DESTINY-Breast06 enrolled patients without chemotherapy for advanced disease; this "
+            "patient had it (" + "; ".join(ln.describe() for ln in chemo) + "). The label does not exclude them.",
+        )
+    if facts.erbb2_other:
+        evidence.append("context: " + "; ".join(e.line() for e in facts.erbb2_other))
     order = systemic_order(facts, hook)
     if order and order.drug:
         evidence.append(f"order in progress: {order.drug.canonical}")
-    evidence.append(f"metastatic since {fmt(facts.setting.start)}")
+    evidence.append(facts.setting.describe())
     return CardDecision(
         topic=TOPIC,
         indicator=indicator,
@@ -335,6 +389,8 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         + (
             [Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, IHC)])]
             if earlier is not None
+            else [Suggestion("Request HER2 ISH on the latest sample", [service_request(facts, patient_id, ISH)])]
+            if facts.erbb2_gain
             else []
         ),
         links=["label"] + [LINK[p.short] for p in met + possible],

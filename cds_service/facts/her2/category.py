@@ -69,7 +69,7 @@ HER2_TABLE: tuple[Row, ...] = (
     _row("1+", POSITIVE, ish={"amplified"}),
     _row("1+", LOW),
     _row("0", POSITIVE, ish={"amplified"}),
-    _row("0", ULTRALOW, staining={"faint ≤10%"}),
+    _row("0", ULTRALOW, staining={"faint ≤10%", "0+ notation"}),  # "0+": ultralow by notation, never asserted
     _row("0", NULL, staining={"absent"}),
     _row("0", INCONSISTENT, staining={">10%"}),  # that is the 1+ definition: re-score, never low by guess
     _row("0", ZERO_UNSPECIFIED, staining={"not stated", "cannot be told"}),  # never upgraded to ultralow
@@ -193,6 +193,8 @@ def staining(v: Her2Values, notes: list[str]) -> str:
         return "faint ≤10%"
     if v.membrane == "absent":
         return "absent"
+    if v.membrane == "notation" and v.membrane_pct is None:
+        return "0+ notation"
     pct, cmp, most = v.membrane_pct, v.membrane_pct_cmp, ULTRALOW_MAX.value
     if pct is None:
         return "not stated"

@@ -36,7 +36,7 @@ class Her2Values:
     """What a HER2 test reports: IHC score and membrane staining, ISH call and numbers, an interpretation."""
 
     ihc: int | None = _value("ihc", alone=False)
-    membrane: str | None = _value("ihc")  # "absent" | "faint-le-10"
+    membrane: str | None = _value("ihc")  # "absent" | "faint-le-10" | "notation" (a bare "0+")
     membrane_pct: float | None = _value("ihc")
     membrane_pct_cmp: str | None = _value("ihc", alone=False)
     ish: str | None = _value()  # "amplified" | "not-amplified" | "equivocal"
@@ -101,6 +101,11 @@ class Her2Result(Her2Values):
     notes: list[str] = field(default_factory=list)
 
     @property
+    def by_notation(self) -> bool:
+        """Ultralow only by the "0+" notation: never asserted (DESIGN §6.1)."""
+        return self.category == ULTRALOW and self.membrane == "notation"
+
+    @property
     def method(self) -> str:
         parts = [
             p
@@ -117,6 +122,8 @@ class Her2Result(Her2Values):
             return "faint/incomplete membrane staining ≤10%"
         if self.membrane == "absent":
             return "no membrane staining"
+        if self.membrane == "notation":
+            return 'reported as "0+" (ultralow by notation; membrane staining not stated)'
         if self.membrane_pct is not None:
             return f"{self.membrane_pct_cmp or ''}{self.membrane_pct:g}% cells with membrane staining"
         return "no membrane-staining statement"

@@ -9,6 +9,7 @@ from cds_service.facts.her2.model import Partial
 from cds_service.facts.her2.text import (
     ISH_WORD,
     STATED,
+    ZERO_PLUS,
     ihc_score_from_text,
     ish_from_text,
     ish_in_ihc_text,
@@ -132,6 +133,8 @@ def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
             if score == 0 and p.membrane is None:
                 p.membrane = membrane_from_text(t)
                 p.membrane_pct = p.membrane_pct if p.membrane else membrane_pct_from_text(t)
+                if p.membrane is None and p.membrane_pct is None and ZERO_PLUS.search(t):
+                    p.membrane = "notation"  # the 2026 consensus term for ultralow: never asserted
             p.ish = p.ish or ish_in_ihc_text(t)
             return
     for t in _value_texts(holder, ts):

@@ -6,6 +6,7 @@ import re
 
 from cds_service.facts.her2.model import LOW, NULL, ULTRALOW
 
+ZERO_PLUS = re.compile(r"(?<![\d.])0\s*\+(?!\s*[/-]?\s*[1-3])")  # "0+", not "0-1+" nor "0+/1+"
 _SCORE_PLUS = re.compile(r"(?<![\d.])([0-3])\s*\+")
 _SCORE_WORD = re.compile(r"(?:score|ihc|her2(?:/neu)?)\s*(?:of|is|=|:)?\s*\(?\s*([0-3])(?![\d.%+])")
 _BARE_ZERO = re.compile(r"^\s*\(?0\)?\s*(?:$|[(,;:/-]|\s+(?:ultra|null|no |with|faint))")
