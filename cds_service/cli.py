@@ -185,6 +185,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _knowledge(args: argparse.Namespace) -> int:
+    from cds_service.clinical_rules import knowledge_base
+    from cds_service.fhir.terminology import load_terminology
+
+    settings = load(args.config)
+    print(knowledge_base(load_terminology(settings["value_sets"]["extra_files"])))
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -238,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--until", help="day after the last, YYYY-MM-DD (default: tomorrow)")
     rp.add_argument("--out", required=True, help="directory for report.html and the CSV files")
     rp.set_defaults(func=_report)
+    kb = sub.add_parser(
+        "knowledge", help="print the clinical knowledge base with its sources and revisions (for a clinical reviewer)"
+    )
+    kb.add_argument("--config", help="YAML configuration (its local value-set files are listed too)")
+    kb.set_defaults(func=_knowledge)
     sd = sub.add_parser("seed", help="load the example patients into a FHIR R4 server (one transaction Bundle)")
     sd.add_argument("--fhir-server", required=True, help="the server's base URL, e.g. http://localhost:8081/fhir")
     sd.add_argument(

@@ -4,9 +4,16 @@ fails when README and code disagree."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from cds_service.config import shipped_defaults
 from cds_service.facts.her2.category import table_markdown as her2_table
+from cds_service.facts.label import knowledge_markdown
 from cds_service.facts.thresholds import table_markdown as thresholds_table
+from cds_service.fhir.terminology import Terminology
+from cds_service.rules.ruleset import CITATIONS, LAST_CLINICAL_REVIEW, RULESET_VERSION
 from cds_service.rules.tdxd import pathways_markdown
 
 # thresholds a site may change: (setting path, meaning, source of the default)
@@ -48,6 +55,48 @@ def section() -> str:
             END,
         ]
     )
+
+
+def knowledge_base(ts: Terminology) -> str:
+    """Everything the rules know, with its source and revision, as text a clinical reviewer can sign off."""
+    sets = sorted((r for r in ts.resources.values() if r["resourceType"] == "ValueSet"), key=lambda r: r["id"])
+    vs_rows = ["| value set | version | reviewed | codes | words | what it is |", "|---|---|---|---|---|---|"]
+    for r in sets:
+        m = ts.sets[r["id"]]
+        vs_rows.append(
+            f"| {r['id']} | {r.get('version', '-')} | {r.get('date', 'not stated')} | {len(m.codes) + len(m.prefixes)} "
+            f"| {len(m.terms)} | {r.get('title', '')} |"
+        )
+    extras = [f"- local file {e.path} adds {e.added} codes to {e.value_set}" for e in ts.extras]
+    return "\n\n".join(
+        [
+            f"# her2-cds clinical knowledge base (rules {RULESET_VERSION}, clinical review {LAST_CLINICAL_REVIEW})",
+            "## The Enhertu label",
+            knowledge_markdown(),
+            "## HER2 category of one result (DESIGN §6.1)",
+            her2_table(),
+            "## T-DXd label pathways (DESIGN §6.4)",
+            pathways_markdown(),
+            "## Guideline thresholds",
+            thresholds_table(),
+            "## Thresholds this site sets",
+            site_settings_table(),
+            "## Value sets",
+            "\n".join(vs_rows + extras),
+            "## Citations",
+            "\n".join(f"- {k}: {v}" for k, v in CITATIONS.items()),
+            "## Hazard log",
+            hazard_log_markdown(),
+        ]
+    )
+
+
+def hazard_log_markdown() -> str:
+    """The hazard log (cds_service/hazard_log.yaml): hazard, control, the tests that pin it."""
+    hazards = yaml.safe_load((Path(__file__).parent / "hazard_log.yaml").read_text("utf-8"))
+    rows = ["| id | hazard | control | tests |", "|---|---|---|---|"]
+    rows += [f"| {h['id']} | {h['hazard']} | {h['control']} | {'<br>'.join(h['tests'])} |" for h in hazards]
+    return "\n".join(rows)
 
 
 def site_settings_table() -> str:

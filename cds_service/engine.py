@@ -77,14 +77,17 @@ class Engine:
             int(settings.cards["repeat_window_minutes"]),
         )
 
-    def recall(self, service: dict[str, Any], prefetch: bytes) -> Kept | None:
+    def recall(self, service: dict[str, Any], prefetch: bytes, patient_id: Any = None) -> Kept | None:
         """The facts kept for a request whose prefetch is exactly these bytes (None: parse it; invoke derives). Kept
         by the prefetch keys the service reads, not by the service: order-sign follows order-select with the same
         prefetch, and they read the same keys."""
-        return self.facts.recall(prefetch, self._prefetch_keys(service), datetime.now(timezone.utc).date())
+        keys = self._prefetch_keys(service, {"patientId": patient_id})
+        return self.facts.recall(prefetch, keys, datetime.now(timezone.utc).date())
 
-    def _prefetch_keys(self, service: dict[str, Any]) -> str:
-        return "\n".join(self.services.get(service["id"], service).get("prefetch", {}))
+    def _prefetch_keys(self, service: dict[str, Any], context: dict[str, Any]) -> str:
+        """The memo key beside the prefetch bytes: the keys read, and the patient they were bound to."""
+        keys = "\n".join(self.services.get(service["id"], service).get("prefetch", {}))
+        return f"{keys}\npatient={context.get('patientId')!r}"
 
     def invoke(
         self,
@@ -134,8 +137,10 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - an EHR must get an answer; the error is logged without data
                 _log_failure("fact derivation", exc)
                 facts = None
+            if facts is not None and gathered.binding.notes:  # said on the cards: counts, never the other ids
+                facts = replace(facts, data_notes=gathered.binding.notes + facts.data_notes)
             if facts is not None and prefetch is not None and by_prefetch:
-                self.facts.keep(prefetch, self._prefetch_keys(service), today, facts, gathered.unavailable)
+                self.facts.keep(prefetch, self._prefetch_keys(service, context), today, facts, gathered.unavailable)
         meta: list[dict[str, Any]] = []
         rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics, meta)
         try:

@@ -25,6 +25,12 @@ class Metrics:
             "her2cds_request_seconds", "request latency", ["route", "service"], buckets=BUCKETS, registry=r
         )
         self.cards = Counter("her2cds_cards_total", "cards returned", ["service", "topic"], registry=r)
+        self.left_out = Counter(
+            "her2cds_resources_left_out_total",
+            "Resources left out: not the request's patient's, or not of the type the query asked for",
+            ["service"],
+            registry=r,
+        )
         self.fallback_calls = Counter(
             "her2cds_fhir_fallback_calls_total", "FHIR fallback HTTP calls", ["service"], registry=r
         )

@@ -9,7 +9,8 @@ transaction-response Bundle back), `GET /metadata`, and a control endpoint (`POS
 that loads resources and injects faults:
 delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
 to another host, a `Set-Cookie` on every answer, a body trickled a byte at a time, one request
-answered at a time (`serial`, like a single-threaded server).
+answered at a time (`serial`, like a single-threaded server), `lenient` (ignores the `patient` search parameter,
+as servers do with a parameter they do not support).
 `GET /_log` returns what it was asked (paths and whether a token came).
 
 Run: python tests/fhir_server.py [--port 0]   (prints "PORT <n>" when ready)
@@ -38,6 +39,7 @@ STATE: dict[str, Any] = {
     "set_cookie": False,
     "trickle": 0.0,
     "serial": False,
+    "lenient": False,
 }
 SERIAL = threading.Lock()  # held while answering when STATE["serial"]: a server that answers one request at a time
 LOCK = threading.Lock()
@@ -68,7 +70,7 @@ def _token_match(have: set[tuple[str, str]], param: str) -> bool:
 
 
 def _matches(res: dict[str, Any], params: dict[str, list[str]]) -> bool:
-    if "patient" in params and _subject_id(res) != params["patient"][0].split("/")[-1]:
+    if "patient" in params and not STATE.get("lenient") and _subject_id(res) != params["patient"][0].split("/")[-1]:
         return False
     if "code" in params and not _token_match(_codes(res), params["code"][0]):
         return False
@@ -121,6 +123,7 @@ class Handler(BaseHTTPRequestHandler):
                         set_cookie=False,
                         trickle=0.0,
                         serial=False,
+                        lenient=False,
                     )
                 STATE.update({k: v for k, v in data.items() if k != "reset"})
             self._send(200, b"{}", "application/json")

@@ -73,6 +73,17 @@ def prefetch_from(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def for_patient(resources: list[dict[str, Any]], patient_id: str) -> list[dict[str, Any]]:
+    """The fixture chart (written for Patient/p1) as the chart of patient_id: every resource is bound to its patient
+    (DESIGN §3), so a test about another patient needs that patient's own records."""
+    text = json.dumps(resources).replace('"Patient/p1"', json.dumps(f"Patient/{patient_id}"))
+    out = json.loads(text)
+    for r in out:
+        if r.get("resourceType") == "Patient":
+            r["id"] = patient_id
+    return out
+
+
 def hook_request(
     hook: str,
     patient_id: str = "p1",

@@ -364,10 +364,11 @@ def test_observation_prefetch_codes_are_the_value_sets_codes(settings_factory, t
             "her2-ish-copy-number",
             "her2-cep17-copy-number",
             "her2-interpretation",
+            "erbb2-genomic",
         ),
         "receptorObservations": ("er", "pr", "hr-combined"),
         "diseaseStatus": ("disease-status", "staging"),
-        "renalFunction": ("renal-function",),
+        "renalFunction": ("renal-function", "body-weight"),
     }
     for service in published.values():
         for key, sets in feeds.items():

@@ -22,7 +22,7 @@ from cds_service.web.state import app_state
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import builders as b
 from .fixtures import patients
-from .helpers import hook_request, prefetch_from
+from .helpers import for_patient, hook_request, prefetch_from
 
 SERVICE = {"patient-view": "her2-patient-view", "order-select": "her2-order-select", "order-sign": "her2-order-sign"}
 
@@ -39,7 +39,10 @@ def _call(app, resources, hook="order-select", patient="p1", drafts=None, header
         drafts if drafts is not None else [b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")]
     )
     body = hook_request(
-        hook, patient, prefetch=prefetch_from(resources), draft_orders=drafts if hook != "patient-view" else None
+        hook,
+        patient,
+        prefetch=prefetch_from(for_patient(resources, patient)),
+        draft_orders=drafts if hook != "patient-view" else None,
     )
     resp = app.test_client().post(f"/cds-services/{SERVICE[hook]}", json=body, headers=headers or {})
     assert resp.status_code == 200, resp.get_data(as_text=True)
@@ -81,7 +84,7 @@ def test_every_returned_card_is_recorded_without_phi(settings_factory, tmp_path,
     )
     token = make_token(f"{PUBLIC_BASE}/cds-services/her2-order-select")
     [card] = _call(app, patients.bell(), patient="MRN-0042", headers={"Authorization": f"Bearer {token}"})
-    assert card["source"]["label"] == f"her2-cds · rules {RULESET_VERSION}"
+    assert card["source"]["label"] == f"her2-cds · rules {RULESET_VERSION} · Enhertu label (May 2026)"
     [row] = _rows(app)
     assert row["card_uuid"] == card["uuid"] and row["topic"] == "tdxd-consideration" and row["indicator"] == "info"
     assert row["pathways"] == "DB-06,DB-04" and row["held_back"] is None

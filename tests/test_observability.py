@@ -10,7 +10,7 @@ from cds_service.web.app import create_app
 
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import patients
-from .helpers import hook_request, prefetch_from
+from .helpers import for_patient, hook_request, prefetch_from
 
 PATIENT_ID = "MRN-7731-SECRET-PATIENT"
 FHIR_TOKEN = "fhir-token-do-not-log-9b1c"
@@ -18,7 +18,7 @@ FHIR_TOKEN = "fhir-token-do-not-log-9b1c"
 
 def test_logs_hold_no_tokens_or_patient_identifiers(settings_factory, make_token, jwks, fhir_server, caplog):
     caplog.set_level(logging.DEBUG)
-    fhir_server.reset(patients.bell(), status=500)
+    fhir_server.reset(for_patient(patients.bell(), PATIENT_ID), status=500)
     app = create_app(
         settings_factory(
             auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
@@ -29,7 +29,7 @@ def test_logs_hold_no_tokens_or_patient_identifiers(settings_factory, make_token
     c = app.test_client()
     url = f"{PUBLIC_BASE}/cds-services/her2-patient-view"
     jwt_token = make_token(url)
-    prefetch = prefetch_from(patients.bell())
+    prefetch = prefetch_from(for_patient(patients.bell(), PATIENT_ID))
     del prefetch["procedures"]
     body = hook_request(
         "patient-view",

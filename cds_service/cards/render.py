@@ -7,6 +7,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
+from cds_service.facts.label import LABEL_SHORT
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import validated
 from cds_service.rules.decision import CardDecision
@@ -120,7 +121,7 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
             "indicator": d.indicator,
             "detail": _detail(d, texts.get(f"{d.topic}.footer")),
             "source": {
-                "label": f"{cards_cfg['source_label']} · rules {RULESET_VERSION}",
+                "label": f"{cards_cfg['source_label']} · rules {RULESET_VERSION} · {LABEL_SHORT}",
                 "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": topics[d.topic]},
             },
         }

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from cds_service.gather.binding import Binding, bind, patient_full_urls
 from cds_service.gather.fhir_client import ByteBudget, FetchResult, FhirClient, is_allowed, read_payload
 from cds_service.gather.templates import PATHOLOGY_KEY, missing_report_results
 
@@ -36,6 +37,7 @@ class Gathered:
     fallback_calls: int = 0
     fallback_errors: int = 0
     prefetch_alone: bool = True  # nothing was (or had to be) fetched: the prefetch and the templates decided it all
+    binding: Binding = field(default_factory=Binding)  # what was left out: not this patient's, or of the wrong type
 
     def all_resources(self) -> list[dict[str, Any]]:
         return [r for rs in self.by_key.values() for r in rs]
@@ -120,7 +122,25 @@ def gather(
     if to_fetch or to_continue:
         _fetch(out, to_fetch, to_continue, base, client, token, deadline, budget)
     _complete_reports(out, usable, base, client, token, deadline, budget)
+    patient_id = (request.get("context") or {}).get("patientId")
+    fetched = set(to_fetch) | set(to_continue) | ({PATHOLOGY_KEY} if not out.prefetch_alone else set())
+    _distrust_a_server_that_names_another_patient(out, fetched, patient_id)
+    urls = patient_full_urls(list(prefetch.values()), patient_id)
+    bind(out.by_key, templates, patient_id, server if isinstance(server, str) else None, urls, out.binding)
     return out
+
+
+def _distrust_a_server_that_names_another_patient(out: Gathered, fetched: set[str], patient_id: Any) -> None:
+    """A Patient read answered with another patient: nothing the server sent for this request is used."""
+    answered = (
+        [r for r in out.by_key.get("patient", []) if r.get("resourceType") == "Patient"] if "patient" in fetched else []
+    )
+    if not any(r.get("id") != patient_id for r in answered):
+        return
+    for key in fetched:
+        out.binding.other_patient += len(out.by_key.get(key, []))
+        out.by_key[key] = []
+        out.unavailable[key] = "the FHIR server answered the Patient read with another patient: nothing it sent is used"
 
 
 REPORT_RESULTS_PER_QUERY = 40

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-RULESET_VERSION = "2026.11.0"
-LAST_CLINICAL_REVIEW = "2026-11-25"
+from cds_service.facts.label import LABEL_REVISION
+
+RULESET_VERSION = "2026.12.0"
+LAST_CLINICAL_REVIEW = "2026-12-05"
 EXTENSION_KEY = "her2-cds.org/source-attributes"
 
 CITATIONS = {
     "label": "ENHERTU (fam-trastuzumab deruxtecan-nxki) prescribing information. Daiichi Sankyo / AstraZeneca; "
-    "FDA BLA 761139.",
+    f"FDA BLA 761139; revised {LABEL_REVISION}.",
     "db06": "Bardia A, et al. Trastuzumab deruxtecan after endocrine therapy in metastatic breast cancer "
     "(DESTINY-Breast06). N Engl J Med 2024;391:2110-2122. doi:10.1056/NEJMoa2407086",
     "db04": "Modi S, et al. Trastuzumab deruxtecan in previously treated HER2-low advanced breast cancer "
@@ -36,8 +38,9 @@ RULES = {
     },
     "ild-monitoring": {
         "citations": ["label"],
-        "intended_use": "Beside a T-DXd order: ILD/pneumonitis risk factors, baseline work-up, the "
-        "label's ILD rules and the breast-cancer dose.",
+        "intended_use": "Beside every T-DXd order (any HER2 status, setting or tumour): before the first dose the "
+        "baseline work-up; on continuing therapy ILD/pneumonitis or symptoms since the first dose, chest imaging "
+        "overdue, the label's ILD table and the breast-cancer dose levels (no re-escalation after a reduction).",
     },
 }
 
@@ -47,6 +50,7 @@ def source_attributes(topics: list[str]) -> dict[str, Any]:
     cited = [k for t in topics for k in RULES[t]["citations"]]
     return {
         "ruleset_version": RULESET_VERSION,
+        "label_revision": f"Enhertu prescribing information, revised {LABEL_REVISION}",
         "developer": "the her2-cds open-source project",
         "funding_source": "none: volunteer open-source development; no manufacturer funding",
         "intended_use": {t: RULES[t]["intended_use"] for t in topics},

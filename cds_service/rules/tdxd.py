@@ -8,7 +8,7 @@ from typing import Any
 
 from cds_service.facts.derive import Facts
 from cds_service.facts.evidence import Evidence
-from cds_service.facts.her2 import CATEGORY_LABEL, LOW, ULTRALOW
+from cds_service.facts.her2 import CATEGORY_LABEL, LOW, POSITIVE, ULTRALOW
 from cds_service.facts.label import GASTRIC_DOSE, LABEL_SHORT, STARTING_DOSE
 from cds_service.facts.therapy import Line
 from cds_service.fhir.primitives import fmt
@@ -294,10 +294,12 @@ def why_silent(facts: Facts, hook: str) -> str | None:
     if not facts.setting.advanced:
         return "no metastatic or unresectable disease on record"
     if facts.her2.ever_positive or facts.her2_positive_history:
-        shown = facts.her2_positive_history or [Evidence(r.refs[0], r.when, r.describe()) for r in facts.her2.results]
+        shown = facts.her2_positive_history or [
+            Evidence(r.refs[0], r.when, r.describe()) for r in facts.her2.results if r.category == POSITIVE
+        ]
         return (
             "HER2-positive history on record ("
-            + "; ".join(e.line() for e in shown[:3] if "positive" in e.text.lower())
+            + "; ".join(e.line() for e in shown[:3])
             + "): DESTINY-Breast04/-06 enrolled only patients never HER2-positive; HER2-positive disease has its "
             "own pathways"
         )

@@ -56,7 +56,10 @@ def _invoke(state: AppState, service_id: str, explain: bool) -> Response:
     try:
         body, prefetch = read_hook_json() if not explain else (read_json(), None)
         if prefetch is not None:
-            kept = state.engine.recall(service, prefetch)
+            context = body.get("context")
+            kept = state.engine.recall(
+                service, prefetch, context.get("patientId") if isinstance(context, dict) else None
+            )
             if kept is None:
                 body["prefetch"] = parse_member(prefetch)
     except BadBody as exc:
@@ -81,6 +84,10 @@ def _invoke(state: AppState, service_id: str, explain: bool) -> Response:
     gathered = outcome.gathered
     if gathered is not None:
         g.log["fallback_calls"] = gathered.fallback_calls
+        g.log["left_out_not_this_patients"] = gathered.binding.other_patient
+        g.log["left_out_wrong_type"] = gathered.binding.wrong_type
+        if gathered.binding.left_out:
+            metrics.left_out.labels(service=service_id).inc(gathered.binding.left_out)
         if gathered.unavailable:
             g.log["unavailable"] = sorted(gathered.unavailable)
         metrics.fallback_calls.labels(service=service_id).inc(gathered.fallback_calls)

@@ -1,0 +1,489 @@
+"""The Enhertu label as revised in May 2026 (DESIGN §6), read by a clinician: each table is one situation per row,
+built from FHIR records in the encodings EHRs send and run through the real fact derivation and rules.
+
+Dose levels 5.4 / 4.4 / 3.2 mg/kg and no re-escalation; the ILD card for first dose and continuing therapy; the
+HER2-positive history by each route; breast cancer scope; DB-06 per the label; 0+, imlunestrant, TROP2 ADCs,
+ERBB2 by sequencing, unresectable disease and a line running into the advanced setting."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from cds_service.facts.derive import Facts, derive
+from cds_service.facts.label import DOSE_LEVELS, ILD_TABLE, LABEL_REVISION, one_level_below
+from cds_service.fhir.terminology import load_terminology
+from cds_service.rules import her2_rescore, tdxd
+from cds_service.rules import ild_monitoring as ild
+from tests.helpers import card_cfg
+
+from .fixtures import builders as b
+
+TS = load_terminology()
+TODAY = date(2026, 11, 25)
+
+
+def day(days_ago: int) -> str:
+    return (TODAY - timedelta(days=days_ago)).isoformat()
+
+
+def facts(resources: list[dict[str, Any]], drafts: list[dict[str, Any]] = ()) -> Facts:
+    context = {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]}}
+    return derive(list(resources), context, TS, TODAY)
+
+
+def tdxd_dose(kind: str, when: str, value: float, unit: str = "mg/kg") -> dict[str, Any]:
+    """A T-DXd record with its dose, as each resource type carries it."""
+    qty = {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+    if kind == "administration":
+        r = b.administration("fam-trastuzumab deruxtecan", when)
+        r["dosage"] = {"dose": qty}
+        return r
+    if kind == "statement":
+        r = b.med_statement("fam-trastuzumab deruxtecan", when, when, status="completed")
+        r["dosage"] = [{"doseAndRate": [{"doseQuantity": qty}]}]
+        return r
+    return b.med_request("fam-trastuzumab deruxtecan", when, status="completed", dose=(value, unit))
+
+
+def draft(value: float | None = 5.4, unit: str = "mg/kg") -> dict[str, Any]:
+    d = b.med_request(
+        "fam-trastuzumab deruxtecan",
+        TODAY.isoformat(),
+        status="draft",
+        dose=(value, unit) if value is not None else None,
+        id="draft-tdxd",
+    )
+    return d
+
+
+def weight(kg: float, when: str) -> dict[str, Any]:
+    return b.observation(
+        b.cc(b.LOINC, "29463-7", "Body weight"), when, valueQuantity={"value": kg, "unit": "kg", "code": "kg"}
+    )
+
+
+def ct_chest(when: str) -> dict[str, Any]:
+    return b.procedure(b.cc(b.SCT, "169069000", "Computed tomography of chest"), when)
+
+
+def breast() -> list[dict[str, Any]]:
+    return [b.patient(), b.breast_cancer("2018-01-01"), b.metastasis("liver", "2023-01-10")]
+
+
+def ild_card(resources: list[dict[str, Any]], dose: float | None = 5.4, unit: str = "mg/kg", **cfg: Any):
+    f = facts(resources, [draft(dose, unit)])
+    return ild.decide(f, "order-sign", card_cfg("ild_monitoring", **cfg), "p1")
+
+
+def dose_update_value(card) -> float | None:
+    updates = [u for s in card.suggestions for u in s.updates]
+    return updates[0]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] if updates else None
+
+
+# --- the label data itself
+def test_the_label_revision_and_levels_are_data():
+    assert LABEL_REVISION == "May 2026"
+    assert [lv.mg_per_kg for lv in DOSE_LEVELS] == [5.4, 4.4, 3.2]
+    assert (one_level_below(5.4), one_level_below(4.4), one_level_below(3.2)) == (4.4, 3.2, None)
+    assert "28 days" in ILD_TABLE[0].action and "0.5 mg/kg/day" in ILD_TABLE[0].action
+    assert "Permanently discontinue" in ILD_TABLE[1].action and "1 mg/kg/day" in ILD_TABLE[1].action
+
+
+# --- dose rule: (doses given before, in order) x (drafted dose) -> verdict, suggested level
+@pytest.mark.parametrize(
+    "given, drafted, verdict, suggested",
+    [
+        ([], 5.4, "ok", None),  # first dose at the starting level
+        ([], 6.4, "warning", 5.4),  # the gastric dose: 5.4 offered, no reduction on record
+        ([], 5.0, "warning", 5.4),  # not a level
+        ([], 3.0, "discontinue", None),  # below the lowest level: the label says discontinue
+        ([5.4], 5.4, "none", None),  # continuing at the same level: nothing to say
+        ([5.4, 4.4], 4.4, "none", None),  # continuing at the reduced level
+        ([5.4, 4.4], 3.2, "none", None),  # a further reduction is allowed
+        ([5.4, 4.4], 5.4, "warning", 4.4),  # re-escalation after one reduction
+        ([5.4, 4.4, 3.2], 4.4, "warning", 3.2),  # re-escalation after two reductions
+        ([5.4, 4.4, 3.2], 5.4, "warning", 3.2),
+        ([5.4, 4.4, 3.2], 3.2, "none", None),
+        ([5.4, 4.4], 6.4, "warning", 4.4),  # not a level, and a reduction is on record: never 5.4
+        ([5.4, 4.4, 3.2], 2.4, "discontinue", None),
+    ],
+)
+@pytest.mark.parametrize("kind", ["administration", "statement", "request"])
+def test_dose_truth_table(given, drafted, verdict, suggested, kind):
+    history = [tdxd_dose(kind, day(21 * (len(given) - i)), v) for i, v in enumerate(given)]
+    card = ild_card(breast() + history + [ct_chest(day(10))], drafted)
+    if verdict == "none":
+        assert card is None
+        return
+    if verdict == "ok":
+        assert card.indicator == "info" and dose_update_value(card) is None
+        return
+    assert card.indicator == "warning" and dose_update_value(card) == suggested
+    detail = " ".join(card.advice)
+    if verdict == "discontinue":
+        assert "below the lowest label level (3.2 mg/kg)" in detail and "discontinue" in detail
+    if given and suggested is not None and drafted in (4.4, 5.4):
+        assert "re-escalation" in detail and "do not re-escalate" in detail
+
+
+@pytest.mark.parametrize(
+    "weights, drafted_mg, history, expect",
+    [
+        ([60.0], 324, [], "ok"),  # 324 mg at 60 kg = 5.4 mg/kg
+        ([60.0], 384, [], "warning"),  # 6.4 mg/kg
+        ([], 324, [], "unknown"),  # no weight: not checkable, never guessed
+        ([60.0], 324, [("mg", 264)], "re-escalation"),  # 264 mg at 60 kg = 4.4 mg/kg given before
+    ],
+)
+def test_flat_doses_are_converted_with_a_recorded_weight(weights, drafted_mg, history, expect):
+    chart = breast() + [weight(w, day(30)) for w in weights]
+    chart += [tdxd_dose("administration", day(21), v, unit) for unit, v in history] + [ct_chest(day(5))]
+    card = ild_card(chart, drafted_mg, "mg")
+    if expect == "ok":
+        assert card.indicator == "info" and dose_update_value(card) is None
+    elif expect == "unknown":
+        assert any("no body weight on record, not checkable" in u for u in card.unknowns)
+        assert dose_update_value(card) is None
+    elif expect == "warning":
+        assert card.indicator == "warning" and dose_update_value(card) == 5.4
+    else:
+        assert card.indicator == "warning" and dose_update_value(card) == 4.4
+
+
+@pytest.mark.parametrize(
+    "cancer",
+    [
+        b.condition(b.cc(b.SCT, "363349007", "Malignant tumor of stomach"), "2024-01-01"),
+        b.condition(b.cc(b.ICD, "C16.9", "Malignant neoplasm of stomach, unspecified"), "2024-01-01"),
+        b.condition({"text": "Ovarian cancer, high-grade serous"}, "2024-01-01"),
+    ],
+)
+def test_another_t_dxd_indication_is_not_dose_checked(cancer):
+    card = ild_card([b.patient(), cancer], 6.4)
+    assert card is not None  # the ILD card is about the drug, whatever the tumour
+    assert dose_update_value(card) is None and "6.4 mg/kg is not" not in " ".join(card.advice)
+    assert any("dose not checked against the breast-cancer levels" in u for u in card.unknowns)
+
+
+# --- the ILD card: first dose and continuing therapy
+def test_first_dose_gets_the_baseline_work_up_and_the_full_table():
+    card = ild_card(breast())
+    assert card.summary.startswith("T-DXd first dose: baseline chest CT and SpO2")
+    assert [s.label for s in card.suggestions] == ["Order baseline CT chest", "Order pulse oximetry"]
+    assert any("28 days" in a for a in card.advice) and any("Permanently discontinue" in a for a in card.advice)
+
+
+@pytest.mark.parametrize("days, card_expected", [(84, False), (85, True)])
+def test_continuing_therapy_imaging_overdue_boundary(days, card_expected):
+    chart = breast() + [tdxd_dose("administration", day(200), 5.4), ct_chest(day(days))]
+    card = ild_card(chart)
+    assert (card is not None) is card_expected
+    if card:
+        assert card.summary == "T-DXd: chest imaging overdue for ILD surveillance"
+        assert "baseline" not in " ".join(card.advice).lower()
+        assert [s.label for s in card.suggestions] == ["Order CT chest"]
+
+
+def test_continuing_therapy_tenth_cycle_without_events_gets_no_card():
+    chart = breast() + [tdxd_dose("administration", day(21 * i), 5.4) for i in range(1, 10)] + [ct_chest(day(30))]
+    assert ild_card(chart) is None
+    f = facts(chart, [draft()])
+    assert "continuing T-DXd" in ild.why_silent(f, "order-sign", card_cfg("ild_monitoring"))
+
+
+def pneumonitis(onset: str, grade: int | None, resolved: str | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if grade:
+        extra["note"] = [{"text": f"CTCAE grade {grade}"}]
+    if resolved:
+        extra["abatementDateTime"] = resolved
+        extra["clinicalStatus"] = b.cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved")
+    return b.condition(b.cc(b.SCT, "205237003", "Pneumonitis"), onset, **extra)
+
+
+@pytest.mark.parametrize(
+    "grade, resolved_after, drafted, indicator, says, suggested",
+    [
+        (1, None, 5.4, "warning", "interrupt T-DXd until resolved to grade 0", None),
+        (1, 28, 5.4, "warning", "the label maintains the dose", None),  # 28 days: same dose
+        (1, 29, 5.4, "warning", "the label reduces the dose one level", 4.4),  # 29 days: one level lower
+        (1, 29, 4.4, "warning", "the label reduces the dose one level", None),  # already reduced
+        (None, None, 5.4, "warning", "Grade the ILD/pneumonitis", None),
+        (2, None, 5.4, "critical", "Stop T-DXd", None),
+        (3, 10, 5.4, "critical", "Stop T-DXd", None),
+    ],
+)
+def test_ild_since_the_first_dose_by_grade(grade, resolved_after, drafted, indicator, says, suggested):
+    onset = day(60)
+    resolved = (TODAY - timedelta(days=60 - resolved_after)).isoformat() if resolved_after else None
+    chart = breast() + [
+        tdxd_dose("administration", day(120), 5.4),
+        tdxd_dose("administration", day(63), 5.4),
+        pneumonitis(onset, grade, resolved),
+        ct_chest(day(20)),
+    ]
+    card = ild_card(chart, drafted)
+    assert card.indicator == indicator
+    assert any(says in a for a in card.advice), card.advice
+    assert dose_update_value(card) == suggested
+    if indicator == "critical":
+        assert [a["type"] for s in card.suggestions for a in _actions(s)] == ["delete"]
+
+
+def _actions(s) -> list[dict[str, Any]]:
+    return [{"type": "delete"} for _ in s.deletes] + [{"type": "update"} for _ in s.updates]
+
+
+def test_respiratory_symptoms_since_the_first_dose_are_a_warning_with_ct():
+    chart = breast() + [
+        tdxd_dose("administration", day(90), 5.4),
+        b.condition(b.cc(b.SCT, "267036007", "Dyspnea"), day(5)),
+        ct_chest(day(40)),
+    ]
+    card = ild_card(chart)
+    assert card.indicator == "warning" and "respiratory symptoms" in card.summary
+    assert [s.label for s in card.suggestions] == ["Order CT chest"]
+    before = breast() + [
+        b.condition(b.cc(b.SCT, "267036007", "Dyspnea"), day(200)),
+        tdxd_dose("administration", day(90), 5.4),
+        ct_chest(day(40)),
+    ]
+    assert ild_card(before) is None  # a symptom before the first dose is not a new one
+
+
+@pytest.mark.parametrize("her2", ["3+", "1+", "0"])
+def test_the_ild_card_serves_every_her2_status_and_setting(her2):
+    """First line HER2-positive with pertuzumab (DB-09), neoadjuvant (DB-11), HER2-low: the same ILD card."""
+    early = [b.patient(), b.breast_cancer("2026-09-01"), b.her2_ihc(her2, "2026-09-10")]
+    card = ild_card(early)
+    assert card is not None and card.summary.startswith("T-DXd first dose")
+
+
+# --- HER2-positive history, by each route: never a HER2-low/-ultralow T-DXd card
+def db06_chart() -> list[dict[str, Any]]:
+    return breast() + [
+        b.receptor("ER", "positive", "2023-01-20"),
+        b.her2_ihc("1+", "2023-01-20"),
+        b.med_statement("letrozole", "2023-02-01", "2024-06-01", status="stopped", reason="progression"),
+    ]
+
+
+def tdxd_card(resources: list[dict[str, Any]]):
+    return tdxd.decide(facts(resources), "patient-view", card_cfg("tdxd_consideration"), "p1")
+
+
+def pathology_report(conclusion: str, when: str = "2019-04-01", **extra: Any) -> dict[str, Any]:
+    rep = {
+        "resourceType": "DiagnosticReport",
+        "id": b._id("dr"),
+        "status": "final",
+        "category": [b.cc("http://terminology.hl7.org/CodeSystem/v2-0074", "SP", "Surgical Pathology")],
+        "code": b.cc(b.LOINC, "22637-3", "Pathology report final diagnosis Narrative"),
+        "subject": b.subject(),
+        "effectiveDateTime": when,
+        "conclusion": conclusion,
+    }
+    rep.update(extra)
+    return rep
+
+
+def test_the_base_chart_meets_db06():
+    card = tdxd_card(db06_chart())
+    assert card is not None and "meets" in card.summary and "DB-06" in card.summary
+
+
+@pytest.mark.parametrize(
+    "history, named",
+    [
+        ([b.her2_ihc("3+", "2019-03-01")], "HER2-positive result"),
+        ([b.her2_ish("amplified", "2019-03-05")], "HER2-positive result"),
+        ([pathology_report("Invasive ductal carcinoma, ER positive, HER2 positive (3+).")], "report text"),
+        ([pathology_report("Primary tumour 2019: HER2/neu amplified by FISH.")], "report text"),
+        (
+            [
+                pathology_report(
+                    "See attached.",
+                    presentedForm=[
+                        {
+                            "contentType": "text/plain",
+                            "data": base64.b64encode(b"Final diagnosis: HER2-positive (IHC 3+) carcinoma").decode(),
+                        }
+                    ],
+                )
+            ],
+            "report text",
+        ),
+        (
+            [b.condition(b.cc(b.SCT, "427685000", "HER2 positive carcinoma of breast"), "2019-01-01")],
+            "diagnosis of HER2-positive disease",
+        ),
+        ([b.med_statement("trastuzumab", "2019-04-01", "2020-04-01")], "HER2-directed therapy"),
+        ([b.med_statement("pertuzumab", "2019-04-01", "2020-04-01")], "HER2-directed therapy"),
+        ([b.med_statement("lapatinib", "2019-04-01", "2020-04-01", by="text")], "HER2-directed therapy"),
+    ],
+)
+def test_her2_positive_history_by_each_route_closes_the_her2_low_pathways(history, named):
+    chart = db06_chart() + history
+    f = facts(chart)
+    assert tdxd_card(chart) is None
+    silent = tdxd.why_silent(f, "patient-view")
+    assert silent.startswith("HER2-positive history on record") and named in silent
+    assert her2_rescore.why_silent(f, "patient-view", card_cfg("her2_rescore")).startswith("HER2-positive history")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "HER2 negative (1+).",
+        "HER2 not amplified.",
+        "HER2 2+, FISH not amplified",
+        "Not HER2 positive.",
+        "HER2-low (IHC 1+)",
+    ],
+)
+def test_report_text_that_is_not_a_positive_statement_keeps_the_pathway(text):
+    assert tdxd_card(db06_chart() + [pathology_report(text, "2023-01-20")]) is not None
+
+
+def test_t_dxd_itself_proves_no_her2_positive_history():
+    f = facts(db06_chart() + [tdxd_dose("administration", "2025-01-01", 5.4)])
+    assert f.her2_positive_history == []
+    assert tdxd.why_silent(f, "patient-view") == "T-DXd already given"
+
+
+# --- scope: breast cancer only
+def test_another_cancer_with_her2_results_gets_no_breast_cards():
+    ovarian = [
+        b.patient(),
+        b.condition(b.cc(b.SCT, "363443007", "Malignant tumor of ovary"), "2022-01-01"),
+        b.metastasis("liver", "2023-01-10"),
+        b.her2_ihc("2+", "2023-01-20"),
+        b.her2_ish("not amplified", "2023-01-25"),
+        b.med_statement("paclitaxel", "2023-02-01", "2023-08-01"),
+    ]
+    f = facts(ovarian)
+    assert tdxd.decide(f, "patient-view", card_cfg("tdxd_consideration"), "p1") is None
+    assert her2_rescore.decide(f, "patient-view", card_cfg("her2_rescore"), "p1") is None
+    assert "another primary cancer" in tdxd.why_silent(f, "patient-view")
+
+
+def test_results_alone_do_not_make_a_breast_cancer_patient():
+    chart = [c for c in db06_chart() if "254837009" not in str(c.get("code"))]
+    assert tdxd_card(chart) is None
+
+
+def test_a_generic_neoplasm_with_a_breast_site_is_breast_cancer():
+    generic = b.condition(
+        b.cc(b.SCT, "363346000", "Malignant neoplastic disease"),
+        "2018-01-01",
+        bodySite=[b.cc(b.SCT, "80248007", "Left breast structure")],
+    )
+    chart = [generic if "254837009" in str(c.get("code")) else c for c in db06_chart()]
+    assert tdxd_card(chart) is not None
+
+
+# --- DB-06 per the label, 0+, imlunestrant, TROP2, ERBB2 by sequencing, unresectable, lines spanning settings
+def test_db06_after_metastatic_chemotherapy_is_met_and_names_the_trial_population():
+    card = tdxd_card(db06_chart() + [b.med_statement("capecitabine", "2024-07-01", "2025-01-01")])
+    assert "DB-06" in card.summary
+    assert any("enrolled patients without chemotherapy for advanced disease" in a for a in card.advice)
+
+
+def test_ultralow_after_chemotherapy_falls_into_db06_not_silence():
+    chart = [c for c in db06_chart() if "85319-2" not in str(c.get("code"))]
+    chart += [
+        b.her2_ihc("0", "2023-01-20", membrane="faint-le-10"),
+        b.med_statement("paclitaxel", "2024-07-01", "2025-01-01"),
+    ]
+    card = tdxd_card(chart)
+    assert card is not None and "HER2-ultralow" in card.summary and "DB-06" in card.summary
+
+
+def test_0_plus_is_ultralow_by_notation_and_hedged():
+    chart = [c for c in db06_chart() if "85319-2" not in str(c.get("code"))] + [b.her2_ihc("0+", "2023-01-20")]
+    f = facts(chart)
+    assert f.her2.current.by_notation
+    card = tdxd_card(chart)
+    assert "may meet" in card.summary
+    assert any('"0+"' in u and "confirm" in u for u in card.unknowns)
+    assert her2_rescore.decide(f, "patient-view", card_cfg("her2_rescore"), "p1") is None
+
+
+def test_imlunestrant_is_an_endocrine_therapy():
+    chart = [c for c in db06_chart() if c.get("resourceType") != "MedicationStatement"]
+    chart.append(
+        b.med_statement("imlunestrant 200 mg tablet", "2023-02-01", "2024-06-01", reason="progression", by="text")
+    )
+    assert "DB-06" in tdxd_card(chart).summary
+
+
+def test_a_trop2_adc_as_the_only_advanced_therapy_is_an_unknown_not_a_failure():
+    tnbc = breast() + [
+        b.receptor("ER", "negative", "2023-01-20"),
+        b.receptor("PR", "negative", "2023-01-20"),
+        b.her2_ihc("1+", "2023-01-20"),
+        b.med_statement("sacituzumab govitecan", "2023-02-01", "2023-09-01", by="text"),
+    ]
+    card = tdxd_card(tnbc)
+    assert card is not None and "may meet" in card.summary
+    assert any("TROP2" in u and "chemotherapy" in u for u in card.unknowns)
+
+
+def erbb2_ngs(value: str) -> dict[str, Any]:
+    return b.observation(
+        b.cc(b.LOINC, "69548-6", "Genetic variant assessment"),
+        "2023-03-01",
+        valueCodeableConcept=b.cc(b.LOINC, "LA9633-4", "Present"),
+        component=[
+            {
+                "code": b.cc(b.LOINC, "48018-6", "Gene studied [ID]"),
+                "valueCodeableConcept": b.cc("http://www.genenames.org", "HGNC:3430", "ERBB2"),
+            },
+            {"code": b.cc(b.LOINC, "48019-4", "DNA change type"), "valueCodeableConcept": {"text": value}},
+        ],
+    )
+
+
+def test_erbb2_amplification_by_sequencing_hedges_and_suggests_ish():
+    card = tdxd_card(db06_chart() + [erbb2_ngs("Copy number gain (amplification)")])
+    assert "may meet" in card.summary
+    assert any("sequencing is not an ASCO/CAP HER2 test" in u for u in card.unknowns)
+    assert "Request HER2 ISH on the latest sample" in [s.label for s in card.suggestions]
+    mutation = tdxd_card(db06_chart() + [erbb2_ngs("Missense variant L755S")])
+    assert "meets" in mutation.summary and any("context: ERBB2 finding" in e for e in mutation.evidence)
+
+
+def test_unresectable_locally_advanced_disease_is_the_advanced_setting():
+    chart = [
+        b.patient(),
+        b.breast_cancer("2023-01-01", note=[{"text": "Locally advanced, unresectable (T4d N2)."}]),
+        b.receptor("ER", "positive", "2023-01-20"),
+        b.her2_ihc("1+", "2023-01-20"),
+        b.med_statement("letrozole", "2023-02-01", "2024-06-01", status="stopped", reason="progression"),
+    ]
+    card = tdxd_card(chart)
+    assert card is not None and "unresectable breast cancer" in card.summary
+    assert (
+        tdxd_card([c for c in chart if c.get("resourceType") != "Condition"] + [b.breast_cancer("2023-01-01")]) is None
+    )
+
+
+def test_an_adjuvant_aromatase_inhibitor_running_into_the_metastatic_setting_counts():
+    chart = [
+        b.patient(),
+        b.breast_cancer("2019-01-01"),
+        b.metastasis("bone", "2024-03-01"),
+        b.receptor("ER", "positive", "2019-01-20"),
+        b.her2_ihc("1+", "2024-03-10"),
+        b.med_statement("letrozole", "2019-03-01", "2025-06-01", status="stopped"),
+        b.med_statement("ribociclib", "2024-03-15", "2025-06-01", status="stopped"),
+        b.disease_status("progression", "2025-05-20"),
+    ]
+    f = facts(chart)
+    [letrozole] = [ln for ln in f.therapy.lines if "letrozole" in ln.drugs]
+    assert letrozole.setting == "metastatic" and letrozole.outcome == "progressed"
+    assert "DB-06" in tdxd_card(chart).summary
