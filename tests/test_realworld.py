@@ -331,7 +331,7 @@ def test_invalid_resource_with_two_values_is_named_on_the_card(app):  # noqa: F8
         b.receptor("ER", "positive", "2023-01-20"),
     ]
     card = cards_for(app, pt, "patient-view")["her2-rescore"]
-    said = "One Observation could not be read and was left out: not valid FHIR R4 (more than one value[x])"
+    said = "One Observation could not be read and was left out: not valid FHIR R4 (more than one value\\[x\\])"
     assert said in card["detail"] and f"Observation/{bad['id']}" in card["detail"].split("Sources: ")[1]
 
 

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from cds_service.facts.label import LABEL_SHORT
+from cds_service.fhir.inert import inert
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import validated
 from cds_service.rules.decision import CardDecision
@@ -83,17 +84,26 @@ def _detail(d: CardDecision, footer: str | None) -> str:
     codes: list[str] = []
     parts = []
     if d.advice:
-        parts.append("\n".join(f"- {plain(a, refs, codes)}" for a in d.advice))
+        parts.append("\n".join(f"- {_line(a, refs, codes)}" for a in d.advice))
     if d.evidence:
-        parts.append("**Evidence used**\n" + "\n".join(f"- {plain(e, refs, codes)}" for e in d.evidence))
+        parts.append("**Evidence used**\n" + "\n".join(f"- {_line(e, refs, codes)}" for e in d.evidence))
     if d.unknowns:
-        unknowns = "\n".join(f"- {plain(u, refs, codes)}" for u in dict.fromkeys(d.unknowns))
+        unknowns = "\n".join(f"- {_line(u, refs, codes)}" for u in dict.fromkeys(d.unknowns))
         parts.append("**Not known / could not be determined**\n" + unknowns)
     if footer:
         parts.append(footer)
     if refs or codes:
-        parts.append("Sources: " + ", ".join(dict.fromkeys(refs + codes)))
+        parts.append("Sources: " + inert(", ".join(dict.fromkeys(refs + codes)), cap=4000))
     return "\n\n".join(parts)
+
+
+OWN_HEADING = re.compile(r"\*\*(DESTINY-Breast0[46])\*\* (met|not confirmed):")
+
+
+def _line(line: str, refs: list[str], codes: list[str]) -> str:
+    """One line of the detail, inert: every line may carry record text (our own pathway headings excepted)."""
+    own = OWN_HEADING.fullmatch(line)
+    return line if own else inert(plain(line, refs, codes))
 
 
 def check_action(resource: dict[str, Any]) -> None:
@@ -117,7 +127,7 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
     for d in decisions:
         card: dict[str, Any] = {
             "uuid": str(uuid.uuid4()),
-            "summary": _summary(texts.get(f"{d.topic}.summary", d.summary)),
+            "summary": _summary(inert(texts.get(f"{d.topic}.summary", d.summary), cap=400)),
             "indicator": d.indicator,
             "detail": _detail(d, texts.get(f"{d.topic}.footer")),
             "source": {
@@ -138,7 +148,7 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
                     check_action(res)
                     actions.append({"type": "update", "description": s.label, "resource": res})
                 actions += [{"type": "delete", "description": s.label, "resourceId": ref} for ref in s.deletes]
-                sug: dict[str, Any] = {"label": s.label, "uuid": str(uuid.uuid4()), "actions": actions}
+                sug: dict[str, Any] = {"label": inert(s.label, cap=200), "uuid": str(uuid.uuid4()), "actions": actions}
                 if s.recommended is not None:
                     sug["isRecommended"] = s.recommended
                 card["suggestions"].append(sug)

@@ -6,6 +6,7 @@ from typing import Any
 
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
+from cds_service.fhir.inert import inert as inert_note
 from cds_service.fhir.primitives import fmt, months_between
 from cds_service.rules.context import systemic_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
@@ -124,7 +125,7 @@ def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
     if spec:
         sr["specimen"] = [{"reference": spec}]
     if spec or site:
-        sr["note"] = [{"text": f"Specimen: {site or spec}"}]
+        sr["note"] = [{"text": f"Specimen: {inert_note(site or spec or '')}"}]
     return sr
 
 

@@ -1,0 +1,41 @@
+"""Record text made inert before it reaches a card (DESIGN §3, "Records are data, never markup"): EHRs render a
+card's detail as GitHub-flavoured Markdown, raw HTML included, so text copied from records (codes' words, notes,
+report conclusions, ids) must not be able to open a link or an image, run script, or start a heading, a list or
+emphasis. Kept as our own code, not a sanitiser library: we escape to plain text (nothing is allowed through),
+which no HTML sanitiser does for Markdown."""
+
+from __future__ import annotations
+
+import html
+import re
+
+# control characters (a newline would open a heading or a fake "Evidence used" block), bidi overrides and
+# isolates, zero-width and other invisible format characters
+_INVISIBLE = re.compile(
+    "[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb]"
+)
+_SPACES = re.compile(r"\s+")
+_MARKDOWN = re.compile(r"([\\`*_\[\]~#|{}])")  # emphasis, code, links, images, strikethrough, headings, tables
+_LEADING_BLOCK = re.compile(r"^([-+=>])")  # a list item, setext rule or quote opened by the text
+_LEADING_NUMBER = re.compile(r"^(\d{1,9})([.)])")  # an ordered list item
+_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{1,20}):(?=//|[a-z0-9])")  # https:, javascript:, data:
+_WWW = re.compile(r"(?i)\bwww\.")
+_EMAIL = re.compile(r"(?<=[A-Za-z0-9._+-])@(?=[A-Za-z0-9-]+\.)")
+FIELD_CAP = 500  # characters of one line of record-derived text on a card
+
+
+def inert(text: str, cap: int = FIELD_CAP) -> str:
+    """Text that renders as exactly its characters in CommonMark/GFM with raw HTML on: one line, no invisible or
+    bidi characters, HTML and Markdown escaped, no scheme or www. an autolinker would take, at most `cap`
+    characters."""
+    text = _SPACES.sub(" ", _INVISIBLE.sub("", text.replace("\n", " ").replace("\r", " "))).strip()
+    if len(text) > cap:
+        text = text[: cap - 1].rstrip() + "…"
+    text = html.escape(text, quote=False)
+    text = _MARKDOWN.sub(r"\\\1", text)
+    text = _LEADING_BLOCK.sub(r"\\\1", text)
+    text = _LEADING_NUMBER.sub(r"\1\\\2", text)
+    text = _SCHEME.sub(r"\1\\[:\\]", text)
+    text = _WWW.sub(r"www\\[.\\]", text)
+    return _EMAIL.sub(r"\\[@\\]", text)
