@@ -233,6 +233,18 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     else:
         summary = "T-DXd: chest imaging overdue for ILD surveillance"
     indicator = "warning" if now.events or now.symptoms or problem or factors else "info"
+    return _card(facts, indicator, summary, evidence, unknowns, advice, suggestions)
+
+
+def _card(
+    facts: Facts,
+    indicator: str,
+    summary: str,
+    evidence: list[str],
+    unknowns: list[str],
+    advice: list[str],
+    suggestions: list[Suggestion],
+) -> CardDecision:
     return CardDecision(
         topic=TOPIC,
         indicator=indicator,
@@ -292,19 +304,8 @@ def _first_dose(
                 "Order pulse oximetry", [_request(patient_id, PULSE_OX, "Pulse oximetry (baseline SpO2)", reason)]
             ),
         ]
-    return CardDecision(
-        topic=TOPIC,
-        indicator=indicator,
-        summary=summary,
-        evidence=risk_lines
-        or [
-            "no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
-            "reduced renal function)"
-        ],
-        unknowns=unknowns + unavailable_lines(facts),
-        advice=advice,
-        suggestions=suggestions,
-        selection="any",
-        links=["label"],
-        overrides=OVERRIDES,
-    )
+    evidence = risk_lines or [
+        "no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
+        "reduced renal function)"
+    ]
+    return _card(facts, indicator, summary, evidence, unknowns, advice, suggestions)
