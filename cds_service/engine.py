@@ -81,13 +81,13 @@ class Engine:
         """The facts kept for a request whose prefetch is exactly these bytes (None: parse it; invoke derives). Kept
         by the prefetch keys the service reads, not by the service: order-sign follows order-select with the same
         prefetch, and they read the same keys."""
-        keys = self._prefetch_keys(service, {"patientId": patient_id})
+        keys = self._prefetch_keys(service, patient_id)
         return self.facts.recall(prefetch, keys, datetime.now(timezone.utc).date())
 
-    def _prefetch_keys(self, service: dict[str, Any], context: dict[str, Any]) -> str:
+    def _prefetch_keys(self, service: dict[str, Any], patient_id: Any) -> str:
         """The memo key beside the prefetch bytes: the keys read, and the patient they were bound to."""
         keys = "\n".join(self.services.get(service["id"], service).get("prefetch", {}))
-        return f"{keys}\npatient={context.get('patientId')!r}"
+        return f"{keys}\npatient={patient_id!r}"
 
     def invoke(
         self,
@@ -140,7 +140,9 @@ class Engine:
             if facts is not None and gathered.binding.notes:  # said on the cards: counts, never the other ids
                 facts = replace(facts, data_notes=gathered.binding.notes + facts.data_notes)
             if facts is not None and prefetch is not None and by_prefetch:
-                self.facts.keep(prefetch, self._prefetch_keys(service, context), today, facts, gathered.unavailable)
+                self.facts.keep(
+                    prefetch, self._prefetch_keys(service, context.get("patientId")), today, facts, gathered.unavailable
+                )
         meta: list[dict[str, Any]] = []
         rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics, meta)
         try:

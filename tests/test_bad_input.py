@@ -43,10 +43,10 @@ def test_a_finite_gastric_dose_still_warns(client):
 
 
 def test_a_non_finite_dose_in_code_is_not_a_dose():
-    from cds_service.facts.orders import read_dose
+    from cds_service.facts.orders import read_quantity
 
     order = {"dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": float("nan"), "unit": "mg/kg"}}]}]}
-    assert read_dose(order) == (None, None)
+    assert read_quantity(order) == (None, None, None)
 
 
 @pytest.mark.parametrize(

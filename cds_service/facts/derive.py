@@ -17,7 +17,7 @@ from cds_service.facts.receptors import HrStatus, hr_status
 from cds_service.facts.setting import Setting, derive_setting
 from cds_service.facts.therapy import TherapyHistory, derive_therapy
 from cds_service.fhir.extraction import Extracted, extract
-from cds_service.fhir.primitives import effective_date, latest_day, parse_date, ref_of
+from cds_service.fhir.primitives import effective_date, latest_day, ref_of
 from cds_service.fhir.terminology import HER2_SETS, Terminology, first_text
 from cds_service.fhir.validation import content_key
 
@@ -152,7 +152,7 @@ def derive(
             for p in ex.procedures["chest-imaging"]
         ],
         respiratory=[
-            Evidence(ref_of(c), effective_date(c) or parse_date(c.get("recordedDate")), m.describe())
+            Evidence(ref_of(c), effective_date(c), m.describe())  # onset, else recordedDate
             for c, m in ex.conditions["respiratory-symptom"]
         ],
     )

@@ -13,7 +13,7 @@ from cds_service.facts.label import DOSE_TOLERANCE, STARTING_DOSE, level_of
 from cds_service.facts.orders import read_quantity
 from cds_service.facts.therapy import NOT_GIVEN
 from cds_service.fhir.extraction import MedRecord
-from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
+from cds_service.fhir.primitives import effective_date, ref_of
 
 _KG = {"kg": 1.0, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237, "g": 0.001}
 
@@ -32,10 +32,6 @@ class DoseGiven:
     when: date | None
     mg_per_kg: float | None
     written: str
-
-    def line(self) -> str:
-        dose = f"{self.mg_per_kg:g} mg/kg" if self.mg_per_kg is not None else f"{self.written} (not in mg/kg)"
-        return f"{self.ref} ({fmt(self.when)}): {dose}"
 
 
 @dataclass
@@ -84,10 +80,6 @@ def read_weight(obs: dict[str, Any]) -> Weight | None:
     return Weight(kg, Evidence(ref_of(obs), effective_date(obs), f"body weight {kg:g} kg"))
 
 
-def _when(r: dict[str, Any]) -> date | None:
-    return effective_date(r) or parse_date(r.get("authoredOn"))
-
-
 def dose_history(meds: list[MedRecord], weights: list[dict[str, Any]], drafts: set[str]) -> DoseHistory:
     """Every T-DXd dose on record but the orders being drafted now (the status policy was applied at extraction)."""
     history = DoseHistory(weights=[w for o in weights if (w := read_weight(o))])
@@ -98,7 +90,7 @@ def dose_history(meds: list[MedRecord], weights: list[dict[str, Any]], drafts: s
         per_kg, flat, written = read_quantity(r)
         if per_kg is None and written is None:
             continue  # a record without a dose says nothing about levels
-        when = _when(r)
+        when = effective_date(r)  # effective[x], a request's authoredOn
         if per_kg is None and flat is not None and (w := history.weight_on(when)):
             per_kg = round(flat / w.kg, 2)
             written = f"{written}, {per_kg:g} mg/kg at {w.kg:g} kg"

@@ -72,12 +72,6 @@ def read_quantity(resource: dict[str, Any]) -> tuple[float | None, float | None,
     return None, None, None
 
 
-def read_dose(order: dict[str, Any]) -> tuple[float | None, str | None]:
-    """(mg/kg, as written) of an order's dose."""
-    per_kg, _, text = read_quantity(order)
-    return per_kg, text
-
-
 def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
     """Draft orders from context.draftOrders, defensively (the sandbox sends non-R4 shapes)."""
     bundle = context.get("draftOrders")

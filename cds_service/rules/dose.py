@@ -91,7 +91,7 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
         others = "; ".join(e.text for e in facts.setting.other_primary)
         return DoseCheck(
             note=f"dose not checked against the breast-cancer levels: another primary cancer is on record ({others}), "
-            "and T-DXd has other doses there (6.4 mg/kg in gastric cancer)"
+            f"and T-DXd has other doses there ({GASTRIC_DOSE:g} mg/kg in gastric cancer)"
         )
     dose, why_not = drafted_mg_per_kg(facts, order)
     if dose is None:
@@ -105,8 +105,13 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
             note=note,
             dose=dose,
         )
-    if level_of(dose) is None:
-        gastric = f" ({GASTRIC_DOSE:g} mg/kg is the gastric cancer dose)" if abs(dose - GASTRIC_DOSE) <= 0.05 else ""
+    level = level_of(dose)
+    if level is None:
+        gastric = (
+            f" ({GASTRIC_DOSE:g} mg/kg is the gastric cancer dose)"
+            if abs(dose - GASTRIC_DOSE) <= DOSE_TOLERANCE
+            else ""
+        )
         suggest = STARTING_DOSE if top is None else top
         return DoseCheck(
             problem=f"Drafted dose {dose:g} mg/kg is not a breast-cancer dose level ({LEVELS_TEXT}){gastric}"
@@ -123,12 +128,7 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
             suggest=top,
             dose=dose,
         )
-    level = level_of(dose)
-    said = (
-        f"drafted dose {dose:g} mg/kg: label level ({level.name})"
-        if level and level.mg_per_kg != STARTING_DOSE
-        else None
-    )
+    said = f"drafted dose {dose:g} mg/kg: label level ({level.name})" if level.mg_per_kg != STARTING_DOSE else None
     return DoseCheck(note="; ".join(x for x in (said, note) if x) or None, dose=dose)
 
 

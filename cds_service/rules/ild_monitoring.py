@@ -6,7 +6,6 @@ grade ≥2: critical, stop. The label's ILD table is quoted in full."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -34,24 +33,6 @@ def _request(patient_id: str, code: dict[str, Any], text: str, reason: str) -> d
         "subject": {"reference": f"Patient/{patient_id}"},
         "reasonCode": [{"text": reason}],
     }
-
-
-@dataclass
-class Continuing:
-    """What needs doing on continuing T-DXd (empty: nothing, and no card)."""
-
-    events: list[IldEvent] = field(default_factory=list)
-    symptoms: list[Evidence] = field(default_factory=list)
-    imaging_overdue: str | None = None
-
-
-def _since_first_dose(facts: Facts, first: date | None) -> Continuing:
-    out = Continuing()
-    if first is None:
-        return out
-    out.events = [e for e in facts.ild.events if e.onset and e.onset >= first]
-    out.symptoms = [e for e in facts.respiratory if e.when and e.when >= first]
-    return out
 
 
 def imaging_overdue(facts: Facts, first: date, weeks: int) -> str | None:
@@ -106,7 +87,10 @@ def _event_advice(e: IldEvent) -> str:
         )
     days = e.days_to_resolution
     if days is None:
-        return "Grade 1, resolution date not recorded: the dose to resume depends on it (28 days from onset)."
+        return (
+            "Grade 1, resolution date not recorded: the dose to resume depends on it "
+            f"({ILD_RESOLVED_WITHIN_DAYS} days from onset)."
+        )
     if days <= ILD_RESOLVED_WITHIN_DAYS:
         return f"Grade 1 resolved in {days} days (≤{ILD_RESOLVED_WITHIN_DAYS}): the label maintains the dose."
     return f"Grade 1 resolved in {days} days (>{ILD_RESOLVED_WITHIN_DAYS}): the label reduces the dose one level."
@@ -185,28 +169,29 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     risk_lines = [f"risk factor: {e.line()}" for e in factors]
     if first is None:
         return _first_dose(facts, order, patient_id, factors, risk_lines, dose, dose_advice, dose_suggestions, unknowns)
-    # continuing therapy: a card only when something needs doing
-    now = _since_first_dose(facts, first)
-    now.imaging_overdue = imaging_overdue(facts, first, int(cfg.get("imaging_interval_weeks", 12)))
+    # continuing therapy: a card only when something needs doing (events and symptoms since the first dose)
+    events = [e for e in facts.ild.events if e.onset and e.onset >= first]
+    symptoms = [e for e in facts.respiratory if e.when and e.when >= first]
+    overdue = imaging_overdue(facts, first, int(cfg["imaging_interval_weeks"]))
     problem = dose is not None and dose.problem is not None
-    if not (now.events or now.symptoms or now.imaging_overdue or problem):
+    if not (events or symptoms or overdue or problem):
         return None
-    evidence = [_event_line(e) for e in now.events]
-    evidence += [f"respiratory symptom since the first T-DXd dose: {e.line()}" for e in now.symptoms]
-    if now.imaging_overdue:
-        evidence.append(f"chest imaging overdue: {now.imaging_overdue}")
+    evidence = [_event_line(e) for e in events]
+    evidence += [f"respiratory symptom since the first T-DXd dose: {e.line()}" for e in symptoms]
+    if overdue:
+        evidence.append(f"chest imaging overdue: {overdue}")
     evidence += risk_lines + exposure_lines
-    advice = list(dose_advice) + [_event_advice(e) for e in now.events]
-    if now.symptoms:
+    advice = list(dose_advice) + [_event_advice(e) for e in events]
+    if symptoms:
         advice.append(
             "New respiratory symptoms on T-DXd: evaluate promptly for ILD/pneumonitis (chest CT, SpO2); if ILD is "
             "suspected, interrupt T-DXd and follow the label's ILD table."
         )
-    if now.imaging_overdue:
+    if overdue:
         advice.append("Chest imaging is overdue by this site's interval (the label sets none): consider a chest CT.")
     advice += table
     suggestions = list(dose_suggestions)
-    if now.symptoms or now.imaging_overdue or any(e.resolved is None and not e.resolved_undated for e in now.events):
+    if symptoms or overdue or any(e.resolved is None and not e.resolved_undated for e in events):
         suggestions.append(
             Suggestion(
                 "Order CT chest",
@@ -220,19 +205,19 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
                 ],
             )
         )
-    if now.events:
-        worst = max((e.grade or 0) for e in now.events)
+    if events:
+        worst = max((e.grade or 0) for e in events)
         summary = (
             f"ILD/pneumonitis since starting T-DXd ({'grade not recorded' if worst == 0 else f'grade {worst}'}): "
             "follow the label's ILD rules"
         )
     elif problem and order is not None and dose is not None:
         summary = f"T-DXd dose {dose.dose:g} mg/kg: not allowed by the label here (see dose)"
-    elif now.symptoms:
+    elif symptoms:
         summary = "New respiratory symptoms on T-DXd: evaluate promptly for ILD/pneumonitis"
     else:
         summary = "T-DXd: chest imaging overdue for ILD surveillance"
-    indicator = "warning" if now.events or now.symptoms or problem or factors else "info"
+    indicator = "warning" if events or symptoms or problem or factors else "info"
     return _card(facts, indicator, summary, evidence, unknowns, advice, suggestions)
 
 
