@@ -112,6 +112,8 @@ def test_a_resource_of_the_wrong_type_in_a_search_answer_is_left_out(settings_fa
         ("Patient/p1x", False),
         ("urn:uuid:0b2c", True),  # the Patient's fullUrl in the same answer
         ("urn:uuid:ffff", False),
+        ("urn:uuid:p1", True),  # a collection Bundle without fullUrl, referencing the Patient's id as a urn:uuid
+        ("urn:uuid:p2", False),
     ],
 )
 def test_reference_forms(reference, ok):

@@ -59,7 +59,8 @@ def _patient_refs(resource: dict[str, Any]) -> list[str]:
 
 def belongs(resource: dict[str, Any], patient_id: str, server: str | None, patient_urls: set[str]) -> bool:
     """The resource is the Patient itself or refers to it: relative (Patient/id), absolute on the request's FHIR
-    server, or a `urn:uuid` that is the Patient's fullUrl in the same answer."""
+    server, or a `urn:uuid` that is the Patient's fullUrl in the same answer or its id (collection Bundles that
+    omit fullUrl and reference `urn:uuid:<Patient.id>`, as the mCODE pathways records do)."""
     rtype = resource.get("resourceType")
     if rtype == "Patient":
         return resource.get("id") == patient_id
@@ -68,7 +69,7 @@ def belongs(resource: dict[str, Any], patient_id: str, server: str | None, patie
         return rtype in NO_SUBJECT or (rtype == "Specimen" and "subject" not in resource)
     base = (server or "").rstrip("/")
     for ref in refs:
-        if ref in patient_urls:
+        if ref in patient_urls or ref == f"urn:uuid:{patient_id}":
             continue
         if ref.startswith(("http://", "https://")):
             if not base or not ref.startswith(base + "/Patient/"):
