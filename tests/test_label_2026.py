@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from cds_service.cards.render import render
+from cds_service.config import shipped_defaults
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.label import DOSE_LEVELS, ILD_TABLE, LABEL_REVISION, one_level_below
 from cds_service.fhir.terminology import load_terminology
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
-from tests.helpers import card_cfg
+from tests.helpers import assert_cds_response, card_cfg
 
 from .fixtures import builders as b
 
@@ -74,9 +76,17 @@ def breast() -> list[dict[str, Any]]:
     return [b.patient(), b.breast_cancer("2018-01-01"), b.metastasis("liver", "2023-01-10")]
 
 
+def rendered(decision):
+    """Every card a test decides is also rendered and held to the CDS Hooks rules (and its evidence is cited)."""
+    if decision is not None:
+        [card] = assert_cds_response({"cards": render([decision], shipped_defaults()["cards"], TS)})
+        assert "**Evidence used**" in card["detail"] or "**Not known" in card["detail"]
+    return decision
+
+
 def ild_card(resources: list[dict[str, Any]], dose: float | None = 5.4, unit: str = "mg/kg", **cfg: Any):
     f = facts(resources, [draft(dose, unit)])
-    return ild.decide(f, "order-sign", card_cfg("ild_monitoring", **cfg), "p1")
+    return rendered(ild.decide(f, "order-sign", card_cfg("ild_monitoring", **cfg), "p1"))
 
 
 def dose_update_value(card) -> float | None:
@@ -273,7 +283,7 @@ def db06_chart() -> list[dict[str, Any]]:
 
 
 def tdxd_card(resources: list[dict[str, Any]]):
-    return tdxd.decide(facts(resources), "patient-view", card_cfg("tdxd_consideration"), "p1")
+    return rendered(tdxd.decide(facts(resources), "patient-view", card_cfg("tdxd_consideration"), "p1"))
 
 
 def pathology_report(conclusion: str, when: str = "2019-04-01", **extra: Any) -> dict[str, Any]:
