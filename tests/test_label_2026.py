@@ -140,6 +140,16 @@ def test_dose_truth_table(given, drafted, verdict, suggested, kind):
         assert "re-escalation" in detail and "do not re-escalate" in detail
 
 
+def test_a_flat_dose_update_says_the_level_in_its_words_too():
+    order = draft(384, "mg")
+    order["dosageInstruction"][0]["text"] = "384 mg IV every 3 weeks"
+    f = facts(breast() + [weight(60.0, day(30))], [order])
+    card = ild.decide(f, "order-sign", card_cfg("ild_monitoring"), "p1")
+    [fixed] = [u for s in card.suggestions for u in s.updates]
+    assert fixed["dosageInstruction"][0]["text"] == "5.4 mg/kg IV every 3 weeks"
+    assert fixed["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 5.4
+
+
 @pytest.mark.parametrize(
     "weights, drafted_mg, history, expect",
     [

@@ -20,7 +20,7 @@ from cds_service.facts.label import (
     level_of,
     one_level_below,
 )
-from cds_service.facts.orders import MG_PER_KG, DraftOrder
+from cds_service.facts.orders import MG, MG_PER_KG, DraftOrder
 from cds_service.fhir.primitives import fmt
 from cds_service.fhir.validation import validated
 
@@ -149,8 +149,8 @@ def dose_update(order: DraftOrder, level: float) -> dict[str, Any] | None:
         return None  # no structured dose, or several: say it, do not rewrite the order
     quantities[0].clear()
     quantities[0].update(value=level, unit="mg/kg", system="http://unitsofmeasure.org", code="mg/kg")
-    for d in dosage:
+    for d in dosage:  # the words say the same dose as the quantity (a flat "324 mg" becomes the level too)
         if isinstance(d.get("text"), str):
-            d["text"] = MG_PER_KG.sub(f"{level:g} mg/kg", d["text"])
+            d["text"] = MG.sub(f"{level:g} mg/kg", MG_PER_KG.sub(f"{level:g} mg/kg", d["text"]))
     problems: list[str] = []
     return fixed if validated(fixed, problems) is not None and not problems else None
