@@ -150,6 +150,16 @@ def test_a_flat_dose_update_says_the_level_in_its_words_too():
     assert fixed["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 5.4
 
 
+def test_an_invalid_body_weight_never_converts_a_flat_dose():
+    """Weights are validated where one is used (not at extraction): an invalid one is passed over."""
+    bad = weight(60.0, day(30))
+    bad["effectiveDateTime"] = "last week"  # not a FHIR dateTime
+    card = ild_card(breast() + [bad], 324, "mg")
+    assert any("no body weight on record, not checkable" in u for u in card.unknowns)
+    card = ild_card(breast() + [weight(60.0, day(60)), bad], 324, "mg")  # the valid, older one is used
+    assert card.indicator == "info" and not any("not checkable" in u for u in card.unknowns)
+
+
 @pytest.mark.parametrize(
     "weights, drafted_mg, history, expect",
     [

@@ -146,7 +146,7 @@ def derive(
         her2_positive_history=history,
         erbb2_gain=gains,
         erbb2_other=other,
-        doses=dose_history(ex.meds, obs["body-weight"], {d.ref for d in drafts}),
+        doses=dose_history(ex.meds, ex.weights, {d.ref for d in drafts}),
         chest_imaging=[
             Evidence(ref_of(p), effective_date(p), f"chest imaging: {first_text(p.get('code'), 'chest imaging')}")
             for p in ex.procedures["chest-imaging"]

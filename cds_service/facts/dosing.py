@@ -14,6 +14,7 @@ from cds_service.facts.orders import read_quantity
 from cds_service.facts.therapy import NOT_GIVEN
 from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, ref_of
+from cds_service.fhir.validation import validated
 
 _KG = {"kg": 1.0, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237, "g": 0.001}
 
@@ -22,6 +23,7 @@ _KG = {"kg": 1.0, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237, "g
 class Weight:
     kg: float
     evidence: Evidence
+    resource: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,13 @@ class DoseHistory:
         return min(levels) if levels else min(d.mg_per_kg for d in reduced if d.mg_per_kg is not None)
 
     def weight_on(self, when: date | None) -> Weight | None:
-        """The weight recorded nearest before `when` (the latest one when `when` is not known)."""
+        """The valid weight recorded nearest before `when` (the latest one when `when` is not known). Weights are
+        validated here, where one is used, not at extraction (a chart holds dozens)."""
         before = [w for w in self.weights if when is None or (w.evidence.when or date.min) <= when]
-        return max(before, key=lambda w: w.evidence.when or date.min) if before else None
+        for w in sorted(before, key=lambda w: w.evidence.when or date.min, reverse=True):
+            if validated(w.resource, []) is not None:
+                return w
+        return None
 
 
 def read_weight(obs: dict[str, Any]) -> Weight | None:
@@ -77,7 +83,7 @@ def read_weight(obs: dict[str, Any]) -> Weight | None:
     ):
         return None
     kg = round(float(value) * factor, 1)
-    return Weight(kg, Evidence(ref_of(obs), effective_date(obs), f"body weight {kg:g} kg"))
+    return Weight(kg, Evidence(ref_of(obs), effective_date(obs), f"body weight {kg:g} kg"), obs)
 
 
 def dose_history(meds: list[MedRecord], weights: list[dict[str, Any]], drafts: set[str]) -> DoseHistory:

@@ -46,6 +46,7 @@ CONDITION_SETS = (
     "respiratory-symptom",
 )
 PROCEDURE_SETS = ("radiotherapy", "biopsy", "chest-imaging")
+LAZY_SETS = ("body-weight",)  # validated where one is used, not here (see Extracted.weights)
 
 
 @dataclass
@@ -72,6 +73,9 @@ class Extracted:
     notes: list[str] = field(default_factory=list)
     counted: int = 0
     report_texts: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (pathology report, its text)
+    # body weights through the status policy but not yet validated: a chart holds dozens (vital signs) and a flat
+    # T-DXd dose needs one, so the one used is validated where it is used (facts/dosing.py)
+    weights: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -190,7 +194,7 @@ def _sorting(r: dict[str, Any], ts: Terminology, key: bytes | None) -> Sorting:
     """How it sorts, with its validation verdict when that sorting alone makes it read."""
     found = _sorted(r, ts)
     relevant = (
-        found.sets
+        (found.sets and found.sets != LAZY_SETS)
         or found.condition_hits
         or found.drug is not None
         or (r["resourceType"] == "Specimen" and isinstance(r.get("id"), str))
@@ -269,6 +273,9 @@ def _sort_one(
             return
         if sorting.aside:
             _admit(r, sorting, out.notes, key)  # says why
+            return
+        if (vs,) == LAZY_SETS:
+            out.weights.append(r)
             return
         admitted = _admit(r, sorting, out.notes, key)
         if admitted is None:  # a result exists but cannot be read: say which
