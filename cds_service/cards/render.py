@@ -92,18 +92,27 @@ def _detail(d: CardDecision, footer: str | None) -> str:
         parts.append("**Not known / could not be determined**\n" + unknowns)
     if footer:
         parts.append(footer)
-    if refs or codes:
-        parts.append("Sources: " + inert(", ".join(dict.fromkeys(refs + codes)), cap=4000))
+    if refs or codes:  # ids are Type/[A-Za-z0-9.-]; each code was made inert in _line, the line is capped here
+        sources = ", ".join(dict.fromkeys(refs + codes))
+        parts.append("Sources: " + (sources if len(sources) <= SOURCES_CAP else sources[: SOURCES_CAP - 1] + "…"))
     return "\n\n".join(parts)
 
 
 OWN_HEADING = re.compile(r"\*\*(DESTINY-Breast0[46])\*\* (met|not confirmed):")
 
 
+SOURCES_CAP = 4000
+_inert = lru_cache(maxsize=4096)(inert)  # like _plain: the same chart gives the same lines on every call
+
+
 def _line(line: str, refs: list[str], codes: list[str]) -> str:
     """One line of the detail, inert: every line may carry record text (our own pathway headings excepted)."""
-    own = OWN_HEADING.fullmatch(line)
-    return line if own else inert(plain(line, refs, codes))
+    if OWN_HEADING.fullmatch(line):
+        return line
+    found: list[str] = []
+    text = plain(line, refs, found)
+    codes += [_inert(c) for c in found]  # "www.x.org|1" would be autolinked
+    return _inert(text)
 
 
 def check_action(resource: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ a resource of the wrong type in a search answer) is left out and counted, never 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -48,37 +49,52 @@ def expected_types(template: str) -> set[str]:
     return types
 
 
-def _patient_refs(resource: dict[str, Any]) -> list[str]:
-    refs = []
-    for key in ("subject", "patient"):
-        ref = resource.get(key)
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-            refs.append(ref["reference"])
-    return refs
+class PatientRefs:
+    """Whether a resource is this patient's: the Patient itself, or every subject/patient reference names it
+    (relative, `_history`, absolute on the request's FHIR server, or a `urn:uuid` that is the Patient's fullUrl in
+    the same answer or its id, as collection Bundles without fullUrl write it). The usual spellings are one set
+    lookup per resource; the rest go through the reference grammar."""
 
+    def __init__(self, patient_id: str, server: str | None, patient_urls: set[str] | Callable[[], set[str]]) -> None:
+        self.patient_id = patient_id
+        self.base = (server or "").rstrip("/")
+        self.own = {f"Patient/{patient_id}", f"urn:uuid:{patient_id}"}
+        if self.base:
+            self.own.add(f"{self.base}/Patient/{patient_id}")
+        self._urls = patient_urls  # the Patient's fullUrls, or how to find them (only a urn:uuid reference needs them)
 
-def belongs(resource: dict[str, Any], patient_id: str, server: str | None, patient_urls: set[str]) -> bool:
-    """The resource is the Patient itself or refers to it: relative (Patient/id), absolute on the request's FHIR
-    server, or a `urn:uuid` that is the Patient's fullUrl in the same answer or its id (collection Bundles that
-    omit fullUrl and reference `urn:uuid:<Patient.id>`, as the mCODE pathways records do)."""
-    rtype = resource.get("resourceType")
-    if rtype == "Patient":
-        return resource.get("id") == patient_id
-    refs = _patient_refs(resource)
-    if not refs:
-        return rtype in NO_SUBJECT or (rtype == "Specimen" and "subject" not in resource)
-    base = (server or "").rstrip("/")
-    for ref in refs:
-        if ref in patient_urls or ref == f"urn:uuid:{patient_id}":
-            continue
+    def __call__(self, resource: dict[str, Any]) -> bool:
+        rtype = resource.get("resourceType")
+        if rtype == "Patient":
+            return resource.get("id") == self.patient_id
+        found = False
+        for key in ("subject", "patient"):
+            ref = resource.get(key)
+            target = ref.get("reference") if type(ref) is dict else None
+            if type(target) is str:
+                if target not in self.own and not self._names_patient(target):
+                    return False
+                found = True
+        return found or rtype in NO_SUBJECT or (rtype == "Specimen" and "subject" not in resource)
+
+    def _names_patient(self, ref: str) -> bool:
+        if callable(self._urls):
+            self._urls = self._urls()
+        if ref in self._urls:
+            return True
         if ref.startswith(("http://", "https://")):
-            if not base or not ref.startswith(base + "/Patient/"):
+            if not self.base or not ref.startswith(self.base + "/Patient/"):
                 return False
-            ref = ref[len(base) + 1 :]
+            ref = ref[len(self.base) + 1 :]
         m = PATIENT_REF.fullmatch(ref)
-        if not m or unquote(m.group(1)) != patient_id:
-            return False
-    return True
+        return m is not None and unquote(m.group(1)) == self.patient_id
+
+
+def belongs(
+    resource: dict[str, Any], patient_id: str, server: str | None, patient_urls: set[str] | Callable[[], set[str]]
+) -> bool:
+    """The resource is the Patient itself or refers to it (see PatientRefs)."""
+    return PatientRefs(patient_id, server, patient_urls)(resource)
 
 
 def bind(
@@ -86,17 +102,18 @@ def bind(
     templates: dict[str, str],
     patient_id: str | None,
     server: str | None,
-    patient_urls: set[str],
+    patient_urls: set[str] | Callable[[], set[str]],
     out: Binding,
 ) -> None:
     """Leave out, in place, every resource that is not this patient's or not of its key's types (counted in out)."""
+    mine = PatientRefs(patient_id, server, patient_urls) if isinstance(patient_id, str) else None
     for key, resources in by_key.items():
         types = expected_types(templates.get(key, ""))
         kept = []
         for r in resources:
             if types and r.get("resourceType") not in types:
                 out.wrong_type += 1
-            elif not isinstance(patient_id, str) or not belongs(r, patient_id, server, patient_urls):
+            elif mine is None or not mine(r):
                 out.other_patient += 1
             else:
                 kept.append(r)

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -125,7 +126,7 @@ def gather(
     patient_id = (request.get("context") or {}).get("patientId")
     fetched = set(to_fetch) | set(to_continue) | ({PATHOLOGY_KEY} if not out.prefetch_alone else set())
     _distrust_a_server_that_names_another_patient(out, fetched, patient_id)
-    urls = patient_full_urls(list(prefetch.values()), patient_id)
+    urls = partial(patient_full_urls, list(prefetch.values()), patient_id)  # read only if a urn:uuid needs it
     bind(out.by_key, templates, patient_id, server if isinstance(server, str) else None, urls, out.binding)
     return out
 
