@@ -120,6 +120,7 @@ def load(
     if overrides:
         data = merge(data, overrides)
     validate(data, source)
+    _check_fhir_servers(data["fhir"]["allowed_servers"], source)
     base = Path(source).parent if path else Path.cwd()
     data["value_sets"]["extra_files"] = [
         str(p if Path(p).is_absolute() else base / p) for p in data["value_sets"]["extra_files"]
@@ -131,6 +132,18 @@ def load(
         if "jwks_file" in issuer:
             issuer["jwks"] = _pinned_keys(base / issuer["jwks_file"], f"{source}: auth.issuers[{index}].jwks_file")
     return Settings(data=data, source=source, dev_mode=dev, notes=notes)
+
+
+def _check_fhir_servers(servers: list[str], source: str) -> None:
+    """Every allow-listed FHIR base must be one the fallback would ever call (see gather.fhir_client.normalise)."""
+    from cds_service.gather.fhir_client import is_allowed_base
+
+    bad = [s for s in servers if not is_allowed_base(s, [s])]
+    if bad:
+        raise ConfigError(
+            f"{source}: fhir.allowed_servers: {bad[0]!r} is not a plain http(s) base URL (no credentials, query, "
+            "fragment, ';', percent-encoded reserved characters, dot or empty segments): no request to it would be made"
+        )
 
 
 def _pinned_keys(path: Path, where: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ a transaction Bundle posted to the base (PUT `Type/id` entries: create or replac
 transaction-response Bundle back), `GET /metadata`, and a control endpoint (`POST /_control`)
 that loads resources and injects faults:
 delay per request, an HTTP status, HTML instead of JSON, a `next` link that loops or points
-to another host, a `Set-Cookie` on every answer, a body trickled a byte at a time, one request
+to another host or (`sibling`) to another tenant of this host (paths under `/tenant-<name>/` are served
+as tenants of one host), a `Set-Cookie` on every answer, a body trickled a byte at a time, one request
 answered at a time (`serial`, like a single-threaded server), `lenient` (ignores the `patient` search parameter,
 as servers do with a parameter they do not support).
 `GET /_log` returns what it was asked (paths and whether a token came).
@@ -203,6 +204,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b"<html><body>Login required</body></html>", "text/html")
             return
         segs = [s for s in parts.path.split("/") if s]
+        tenant = ""
+        if segs and segs[0].startswith("tenant-"):  # several tenants on one host: /tenant-a/..., /tenant-b/...
+            tenant, segs = "/" + segs[0], segs[1:]
         params = parse_qs(parts.query)
         if segs == ["metadata"]:
             self._send(
@@ -233,9 +237,9 @@ class Handler(BaseHTTPRequestHandler):
         if len(segs) != 1:
             self._send(400, b"{}")
             return
-        self._search(segs[0], params)
+        self._search(segs[0], params, tenant)
 
-    def _search(self, rtype: str, params: dict[str, list[str]]) -> None:
+    def _search(self, rtype: str, params: dict[str, list[str]], tenant: str = "") -> None:
         hits = [r for r in STATE["resources"] if r.get("resourceType") == rtype and _matches(r, params)]
         size = int(params.get("_count", [STATE["page_size"]])[0])
         offset = int(params.get("_offset", ["0"])[0])
@@ -267,7 +271,13 @@ class Handler(BaseHTTPRequestHandler):
                 q["_offset"] = str(offset)
             else:
                 q["_offset"] = str(offset + size)
-            host = "http://127.0.0.2:9" if mode == "foreign" else self._base()
+            host = (
+                "http://127.0.0.2:9"
+                if mode == "foreign"
+                else self._base() + "/tenant-other"
+                if mode == "sibling"  # another tenant of the same host
+                else self._base() + tenant
+            )
             links.append({"relation": "next", "url": f"{host}/{rtype}?{urlencode(q)}"})
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(hits), "link": links, "entry": entries}
         self._send(200, json.dumps(bundle).encode())

@@ -22,16 +22,23 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_AMBIGUOUS = re.compile(r"[\s\x00-\x1f\x7f\\]")
-_UNRESERVED = re.compile(r"%(2[DdEe]|5[Ff]|7[Ee]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])")
+_AMBIGUOUS = re.compile(r"[^\x21-\x7e]|\\")  # anything but printable ASCII, and the backslash
 
 
 def normalise(url: str) -> str | None:
-    """The URL in RFC 3986 normal form (scheme and host in lower case, no default port, unreserved
-    characters decoded), without query or fragment; None when it is not an http(s) URL, carries
-    credentials or a fragment, holds white space, a control character or a backslash (parsers disagree on
-    them), an encoded "%" in its path ("%252e%252e" is a dot segment to a server that decodes twice), or
-    still holds a dot segment ("/../", "/./", "%2e%2e") after decoding."""
+    """The URL in normal form (scheme and host in lower case, IPv6 literals in brackets, no default port),
+    without query or fragment; None for anything a common server could read as another path than the
+    plain one:
+
+    - not http(s), credentials, a fragment, a "%" in the authority;
+    - white space, control or non-ASCII characters, a backslash (parsers disagree on them);
+    - a ";" in the path (Tomcat and Spring drop ";params" from a segment before resolving dot
+      segments: "/fhir/..;/admin" is "/admin" to them);
+    - any percent-encoding in the path: servers differ on which they decode and how often
+      ("/fhir/..%2Fadmin" is "/admin/" to nginx, "%252e%252e" a dot segment to a server that decodes
+      twice, "%c0%ae" an overlong dot to an old one, "/f%68ir" another path to one that does not
+      decode); a FHIR URL's path never needs one (ids are [A-Za-z0-9.-]);
+    - a dot segment ("/../", "/./") or an empty one ("//": nginx merges slashes)."""
     if _AMBIGUOUS.search(url):
         return None
     try:
@@ -40,14 +47,23 @@ def normalise(url: str) -> str | None:
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username or parts.password or parts.fragment:
-        return None
-    if "%25" in parts.path:
-        return None
-    path = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), parts.path)
-    if any(seg in (".", "..") for seg in path.split("/")):
+    path = parts.path
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or "#" in url
+        or "%" in parts.netloc
+        or ";" in path
+        or "%" in path
+        or "//" in path
+        or any(seg in (".", "..") for seg in path.split("/"))
+    ):
         return None
     host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets: "[::1:8080]" is not "[::1]:8080"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     return f"{scheme}://{netloc}{path}"
 
@@ -96,6 +112,12 @@ def is_allowed(url: str, allowed: list[str]) -> bool:
     target = target.rstrip("/") + "/"
     prefixes = (normalise(a) for a in allowed)
     return any(p is not None and target.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def is_allowed_base(server: str, allowed: list[str]) -> bool:
+    """True when a request's fhirServer may be called: allowed, and a bare base (no query a search would
+    be appended to)."""
+    return "?" not in server and is_allowed(server, allowed)
 
 
 class ByteBudget:
@@ -217,8 +239,8 @@ class FhirClient:
             if result.calls >= self.max_pages:
                 result.truncated = True
                 break
-            if urlsplit(next_url).netloc != urlsplit(server).netloc:
-                result.error = "a next link pointed to another host; not followed"
+            if not is_allowed(next_url, [server]):  # a page of this search never leaves the request's own server
+                result.error = "a next link pointed outside the request's FHIR server; not followed"
                 break
             seen.add(next_url)
             data, error = self.get_json(next_url, token, deadline, budget)

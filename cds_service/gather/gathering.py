@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cds_service.gather.binding import Binding, bind, patient_full_urls
-from cds_service.gather.fhir_client import ByteBudget, FetchResult, FhirClient, is_allowed, read_payload
+from cds_service.gather.fhir_client import ByteBudget, FetchResult, FhirClient, is_allowed_base, read_payload
 from cds_service.gather.templates import PATHOLOGY_KEY, missing_report_results
 
 # keys an EHR may not support: their absence is said on the cards, never a 412
@@ -74,7 +74,9 @@ def gather(
     server = request.get("fhirServer")
     token = _fhir_token(request)
     usable = (
-        isinstance(server, str) and is_allowed(server, client.allowed) and (token is not None or allow_unauthenticated)
+        isinstance(server, str)
+        and is_allowed_base(server, client.allowed)
+        and (token is not None or allow_unauthenticated)
     )
     out = Gathered()
     to_fetch: dict[str, str] = {}
@@ -105,7 +107,7 @@ def gather(
             "no fhirServer in the request"
             if not isinstance(server, str)
             else "fhirServer is not on this service's allow-list"
-            if not is_allowed(server, client.allowed)
+            if not is_allowed_base(server, client.allowed)
             else "no fhirAuthorization token for fhirServer"
         )
         if set(to_fetch) - OPTIONAL_KEYS:
