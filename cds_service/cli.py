@@ -83,6 +83,7 @@ def _gunicorn(build: Any, args: argparse.Namespace, metrics_dir: str | None) -> 
                 "max_requests_jitter",
                 "limit_request_line",
                 "limit_request_fields",
+                "limit_request_field_size",
                 "child_exit",
                 "on_exit",
                 "logconfig_dict",

@@ -125,6 +125,7 @@ def load(
     data["value_sets"]["extra_files"] = [
         str(p if Path(p).is_absolute() else base / p) for p in data["value_sets"]["extra_files"]
     ]
+    data["storage"]["cache_url"] = data["storage"]["cache_url"] or host_cache_url(data["storage"]["database_url"])
     secret = data["ledger"]["patient_key_secret_file"]
     if secret and not Path(secret).is_absolute():
         data["ledger"]["patient_key_secret_file"] = str(base / secret)
@@ -132,6 +133,18 @@ def load(
         if "jwks_file" in issuer:
             issuer["jwks"] = _pinned_keys(base / issuer["jwks_file"], f"{source}: auth.issuers[{index}].jwks_file")
     return Settings(data=data, source=source, dev_mode=dev, notes=notes)
+
+
+def host_cache_url(database_url: str) -> str:
+    """The default jti replay cache and repeat memory: a SQLite file every worker of this host shares, beside the
+    SQLite database (her2-cds.db -> her2-cds-replay.db), or in the working directory when the database is
+    PostgreSQL (whose outage must not stop token checks); in memory beside an in-memory database (one process)."""
+    if database_url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        return "memory://"
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        return f"sqlite:///{path.with_name(path.stem + '-replay.db')}"
+    return "sqlite:///her2-cds-replay.db"
 
 
 def _check_fhir_servers(servers: list[str], source: str) -> None:

@@ -33,6 +33,7 @@ from cds_service.rules.decision import not_evaluated
 from cds_service.rules.ruleset import RULESET_VERSION
 from cds_service.storage.first_use import from_url as memory_from_url
 from cds_service.storage.ledger import Entry, Ledger
+from cds_service.storage.tenancy import PatientKey
 
 RULES = ((ild, "ild_monitoring"), (tdxd, "tdxd_consideration"), (her2_rescore, "her2_rescore"))
 
@@ -50,6 +51,7 @@ class Outcome:
     held_back: dict[str, int] = field(default_factory=dict)  # why -> cards held back (repeat, snooze, shadow)
     held_topics: list[tuple[str, str]] = field(default_factory=list)  # (topic, why) of each card held back
     explanation: dict[str, Any] | None = None  # only when asked for (evaluate --explain, the operator route)
+    missed: list[str] = field(default_factory=list)  # what could not be read and was taken as not known
 
 
 class Engine:
@@ -145,13 +147,15 @@ class Engine:
                 )
         meta: list[dict[str, Any]] = []
         rendered = self.cards_for(facts, service["hook"], str(context.get("patientId", "")), failed_topics, meta)
+        patient = PatientKey.of(client, request)  # one patient of one EHR (DESIGN.md §3, Tenancy)
+        missed: list[str] = []
         try:
-            kept = self.repeats.without_repeats(rendered, service["hook"], context)
+            kept = self.repeats.without_repeats(rendered, service["hook"], context, patient, missed)
         except Exception as exc:  # noqa: BLE001 - repeats cannot be told: show every card
             _log_failure("repeat check", exc)
             kept = rendered
         kept_ids = {id(c) for c in kept}
-        patient_hash = self.ledger.patient_hash(str(context.get("patientId", ""))) if self.ledger else None
+        patient_hash = self.ledger.patient_hash(patient) if self.ledger else None
         cards: list[dict[str, Any]] = []
         entries: list[Entry] = []
         held: dict[str, int] = {}
@@ -166,7 +170,7 @@ class Engine:
                 if card["indicator"] == "info"
                 and self.ledger
                 and self.settings.cards["snooze"]
-                and self.ledger.snoozed(patient_hash, info["topic"], info["digest"])
+                and self.ledger.snoozed(patient, info["topic"], info["digest"])
                 else None
             )
             if why:
@@ -187,6 +191,7 @@ class Engine:
                     client=client,
                     held_back=why,
                     patient_hash=patient_hash,
+                    fhir_server=patient.fhir_server or None,
                 )
             )
         if self.ledger:
@@ -209,6 +214,7 @@ class Engine:
             held_back=held,
             held_topics=held_topics,
             explanation=explanation,
+            missed=missed,
         )
 
     def warm(self) -> float:

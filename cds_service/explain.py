@@ -9,6 +9,7 @@ from typing import Any
 
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import CATEGORY_LABEL
+from cds_service.fhir.inert import one_line
 from cds_service.fhir.primitives import fmt
 from cds_service.fhir.terminology import Terminology, codings
 from cds_service.rules import her2_rescore, tdxd
@@ -118,16 +119,30 @@ def explain(
 ) -> dict[str, Any]:
     """The whole explanation as plain data (JSON-ready)."""
     if facts is None:
-        return {
+        out: dict[str, Any] = {
             "facts": {},
             "rules": {"all": ["the facts could not be derived for this request"]},
             "unmatched_codings": unmatched_codings(resources, ts),
         }
-    return {
-        "facts": _facts(facts),
-        "rules": _verdicts(facts, hook, cards_cfg),
-        "unmatched_codings": unmatched_codings(resources, ts),
-    }
+    else:
+        out = {
+            "facts": _facts(facts),
+            "rules": _verdicts(facts, hook, cards_cfg),
+            "unmatched_codings": unmatched_codings(resources, ts),
+        }
+    return _plain(out)
+
+
+def _plain(value: Any) -> Any:
+    """Every string one plain line (record text reaches a terminal or an operator's screen: no escape sequence,
+    newline or bidi override from a record)."""
+    if isinstance(value, str):
+        return one_line(value, 2000)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def render(explanation: dict[str, Any]) -> str:

@@ -17,14 +17,15 @@ worker_class = "gthread"
 timeout = int(os.environ.get("HER2_CDS_WORKER_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
-max_requests = 10000
-max_requests_jitter = 500
+max_requests = int(os.environ.get("HER2_CDS_MAX_REQUESTS", "10000"))  # a worker is recycled after this many
+max_requests_jitter = max_requests // 20
 preload_app = False
 accesslog = None  # the service writes its own PHI-free JSON line per request
 errorlog = "-"
 logconfig_dict = GUNICORN_LOGCONFIG  # one JSON object per line, gunicorn's own lines included
 limit_request_line = 8190
 limit_request_fields = 100
+limit_request_field_size = 32768  # an EHR's JWT may be 8-16 KB (nginx's large_client_header_buffers match it)
 
 _OWN_METRICS_DIR = None
 if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -55,7 +55,7 @@ class Metrics:
         )
         self.ledger_misses = Counter(
             "her2cds_ledger_misses_total",
-            "card ledger writes or snooze reads that failed (the card went out)",
+            "card ledger writes, snooze or repeat reads that failed (the card went out)",
             ["what"],
             registry=r,
         )

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from cds_service.fhir.inert import csv_cell, one_line
 from cds_service.storage.feedback import feedback
 from cds_service.storage.ledger import ledger
 
@@ -190,8 +191,8 @@ def write_csv(tables: Tables, out_dir: Path) -> list[Path]:
         path = out_dir / f"{name}.csv"
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow([csv_cell(h) for h in header])
+            writer.writerows([csv_cell(v) for v in row] for row in rows)  # a reason code is a client's text
         paths.append(path)
     return paths
 
@@ -259,7 +260,7 @@ def _bars(
 def _table(name: str, title: str, header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = (
-        "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+        "".join("<tr>" + "".join(f"<td>{html.escape(one_line(str(v)))}</td>" for v in row) + "</tr>" for row in rows)
         or f'<tr><td colspan="{len(header)}">none in this period</td></tr>'
     )
     return (

@@ -145,7 +145,10 @@ def make_token(signing_key: ec.EllipticCurvePrivateKey) -> Callable[..., str]:
 def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         base: dict[str, Any] = {
-            "storage": {"database_url": f"sqlite:///{tmp_path}/feedback.db"},
+            "storage": {
+                "database_url": f"sqlite:///{tmp_path}/feedback.db",
+                "cache_url": f"sqlite:///{tmp_path}/replay.db",
+            },
             "auth": {"required": False},
         }
         return load(None, overrides=merge(base, overrides))

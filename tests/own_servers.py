@@ -21,10 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_workers(config: Path, port: int, cwd: Path, output: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-    """`her2-cds serve --workers 2` on 127.0.0.1:port with a configuration file (its metrics in a directory of its
-    own); output (a file, or DEVNULL) gets both streams."""
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+def serve_workers(
+    config: Path, port: int, cwd: Path, output: Any = subprocess.DEVNULL, workers: int = 2, **env_extra: str
+) -> subprocess.Popen[bytes]:
+    """`her2-cds serve --workers N` on 127.0.0.1:port with a configuration file (its metrics in a directory of its
+    own); output (a file, or DEVNULL) gets both streams; env_extra is added to its environment."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"} | env_extra
     argv = [
         sys.executable,
         "-m",
@@ -33,7 +35,7 @@ def serve_workers(config: Path, port: int, cwd: Path, output: Any = subprocess.D
         "--config",
         str(config),
         "--workers",
-        "2",
+        str(workers),
         "--host",
         "127.0.0.1",
         "--port",

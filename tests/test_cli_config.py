@@ -301,7 +301,7 @@ def test_serve_starts_says_what_it_uses_and_answers(tmp_path):
                 break
         text = "".join(lines)
         assert "configuration: embedded defaults" in text
-        assert "sqlite:///her2-cds.db" in text and "memory://" in text
+        assert "sqlite:///her2-cds.db" in text and "sqlite:///her2-cds-replay.db" in text  # jti cache: this host's
         assert "sandbox.cds-hooks.org" in text and "!!!" in text
     finally:
         proc.send_signal(signal.SIGINT)

@@ -90,7 +90,9 @@ def test_every_returned_card_is_recorded_without_phi(settings_factory, tmp_path,
     assert row["pathways"] == "DB-06,DB-04" and row["held_back"] is None
     assert (row["service_id"], row["hook"], row["client"]) == ("her2-order-select", "order-select", TEST_ISS)
     assert row["ruleset_version"] == RULESET_VERSION
-    assert row["patient_hash"] == hmac.new(b"site-secret-0123456789", b"MRN-0042", hashlib.sha256).hexdigest()
+    tenant = json.dumps([TEST_ISS, "", "MRN-0042"], separators=(",", ":")).encode()  # issuer, FHIR server, id
+    assert row["patient_hash"] == hmac.new(b"site-secret-0123456789", tenant, hashlib.sha256).hexdigest()
+    assert row["patient_key_version"] == 2
     assert "MRN-0042" not in repr(row)
 
 
@@ -271,7 +273,7 @@ def test_a_first_release_sqlite_database_is_migrated_and_keeps_its_feedback(tmp_
     assert revision(engine) is None
     migrate(engine)
     migrate(engine)  # idempotent
-    assert revision(engine) == "0002"
+    assert revision(engine) == "0003"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT card_uuid FROM cds_feedback")).scalars().all() == ["c1"]
         assert conn.execute(sa.text("SELECT count(*) FROM cds_card_ledger")).scalar() == 0
@@ -298,7 +300,7 @@ def test_postgresql_migrates_once_when_workers_start_together(pg_url):
             t.start()
         for t in threads:
             t.join()
-        assert errors == [] and {revision(e) for e in engines} == {"0002"}
+        assert errors == [] and {revision(e) for e in engines} == {"0003"}
         for e in engines:
             e.dispose()
     finally:

@@ -55,6 +55,8 @@ def stack(tmp_path: Path, jwks):
         "public_base_url": PUBLIC,
         "auth": {"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
         "storage": {"database_url": pg.url, "cache_url": cache.url},
+        # snoozes on: every hook call reads them from PostgreSQL (and must answer when it cannot)
+        "cards": {"snooze": {"patient-declined": {"days": 90}}},
     }
     path = tmp_path / "load.yaml"
     path.write_text(yaml.safe_dump(cfg))

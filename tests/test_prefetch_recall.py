@@ -86,7 +86,7 @@ def test_order_sign_after_order_select_recalls_the_same_prefetch(settings_factor
     assert _post(client, select).status_code == 200
     answer = _post(client, sign)
     assert (answer.status_code, _memo(app).recalled) == (200, 1)
-    fresh = _post(create_app(settings_factory()).test_client(), sign)
+    fresh = _post(create_app(settings_factory(storage={"cache_url": "memory://"})).test_client(), sign)  # own memory
     assert cards_without_ids(answer.get_json()) == cards_without_ids(fresh.get_json())
 
 

@@ -59,7 +59,7 @@ def seeded(tmp_path):
             conn.execute(
                 sa.text(
                     "INSERT INTO cds_card_ledger VALUES (:u, :c, 'her2-order-select', 'order-select', :t, :p, :i, :cl, "
-                    "'2026.11.0', :h, :ph, 'digest')"
+                    "'2026.11.0', :h, :ph, 'digest', 2, NULL)"
                 ),
                 {
                     "u": uuid_,
@@ -77,14 +77,14 @@ def seeded(tmp_path):
                     conn.execute(
                         sa.text(
                             "INSERT INTO cds_feedback VALUES ('k-a1-0', 'her2-order-select', 'a1', "
-                            "'overridden', NULL, NULL, 'not-a-candidate', NULL, 'x', :r)"
+                            "'overridden', NULL, NULL, 'not-a-candidate', NULL, 'x', :r, NULL)"
                         ),
                         {"r": created},
                     )
                 conn.execute(
                     sa.text(
                         "INSERT INTO cds_feedback VALUES (:k, 'her2-order-select', :u, :o, NULL, NULL, "
-                        ":rc, NULL, 'x', :r)"
+                        ":rc, NULL, 'x', :r, NULL)"
                     ),
                     {"k": f"k-{uuid_}", "u": uuid_, "o": outcome, "rc": reason, "r": created.replace(hour=11)},
                 )

@@ -100,7 +100,7 @@ def test_a_full_jti_cache_is_a_503_on_our_side_and_a_metric(settings_factory, ma
         settings_factory(
             auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
             public_base_url=PUBLIC_BASE,
-            storage={"memory_cache_max_entries": 2},
+            storage={"memory_cache_max_entries": 2, "cache_url": "memory://"},
         )
     ).test_client()
     auth = [{"Authorization": f"Bearer {make_token(PUBLIC_BASE + '/cds-services')}"} for _ in range(3)]
@@ -231,7 +231,9 @@ def test_a_token_issued_before_the_memory_cache_started_is_refused(settings_fact
     time.sleep(1.1)
     app = create_app(
         settings_factory(
-            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]}, public_base_url=PUBLIC_BASE
+            auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}], "leeway_seconds": 0},
+            public_base_url=PUBLIC_BASE,
+            storage={"cache_url": "memory://"},
         )
     ).test_client()
     refused = app.get("/cds-services", headers={"Authorization": f"Bearer {old}"})
@@ -255,7 +257,7 @@ def test_replay_is_refused_after_redis_restarts_without_persistence(settings_fac
     try:
         app = create_app(
             settings_factory(
-                auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}]},
+                auth={"required": True, "issuers": [{"iss": TEST_ISS, "jwks": jwks}], "leeway_seconds": 0},
                 public_base_url=PUBLIC_BASE,
                 storage={"cache_url": cache.url, "database_url": "sqlite://"},
             )
@@ -319,3 +321,35 @@ def test_postgresql_error_paths_log_no_values(settings_factory, pg_url, caplog, 
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_with_the_database_unreachable_hook_calls_answer_at_once_with_their_cards(settings_factory):
+    """PostgreSQL down from the start, snoozes configured, no patient-key file (the key lives in the database):
+    every hook call answers 200 with its card, without waiting on the database each time; snoozes are "not known",
+    counted as misses."""
+    import time
+
+    from .fixtures import builders as b
+    from .fixtures import patients
+    from .helpers import hook_request, prefetch_from
+
+    app = create_app(
+        settings_factory(
+            storage={"database_url": "postgresql://postgres@127.0.0.1:1/none"},
+            cards={"snooze": {"patient-declined": {"days": 90}}},
+        )
+    )
+    client = app.test_client()
+    body = hook_request(
+        "order-select",
+        prefetch=prefetch_from(patients.bell()),
+        draft_orders=[b.med_request("capecitabine", "2026-11-25", status="draft", id="draft-cape")],
+    )
+    started = time.monotonic()
+    answers = [client.post("/cds-services/her2-order-select", json=body) for _ in range(20)]
+    elapsed = time.monotonic() - started
+    assert [r.status_code for r in answers] == [200] * 20
+    assert all(len(r.get_json()["cards"]) == 1 for r in answers)
+    assert elapsed < 3.0, elapsed  # not 20 waits on a database that is not there
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'her2cds_ledger_misses_total{what="patient key"}' in metrics

@@ -8,20 +8,30 @@ import json
 from typing import Any
 
 from cds_service.storage.first_use import CacheUnavailable, FirstUseMemory
+from cds_service.storage.tenancy import PatientKey
 
 ALWAYS_REPEAT = {"ild-monitoring"}  # the safety reminder beside a T-DXd order
 
 
 class Repeats:
-    """Remembers (by a hash of user, patient and card content, in a first-use memory) which cards were shown."""
+    """Remembers (by a hash of user, patient of one EHR and card content, in a first-use memory) which cards were
+    shown."""
 
     def __init__(self, shown: FirstUseMemory, window_minutes: int) -> None:
         self.shown = shown
         self.window = window_minutes * 60
 
-    def without_repeats(self, cards: list[dict[str, Any]], hook: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+    def without_repeats(
+        self,
+        cards: list[dict[str, Any]],
+        hook: str,
+        context: dict[str, Any],
+        patient: PatientKey | None = None,
+        missed: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
         """The cards to show. Warnings, critical cards and the ILD monitoring reminder always repeat; order-select
-        keeps every card (it fires on each edit and the EHR replaces its card list) but is remembered."""
+        keeps every card (it fires on each edit and the EHR replaces its card list) but is remembered. A memory that
+        cannot be read holds nothing back ("repeat read" is added to missed)."""
         if not self.window or hook not in ("order-select", "order-sign"):
             return cards
         kept = []
@@ -32,6 +42,8 @@ class Repeats:
             seen = [
                 context.get("userId"),
                 context.get("patientId"),
+                patient.issuer if patient else None,  # the same ids in another EHR are other people
+                patient.fhir_server if patient else None,
                 card["source"]["topic"]["code"],
                 card["summary"],
                 card["detail"],
@@ -40,7 +52,9 @@ class Repeats:
             try:
                 new = self.shown.first_use(key, self.window)
             except CacheUnavailable:
-                new = True  # cannot tell: show it
+                new = True  # not known: show it, and say so (missed: the audit line and a metric)
+                if missed is not None:
+                    missed.append("repeat read")
             if new or hook == "order-select":
                 kept.append(card)
         return kept

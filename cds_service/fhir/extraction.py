@@ -79,8 +79,9 @@ class Extracted:
 
 
 def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One copy per type/id (the same resource may come under two prefetch keys); for versions,
-    the latest meta.versionId / lastUpdated wins."""
+    """One copy per type/id: the same resource may come under two prefetch keys, on two pages of a search, or
+    as two versions. Every copy is weighed (copy_rank): the copy that wins is the one the status policy then
+    reads, wherever it stood in the answer."""
     best: dict[tuple[str, str], dict[str, Any]] = {}
     anonymous = []
     for r in resources:
@@ -92,15 +93,36 @@ def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         key = (r["resourceType"], rid)
         old = best.get(key)
-        if old is None or _version(r) >= _version(old):  # versions compared only for a duplicate
+        if old is None or (old is not r and copy_rank(r) >= copy_rank(old)):  # ranked only for a duplicate
             best[key] = r
     return list(best.values()) + anonymous
 
 
-def _version(r: dict[str, Any]) -> tuple[str, str]:
+_COPY_STATUS = {  # among copies of one id: a retraction is final; an amendment or correction replaces the original
+    "entered-in-error": 5,
+    "cancelled": 4,
+    "amended": 3,
+    "corrected": 3,
+    "final": 2,
+    "appended": 2,
+    "preliminary": 1,
+    "registered": 0,
+}
+
+
+def copy_rank(r: dict[str, Any]) -> tuple[str, int, str, str]:
+    """Which of two copies of one id is the resource now: the later meta.versionId (when the server keeps
+    versions), then the status (entered-in-error > cancelled > amended/corrected > final > preliminary), then
+    the later meta.lastUpdated, then the later `issued`; a tie goes to the copy that came last."""
     meta: dict[str, Any] = r["meta"] if isinstance(r.get("meta"), dict) else {}
     v = str(meta.get("versionId", ""))
-    return (v.zfill(12) if v.isdigit() else v, str(meta.get("lastUpdated", "")))
+    issued = r.get("issued")
+    return (
+        v.zfill(12) if v.isdigit() else v,
+        _COPY_STATUS.get(str(r.get("status")), 2),
+        str(meta.get("lastUpdated", "")),
+        issued if isinstance(issued, str) else "",
+    )
 
 
 def medication_concept(resource: dict[str, Any], medications: dict[str, dict[str, Any]]) -> Any:

@@ -25,14 +25,34 @@ _EMAIL = re.compile(r"(?<=[A-Za-z0-9._+-])@(?=[A-Za-z0-9-]+\.)")
 FIELD_CAP = 500  # characters of one line of record-derived text on a card
 
 
+def one_line(text: str, cap: int = FIELD_CAP) -> str:
+    """Record text as one plain line for a terminal, a CSV cell or an HTML page that escapes it: no control
+    (a terminal's escape sequences, a newline that fakes a line), invisible or bidi characters, at most `cap`
+    characters."""
+    text = _SPACES.sub(" ", _INVISIBLE.sub("", text.replace("\n", " ").replace("\r", " "))).strip()
+    return text[: cap - 1].rstrip() + "…" if len(text) > cap else text
+
+
+_FORMULA = re.compile(r"^[=+\-@\t\r]")
+_HARMLESS = re.compile(r"^(?:-|-?\d+(?:\.\d+)?%?)$")  # a dash for "none", a negative number: no formula
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run: text that would start a formula (=, +, -, @, tab, CR) gets a
+    leading apostrophe (OWASP); numbers pass as numbers."""
+    if not isinstance(value, str):
+        return value
+    text = one_line(value)
+    if _HARMLESS.match(value):
+        return value
+    return "'" + text if _FORMULA.match(value) or _FORMULA.match(text) else text
+
+
 def inert(text: str, cap: int = FIELD_CAP) -> str:
     """Text that renders as exactly its characters in CommonMark/GFM with raw HTML on: one line, no invisible or
     bidi characters, HTML and Markdown escaped, no scheme or www. an autolinker would take, at most `cap`
     characters."""
-    text = _SPACES.sub(" ", _INVISIBLE.sub("", text.replace("\n", " ").replace("\r", " "))).strip()
-    if len(text) > cap:
-        text = text[: cap - 1].rstrip() + "…"
-    text = html.escape(text, quote=False)
+    text = html.escape(one_line(text, cap), quote=False)
     text = _MARKDOWN.sub(r"\\\1", text)
     text = _LEADING_BLOCK.sub(r"\\\1", text)
     text = _LEADING_NUMBER.sub(r"\1\\\2", text)

@@ -230,7 +230,6 @@ class FhirClient:
         """Fetch url and follow Bundle `next` links on the same server, up to max_pages."""
         result = FetchResult()
         seen: set[str] = set()
-        ids: set[tuple[str, str]] = set()
         next_url: str | None = url
         server = origin or url
         while next_url:
@@ -252,13 +251,9 @@ class FhirClient:
             if error:
                 result.error = error
                 break
-            for res in resources:  # a page overlap or a loop must not duplicate evidence
-                rid = res.get("id")
-                if isinstance(rid, str):
-                    if (res["resourceType"], rid) in ids:
-                        continue
-                    ids.add((res["resourceType"], rid))
-                result.resources.append(res)
+            # every copy of an id is kept (a page overlap, an amendment on a later page): the status policy weighs
+            # them all (fhir/extraction._dedupe), so an amended result on page 2 is not lost to page 1's original
+            result.resources.extend(resources)
         return result
 
 

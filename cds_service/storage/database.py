@@ -8,8 +8,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = "cds_service.storage:migrations"
@@ -22,11 +22,24 @@ def make_engine(database_url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
+    if url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 2}  # a server that does not answer must not hold a request
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs["poolclass"] = StaticPool  # one in-memory database shared by every thread
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine, "handle_error", _reopen_when_read_only)
+    return engine
+
+
+def _reopen_when_read_only(context: ExceptionContext) -> None:
+    """SQLite opens a file it may not write read-only, and a pooled connection stays so after the file becomes
+    writable (a volume mounted late, permissions fixed): "attempt to write a readonly database" is taken as a
+    disconnect, so the pool is emptied and the next use opens the file afresh."""
+    if "readonly database" in str(context.original_exception):
+        context.is_disconnect = True
 
 
 def migrate(engine: Engine, attempts: int = 3) -> None:

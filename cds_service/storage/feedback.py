@@ -38,6 +38,7 @@ feedback = Table(
     Column("override_comment", Text, nullable=True),
     Column("outcome_timestamp", String(40), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("issuer", String(300), nullable=True),  # who sent it (migration 0003)
 )
 
 
@@ -53,10 +54,11 @@ class FeedbackStore:
         self.engine: Engine = make_engine(database_url)
         self._created = False
 
-    def create_schema(self) -> None:
-        """Migrate the database to the newest schema (Alembic), once per process."""
+    def create_schema(self, attempts: int = 3) -> None:
+        """Migrate the database to the newest schema (Alembic), once per process; the request path asks for one
+        attempt (no waits between retries)."""
         if not self._created:
-            migrate(self.engine)
+            migrate(self.engine, attempts)
             self._created = True
 
     def _insert(self) -> Any:
@@ -65,8 +67,9 @@ class FeedbackStore:
             return postgresql.insert(feedback).on_conflict_do_nothing(index_elements=["entry_key"])
         return sqlite.insert(feedback).on_conflict_do_nothing(index_elements=["entry_key"])
 
-    def store(self, service_id: str, entries: list[dict[str, Any]]) -> int:
-        """Store entries; returns how many were new (repeats are ignored)."""
+    def store(self, service_id: str, entries: list[dict[str, Any]], issuer: str | None = None) -> list[dict[str, Any]]:
+        """Store entries; returns those that were new (a repeated entry is ignored, and is not returned: a replay
+        changes nothing)."""
         self.create_schema()
         now = datetime.now(timezone.utc)
         rows = []
@@ -86,12 +89,14 @@ class FeedbackStore:
                     "override_comment": reason.get("userComment"),
                     "outcome_timestamp": entry["outcomeTimestamp"],
                     "received_at": now,
+                    "issuer": issuer,
                 }
             )
-        new = 0
+        new = []
         with self.engine.begin() as conn:
-            for row in rows:
-                new += conn.execute(self._insert(), row).rowcount or 0
+            for entry, row in zip(entries, rows, strict=True):
+                if conn.execute(self._insert(), row).rowcount:
+                    new.append(entry)
         return new
 
     def entries(self, service_id: str | None = None) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
-"""First-use memories (the jti replay cache, cards already shown): in memory for one process,
-Redis when replicas must share them."""
+"""First-use memories (the jti replay cache, cards already shown): in a SQLite file shared by the workers of
+one host (the default), in memory for one process, Redis when replicas must share them."""
 
 from __future__ import annotations
 
 import heapq
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -143,9 +145,87 @@ class RedisFirstUse:
             return False
 
 
+class SqliteFirstUse:
+    """A SQLite file shared by every worker of the host: a token replayed to another worker, or to a worker
+    gunicorn started after recycling one, is known there (one INSERT ... ON CONFLICT per call, WAL journal,
+    one connection per thread, opened on first use). The epoch is written once, when the file is new: a
+    recycled or restarted worker keeps it, so it refuses nobody. Expired keys are deleted every PURGE_EVERY
+    calls of a process. Any SQLite error is CacheUnavailable (the jti check fails closed)."""
+
+    PURGE_EVERY = 2000
+
+    def __init__(self, path: str, namespace: str = "jti") -> None:
+        self.path = path
+        self._ns = namespace + ":"
+        self._local = threading.local()
+        self._epoch: float | None = None
+        self._calls = 0
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():  # never a connection across a fork
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS first_use (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID"
+            )
+            conn.execute("CREATE TABLE IF NOT EXISTS site (name TEXT PRIMARY KEY, value REAL NOT NULL)")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def first_use(self, key: str, ttl_seconds: int) -> bool:
+        now = time.time()
+        try:
+            conn = self._conn()
+            cur = conn.execute(
+                "INSERT INTO first_use VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET expires = excluded.expires"
+                " WHERE first_use.expires <= ?",
+                (self._ns + key, now + max(1, ttl_seconds), now),
+            )
+            self._calls += 1
+            if self._calls % self.PURGE_EVERY == 0:
+                conn.execute("DELETE FROM first_use WHERE expires <= ?", (now,))
+            return cur.rowcount == 1
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
+
+    def epoch(self) -> float:
+        if self._epoch is None:
+            try:
+                conn = self._conn()
+                conn.execute("INSERT OR IGNORE INTO site VALUES ('epoch', ?)", (time.time(),))
+                self._epoch = float(conn.execute("SELECT value FROM site WHERE name = 'epoch'").fetchone()[0])
+            except (sqlite3.Error, TypeError) as exc:
+                raise CacheUnavailable(type(exc).__name__) from exc
+        return self._epoch
+
+    def __len__(self) -> int:
+        """Unexpired keys of this namespace."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM first_use WHERE key >= ? AND key < ? AND expires > ?",
+                (self._ns, self._ns[:-1] + ";", time.time()),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def ping(self) -> bool:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+
 def from_url(url: str, namespace: str = "jti", max_entries: int = 200_000) -> FirstUseMemory:
     """The jti cache (refuses when full of unexpired tokens), or another first-use memory under its own
-    namespace (forgets its oldest key when full)."""
+    namespace (forgets its oldest key when full): sqlite:///path (the workers of one host), redis://
+    (replicas), memory:// (one process)."""
     if url.startswith(("redis://", "rediss://")):
         return RedisFirstUse(url, namespace)
+    if url.startswith("sqlite:///"):
+        return SqliteFirstUse(url.removeprefix("sqlite:///"), namespace)
     return MemoryFirstUse(max_entries=max_entries, refuse_when_full=namespace == "jti")

@@ -11,6 +11,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, and_, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+
+from cds_service.storage.tenancy import KEY_VERSION_ID_ONLY, KEY_VERSION_TENANT, PatientKey
 
 log = logging.getLogger("her2_cds.ledger")
 meta = MetaData()
@@ -37,6 +40,8 @@ ledger = Table(
     Column("held_back", String(20)),
     Column("patient_hash", String(64)),
     Column("evidence_digest", String(64)),
+    Column("patient_key_version", Integer),  # what patient_hash covers (storage/tenancy.py; migration 0003)
+    Column("fhir_server", String(500)),
 )
 snoozes = Table(
     "cds_snooze",
@@ -49,12 +54,17 @@ snoozes = Table(
     Column("created_at", DateTime(timezone=True)),
     Column("until", DateTime(timezone=True)),
     Column("evidence_digest", String(64)),
+    Column("patient_key_version", Integer),
+    Column("issuer", String(300)),
 )
 site = Table("cds_site", meta, Column("name", String(40), primary_key=True), Column("value", String(200)))
 QUEUE_SIZE = 10_000
 BATCH_SIZE = 200
 LINGER_SECONDS = 0.05  # the writer waits this long for more cards: one transaction per batch, not one per card
 EXIT_FLUSH_SECONDS = 5.0  # at exit, what is queued is written, for at most this long
+# after a failed read on the request path, the database is not asked again for this long: snoozes are then "not
+# known" at once (cards go out) instead of each request waiting on a connection that will fail
+HOT_PATH_PAUSE_SECONDS = 2.0
 
 
 @dataclass
@@ -71,7 +81,9 @@ class Entry:
     pathways: str | None = None
     client: str | None = None
     held_back: str | None = None  # None: returned; "repeat" | "snooze" | "shadow"
-    patient_hash: str | None = None
+    patient_hash: str | None = None  # of the PatientKey (issuer, FHIR server, patient id)
+    patient_key_version: int | None = KEY_VERSION_TENANT
+    fhir_server: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -97,6 +109,7 @@ class Ledger:
         self._thread_lock = threading.Lock()
         self._exit_hook = False
         self._wake = threading.Event()  # set by a flush: the writer stops waiting for more cards
+        self._paused_until = 0.0  # the request path does not ask the database before this (monotonic) time
 
     # --- the patient hash
     def _secret(self) -> bytes:
@@ -117,6 +130,24 @@ class Ledger:
             )
             return str(conn.execute(select(site.c.value).where(site.c.name == "patient_key")).scalar()).encode()
 
+    def _paused(self, what: str) -> bool:
+        """True while the request path leaves the database alone after a failure (the miss is counted)."""
+        if time.monotonic() < self._paused_until:
+            self._on_miss(what)
+            return True
+        return False
+
+    def _pause(self, what: str, exc: Exception) -> None:
+        if time.monotonic() >= self._paused_until:  # said once per outage, not once per request
+            log.warning(
+                "card ledger %s failed: %s; snoozes are not known (cards go out) for the next %.0f s",
+                what,
+                type(exc).__name__,
+                HOT_PATH_PAUSE_SECONDS,
+            )
+        self._paused_until = time.monotonic() + HOT_PATH_PAUSE_SECONDS
+        self._on_miss(what)
+
     def load_key(self) -> bool:
         """Read (or make) the patient key now, at start, rather than on the first card; a database down at start
         is not an error here (the first card retries, and counts a miss if it fails)."""
@@ -126,13 +157,17 @@ class Ledger:
         except Exception:  # noqa: BLE001 - start-up must not fail on the database; first use says it
             return False
 
-    def patient_hash(self, patient_id: str) -> str | None:
-        if not patient_id:
+    def patient_hash(self, patient: PatientKey) -> str | None:
+        """The keyed hash of one patient of one EHR (None without a patient id, or without the key)."""
+        return self._hash(patient.canonical()) if patient.patient_id else None
+
+    def _hash(self, data: bytes) -> str | None:
+        if self._key is None and self._paused("patient key"):
             return None
         try:
-            return hmac.new(self._secret(), patient_id.encode(), hashlib.sha256).hexdigest()
+            return hmac.new(self._secret(), data, hashlib.sha256).hexdigest()
         except Exception as exc:  # noqa: BLE001 - no key, no hash: the card still goes out
-            self._miss("patient key", exc)
+            self._pause("patient key", exc)
             return None
 
     # --- writing
@@ -207,16 +242,27 @@ class Ledger:
         log.warning("card ledger %s failed: %s", what, type(exc).__name__)
 
     # --- snoozes
-    def snoozed(self, patient_hash: str | None, topic: str, evidence_digest: str, now: datetime | None = None) -> bool:
+    def snoozed(self, patient: PatientKey, topic: str, evidence_digest: str, now: datetime | None = None) -> bool:
         """A snooze covers this patient and topic: time-bound and unexpired, or bound to the evidence, which has
-        not changed. Failing open: a snooze that cannot be read holds nothing back."""
-        if not patient_hash:
+        not changed. A snooze made before tenancy (its hash covers the patient id alone) covers the patient only
+        for the issuer whose override made it. Failing open: a snooze that cannot be read holds nothing back."""
+        tenant_hash = self.patient_hash(patient)
+        if not tenant_hash:
             return False
+        legacy_hash = self._hash(patient.patient_id.encode())
         now = now or datetime.now(timezone.utc)
+        whose = or_(
+            and_(snoozes.c.patient_hash == tenant_hash, snoozes.c.patient_key_version == KEY_VERSION_TENANT),
+            and_(
+                snoozes.c.patient_hash == legacy_hash,
+                snoozes.c.patient_key_version == KEY_VERSION_ID_ONLY,
+                snoozes.c.issuer == (patient.issuer or None),
+            ),
+        )
         query = (
             select(snoozes.c.id)
             .where(
-                snoozes.c.patient_hash == patient_hash,
+                whose,
                 snoozes.c.topic == topic,
                 or_(
                     and_(snoozes.c.until.is_not(None), snoozes.c.until > now),
@@ -225,17 +271,30 @@ class Ledger:
             )
             .limit(1)
         )
+        if self._paused("snooze read"):
+            return False
         try:
             self._ensure()
             with self.engine.connect() as conn:
                 return conn.execute(query).first() is not None
-        except Exception as exc:  # noqa: BLE001
-            self._miss("snooze read", exc)
+        except Exception as exc:  # noqa: BLE001 - not known: the card goes out
+            self._pause("snooze read", exc)
             return False
 
-    def snooze_from_feedback(self, entries: list[dict[str, Any]], rules: dict[str, dict[str, Any]]) -> int:
-        """An override whose reason has a snooze rule quiets the same topic for the same patient. Only info
-        cards are snoozed: a warning or a critical card always comes back. Returns the snoozes made."""
+    def issuers_of(self, card_uuids: list[str]) -> dict[str, str | None]:
+        """The issuer each recorded card was issued to (cards not recorded are absent)."""
+        self._ensure()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ledger.c.card_uuid, ledger.c.client).where(ledger.c.card_uuid.in_(card_uuids)))
+            return {r.card_uuid: r.client for r in rows}
+
+    def snooze_from_feedback(
+        self, entries: list[dict[str, Any]], rules: dict[str, dict[str, Any]], issuer: str | None = None
+    ) -> int:
+        """An override whose reason has a snooze rule quiets the same topic for the same patient of the same EHR.
+        Only info cards are snoozed (a warning or a critical card always comes back), only by the issuer the card
+        was issued to, and once per card: a replayed or repeated override neither stacks nor prolongs it.
+        Returns the snoozes made."""
         made = 0
         for entry in entries:
             code = ((entry.get("overrideReason") or {}).get("reason") or {}).get("code")
@@ -244,22 +303,28 @@ class Ledger:
                 continue
             with self.engine.begin() as conn:
                 card = conn.execute(select(ledger).where(ledger.c.card_uuid == entry["card"])).first()
-                if card is None or card.indicator != "info" or not card.patient_hash:
+                if card is None or card.indicator != "info" or not card.patient_hash or card.client != issuer:
                     continue
                 now = datetime.now(timezone.utc)
                 until = now + timedelta(days=int(rule["days"])) if rule.get("days") else None
-                conn.execute(
-                    _insert(self.engine, snoozes).values(
-                        patient_hash=card.patient_hash,
-                        topic=card.topic,
-                        reason_code=code,
-                        card_uuid=entry["card"],
-                        created_at=now,
-                        until=until,
-                        evidence_digest=card.evidence_digest if rule.get("until_evidence_changes") else None,
-                    )
+                made += (
+                    conn.execute(
+                        _insert(self.engine, snoozes)
+                        .values(
+                            patient_hash=card.patient_hash,
+                            patient_key_version=card.patient_key_version or KEY_VERSION_ID_ONLY,
+                            issuer=card.client,
+                            topic=card.topic,
+                            reason_code=code,
+                            card_uuid=entry["card"],
+                            created_at=now,
+                            until=until,
+                            evidence_digest=card.evidence_digest if rule.get("until_evidence_changes") else None,
+                        )
+                        .on_conflict_do_nothing(index_elements=["card_uuid"])
+                    ).rowcount
+                    or 0
                 )
-                made += 1
         return made
 
     def purge_in_background(self, retention_days: int) -> None:

@@ -309,7 +309,7 @@ class Verifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti is not a string")
-        if claims["iat"] < math.floor(self.replay.epoch()):
+        if claims["iat"] + self.leeway < math.floor(self.replay.epoch()):  # an EHR's clock may lag by the leeway
             raise CacheForgot("issued before the replay cache started")
         ttl = int(claims["exp"] - now) + self.leeway + 1
         key_id = hashlib.sha256(json.dumps([iss, jti]).encode()).hexdigest()

@@ -4,6 +4,7 @@ health, readiness and metrics. Authentication is the Blueprint's gate (web/auth.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g
 
@@ -106,6 +107,10 @@ def _invoke(state: AppState, service_id: str, explain: bool) -> Response:
         metrics.cards.labels(service=service_id, topic=topic).inc()
     if outcome.held_back:
         g.log["held_back"] = outcome.held_back
+    if outcome.missed:
+        g.log["not_known"] = outcome.missed
+        for what in outcome.missed:
+            metrics.ledger_misses.labels(what=what).inc()
     for topic, why in outcome.held_topics:
         metrics.held_back.labels(service=service_id, topic=topic, why=why).inc()
     if explain:
@@ -124,28 +129,42 @@ def feedback(service_id: str) -> Response:
     problems = contracts.check_feedback(body)
     if problems:
         return error(400, "invalid feedback", problems)
+    issuer = getattr(g, "client", None)
+    snooze_rules = state.settings.cards["snooze"]
     try:
-        new = state.store.store(service_id, body["feedback"])
+        if state.ledger is not None:
+            state.ledger.flush()  # the card this feedback is about may still be in the writer's queue
+            foreign = _cards_of_another_issuer(state, body["feedback"], issuer)
+            if foreign:
+                g.log["feedback_refused"] = foreign
+                return error(403, f"{foreign} card(s) of this feedback were not issued to this client; nothing stored")
+        new = state.store.store(service_id, body["feedback"], issuer)
     except Exception as exc:  # noqa: BLE001 - the database is down: say so, lose nothing silently
         # the class only: a driver's message or a traceback could carry the clinician's comment
         logging.getLogger("her2_cds").error("feedback could not be stored: %s", type(exc).__name__)
         resp = error(503, "feedback could not be stored; retry later")
         resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return resp
-    for entry in body["feedback"]:
+    for entry in new:
         state.metrics.feedback.labels(service=service_id, outcome=entry["outcome"]).inc()
-    g.log["feedback_new"] = new
-    snooze_rules = state.settings.cards["snooze"]
-    if state.ledger is not None and snooze_rules:
+    g.log["feedback_new"] = len(new)
+    if state.ledger is not None and snooze_rules and new:  # a replay is not new: it changes nothing
         try:
-            state.ledger.flush()  # the card this feedback is about may still be in the writer's queue
-            made = state.ledger.snooze_from_feedback(body["feedback"], snooze_rules)
+            made = state.ledger.snooze_from_feedback(new, snooze_rules, issuer)
             if made:
                 g.log["snoozed"] = made
         except Exception as exc:  # noqa: BLE001 - the feedback is stored; the snooze is a convenience
             logging.getLogger("her2_cds").error("snooze could not be stored: %s", type(exc).__name__)
             state.metrics.ledger_misses.labels(what="snooze write").inc()
     return json_response({})
+
+
+def _cards_of_another_issuer(state: AppState, entries: list[dict[str, Any]], issuer: str | None) -> int:
+    """How many of the cards feedback is about were issued to another client (by the ledger): one EHR may not
+    speak for another's cards, nor snooze another's patient."""
+    assert state.ledger is not None
+    issued = state.ledger.issuers_of(list({e["card"] for e in entries}))
+    return sum(1 for who in issued.values() if who != issuer)
 
 
 @bp.get("/healthz")

@@ -56,7 +56,10 @@ def build_state(settings: Settings) -> AppState:
     ledger = None
     if ledger_cfg["enabled"]:
         ledger = Ledger(
-            store.engine, ledger_cfg, lambda what: metrics.ledger_misses.labels(what=what).inc(), store.create_schema
+            store.engine,
+            ledger_cfg,
+            lambda what: metrics.ledger_misses.labels(what=what).inc(),
+            lambda: store.create_schema(attempts=1),
         )
         ledger.purge_in_background(int(ledger_cfg["retention_days"]))
     return AppState(

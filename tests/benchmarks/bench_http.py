@@ -12,7 +12,8 @@
   result on every request, so no request's chart was seen before (the facts are derived afresh; only the new
   result is validated, the others' verdicts are cached).
 - wrk with 1 and 16 connections, service and baseline interleaved, repeated; the spread is reported.
-- Both with worker recycling off (`--max-requests 0`), so the RSS figures are of the same two workers.
+- Both with worker recycling off by default, so the RSS figures are of the same two workers; `--max-requests N`
+  recycles each worker every N requests (tokens issued before a worker started must still be accepted).
 - First, once every worker of both servers has stopped using CPU (started and warmed up): two charts never seen,
   the first requests of fresh workers. Then: microseconds per resource at 1k, 5k and 20k resources; the
   RSS of each worker before and after the runs.
@@ -157,11 +158,11 @@ def wrk(base: str, body: Path, tokens: Path, seconds: int, connections: int) -> 
     return parse_wrk(out)
 
 
-def _gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _gunicorn(app: str, port: int, env: dict[str, str], max_requests: int = 0) -> subprocess.Popen[bytes]:
     env = {**env, "HER2_CDS_BIND": f"127.0.0.1:{port}", "HER2_CDS_WORKERS": "2", "HER2_CDS_THREADS": "4"}
-    # no worker recycling (the shipped max_requests is 10,000): a recycled worker would hide RSS growth, and
-    # its closing keep-alive connections count as wrk read errors
-    env["GUNICORN_CMD_ARGS"] = "--max-requests 0"
+    # by default no worker recycling (the shipped max_requests is 10,000): a recycled worker would hide RSS growth;
+    # --max-requests N recycles every N requests (a recycled worker must refuse no token issued before it started)
+    env["GUNICORN_CMD_ARGS"] = f"--max-requests {max_requests} --max-requests-jitter {max_requests // 20}"
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:cds_service.gunicorn_conf", app],
@@ -242,6 +243,7 @@ def main() -> None:
         "result per request, so no request's chart was seen before",
     )
     ap.add_argument("--scale", default="1000,5000,20000", help="resources per request for the per-resource cost")
+    ap.add_argument("--max-requests", type=int, default=0, help="recycle each worker after N requests (0: never)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -251,7 +253,7 @@ def main() -> None:
     cfg = {
         "public_base_url": PUBLIC,
         "auth": {"required": True, "issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]},
-        "storage": {"database_url": f"sqlite:///{tmp}/bench.db"},
+        "storage": {"database_url": f"sqlite:///{tmp}/bench.db", "cache_url": f"sqlite:///{tmp}/replay.db"},
         "limits": {"max_body_bytes": 60_000_000},
         "logging": {"level": "WARNING"},
     }
@@ -259,8 +261,8 @@ def main() -> None:
     env = {**os.environ, "HER2_CDS_CONFIG": str(tmp / "bench.yaml")}
     sport, bport = _port(), _port()
     service, baseline = (
-        _gunicorn("cds_service.wsgi:app", sport, env),
-        _gunicorn("tests.benchmarks.baseline_app:app", bport, env),
+        _gunicorn("cds_service.wsgi:app", sport, env, args.max_requests),
+        _gunicorn("tests.benchmarks.baseline_app:app", bport, env, args.max_requests),
     )
     sbase, bbase = f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}"
     tokens = Tokens(key, tmp)
