@@ -40,6 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("local value set %s adds %d codes or terms to %s", extra.path, extra.added, extra.value_set)
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
+        from cds_service.startup import refusal_to_serve
+
+        refusal = refusal_to_serve(settings)
+        if refusal:
+            log.critical("refusing to start: %s", refusal)
+            return 2
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
         return _gunicorn(lambda: _tuned(serving_app(settings)), args, metrics_dir)
     log.warning(

@@ -57,8 +57,20 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
         lines.append(
             (
                 "WARNING",
-                "public_base_url is not set: the JWT audience is taken from each "
-                "request's Host header; set it in production",
+                "!!! public_base_url is not set: the JWT audience is taken from each request's Host header, which "
+                "the caller chooses; development only (a production start refuses it) !!!",
             )
         )
     return lines
+
+
+def refusal_to_serve(settings: Settings) -> str | None:
+    """Why a production start (gunicorn: the Docker image, `serve --workers N`) must not run, or None. Development
+    modes (`--dev`, HER2_CDS_DEV=1, authentication off) may guess the public URL, loudly (banner)."""
+    if settings.dev_mode or not settings.auth["required"] or settings["public_base_url"]:
+        return None
+    return (
+        "public_base_url is not set: every token's audience would be taken from the Host header the caller "
+        "chooses. Set public_base_url to the URL EHRs call (e.g. https://cds.example.org), or start in "
+        "development mode (--dev, HER2_CDS_DEV=1)"
+    )

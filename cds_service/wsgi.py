@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from cds_service.config import load
 from cds_service.logs import configure
 from cds_service.process import tune_server_process
+from cds_service.startup import refusal_to_serve
 from cds_service.web.app import serving_app
 
 settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
 configure(settings["logging"]["level"])
+_refusal = refusal_to_serve(settings)
+if _refusal:
+    logging.getLogger("her2_cds").critical("refusing to start: %s", _refusal)
+    print(f"her2-cds: refusing to start: {_refusal}", file=sys.stderr, flush=True)
+    raise SystemExit(3)  # gunicorn's WORKER_BOOT_ERROR: the master stops instead of starting the worker again
 app = serving_app(settings)
 tune_server_process()

@@ -119,7 +119,12 @@ def test_docker_files_point_at_real_parts(tmp_path):
         f"import importlib; c = importlib.import_module({conf!r}); w = importlib.import_module({module!r}); "
         f"assert c.bind and c.workers >= 1 and callable(getattr(w, {attr!r}))"
     )
-    subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("HER2_CDS_CONFIG", "HER2_CDS_DEV")}
+    bare = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert bare.returncode == 3 and "refusing to start: public_base_url is not set" in bare.stderr  # no config
+    (tmp_path / "min.yaml").write_text("public_base_url: https://cds.example.org\n")
+    env["HER2_CDS_CONFIG"] = str(tmp_path / "min.yaml")
+    subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, timeout=60)
     # the default SQLite file lands in the working directory, which must be the service user's /data
     assert (tmp_path / "her2-cds.db").exists()
     assert dockerfile.index("WORKDIR /data") > dockerfile.index("USER cds")

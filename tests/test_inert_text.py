@@ -113,3 +113,67 @@ def test_hostile_record_text_is_inert_in_every_card_field(app, payload, hook):
                 for note in (action.get("resource") or {}).get("note", []):
                     rendered = RENDER.render(note["text"])
                     assert not re.search(r"<(?:a|img|script|h[1-6]|em)\b", rendered)
+
+
+# ---- the way an EHR shows cards: rendered with raw HTML on, in Debian's chromium
+
+SCRIPTED = [  # payloads that would tell: a canary set by script, a dialog, a request
+    "<img src=x onerror=\"window.__ran=1;fetch('https://tracker.example/onerror')\">",
+    '<svg onload="window.__ran=2"></svg>',
+    "<script>window.__ran=3</script>",
+    '<a href="javascript:window.__ran=4">click</a>',
+    "[link](javascript:window.__ran=5) ![pixel](https://tracker.example/md.png)",
+    '<iframe src="https://tracker.example/frame"></iframe>',
+    '<style>@import url("https://tracker.example/css");</style>',
+    "https://tracker.example/autolink www.tracker.example",
+    '<details open ontoggle="window.__ran=6">x</details>',
+    "`code` <em>em</em> ## heading\n# heading\n> quote",
+]
+
+
+def test_every_card_of_the_hostile_corpus_runs_and_fetches_nothing_in_chromium(app, tmp_path):
+    import html as html_lib
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    browser_dir = Path(__file__).resolve().parent / "browser"
+    ready = (
+        shutil.which("node")
+        and Path("/usr/bin/chromium").exists()
+        and (browser_dir / "node_modules" / "playwright-core").exists()
+    )
+    if not ready:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs node, Debian's chromium and tests/browser/node_modules (.ci/run installs them)")
+        pytest.skip("chromium / playwright-core not installed here (runs under CI)")
+    parts = []
+    for payload in PAYLOADS + SCRIPTED:
+        for hook in ("patient-view", "order-sign"):
+            for card in _cards(app, payload, hook):
+                pieces = [RENDER.render(card["summary"]), RENDER.render(card["detail"])]
+                for s in card.get("suggestions", []):
+                    pieces.append(RENDER.render(s["label"]))
+                    for action in s["actions"]:
+                        pieces.append(RENDER.render(action.get("description", "")))
+                        pieces += [RENDER.render(n["text"]) for n in (action.get("resource") or {}).get("note", [])]
+                pieces += [RENDER.render(link["label"]) for link in card.get("links", [])]
+                parts.append('<div class="card">' + "".join(pieces) + "</div>")
+    page = tmp_path / "cards.html"
+    page.write_text(
+        "<!doctype html><meta charset=utf-8><title>cards</title>"
+        f'<div id="cards">{"".join(parts)}</div><p hidden>{html_lib.escape("end")}</p>',
+        "utf-8",
+    )
+    run = subprocess.run(
+        ["node", "check_cards.mjs", str(page)], cwd=browser_dir, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout)
+    assert seen["cards"] >= 2 * len(PAYLOADS + SCRIPTED)
+    assert seen["requests"] == ["file://" + str(page)], seen["requests"]  # nothing fetched
+    assert seen["dialogs"] == [] and seen["ran"] is None  # nothing ran
+    assert seen["forbidden"] == [] and seen["handlers"] == []  # no link, image, heading or emphasis from data
+    assert set(seen["strong"]) <= OWN_STRONG

@@ -202,3 +202,17 @@ def test_slow_clients_starve_gunicorn_alone_but_not_behind_the_shipped_nginx(ser
     assert attack.dropped >= HEADER_TRICKLERS
     log = (conf_dir / "access.log").read_text()
     assert '"status":408' in log and '"path":"/cds-services/her2-order-select"' in log
+
+
+@pytest.mark.parametrize("kb", [8, 12, 16])
+def test_tokens_of_8_to_16_kb_work_end_to_end_behind_the_shipped_nginx(service, proxy, make_token, kb):
+    """An EHR's JWT with a long x5c chain in its header (ignored: the issuer's keys are pinned): nginx and gunicorn
+    both take the header; the hook call answers 200."""
+    nginx_port, _ = proxy
+    token = make_token(PUBLIC + PATH, headers={"x5c": ["A" * (kb * 1024 * 3 // 4)]})
+    assert kb * 1024 <= len(token) < (kb + 1) * 1024
+    body = hook_request("order-select", prefetch=prefetch_from(patients.bell()))
+    resp = requests.post(
+        f"http://127.0.0.1:{nginx_port}{PATH}", json=body, timeout=10, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status_code == 200, resp.text[:200]

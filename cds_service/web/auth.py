@@ -37,11 +37,11 @@ def operator_only(view: F) -> F:
 def gate() -> Response | None:
     """The Blueprint's before_request: None lets the route run; a Response answers instead of it."""
     view = current_app.view_functions.get(request.endpoint or "")
-    if request.method == "OPTIONS" or getattr(view, "public", False):
-        return None
     state = app_state(current_app)
     if getattr(view, "operator_only", False) and not _operator(state):
-        return error(404, "not found")
+        return error(404, "not found")  # in every method, OPTIONS included: for others the route does not exist
+    if request.method == "OPTIONS" or getattr(view, "public", False):
+        return None
     service_id = (request.view_args or {}).get("service_id")
     if service_id is not None and service_id not in state.services:
         return error(404, f"no CDS service with id '{service_id[:100]}'")

@@ -9,7 +9,8 @@ from typing import Any
 
 import msgspec
 import orjson
-from flask import Response, request
+from flask import Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from cds_service import contracts
 
@@ -59,7 +60,14 @@ def _raw_body() -> bytes:
     ctype = (request.mimetype or "").lower()
     if ctype and ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise BadBody(f"Content-Type must be application/json, not {ctype[:60]}")
-    raw = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit and request.environ.get("wsgi.input_terminated"):
+        # a chunked body: Werkzeug would stop reading at the limit and hand over the cut body; read one byte more
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise RequestEntityTooLarge()
+    else:
+        raw = request.get_data(cache=False)
     if not raw:
         raise BadBody("the request body is empty; a JSON object is required")
     return raw

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, request
 
 from cds_service import contracts
 from cds_service.gather.gathering import MissingPrefetch
@@ -43,11 +43,18 @@ def invoke(service_id: str) -> Response:
     return _invoke(_state(), service_id, explain=False)
 
 
-@bp.post("/cds-services/<service_id>/explain")
+@bp.route(
+    "/cds-services/<service_id>/explain",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    provide_automatic_options=False,
+)
 @operator_only
 def explain(service_id: str) -> Response:
     """The cards plus why: facts, verdicts, unmatched codings. For operators only: it needs the usual JWT and the
-    operator token (X-HER2-CDS-Operator) whose SHA-256 is configured; otherwise it does not exist."""
+    operator token (X-HER2-CDS-Operator) whose SHA-256 is configured; otherwise it does not exist, in any method
+    (every method is routed here so that the gate answers 404 before Flask could answer 405 or OPTIONS)."""
+    if request.method != "POST":
+        return error(405, f"method {request.method} not allowed here")
     return _invoke(_state(), service_id, explain=True)
 
 
