@@ -44,6 +44,22 @@ def serve_workers(
     return subprocess.Popen(argv, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
 
 
+def wait_up(base: str, seconds: float = 30.0, path: str = "/healthz", what: str = "the service") -> None:
+    """Wait until GET base+path answers 200 (a server this test started), or fail saying what did not start."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(base + path, timeout=3).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not answer {path} within {seconds:.0f} s")
+        time.sleep(0.1)
+
+
 def _wait_accepting(port: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while True:

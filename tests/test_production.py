@@ -20,7 +20,7 @@ import yaml
 from .conftest import TEST_ISS
 from .fixtures import patients
 from .helpers import hook_request, prefetch_from
-from .own_servers import serve_workers
+from .own_servers import serve_workers, wait_up
 
 PUBLIC = "https://cds.prod.example"
 
@@ -61,16 +61,8 @@ def two_instances(tmp_path: Path, pg_url, redis_url, jwks):
             )
         )
         urls.append(f"http://127.0.0.1:{port}")
-    deadline = time.time() + 30
     for url in urls:
-        while True:
-            try:
-                if requests.get(f"{url}/readyz", timeout=3).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.time() < deadline, "gunicorn did not become ready"
-            time.sleep(0.2)
+        wait_up(url, path="/readyz", what="gunicorn")
     yield urls
     for p in procs:
         p.terminate()
@@ -131,14 +123,7 @@ def test_feedback_burst_right_after_serve_workers_2_starts_on_postgresql(tmp_pat
     proc = serve_workers(str(path), port, tmp_path)
     url = f"http://127.0.0.1:{port}/cds-services/her2-order-select/feedback"
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except requests.RequestException:
-                assert time.time() < deadline, "serve --workers 2 did not start"
-                time.sleep(0.1)
+        wait_up(f"http://127.0.0.1:{port}", what="serve --workers 2")
         cards = [str(uuid.uuid4()) for _ in range(40)]
 
         audience = PUBLIC + "/cds-services/her2-order-select/feedback"

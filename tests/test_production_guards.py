@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from cds_service.web.app import create_app
 from .conftest import PUBLIC_BASE, TEST_ISS
 from .fixtures import patients
 from .helpers import hook_request, prefetch_from
-from .own_servers import free_port, serve_workers
+from .own_servers import free_port, serve_workers, wait_up
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 EXPLAIN = "/cds-services/her2-patient-view/explain"
@@ -80,14 +79,7 @@ def gunicorn_service(tmp_path: Path, jwks):
     }
     (tmp_path / "svc.yaml").write_text(yaml.safe_dump(cfg))
     proc = serve_workers(tmp_path / "svc.yaml", port, tmp_path)
-    deadline = time.time() + 30
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            break
-        except requests.RequestException:
-            assert time.time() < deadline, "serve --workers 2 did not start"
-            time.sleep(0.1)
+    wait_up(f"http://127.0.0.1:{port}", what="serve --workers 2")
     yield port
     proc.terminate()
     proc.wait(timeout=20)

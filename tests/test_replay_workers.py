@@ -4,7 +4,6 @@ directory), real sockets, a fresh connection per request so that every worker an
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import requests
 import yaml
 
 from .conftest import PUBLIC_BASE, TEST_ISS
-from .own_servers import free_port, serve_workers
+from .own_servers import free_port, serve_workers, wait_up
 
 PATH = "/cds-services"
 
@@ -32,15 +31,7 @@ def served(tmp_path: Path, jwks):
         proc = serve_workers(path, port, tmp_path, out, workers=4, HER2_CDS_MAX_REQUESTS=str(max_requests))
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 40
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.time() < deadline, "serve --workers 4 did not start"
-            time.sleep(0.1)
+        wait_up(base, 40, what="serve --workers 4")
         return base
 
     yield start

@@ -23,7 +23,7 @@ import yaml
 from .conftest import TEST_ISS
 from .fixtures import patients
 from .helpers import hook_request, prefetch_from
-from .own_servers import free_port, serve_workers
+from .own_servers import free_port, serve_workers, wait_up
 
 PUBLIC = "https://cds.slow.example"
 NGINX_DIR = Path(__file__).resolve().parent.parent / "docker" / "nginx"
@@ -111,14 +111,7 @@ def service(tmp_path: Path, jwks):
     }
     (tmp_path / "svc.yaml").write_text(yaml.safe_dump(cfg))
     proc = serve_workers(str(tmp_path / "svc.yaml"), port, tmp_path)
-    deadline = time.time() + 30
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            break
-        except requests.RequestException:
-            assert time.time() < deadline, "serve --workers 2 did not start"
-            time.sleep(0.1)
+    wait_up(f"http://127.0.0.1:{port}", what="serve --workers 2")
     yield port
     proc.terminate()
     proc.wait(timeout=20)

@@ -220,19 +220,25 @@ def test_a_fhir_server_spelled_to_escape_is_never_called(settings_factory, fhir_
     assert fhir_server.log() == []
 
 
-def test_a_next_link_to_another_tenant_of_the_same_host_is_not_followed(settings_factory, fhir_server):
-    """Two tenants of one FHIR host, both on the allow-list: a page of tenant A's answer never takes A's
-    token to tenant B."""
-    patient = {"resourceType": "Patient", "id": "p1"}
-    conditions = [
+PATIENT = {"resourceType": "Patient", "id": "p1"}
+
+
+def _conditions(n: int) -> list[dict]:
+    return [
         {
             "resourceType": "Condition",
             "id": f"c{i}",
             "subject": {"reference": "Patient/p1"},
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]},
         }
-        for i in range(5)
+        for i in range(n)
     ]
+
+
+def test_a_next_link_to_another_tenant_of_the_same_host_is_not_followed(settings_factory, fhir_server):
+    """Two tenants of one FHIR host, both on the allow-list: a page of tenant A's answer never takes A's
+    token to tenant B."""
+    patient, conditions = PATIENT, _conditions(5)
     fhir_server.reset([patient, *conditions], page_size=2, next="sibling")
     app = _app(settings_factory, [f"{fhir_server.base}/tenant-a", f"{fhir_server.base}/tenant-other"])
     prefetch = {k: v for k, v in empty_prefetch().items() if k != "conditions"}
@@ -244,16 +250,7 @@ def test_a_next_link_to_another_tenant_of_the_same_host_is_not_followed(settings
 
 
 def test_pages_under_the_same_tenant_are_followed(settings_factory, fhir_server):
-    patient = {"resourceType": "Patient", "id": "p1"}
-    conditions = [
-        {
-            "resourceType": "Condition",
-            "id": f"c{i}",
-            "subject": {"reference": "Patient/p1"},
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]},
-        }
-        for i in range(5)
-    ]
+    patient, conditions = PATIENT, _conditions(5)
     fhir_server.reset([patient, *conditions], page_size=2)
     app = _app(settings_factory, [f"{fhir_server.base}/tenant-a"])
     prefetch = {k: v for k, v in empty_prefetch().items() if k != "conditions"}

@@ -2,14 +2,10 @@
 // (playwright-core) and prints what happened: every network request, every dialog, whether any script set the
 // canary window.__ran, console errors, and which elements data could have made inside the cards.
 // Usage: node check_cards.mjs /abs/path/cards.html
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [, , file] = process.argv;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   const requests = [];

@@ -2,14 +2,10 @@
 // sees: every chart bar with its numbers and drawn height, every table's cells, the totals, and each network
 // request the page made (a self-contained page makes none but its own file).
 // Usage: node check_report.mjs /abs/path/report.html /abs/path/screenshot.png
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [, , file, shot] = process.argv;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   const requests = [];
