@@ -8,6 +8,7 @@ ERBB2 by sequencing, unresectable disease and a line running into the advanced s
 from __future__ import annotations
 
 import base64
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from cds_service.cards.render import render
 from cds_service.config import shipped_defaults
 from cds_service.facts.derive import Facts, derive
-from cds_service.facts.label import DOSE_LEVELS, ILD_TABLE, LABEL_REVISION, one_level_below
+from cds_service.facts.label import DOSE_LEVELS, ILD_TABLE, LABEL_REVISION, ild_table_lines, one_level_below
 from cds_service.fhir.terminology import load_terminology
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
@@ -517,3 +518,153 @@ def test_an_adjuvant_aromatase_inhibitor_running_into_the_metastatic_setting_cou
     [letrozole] = [ln for ln in f.therapy.lines if "letrozole" in ln.drugs]
     assert letrozole.setting == "metastatic" and letrozole.outcome == "progressed"
     assert "DB-06" in tdxd_card(chart).summary
+
+
+# --- the body weight a flat dose is converted with, pinned row by row
+LB = 0.45359237
+
+
+@pytest.mark.parametrize(
+    "quantity, kg",
+    [
+        ({"value": 60, "unit": "kg", "code": "kg"}, 60.0),
+        ({"value": 60}, 60.0),  # no unit: kg
+        ({"value": 60, "code": "KG"}, 60.0),
+        ({"value": 60 / LB, "code": "[lb_av]"}, 60.0),
+        ({"value": 60 / LB, "unit": "lb"}, 60.0),  # the unit when there is no code
+        ({"value": 60 / LB, "code": "[lb_av]", "unit": "pound"}, 60.0),  # the code first
+        ({"value": 60000, "code": "g"}, 60.0),
+        ({"value": 20000, "code": "g"}, 20.0),  # the lower bound, in grams
+        ({"value": 60.04, "code": "kg"}, 60.0),  # one decimal
+        ({"value": 60.06, "code": "kg"}, 60.1),
+        ({"value": 20, "code": "kg"}, 20.0),
+        ({"value": 19.9, "code": "kg"}, None),
+        ({"value": 400, "code": "kg"}, 400.0),
+        ({"value": 400.1, "code": "kg"}, None),
+        ({"value": 60, "code": "kg", "comparator": "<"}, None),
+        ({"value": 60, "code": "cm"}, None),
+        ({"value": True, "code": "kg"}, None),
+        ({"value": "60", "code": "kg"}, None),
+        ("60 kg", None),
+    ],
+)
+def test_body_weight_reading(quantity, kg):
+    from cds_service.facts.dosing import read_weight
+
+    obs = weight(1, "2026-03-01")
+    obs["valueQuantity"] = quantity
+    w = read_weight(obs)
+    assert (w.kg if w else None) == kg
+    if w:
+        assert (w.evidence.ref, w.evidence.when) == (f"Observation/{obs['id']}", date(2026, 3, 1))
+        assert w.evidence.text == f"body weight {kg:g} kg"
+
+
+@pytest.mark.parametrize(
+    "when, expected",
+    [
+        (date(2026, 3, 1), 60.0),  # a weight on the day of the dose counts
+        (date(2026, 4, 1), 60.0),  # the nearest before, not the oldest
+        (date(2026, 2, 1), 50.0),  # not a later one; a weight with no date is the last resort
+        (date(2025, 6, 1), 80.0),  # only the undated one precedes
+        (None, 70.0),  # the dose's date unknown: the latest weight
+    ],
+)
+def test_the_weight_used_is_the_nearest_before_the_dose(when, expected):
+    from cds_service.facts.dosing import DoseHistory, read_weight
+
+    weights = [weight(50, "2026-01-01"), weight(60, "2026-03-01"), weight(70, "2026-05-01"), weight(80, "2026-01-01")]
+    del weights[3]["effectiveDateTime"]
+    history = DoseHistory(weights=[w for o in weights if (w := read_weight(o))])
+    chosen = history.weight_on(when)
+    assert chosen is not None and chosen.kg == expected
+
+
+# --- the ILD card's words, pinned: what a clinician reads for each event (ids and dates are the chart's)
+def _words(line: str) -> str:
+    return re.sub(r"\b(Condition|MedicationAdministration|Procedure)/[\w.-]+", r"\1/…", line)
+
+
+@pytest.mark.parametrize(
+    "grade, resolved_after, advice, event",
+    [
+        (
+            1,
+            None,
+            "Grade 1, not recorded as resolved: interrupt T-DXd until resolved to grade 0; consider corticosteroids "
+            "(≥0.5 mg/kg/day prednisolone or equivalent).",
+            "ILD/pneumonitis since the first T-DXd dose, grade 1, onset 2026-09-26, not recorded as resolved",
+        ),
+        (
+            1,
+            28,
+            "Grade 1 resolved in 28 days (≤28): the label maintains the dose.",
+            "ILD/pneumonitis since the first T-DXd dose, grade 1, onset 2026-09-26, resolved 2026-10-24 (28 days after "
+            "onset)",
+        ),
+        (
+            1,
+            "no date",
+            "Grade 1, resolution date not recorded: the dose to resume depends on it (28 days from onset).",
+            "ILD/pneumonitis since the first T-DXd dose, grade 1, onset 2026-09-26, recorded as resolved, date not "
+            "recorded",
+        ),
+        (
+            None,
+            None,
+            "Grade the ILD/pneumonitis: grade 1 — interrupt until resolved to grade 0; grade ≥2 — discontinue "
+            "permanently and start systemic corticosteroids.",
+            "ILD/pneumonitis since the first T-DXd dose, grade not recorded, onset 2026-09-26, not recorded as resolved",
+        ),
+        (
+            2,
+            None,
+            "Stop T-DXd: after grade ≥2 (symptomatic) ILD/pneumonitis the label requires permanent discontinuation; do "
+            "not re-challenge.",
+            "prior T-DXd-associated ILD/pneumonitis grade ≥2: Pneumonitis, grade 2; onset 2026-09-26 during T-DXd "
+            "exposure (from 2026-07-28) (2026-09-26; Condition/…)",
+        ),
+    ],
+)
+def test_the_ild_card_says_for_each_event(grade, resolved_after, advice, event):
+    onset = day(60)
+    resolved = (TODAY - timedelta(days=60 - resolved_after)).isoformat() if isinstance(resolved_after, int) else None
+    p = pneumonitis(onset, grade, resolved)
+    if resolved_after == "no date":
+        p["clinicalStatus"] = b.cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved")
+    chart = breast() + [
+        tdxd_dose("administration", day(120), 5.4),
+        tdxd_dose("administration", day(63), 5.4),
+        p,
+        ct_chest(day(20)),
+    ]
+    card = ild_card(chart, 5.4)
+    assert card.advice[0] == advice
+    assert card.advice[-len(ILD_TABLE) :] == ild_table_lines()  # the label's table in full, after the advice
+    assert any(_words(e).startswith(event) for e in card.evidence), card.evidence
+
+
+@pytest.mark.parametrize(
+    "imaging, line",
+    [
+        (
+            90,
+            "chest imaging overdue: last chest imaging 2026-08-27 (Procedure/…): 90 days ago, longer than this site's "
+            "interval of 12 weeks (84 days)",
+        ),
+        (
+            None,
+            "chest imaging overdue: no chest imaging since the first dose (2026-05-09): 200 days ago, longer than this "
+            "site's interval of 12 weeks (84 days)",
+        ),
+    ],
+)
+def test_the_overdue_imaging_line_counts_days_from_the_latest_imaging(imaging, line):
+    chart = breast() + [tdxd_dose("administration", day(200), 5.4)]
+    if imaging:
+        chart += [ct_chest(day(300)), ct_chest(day(imaging)), ct_chest(day(150))]  # the latest one counts
+    card = ild_card(chart)
+    assert _words(card.evidence[0]) == line
+    assert (
+        card.advice[0] == "Chest imaging is overdue by this site's interval (the label sets none): consider a chest CT."
+    )

@@ -48,7 +48,7 @@ def imaging_overdue(facts: Facts, first: date, weeks: int) -> str | None:
         if last
         else f"no chest imaging since the first dose ({fmt(first)})"
     )
-    return f"{what}: {days // 7} weeks ago, longer than this site's interval of {weeks} weeks"
+    return f"{what}: {days} days ago, longer than this site's interval of {weeks} weeks ({weeks * 7} days)"
 
 
 def why_silent(facts: Facts, hook: str, cfg: dict[str, Any] | None = None) -> str | None:
