@@ -614,7 +614,8 @@ def _words(line: str) -> str:
             None,
             "Grade the ILD/pneumonitis: grade 1 — interrupt until resolved to grade 0; grade ≥2 — discontinue "
             "permanently and start systemic corticosteroids.",
-            "ILD/pneumonitis since the first T-DXd dose, grade not recorded, onset 2026-09-26, not recorded as resolved",
+            "ILD/pneumonitis since the first T-DXd dose, grade not recorded, onset 2026-09-26, not recorded as "
+            "resolved",
         ),
         (
             2,
