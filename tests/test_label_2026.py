@@ -669,3 +669,122 @@ def test_the_overdue_imaging_line_counts_days_from_the_latest_imaging(imaging, l
     assert (
         card.advice[0] == "Chest imaging is overdue by this site's interval (the label sets none): consider a chest CT."
     )
+
+
+# --- when an ILD/pneumonitis resolved (the 28-day rule turns on it), by each way a record says so
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+
+@pytest.mark.parametrize(
+    "fields, resolved, undated",
+    [
+        ({}, None, False),
+        ({"clinicalStatus": b.cc(CLINICAL, "active")}, None, False),
+        ({"abatementDateTime": "2026-10-20"}, date(2026, 10, 20), False),
+        ({"abatementPeriod": {"start": "2026-10-10", "end": "2026-10-20"}}, date(2026, 10, 20), False),
+        ({"abatementPeriod": {"start": "2026-10-10"}}, date(2026, 10, 10), False),
+        ({"abatementPeriod": {"end": "2026-10-21"}}, date(2026, 10, 21), False),
+        ({"clinicalStatus": b.cc(CLINICAL, "resolved")}, None, True),
+        ({"clinicalStatus": b.cc(CLINICAL, "inactive")}, None, True),
+        ({"clinicalStatus": b.cc(CLINICAL, "remission")}, None, True),
+        ({"abatementString": "resolved after steroids"}, None, True),
+        ({"clinicalStatus": b.cc(CLINICAL, "resolved"), "abatementDateTime": "2026-10-20"}, date(2026, 10, 20), False),
+    ],
+)
+def test_ild_resolution_by_each_way_a_record_says_it(fields, resolved, undated):
+    p = pneumonitis(day(60), 1)
+    p.update(fields)
+    chart = breast() + [tdxd_dose("administration", day(120), 5.4), p]
+    [event] = facts(chart).ild.events
+    assert (event.resolved, event.resolved_undated, event.onset) == (resolved, undated, date(2026, 9, 26))
+    assert event.tdxd_associated and event.grade == 1
+    assert event.evidence.when == date(2026, 9, 26)
+
+
+@pytest.mark.parametrize(
+    "note, grade, line",
+    [
+        ("CTCAE grade 2", 2, "Pneumonitis, grade 2; onset 2026-09-26 during T-DXd exposure (from 2026-07-28)"),
+        (None, None, "Pneumonitis, grade not recorded; onset 2026-09-26 during T-DXd exposure (from 2026-07-28)"),
+    ],
+)
+def test_the_ild_event_line_names_its_grade(note, grade, line):
+    p = b.condition(b.cc(b.SCT, "205237003", "Pneumonitis"), day(60))
+    if note:
+        p["note"] = [{"text": note}]
+    [event] = facts(breast() + [tdxd_dose("administration", day(120), 5.4), p]).ild.events
+    assert event.grade == grade and event.evidence.text == line
+
+
+# --- ERBB2 by sequencing, by each place a genomics result puts its words (code, value, interpretation, components)
+def _genomic(**fields: Any) -> dict[str, Any]:
+    obs = {
+        "resourceType": "Observation",
+        "id": b._id("gen"),
+        "status": "final",
+        "subject": b.subject(),
+        "effectiveDateTime": "2025-05-01",
+        "code": {"text": "Genomic finding"},
+    }
+    obs.update(fields)
+    return obs
+
+
+HGNC = {"coding": [{"system": "http://www.genenames.org", "code": "HGNC:3430"}]}
+GAIN = {"coding": [{"system": "http://loinc.org", "code": "LA14033-7"}]}
+
+
+@pytest.mark.parametrize(
+    "fields, kind",
+    [
+        ({"code": {"text": "ERBB2 gene amplification"}}, "gain"),
+        ({"code": HGNC, "valueCodeableConcept": GAIN}, "gain"),  # codes alone, no words
+        ({"code": {"text": "ERBB2 copy number"}, "interpretation": [{"text": "amplified"}]}, "gain"),
+        (
+            {
+                "component": [
+                    {"code": {"text": "Gene studied"}, "valueCodeableConcept": HGNC},
+                    {"code": {"text": "Finding"}, "valueString": "amplification detected"},
+                ]
+            },
+            "gain",
+        ),
+        ({"code": {"text": "ERBB2"}, "valueString": "not amplified"}, "other"),
+        ({"code": {"text": "ERBB2 mutation"}, "valueString": "p.L755S"}, "other"),
+        ({"code": {"text": "ESR1 amplification"}}, None),  # another gene
+    ],
+)
+def test_erbb2_by_sequencing_from_every_place_words_are(fields, kind):
+    from cds_service.facts.her2.history import erbb2_sequencing
+
+    obs = _genomic(**fields)
+    gains, other = erbb2_sequencing([obs])
+    found = {"gain": gains, "other": other}
+    if kind is None:
+        assert gains == [] and other == []
+        return
+    [ev] = found[kind]
+    assert (ev.ref, ev.when) == (f"Observation/{obs['id']}", date(2025, 5, 1))
+    assert ev.text == (
+        "ERBB2 amplification / copy-number gain by sequencing"
+        if kind == "gain"
+        else "ERBB2 finding by sequencing (not an amplification)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, phrases",
+    [
+        (
+            "Invasive ductal carcinoma, grade 3. HER2 positive (IHC 3+). ER negative.",
+            ["carcinoma, grade 3. HER2 positive (IHC 3+). ER negati"],  # 20 characters either side
+        ),
+        ("HER2 POSITIVE OR NEGATIVE: pending", []),  # a question, in capitals
+        ("The tumour is not HER2 positive.", []),
+        ("HER2 (FISH): amplified", ["HER2 (FISH): amplified"]),
+    ],
+)
+def test_positive_statements_quote_the_phrase(text, phrases):
+    from cds_service.facts.her2.history import positive_statements
+
+    assert positive_statements(text) == phrases
