@@ -788,3 +788,74 @@ def test_positive_statements_quote_the_phrase(text, phrases):
     from cds_service.facts.her2.history import positive_statements
 
     assert positive_statements(text) == phrases
+
+
+# --- the dose check's words and boundaries, pinned (each row is what the card's dose line says)
+def _check(chart, drafted):
+    from cds_service.rules.dose import check_dose
+
+    f = facts(chart, [drafted])
+    [order] = f.drafts
+    return check_dose(f, order)
+
+
+BELOW = "is below the lowest label level (3.2 mg/kg): if a further dose reduction is needed, the label says discontinue T-DXd."
+NOT_A_LEVEL = "is not a breast-cancer dose level (5.4 / 4.4 / 3.2 mg/kg)"
+
+
+@pytest.mark.parametrize(
+    "dose, problem, note, suggest",
+    [
+        (6.4, f"Drafted dose 6.4 mg/kg {NOT_A_LEVEL} (6.4 mg/kg is the gastric cancer dose).", None, 5.4),
+        (6.45, f"Drafted dose 6.45 mg/kg {NOT_A_LEVEL} (6.4 mg/kg is the gastric cancer dose).", None, 5.4),
+        (6.0, f"Drafted dose 6 mg/kg {NOT_A_LEVEL}.", None, 5.4),
+        (5.45, None, None, None),  # within 0.05 of 5.4
+        (5.35, None, None, None),
+        (5.34, f"Drafted dose 5.34 mg/kg {NOT_A_LEVEL}.", None, 5.4),
+        (4.4, None, "drafted dose 4.4 mg/kg: label level (first dose reduction)", None),
+        (3.15, None, "drafted dose 3.15 mg/kg: label level (second dose reduction)", None),  # the boundary is 3.2's
+        (3.14, f"Drafted dose 3.14 mg/kg {BELOW}", None, None),
+        (2.4, f"Drafted dose 2.4 mg/kg {BELOW}", None, None),
+    ],
+)
+def test_the_dose_check_says(dose, problem, note, suggest):
+    check = _check(breast(), draft(dose))
+    assert (check.problem, check.note, check.suggest, check.dose) == (problem, note, suggest, dose)
+
+
+def test_a_re_escalation_names_the_first_reduction_and_its_date():
+    reduced = tdxd_dose("administration", day(39), 4.4)
+    check = _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(5.4))
+    assert check.problem == (
+        f"Drafted dose 5.4 mg/kg is a re-escalation: dose reduced to 4.4 mg/kg on record (first reduction "
+        f"MedicationAdministration/{reduced['id']}, {day(39)}). The label says do not re-escalate after a dose "
+        "reduction."
+    )
+    assert check.suggest == 4.4
+    assert _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(4.45)).problem is None
+    assert _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(4.46)).suggest == 4.4
+
+
+def test_a_grade_1_ild_after_a_dose_on_its_onset_day_reduces_from_that_dose():
+    """The dose before the event includes one given on the day of onset: 4.4 that day, resolved after 35 days:
+    one level lower is 3.2."""
+    p = pneumonitis(day(60), 1, day(25))
+    chart = breast() + [tdxd_dose("administration", day(90), 5.4), tdxd_dose("administration", day(60), 4.4), p]
+    check = _check(chart, draft(4.4))
+    assert check.problem == (
+        f"Drafted dose 4.4 mg/kg is a re-escalation: grade 1 ILD/pneumonitis (Condition/{p['id']}) resolved 35 days "
+        "after onset: the label reduces the dose one level, from 4.4 to 3.2 mg/kg. The label says do not re-escalate "
+        "after a dose reduction."
+    )
+    assert check.suggest == 3.2
+
+
+def test_a_flat_dose_is_checked_in_hundredths_of_a_mg_per_kg():
+    check = _check(breast() + [weight(70, day(5))], draft(300, "mg"))
+    assert (check.dose, check.problem) == (4.29, f"Drafted dose 4.29 mg/kg {NOT_A_LEVEL}.")
+
+
+def test_without_a_cancer_diagnosis_the_check_says_which_levels_it_used():
+    check = _check([b.patient()], draft(5.4))
+    assert check.note == "no cancer diagnosis on record: checked against the breast-cancer levels"
+    assert _check([b.patient()], draft(2.0)).note == check.note

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from cds_service.facts.evidence import Evidence
-from cds_service.facts.label import DOSE_TOLERANCE, STARTING_DOSE, level_of
+from cds_service.facts.label import STARTING_DOSE, below, level_of
 from cds_service.facts.orders import read_quantity
 from cds_service.facts.therapy import NOT_GIVEN
 from cds_service.fhir.extraction import MedRecord
@@ -46,7 +46,7 @@ class DoseHistory:
     @property
     def reduced(self) -> list[DoseGiven]:
         """The doses given below the starting dose (a reduction is on record when there is any)."""
-        return [d for d in self.doses if d.mg_per_kg is not None and d.mg_per_kg < STARTING_DOSE - DOSE_TOLERANCE]
+        return [d for d in self.doses if d.mg_per_kg is not None and below(d.mg_per_kg, STARTING_DOSE)]
 
     @property
     def lowest_since_reduction(self) -> float | None:

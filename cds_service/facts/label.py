@@ -50,14 +50,25 @@ DOSE_RULES = (
 )
 
 
+def within(dose: float, level: float) -> bool:
+    """dose is level, within the tolerance (compared in millionths: 3.2 - 0.05 is 3.1500000000000004 in floating
+    point, which made 3.15 both "3.2 mg/kg" and "below 3.2 mg/kg")."""
+    return round(abs(dose - level), 6) <= DOSE_TOLERANCE
+
+
+def below(dose: float, level: float) -> bool:
+    """dose is lower than level by more than the tolerance."""
+    return round(level - dose, 6) > DOSE_TOLERANCE
+
+
 def level_of(dose: float) -> DoseLevel | None:
     """The label level a dose is (within the tolerance), or None."""
-    return next((lv for lv in DOSE_LEVELS if abs(lv.mg_per_kg - dose) <= DOSE_TOLERANCE), None)
+    return next((lv for lv in DOSE_LEVELS if within(dose, lv.mg_per_kg)), None)
 
 
 def one_level_below(dose: float) -> float | None:
     """The next lower label level (None: below the lowest level the label says discontinue)."""
-    lower = [lv.mg_per_kg for lv in DOSE_LEVELS if lv.mg_per_kg < dose - DOSE_TOLERANCE]
+    lower = [lv.mg_per_kg for lv in DOSE_LEVELS if below(lv.mg_per_kg, dose)]
     return max(lower) if lower else None
 
 

@@ -12,13 +12,14 @@ from cds_service.facts.derive import Facts
 from cds_service.facts.ild_risk import IldEvent
 from cds_service.facts.label import (
     DOSE_LEVELS,
-    DOSE_TOLERANCE,
     GASTRIC_DOSE,
     ILD_RESOLVED_WITHIN_DAYS,
     LOWEST_LEVEL,
     STARTING_DOSE,
+    below,
     level_of,
     one_level_below,
+    within,
 )
 from cds_service.facts.orders import MG, MG_PER_KG, DraftOrder
 from cds_service.fhir.primitives import fmt
@@ -64,7 +65,7 @@ def ceiling(facts: Facts) -> tuple[float | None, str | None]:
             d.mg_per_kg for d in history.doses if d.mg_per_kg and d.when and event.onset and d.when <= event.onset
         ]
         required = one_level_below(before[-1]) if before else None
-        if required is not None and (lowest is None or required < lowest - DOSE_TOLERANCE):
+        if required is not None and (lowest is None or below(required, lowest)):
             lowest = required
             why = (
                 f"grade 1 ILD/pneumonitis ({event.evidence.ref}) resolved {event.days_to_resolution} days after onset: "
@@ -98,7 +99,7 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
         return DoseCheck(unknown=why_not)
     note = None if facts.setting.in_scope else "no cancer diagnosis on record: checked against the breast-cancer levels"
     top, why = ceiling(facts)
-    if dose < LOWEST_LEVEL - DOSE_TOLERANCE:
+    if below(dose, LOWEST_LEVEL):
         return DoseCheck(
             problem=f"Drafted dose {dose:g} mg/kg is below the lowest label level ({LOWEST_LEVEL:g} mg/kg): if a "
             "further dose reduction is needed, the label says discontinue T-DXd.",
@@ -107,11 +108,7 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
         )
     level = level_of(dose)
     if level is None:
-        gastric = (
-            f" ({GASTRIC_DOSE:g} mg/kg is the gastric cancer dose)"
-            if abs(dose - GASTRIC_DOSE) <= DOSE_TOLERANCE
-            else ""
-        )
+        gastric = f" ({GASTRIC_DOSE:g} mg/kg is the gastric cancer dose)" if within(dose, GASTRIC_DOSE) else ""
         suggest = STARTING_DOSE if top is None else top
         return DoseCheck(
             problem=f"Drafted dose {dose:g} mg/kg is not a breast-cancer dose level ({LEVELS_TEXT}){gastric}"
@@ -120,7 +117,7 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
             suggest=suggest,
             dose=dose,
         )
-    if top is not None and dose > top + DOSE_TOLERANCE:
+    if top is not None and below(top, dose):
         return DoseCheck(
             problem=f"Drafted dose {dose:g} mg/kg is a re-escalation: {why}. The label says do not re-escalate "
             "after a dose reduction.",
