@@ -799,7 +799,10 @@ def _check(chart, drafted):
     return check_dose(f, order)
 
 
-BELOW = "is below the lowest label level (3.2 mg/kg): if a further dose reduction is needed, the label says discontinue T-DXd."
+BELOW = (
+    "is below the lowest label level (3.2 mg/kg): if a further dose reduction is needed, the label says discontinue "
+    "T-DXd."
+)
 NOT_A_LEVEL = "is not a breast-cancer dose level (5.4 / 4.4 / 3.2 mg/kg)"
 
 
