@@ -399,7 +399,7 @@ def test_another_cancer_with_her2_results_gets_no_breast_cards():
     f = facts(ovarian)
     assert tdxd.decide(f, "patient-view", card_cfg("tdxd_consideration"), "p1") is None
     assert her2_rescore.decide(f, "patient-view", card_cfg("her2_rescore"), "p1") is None
-    assert "another primary cancer" in tdxd.why_silent(f, "patient-view")
+    assert "other primary cancer: " in tdxd.why_silent(f, "patient-view")
 
 
 def test_results_alone_do_not_make_a_breast_cancer_patient():
@@ -862,3 +862,105 @@ def test_without_a_cancer_diagnosis_the_check_says_which_levels_it_used():
     check = _check([b.patient()], draft(5.4))
     assert check.note == "no cancer diagnosis on record: checked against the breast-cancer levels"
     assert _check([b.patient()], draft(2.0)).note == check.note
+
+
+# --- why the re-scoring card is silent, and what it offers, pinned row by row
+OVARY = b.cc(b.SCT, "363443007", "Malignant tumor of ovary")
+
+
+@pytest.mark.parametrize(
+    "chart, silence",
+    [
+        (
+            lambda: [b.patient(), b.condition(OVARY, "2022-01-01"), b.her2_ihc("2+", "2023-01-01")],
+            "no breast cancer on record (HER2, ER or PR results alone do not make one); other primary cancer: "
+            "Malignant tumor of ovary (sct|363443007)",
+        ),
+        (
+            lambda: [b.patient(), b.her2_ihc("2+", "2023-01-01")],
+            "no breast cancer on record (HER2, ER or PR results alone do not make one)",
+        ),
+        (
+            lambda: [b.patient(), b.breast_cancer("2018-01-01"), b.her2_ihc("0", "2023-01-01")],
+            "no metastatic or unresectable disease on record",
+        ),
+        (lambda: breast() + [b.her2_ihc("3+", "2025-06-01", site="liver")], "HER2-positive history on record"),
+        (lambda: breast() + [b.her2_ihc("1+", "2025-06-01", site="liver")], "the HER2 picture is actionable as it "),
+    ],
+)
+def test_why_the_rescore_card_is_silent(chart, silence):
+    assert her2_rescore.why_silent(facts(chart()), "patient-view", card_cfg("her2_rescore")).startswith(silence)
+
+
+def test_the_rescore_card_is_silent_beside_an_order_that_is_not_a_breast_cancer_therapy():
+    antiemetic = b.med_request("capecitabine", TODAY.isoformat(), status="draft", id="d-ond")
+    antiemetic["medicationCodeableConcept"] = {"text": "ondansetron 8 mg"}
+    f = facts(breast(), [antiemetic])
+    assert her2_rescore.why_silent(f, "order-select", card_cfg("her2_rescore")) == (
+        "the order is not a systemic breast-cancer therapy this service recognises"
+    )
+
+
+@pytest.mark.parametrize(
+    "result, label, first_evidence",
+    [
+        (None, "Request HER2 IHC re-scoring / pathology review", "no HER2 result found"),
+        (lambda: b.her2_ihc("2+", "2025-06-01", site="liver"), "Order reflex HER2 ISH", "HER2 history: "),
+        (
+            lambda: b.her2_ihc("0", "2025-06-01", site="liver"),
+            "Request HER2 IHC re-scoring / pathology review",
+            "HER2 history: ",
+        ),
+    ],
+)
+def test_what_the_rescore_card_offers(result, label, first_evidence):
+    chart = breast() + ([result()] if result else [])
+    d = her2_rescore.decide(facts(chart), "patient-view", card_cfg("her2_rescore"), "p1")
+    assert [s.label for s in d.suggestions] == [label]
+    assert d.evidence[0].startswith(first_evidence)
+    assert d.evidence[-1] == "HR status unknown: no ER or PR result"
+    assert d.overrides == ["already-addressed", "not-a-candidate", "data-incorrect"]
+
+
+def test_another_primary_cancer_turns_the_dose_check_off_and_says_why():
+    check = _check(breast() + [b.condition(OVARY, "2022-01-01")], draft(6.4))
+    assert check == type(check)(
+        note="dose not checked against the breast-cancer levels (other primary cancer: Malignant tumor of ovary "
+        "(sct|363443007)): T-DXd has other doses there (6.4 mg/kg in gastric cancer)"
+    )
+
+
+def test_a_dose_that_is_no_level_after_a_reduction_says_both():
+    reduced = tdxd_dose("administration", day(39), 4.4)
+    check = _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(6.0))
+    assert check.problem == (
+        f"Drafted dose 6 mg/kg {NOT_A_LEVEL}; dose reduced to 4.4 mg/kg on record (first reduction "
+        f"MedicationAdministration/{reduced['id']}, {day(39)}): the label says do not re-escalate."
+    )
+    assert check.suggest == 4.4
+
+
+def test_without_a_cancer_diagnosis_a_level_and_the_scope_are_both_said():
+    assert _check([b.patient()], draft(4.4)).note == (
+        "drafted dose 4.4 mg/kg: label level (first dose reduction); no cancer diagnosis on record: checked against "
+        "the breast-cancer levels"
+    )
+    assert _check([b.patient()], draft(6.0)).note == (
+        "no cancer diagnosis on record: checked against the breast-cancer levels"
+    )
+
+
+def test_a_grade_1_ild_reduces_from_the_last_dose_before_its_onset():
+    """Three doses before the onset (5.4, 5.4, 4.4) and one undated: one level below the last one, 4.4 -> 3.2."""
+    p = pneumonitis(day(60), 1, day(25))
+    undated = tdxd_dose("administration", day(100), 5.4)
+    del undated["effectiveDateTime"]
+    chart = breast() + [
+        tdxd_dose("administration", day(130), 5.4),
+        tdxd_dose("administration", day(110), 5.4),
+        tdxd_dose("administration", day(70), 4.4),
+        undated,
+        p,
+    ]
+    check = _check(chart, draft(4.4))
+    assert check.suggest == 3.2 and "from 4.4 to 3.2 mg/kg" in check.problem

@@ -91,8 +91,8 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
     if facts.setting.other_primary:
         others = "; ".join(e.text for e in facts.setting.other_primary)
         return DoseCheck(
-            note=f"dose not checked against the breast-cancer levels: another primary cancer is on record ({others}), "
-            f"and T-DXd has other doses there ({GASTRIC_DOSE:g} mg/kg in gastric cancer)"
+            note=f"dose not checked against the breast-cancer levels ({others}): "
+            f"T-DXd has other doses there ({GASTRIC_DOSE:g} mg/kg in gastric cancer)"
         )
     dose, why_not = drafted_mg_per_kg(facts, order)
     if dose is None:

@@ -134,7 +134,7 @@ def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
     if not facts.setting.in_scope:
         other = "; ".join(e.text for e in facts.setting.other_primary)
         return "no breast cancer on record (HER2, ER or PR results alone do not make one)" + (
-            f"; another primary cancer: {other}" if other else ""
+            f"; {other}" if other else ""  # each line reads "other primary cancer: ..."
         )
     if not facts.setting.advanced:
         return "no metastatic or unresectable disease on record"

@@ -290,7 +290,7 @@ def why_silent(facts: Facts, hook: str) -> str | None:
     """Why this rule says nothing before any pathway is weighed (None: the pathways decide)."""
     if not facts.setting.in_scope:
         other = "; ".join(e.text for e in facts.setting.other_primary)
-        return "no breast cancer on record" + (f" (another primary cancer: {other})" if other else "")
+        return "no breast cancer on record" + (f" ({other})" if other else "")  # "other primary cancer: ..."
     if not facts.setting.advanced:
         return "no metastatic or unresectable disease on record"
     if facts.her2.ever_positive or facts.her2_positive_history:
