@@ -268,3 +268,19 @@ def test_an_allow_list_entry_no_request_could_use_is_a_config_error(bad):
 
     with pytest.raises(ConfigError, match="fhir.allowed_servers"):
         load(overrides={"fhir": {"allowed_servers": [bad]}})
+
+
+def test_only_fhir_ids_from_a_report_go_into_a_query():
+    from cds_service.gather.templates import PATHOLOGY_KEY, missing_report_results
+
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "r1",
+        "result": [
+            {"reference": "Observation/ok-1.2"},
+            {"reference": "Observation/x&patient=other"},
+            {"reference": "Observation/y#frag"},
+            {"reference": "Observation/" + "z" * 65},
+        ],
+    }
+    assert missing_report_results({PATHOLOGY_KEY: [report]}) == ["ok-1.2"]

@@ -56,6 +56,9 @@ def published_services(services: dict[str, dict[str, Any]], ts: Terminology) -> 
     return out
 
 
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
 def missing_report_results(by_key: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Ids of Observations that pathology reports reference but that no key delivered (a server or EHR
     that does not support `_include`)."""
@@ -68,4 +71,5 @@ def missing_report_results(by_key: dict[str, list[dict[str, Any]]]) -> list[str]
     if not referenced:
         return []
     have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == "Observation"}
-    return [rid for rid in dict.fromkeys(referenced) if rid not in have]
+    # only FHIR ids go into a query: "x&patient=other" or "x#" from a record never shapes the request
+    return [rid for rid in dict.fromkeys(referenced) if rid not in have and _FHIR_ID.fullmatch(rid)]
