@@ -964,3 +964,142 @@ def test_a_grade_1_ild_reduces_from_the_last_dose_before_its_onset():
     ]
     check = _check(chart, draft(4.4))
     assert check.suggest == 3.2 and "from 4.4 to 3.2 mg/kg" in check.problem
+
+
+# --- how a dose is read from a medication record, pinned row by row (structured first, then the dosage text)
+def _q(value: Any, code: str | None = None, unit: str | None = None) -> dict[str, Any]:
+    q: dict[str, Any] = {"value": value}
+    if code is not None:
+        q["code"] = code
+    if unit is not None:
+        q["unit"] = unit
+    return q
+
+
+@pytest.mark.parametrize(
+    "dosage, expected",
+    [
+        ({"doseAndRate": [{"doseQuantity": _q(5.4, "mg/kg", "mg/kg")}]}, (5.4, None, "5.4 mg/kg")),
+        (
+            {"doseAndRate": [{"doseQuantity": _q(5.4, "mg/kg", "milligram per kilogram")}]},
+            (5.4, None, "5.4 milligram per kilogram"),
+        ),
+        ({"doseAndRate": [{"doseQuantity": _q(5.4, unit="mg / kg")}]}, (5.4, None, "5.4 mg / kg")),  # no code: the unit
+        ({"doseAndRate": [{"doseQuantity": _q(5.4, "mg/kg{dose}")}]}, (5.4, None, "5.4 mg/kg{dose}")),
+        ({"doseAndRate": [{"doseQuantity": _q(384, "mg", "milligram")}]}, (None, 384.0, "384 milligram")),
+        ({"doseAndRate": [{"doseQuantity": _q(384, unit="MG")}]}, (None, 384.0, "384 MG")),
+        ({"doseAndRate": [{"doseQuantity": _q(2, "g")}]}, (None, None, "2 g")),  # read, not a dose in mg
+        ({"doseAndRate": [{"doseQuantity": _q(5.4)}]}, (None, None, "5.4")),  # no unit
+        (  # an unreadable value is passed over for the next quantity
+            {"doseAndRate": [{"doseQuantity": _q(True, "mg/kg")}, {"doseQuantity": _q(4.4, "mg/kg")}]},
+            (4.4, None, "4.4 mg/kg"),
+        ),
+        ({"doseAndRate": [{"doseQuantity": _q("5.4", "mg/kg")}], "text": "4.4 mg/kg IV"}, (4.4, None, "4.4 mg/kg IV")),
+        ({"dose": _q(4.4, "mg/kg")}, (4.4, None, "4.4 mg/kg")),  # an administration's dosage.dose
+        ({"text": "5.4 mg/kg IV every 3 weeks"}, (5.4, None, "5.4 mg/kg IV every 3 weeks")),
+        ({"text": "384 mg IV every 3 weeks"}, (None, 384.0, "384 mg IV every 3 weeks")),
+        ({"text": "4.4mg / kg, then 384 mg"}, (4.4, None, "4.4mg / kg, then 384 mg")),  # mg/kg first
+        ({"text": "as directed"}, (None, None, "as directed")),
+        ({"text": "x" * 100}, (None, None, "x" * 80)),  # the words kept are capped
+    ],
+)
+def test_how_a_dose_is_read(dosage, expected):
+    from cds_service.facts.orders import read_quantity
+
+    request = {"resourceType": "MedicationRequest", "dosageInstruction": [dosage]}
+    assert read_quantity(request) == expected
+
+
+@pytest.mark.parametrize("rtype, key", [("MedicationStatement", "dosage"), ("MedicationAdministration", "dosage")])
+def test_a_draft_of_each_medication_type_is_read_with_its_dose(rtype, key):
+    from cds_service.facts.orders import read_drafts
+
+    res = draft(4.4)
+    res["resourceType"] = rtype
+    dosage = res.pop("dosageInstruction")[0]
+    res[key] = dosage if rtype == "MedicationAdministration" else [dosage]
+    [order] = read_drafts({"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": res}]}}, TS)
+    assert order.is_tdxd and order.dose_mg_per_kg == 4.4
+
+
+def test_a_draft_naming_a_contained_medication_is_read():
+    from cds_service.facts.orders import read_drafts
+
+    res = draft(5.4)
+    concept = res.pop("medicationCodeableConcept")
+    res["contained"] = [{"resourceType": "Medication", "id": "m1", "code": concept}]
+    res["medicationReference"] = {"reference": "#m1"}
+    [order] = read_drafts({"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": res}]}}, TS)
+    assert order.is_tdxd and order.dose_mg_per_kg == 5.4
+
+
+# --- why the T-DXd card is silent, in each case, as the explain output and the audit say it
+def _antiemetic() -> dict[str, Any]:
+    d = b.med_request("capecitabine", TODAY.isoformat(), status="draft", id="d-ond")
+    d["medicationCodeableConcept"] = {"text": "ondansetron 8 mg"}
+    return d
+
+
+@pytest.mark.parametrize(
+    "chart, drafts, hook, silence",
+    [
+        (lambda: [b.patient(), b.her2_ihc("1+", "2023-01-01")], [], "patient-view", "no breast cancer on record"),
+        (
+            lambda: [b.patient(), b.condition(OVARY, "2022-01-01"), b.her2_ihc("2+", "2023-01-01")],
+            [],
+            "patient-view",
+            "no breast cancer on record (other primary cancer: Malignant tumor of ovary (sct|363443007))",
+        ),
+        (
+            lambda: [b.patient(), b.breast_cancer("2018-01-01"), b.her2_ihc("1+", "2023-01-01")],
+            [],
+            "patient-view",
+            "no metastatic or unresectable disease on record",
+        ),
+        (
+            lambda: breast() + [b.her2_ihc("0", "2025-06-01", site="liver", membrane="absent")],
+            [],
+            "patient-view",
+            "HER2 is HER2-null (IHC 0, no staining), not HER2-low or -ultralow (the re-scoring card speaks when the "
+            "picture is unclear)",
+        ),
+        (
+            lambda: breast(),
+            [],
+            "patient-view",
+            "HER2 is unknown, not HER2-low or -ultralow (the re-scoring card speaks when the picture is unclear)",
+        ),
+        (
+            lambda: db06_chart() + [tdxd_dose("administration", day(30), 5.4)],
+            [],
+            "patient-view",
+            "T-DXd already given",
+        ),
+        (
+            lambda: db06_chart(),
+            [_antiemetic],
+            "order-select",
+            "the order is not a systemic breast-cancer therapy this service recognises",
+        ),
+        (
+            lambda: db06_chart(),
+            [lambda: draft(5.4)],
+            "order-select",
+            "the order is T-DXd itself: the ILD monitoring card speaks instead",
+        ),
+    ],
+)
+def test_why_the_tdxd_card_is_silent(chart, drafts, hook, silence):
+    f = facts(chart(), [d() for d in drafts])
+    assert tdxd.why_silent(f, hook) == silence
+
+
+def test_a_her2_positive_result_silences_with_its_evidence():
+    ihc = b.her2_ihc("3+", "2019-03-01")
+    f = facts(db06_chart() + [ihc])
+    assert tdxd.why_silent(f, "patient-view") == (
+        f"HER2-positive history on record (HER2-positive result: HER2-positive: IHC 3+; specimen site not recorded; "
+        f"2019-03-01; "
+        f"Observation/{ihc['id']} (read from free text) (2019-03-01; Observation/{ihc['id']})): DESTINY-Breast04/-06 "
+        "enrolled only patients never HER2-positive; HER2-positive disease has its own pathways"
+    )
