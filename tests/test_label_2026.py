@@ -1103,3 +1103,48 @@ def test_a_her2_positive_result_silences_with_its_evidence():
         f"Observation/{ihc['id']} (read from free text) (2019-03-01; Observation/{ihc['id']})): DESTINY-Breast04/-06 "
         "enrolled only patients never HER2-positive; HER2-positive disease has its own pathways"
     )
+
+
+# --- the ILD card's edges: the day of the first dose, the list of doses, why it is silent
+def test_an_event_or_a_symptom_on_the_day_of_the_first_dose_is_since_the_first_dose():
+    first = day(120)
+    for finding in (pneumonitis(first, 1), b.condition(b.cc(b.SCT, "49727002", "Cough"), first)):
+        chart = breast() + [tdxd_dose("administration", first, 5.4), finding, ct_chest(day(20))]
+        card = ild_card(chart)
+        assert card is not None and card.indicator == "warning", finding["code"]
+
+
+@pytest.mark.parametrize("doses, shown, more", [(6, 6, False), (7, 6, True)])
+def test_the_doses_given_are_listed_up_to_six(doses, shown, more):
+    given = [tdxd_dose("administration", day(21 * i + 30), 5.4) for i in range(doses)]
+    chart = breast() + given + [pneumonitis(day(25), 1), ct_chest(day(20))]
+    card = ild_card(chart)
+    [line] = [e for e in card.evidence if e.startswith("T-DXd given: ")]
+    dates, refs = line.removeprefix("T-DXd given: ").split(" (", 1)
+    assert len(dates.removesuffix(" …").split(", ")) == shown and dates.endswith(" …") is more
+    assert refs.count("MedicationAdministration/") == shown and refs.count("; ") == shown - 1
+
+
+@pytest.mark.parametrize(
+    "hook, chart, drafts, silence",
+    [
+        ("patient-view", lambda: breast(), [], "no T-DXd on record as active"),
+        (
+            "order-select",
+            lambda: breast(),
+            [lambda: b.med_request("capecitabine", TODAY.isoformat(), status="draft", id="d-cape")],
+            "the order is not T-DXd",
+        ),
+        (
+            "order-sign",
+            lambda: (
+                breast() + [tdxd_dose("administration", day(21 * i), 5.4) for i in range(1, 5)] + [ct_chest(day(30))]
+            ),
+            [lambda: draft(5.4)],
+            "continuing T-DXd: no ILD event or symptom since the first dose, dose as allowed, chest imaging current",
+        ),
+    ],
+)
+def test_why_the_ild_card_is_silent(hook, chart, drafts, silence):
+    f = facts(chart(), [d() for d in drafts])
+    assert ild.why_silent(f, hook, card_cfg("ild_monitoring")) == silence
