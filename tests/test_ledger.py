@@ -364,3 +364,16 @@ def test_the_evidence_digest_keeps_its_stored_format():
     assert evidence_digest(d) == expected
     d.evidence[1] = "order in progress: paclitaxel"  # the order in progress never changes the digest
     assert evidence_digest(d) == expected
+
+
+def test_the_published_source_attributes_are_the_reviewed_text():
+    """The HTI-1 source attributes discovery publishes are reviewed words (intended use, population, cautions,
+    citations, the label revision): a change to them is a deliberate review, made here too
+    (tests/fixtures/source_attributes.json)."""
+    from pathlib import Path
+
+    from cds_service.gather.templates import TOPICS
+    from cds_service.rules.ruleset import source_attributes
+
+    reviewed = json.loads((Path(__file__).parent / "fixtures" / "source_attributes.json").read_text("utf-8"))
+    assert source_attributes(TOPICS) == reviewed

@@ -54,13 +54,15 @@ def source_attributes(topics: list[str]) -> dict[str, Any]:
         "developer": "the her2-cds open-source project",
         "funding_source": "none: volunteer open-source development; no manufacturer funding",
         "intended_use": {t: RULES[t]["intended_use"] for t in topics},
-        "intended_population": "Adults with metastatic (stage IV or recurrent distant) breast cancer.",
+        "intended_population": "Adults with metastatic (stage IV or recurrent distant) or unresectable breast cancer; "
+        "for the ILD monitoring card, every adult with a T-DXd order.",
         "intended_users": "Oncologists, oncology pharmacists and pathologists, at order entry or chart review.",
         "cautions": [
             "Advisory only: every card is a prompt for clinical judgement, never an order.",
             "Reads the coded and free-text data the EHR sends; missing or miscoded data are named on the card, "
             "and a HER2 category is never guessed.",
-            "Not validated for HER2-positive disease, early breast cancer or other tumour types.",
+            "The HER2 re-scoring and T-DXd consideration cards are not validated for HER2-positive disease, early "
+            "breast cancer or other tumour types; the ILD monitoring card serves every T-DXd order.",
             "Derived from trials and label text as of the last clinical review date; check the current label.",
         ],
         "citations": [CITATIONS[k] for k in dict.fromkeys(cited)],
