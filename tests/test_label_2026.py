@@ -1148,3 +1148,56 @@ def test_the_doses_given_are_listed_up_to_six(doses, shown, more):
 def test_why_the_ild_card_is_silent(hook, chart, drafts, silence):
     f = facts(chart(), [d() for d in drafts])
     assert ild.why_silent(f, hook, card_cfg("ild_monitoring")) == silence
+
+
+# --- hormone-receptor status by each way an ER result is written, pinned (the DB-06 criterion reads it)
+V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+def _er(**value: Any) -> dict[str, Any]:
+    o = b.receptor("ER", 1)
+    del o["valueQuantity"]
+    o.update(value)
+    return o
+
+
+@pytest.mark.parametrize(
+    "value, status, line",
+    [
+        ({"valueQuantity": {"value": 40, "unit": "percent"}}, "positive", "ER positive (40%)"),
+        (
+            {"valueQuantity": {"value": 40, "code": "%", "system": "http://unitsofmeasure.org"}},
+            "positive",
+            "ER positive (40%)",
+        ),
+        ({"valueQuantity": {"value": 1, "unit": "%", "comparator": "<"}}, "negative", "ER negative (<1%)"),
+        ({"valueString": "less than 1% of cells"}, "negative", "ER negative (<1%)"),
+        (
+            {
+                "valueCodeableConcept": {"text": "see interpretation"},
+                "interpretation": [b.cc(V3_INTERPRETATION, "POS")],
+            },
+            "positive",
+            "ER positive",
+        ),
+        (
+            {
+                "valueCodeableConcept": {"text": "see interpretation"},
+                "interpretation": [b.cc(V3_INTERPRETATION, "NEG")],
+            },
+            "negative",
+            "ER negative",
+        ),
+    ],
+)
+def test_hormone_receptor_status_by_each_way_er_is_written(value, status, line):
+    er = _er(**value)
+    f = facts(breast() + [er, b.receptor("PR", "negative")])
+    assert f.hr.status == status
+    assert f.hr.evidence()[0].line() == f"{line} (2025-06-01; Observation/{er['id']})"
+
+
+def test_without_er_or_pr_the_status_is_unknown_and_said():
+    f = facts(breast())
+    assert (f.hr.status, f.hr.notes) == ("unknown", ["no readable ER or PR result: hormone-receptor status unknown"])
+    assert facts(breast() + [b.receptor("PR", "positive")]).hr.status == "positive"
