@@ -1201,3 +1201,53 @@ def test_without_er_or_pr_the_status_is_unknown_and_said():
     f = facts(breast())
     assert (f.hr.status, f.hr.notes) == ("unknown", ["no readable ER or PR result: hormone-receptor status unknown"])
     assert facts(breast() + [b.receptor("PR", "positive")]).hr.status == "positive"
+
+
+# --- all the words of a pathology report, by each place a report holds them
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode()
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"conclusion": "HER2 positive (3+)."}, "HER2 positive (3+)."),
+        ({"conclusionCode": [{"text": "HER2 amplified"}, {"text": "ER positive"}]}, "HER2 amplified\nER positive"),
+        (
+            {"conclusion": "IDC.", "presentedForm": [{"contentType": "text/plain", "data": _b64("HER2 3+ é")}]},
+            "IDC.\nHER2 3+ é",
+        ),
+        (  # a bad form is passed over for the next
+            {
+                "presentedForm": [
+                    {"contentType": "text/plain", "data": "%%%not base64%%%"},
+                    {"contentType": "text/plain; charset=utf-8", "data": _b64("second form")},
+                ]
+            },
+            "second form",
+        ),
+        ({"presentedForm": [{"contentType": "application/pdf", "data": _b64("HER2 3+")}]}, ""),  # not plain text
+        ({"presentedForm": [{"data": _b64("HER2 3+")}]}, ""),  # no content type
+        ({"presentedForm": [{"contentType": "text/plain", "data": _b64("\xff")[:-2] + "=="}]}, None),
+    ],
+)
+def test_all_the_words_of_a_report(fields, words):
+    from cds_service.fhir.pathology import report_text
+
+    text = report_text({"resourceType": "DiagnosticReport", "status": "final", **fields})
+    if words is None:
+        assert isinstance(text, str)  # undecodable bytes are replaced, never an error
+    else:
+        assert text == words
+
+
+def test_a_plain_text_form_at_the_size_limit_is_not_read():
+    from cds_service.fhir.pathology import _TEXT_FORM_MAX, report_text
+
+    at_limit = _b64("x" * (_TEXT_FORM_MAX // 4 * 3))  # exactly _TEXT_FORM_MAX characters of base64
+    below = _b64("x" * (_TEXT_FORM_MAX // 4 * 3 - 3))
+    assert (len(at_limit), len(below)) == (_TEXT_FORM_MAX, _TEXT_FORM_MAX - 4)
+    report = {"resourceType": "DiagnosticReport", "presentedForm": [{"contentType": "text/plain", "data": at_limit}]}
+    assert report_text(report) == ""
+    report["presentedForm"][0]["data"] = below
+    assert report_text(report) == "x" * (_TEXT_FORM_MAX // 4 * 3 - 3)
