@@ -826,17 +826,23 @@ def test_the_dose_check_says(dose, problem, note, suggest):
     assert (check.problem, check.note, check.suggest, check.dose) == (problem, note, suggest, dose)
 
 
-def test_a_re_escalation_names_the_first_reduction_and_its_date():
+def _reduced_to_4_4() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A chart with 5.4 then 4.4 given, and the record of the first reduction."""
     reduced = tdxd_dose("administration", day(39), 4.4)
-    check = _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(5.4))
+    return breast() + [tdxd_dose("administration", day(60), 5.4), reduced], reduced
+
+
+def test_a_re_escalation_names_the_first_reduction_and_its_date():
+    chart, reduced = _reduced_to_4_4()
+    check = _check(chart, draft(5.4))
     assert check.problem == (
         f"Drafted dose 5.4 mg/kg is a re-escalation: dose reduced to 4.4 mg/kg on record (first reduction "
         f"MedicationAdministration/{reduced['id']}, {day(39)}). The label says do not re-escalate after a dose "
         "reduction."
     )
     assert check.suggest == 4.4
-    assert _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(4.45)).problem is None
-    assert _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(4.46)).suggest == 4.4
+    assert _check(chart, draft(4.45)).problem is None
+    assert _check(chart, draft(4.46)).suggest == 4.4
 
 
 def test_a_grade_1_ild_after_a_dose_on_its_onset_day_reduces_from_that_dose():
@@ -931,8 +937,8 @@ def test_another_primary_cancer_turns_the_dose_check_off_and_says_why():
 
 
 def test_a_dose_that_is_no_level_after_a_reduction_says_both():
-    reduced = tdxd_dose("administration", day(39), 4.4)
-    check = _check(breast() + [tdxd_dose("administration", day(60), 5.4), reduced], draft(6.0))
+    chart, reduced = _reduced_to_4_4()
+    check = _check(chart, draft(6.0))
     assert check.problem == (
         f"Drafted dose 6 mg/kg {NOT_A_LEVEL}; dose reduced to 4.4 mg/kg on record (first reduction "
         f"MedicationAdministration/{reduced['id']}, {day(39)}): the label says do not re-escalate."
