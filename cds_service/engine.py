@@ -191,7 +191,6 @@ class Engine:
                     client=client,
                     held_back=why,
                     patient_hash=patient_hash,
-                    fhir_server=patient.fhir_server or None,
                 )
             )
         if self.ledger:

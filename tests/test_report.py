@@ -59,7 +59,7 @@ def seeded(tmp_path):
             conn.execute(
                 sa.text(
                     "INSERT INTO cds_card_ledger VALUES (:u, :c, 'her2-order-select', 'order-select', :t, :p, :i, :cl, "
-                    "'2026.11.0', :h, :ph, 'digest', 2, NULL)"
+                    "'2026.11.0', :h, :ph, 'digest', 2)"
                 ),
                 {
                     "u": uuid_,

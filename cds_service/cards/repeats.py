@@ -26,7 +26,7 @@ class Repeats:
         cards: list[dict[str, Any]],
         hook: str,
         context: dict[str, Any],
-        patient: PatientKey | None = None,
+        patient: PatientKey,
         missed: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """The cards to show. Warnings, critical cards and the ILD monitoring reminder always repeat; order-select
@@ -41,9 +41,7 @@ class Repeats:
                 continue
             seen = [
                 context.get("userId"),
-                context.get("patientId"),
-                patient.issuer if patient else None,  # the same ids in another EHR are other people
-                patient.fhir_server if patient else None,
+                [patient.issuer, patient.fhir_server, patient.patient_id],  # the same ids in another EHR: other people
                 card["source"]["topic"]["code"],
                 card["summary"],
                 card["detail"],

@@ -41,7 +41,6 @@ ledger = Table(
     Column("patient_hash", String(64)),
     Column("evidence_digest", String(64)),
     Column("patient_key_version", Integer),  # what patient_hash covers (storage/tenancy.py; migration 0003)
-    Column("fhir_server", String(500)),
 )
 snoozes = Table(
     "cds_snooze",
@@ -83,7 +82,6 @@ class Entry:
     held_back: str | None = None  # None: returned; "repeat" | "snooze" | "shadow"
     patient_hash: str | None = None  # of the PatientKey (issuer, FHIR server, patient id)
     patient_key_version: int | None = KEY_VERSION_TENANT
-    fhir_server: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -246,6 +244,8 @@ class Ledger:
         """A snooze covers this patient and topic: time-bound and unexpired, or bound to the evidence, which has
         not changed. A snooze made before tenancy (its hash covers the patient id alone) covers the patient only
         for the issuer whose override made it. Failing open: a snooze that cannot be read holds nothing back."""
+        if self._paused("snooze read"):
+            return False
         tenant_hash = self.patient_hash(patient)
         if not tenant_hash:
             return False
@@ -271,8 +271,6 @@ class Ledger:
             )
             .limit(1)
         )
-        if self._paused("snooze read"):
-            return False
         try:
             self._ensure()
             with self.engine.connect() as conn:

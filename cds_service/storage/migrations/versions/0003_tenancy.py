@@ -23,7 +23,6 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("cds_card_ledger") as batch:
         batch.add_column(sa.Column("patient_key_version", sa.Integer, nullable=True))
-        batch.add_column(sa.Column("fhir_server", sa.String(500), nullable=True))
     op.execute("UPDATE cds_card_ledger SET patient_key_version = 1 WHERE patient_hash IS NOT NULL")
     with op.batch_alter_table("cds_snooze") as batch:
         batch.add_column(sa.Column("patient_key_version", sa.Integer, nullable=True))
@@ -46,5 +45,4 @@ def downgrade() -> None:
         batch.drop_column("issuer")
         batch.drop_column("patient_key_version")
     with op.batch_alter_table("cds_card_ledger") as batch:
-        batch.drop_column("fhir_server")
         batch.drop_column("patient_key_version")
