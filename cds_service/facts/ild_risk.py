@@ -12,13 +12,11 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ILD_DISCONTINUE_GRADE, TDXD_ILD_WINDOW
 from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
+from cds_service.fhir.read import bound_in_text, quantity, string
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _GRADE = re.compile(r"grade\s*([1-5])", re.I)
 _SEVERITY = {"255604002": 1, "6736007": 2, "24484000": 3}  # SNOMED mild / moderate / severe
-
-
-_BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -38,27 +36,19 @@ class Egfr:
         return self.value < threshold
 
 
-def _egfr_reading(obs: dict[str, Any]) -> tuple[float, str | None] | None:
-    q = obs.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-        return float(q["value"]), q.get("comparator")  # valid FHIR: a comparator code or nothing
-    m = _BOUND.match(obs["valueString"]) if isinstance(obs.get("valueString"), str) else None
-    return (float(m.group(2)), m.group(1)) if m else None
-
-
 def latest_egfr(observations: list[dict[str, Any]]) -> Egfr | None:
-    """The most recent readable eGFR result (the status policy already set aside unusable ones)."""
+    """The most recent readable eGFR result (the status policy already set aside unusable ones): a Quantity, or
+    a string that starts with the number (">60")."""
     readings = []
-    for obs in observations:
-        reading = _egfr_reading(obs)  # the status policy was applied at extraction
+    for obs in observations:  # the status policy was applied at extraction
+        reading = quantity(obs.get("valueQuantity")) or bound_in_text(string(obs, "valueString"), anchored=True)
         if reading:
             readings.append((effective_date(obs) or date.min, reading, obs))
     if not readings:
         return None
-    _, (value, comp), obs = max(readings, key=lambda t: t[0])
-    unit = (obs.get("valueQuantity") or {}).get("unit")  # valid FHIR: a Quantity or nothing
-    text = f"eGFR {comp or ''}{value:g} {unit or 'mL/min/1.73 m2'}"
-    return Egfr(value, comp, Evidence(ref_of(obs), effective_date(obs), text))
+    _, reading, obs = max(readings, key=lambda t: t[0])
+    text = f"eGFR {reading.text('mL/min/1.73 m2')}"
+    return Egfr(reading.value, reading.cmp, Evidence(ref_of(obs), effective_date(obs), text))
 
 
 @dataclass(frozen=True)

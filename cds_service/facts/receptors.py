@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -11,6 +10,7 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ER_LOW_MAX, RECEPTOR_POSITIVE
 from cds_service.fhir.primitives import effective_date, ref_of
+from cds_service.fhir.read import Bound, components, percent, string
 from cds_service.fhir.terminology import Terminology
 
 
@@ -35,32 +35,23 @@ class HrStatus:
         return list(dict.fromkeys(r.evidence for r in (self.er, self.pr) if r))
 
 
-_PCT = re.compile(r"(<=|>=|≤|≥|<|>|less than|greater than)?\s*(\d+(?:\.\d+)?)\s*%")
-_CMP = {"≤": "<=", "≥": ">=", "less than": "<", "greater than": ">"}
 _ANSWERS = ("result-positive", "result-negative")
 
 
-def _percent(obs: dict[str, Any], ts: Terminology) -> tuple[float, str | None] | None:
-    """The percentage of stained nuclei and its comparator ("<1%" stays below 1)."""
-    holders = [obs] + [c for c in obs.get("component") or [] if isinstance(c, dict)]
-    for h in holders:
-        q = h.get("valueQuantity")
-        if (
-            isinstance(q, dict)
-            and isinstance(q.get("value"), (int, float))
-            and (q.get("unit") in ("%", "percent") or q.get("code") == "%")
-        ):
-            comp = q.get("comparator")
-            return float(q["value"]), comp if isinstance(comp, str) else None
-    words = ts.unmatched_texts(_ANSWERS, obs.get("valueCodeableConcept")) + (
-        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []
-    )
-    for t in words:
-        m = _PCT.search(t.lower())
-        if m:
-            cmp = m.group(1)
-            return float(m.group(2)), _CMP.get(cmp, cmp) if cmp else None
-    return None
+def _words(obs: dict[str, Any], ts: Terminology) -> list[str]:
+    """The words of the value that may be read: its text and the displays of codings that are no answer."""
+    value_string = string(obs, "valueString")
+    return ts.unmatched_texts(_ANSWERS, obs.get("valueCodeableConcept")) + ([value_string] if value_string else [])
+
+
+def _percent(obs: dict[str, Any], ts: Terminology) -> Bound | None:
+    """The percentage of stained nuclei and its comparator ("<1%" stays below 1), from the value or a
+    component's value."""
+    for holder in [obs, *components(obs)]:
+        found = percent(holder)
+        if found is not None:
+            return found
+    return percent({}, _words(obs, ts))
 
 
 def positive_at(pct: float, cmp: str | None) -> bool | None:
@@ -85,7 +76,7 @@ def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> Recept
         else (False if ts.match_code("result-negative", value) else None)
     )
     bound = _percent(obs, ts)
-    by_number = positive_at(*bound) if bound else None
+    by_number = positive_at(bound.value, bound.cmp) if bound else None
     notes = []
     positive = coded
     if positive is None:
@@ -96,12 +87,7 @@ def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> Recept
             f"{'positive' if coded else 'negative'} result; the coded result is used"
         )
     if positive is None:
-        text_value = {
-            "text": " ".join(
-                ts.unmatched_texts(_ANSWERS, value)
-                + ([obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
-            )
-        }
+        text_value = {"text": " ".join(_words(obs, ts))}
         if ts.match("result-negative", text_value):
             positive = False
         elif ts.match("result-positive", text_value):
@@ -112,14 +98,14 @@ def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> Recept
             positive = True if codes & {"POS"} else False if codes & {"NEG"} else positive
     if positive is None:
         return None
-    pct = bound[0] if bound and bound[1] is None else None
+    pct = bound.exact if bound else None
     shown = f" ({_bound_text(bound)})" if bound else ""
     label = f"{receptor} {'positive' if positive else 'negative'}{shown}" + "".join(f" [{n}]" for n in notes)
     return ReceptorResult(receptor, positive, pct, Evidence(ref_of(obs), effective_date(obs), label))
 
 
-def _bound_text(bound: tuple[float, str | None] | None) -> str:
-    return f"{bound[1] or ''}{bound[0]:g}%" if bound else ""
+def _bound_text(bound: Bound | None) -> str:
+    return bound.text("%") if bound else ""
 
 
 def hr_status(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from cds_service.facts.her2.model import Partial
@@ -18,6 +17,7 @@ from cds_service.facts.her2.text import (
     score_range_in_text,
 )
 from cds_service.fhir.primitives import effective_date, ref_of
+from cds_service.fhir.read import value_bound
 from cds_service.fhir.terminology import HER2_SETS, Terminology, codings, note_texts, texts
 
 LOCAL_CS = "http://her2-cds.org/fhir/CodeSystem/her2-ihc"
@@ -28,20 +28,6 @@ ANSWER_SETS = (*SCORE_SETS, *(vs for vs, _ in _BINARY_SETS), "ihc-membrane-stain
 # component codes, in the order a text-only component name is tried (a coded name always wins)
 COMPONENT_SETS = ("ihc-membrane-percent", "ihc-membrane-staining", *HER2_SETS)
 _MEMBRANE_CODES = {"membrane-staining-absent": "absent", "membrane-staining-faint-le-10": "faint-le-10"}
-_BOUND = re.compile(r"(less than|greater than|more than|below|above|under|over|<=|>=|≤|≥|<|>)?\s*(\d+(?:\.\d+)?)")
-_WORD_CMP = {
-    "less than": "<",
-    "below": "<",
-    "under": "<",
-    "greater than": ">",
-    "more than": ">",
-    "above": ">",
-    "over": ">",
-    "≤": "<=",
-    "≥": ">=",
-}
-
-
 def _value_texts(holder: dict[str, Any], ts: Terminology) -> list[str]:
     """The words of value[x] that may be read: CodeableConcept text, displays of codings that matched no
     answer value set, valueString."""
@@ -52,35 +38,10 @@ def _value_texts(holder: dict[str, Any], ts: Terminology) -> list[str]:
 
 
 def read_bound(holder: dict[str, Any], ts: Terminology) -> tuple[float, str | None] | None:
-    """A number and its comparator from value[x] (integer, Quantity with comparator, Ratio, or text
-    such as "less than 1.8" / "<1%"); None when there is none."""
-    v = holder.get("valueInteger")
-    if isinstance(v, int) and not isinstance(v, bool):
-        return float(v), None
-    q = holder.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-        comp = q.get("comparator")
-        return float(q["value"]), comp if isinstance(comp, str) else None
-    ratio = holder.get("valueRatio")
-    if isinstance(ratio, dict):
-        num, den = ratio.get("numerator") or {}, ratio.get("denominator") or {}
-        if (
-            isinstance(num, dict)
-            and isinstance(den, dict)
-            and isinstance(num.get("value"), (int, float))
-            and isinstance(den.get("value"), (int, float))
-            and den["value"]
-            and not num.get("comparator")
-            and not den.get("comparator")
-        ):
-            return float(num["value"]) / float(den["value"]), None
-        return None
-    for t in _value_texts(holder, ts):
-        m = _BOUND.search(t.lower())
-        if m:
-            cmp = m.group(1)
-            return float(m.group(2)), _WORD_CMP.get(cmp, cmp) if cmp else None
-    return None
+    """A number and its comparator from value[x] (integer, Quantity with comparator, Ratio, or words such as
+    "less than 1.8" / "<1%"); None when there is none."""
+    b = value_bound(holder, _value_texts(holder, ts))
+    return (b.value, b.cmp) if b else None
 
 
 def _number(holder: dict[str, Any], ts: Terminology) -> float | None:
