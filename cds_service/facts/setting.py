@@ -29,6 +29,9 @@ NEGATED = re.compile(
 )
 
 
+_STAGE_WORD = re.compile(r"\bstage\b", re.I)
+
+
 def stated(regex: re.Pattern[str], text: str) -> bool:
     """The text states what regex finds, not negated by the words just before it."""
     return any(not NEGATED.search(text[: m.start()].lower()) for m in regex.finditer(text))
@@ -106,6 +109,14 @@ def stage_reading(cc: Any, ts: Terminology) -> str | None:
         if _NO_DISTANT.search(t):
             return "none"
     return None
+
+
+def _staged_what(obs: dict[str, Any], ts: Terminology) -> str | None:
+    """What a staging result is about, when it can say metastatic or not: an M category or a stage group (a T or N
+    category says nothing about distant metastasis)."""
+    if ts.match_code("m-category", obs.get("code")):
+        return "metastatic status"
+    return "stage" if any(_STAGE_WORD.search(t) for t in texts(obs.get("code"))) else None
 
 
 def _region(cond: dict[str, Any], sets: dict[str, Match], ts: Terminology) -> str:
@@ -214,6 +225,11 @@ def derive_setting(
             s.evidence.append(Evidence(ref_of(obs), effective_date(obs), f"stage IV / M1 staging ({label})"))
         elif reading == "none":
             staged_none.append(Evidence(ref_of(obs), effective_date(obs), label))
+        elif (what := _staged_what(obs, ts)) is not None:  # said, never dropped: "MX", a value not read, none
+            if value is not None or words:
+                s.notes.append(f"{ref_of(obs)}: {what} not readable ({label})")
+            else:
+                s.notes.append(f"{ref_of(obs)}: {what} recorded without a value ({label.split(': ')[0]})")
     for ev in text_only:
         newer = [m for m in staged_none if m.when and (ev.when is None or m.when > ev.when)]
         if newer:

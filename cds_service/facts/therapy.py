@@ -14,6 +14,7 @@ from cds_service.facts.setting import Metastasis
 from cds_service.facts.thresholds import ADJUVANT_RECURRENCE, COMBINATION, EPISODE_GAP, PROGRESSION_AFTER_END
 from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
+from cds_service.fhir.read import items, period
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import content_key
 
@@ -103,10 +104,13 @@ class TherapyHistory:
 
 
 def _period(r: dict[str, Any]) -> tuple[date | None, date | None]:
-    for key in ("effectivePeriod",):
-        p = r.get(key)
-        if isinstance(p, dict):
-            return parse_date(p.get("start")), parse_date(p.get("end"))
+    if isinstance(r.get("effectivePeriod"), dict):
+        return period(r, "effectivePeriod")
+    if r["resourceType"] == "Procedure":  # therapy recorded as a procedure: its period, or its one day
+        if isinstance(r.get("performedPeriod"), dict):
+            return period(r, "performedPeriod")
+        day = parse_date(r.get("performedDateTime"))
+        return day, day
     if r["resourceType"] == "MedicationRequest":
         start, end = parse_date(r.get("authoredOn")), None
         for d in r.get("dosageInstruction") or []:
@@ -155,9 +159,10 @@ def duration_days(duration: Any) -> float | None:
 
 
 def _reasons(r: dict[str, Any]) -> list[Any]:
-    sr = r.get("statusReason")
-    out = list(sr) if isinstance(sr, list) else ([sr] if isinstance(sr, dict) else [])
-    return out + list(r.get("reasonCode") or [])
+    """Why a record stopped: statusReason, and a medication record's reasonCode (a procedure's reasonCode is
+    why it was done, never why it stopped)."""
+    out: list[Any] = items(r, "statusReason")
+    return out if r["resourceType"] == "Procedure" else out + items(r, "reasonCode")
 
 
 def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
@@ -223,8 +228,9 @@ def _line(episodes: list[list[Record]]) -> Line:
     ongoing = any(ep[-1].ongoing for ep in episodes)
     ends = [max(filter(None, (r.end for r in ep)), default=None) for ep in episodes]
     end = None if ongoing or any(e is None for e in ends) else max(e for e in ends if e)
-    line = Line(
-        drugs=sorted({r.ingredient for r in recs}),
+    named = {r.drug_class for r in recs if not r.ref.startswith("Procedure/")}
+    line = Line(  # a class recorded as a procedure beside its named drugs shows the drugs only
+        drugs=sorted({r.ingredient for r in recs if not r.ref.startswith("Procedure/") or r.drug_class not in named}),
         classes={r.drug_class for r in recs},
         start=min(starts) if starts else None,
         end=end,

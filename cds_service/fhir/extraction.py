@@ -45,7 +45,12 @@ CONDITION_SETS = (
     "renal-impairment",
     "respiratory-symptom",
 )
-PROCEDURE_SETS = ("radiotherapy", "biopsy", "chest-imaging")
+PROCEDURE_SETS = ("radiotherapy", "biopsy", "chest-imaging", "chemotherapy-procedure", "endocrine-procedure")
+# therapy recorded as a procedure (drugs not named): the drug class it is exposure to, and the name it shows
+THERAPY_PROCEDURES = {
+    "chemotherapy-procedure": ("chemotherapy", "chemotherapy (drugs not named)"),
+    "endocrine-procedure": ("endocrine-therapy", "endocrine therapy (drugs not named)"),
+}
 LAZY_SETS = ("body-weight",)  # validated where one is used, not here (see Extracted.weights)
 
 
@@ -123,6 +128,12 @@ def copy_rank(r: dict[str, Any]) -> tuple[str, int, str, str]:
         str(meta.get("lastUpdated", "")),
         issued if isinstance(issued, str) else "",
     )
+
+
+def therapy_match(vs: str, m: Match) -> Match:
+    """A therapy procedure as the drug class it is exposure to (an oophorectomy is named as itself)."""
+    drug_class, name = THERAPY_PROCEDURES[vs]
+    return Match(drug_class, m.by, m.what, "oophorectomy" if m.canonical == "Oophorectomy" else name)
 
 
 def medication_concept(resource: dict[str, Any], medications: dict[str, dict[str, Any]]) -> Any:
@@ -312,6 +323,8 @@ def _sort_one(
         if sorting.sets and (admitted := _admit(r, sorting, out.notes, key)) is not None:
             for vs in sorting.sets:
                 out.procedures[vs].append(admitted)
+                if vs in THERAPY_PROCEDURES and (m := ts.match(vs, admitted.get("code"))) is not None:
+                    out.meds.append(MedRecord(admitted, therapy_match(vs, m), key))
     elif rtype in MED_TYPES:
         drug = ts.classify_drug(medication_concept(r, medications)) if sorting.drug_elsewhere else sorting.drug
         if drug and (admitted := _admit(r, sorting, out.notes, key)) is not None:

@@ -104,7 +104,12 @@ def statements(text: str) -> list[tuple[str, str]]:
     for i, (start, end, kind) in enumerate(marks):
         stop = marks[i + 1][0] if i + 1 < len(marks) else len(text)
         sentence = _SENTENCE_END.search(text, end, stop)
-        phrase = text[start : sentence.start() if sentence else stop].strip(" ,:")
+        close = sentence.start() if sentence else stop
+        ish = _ISH.search(text, close, stop) if kind == "her2-ihc" and sentence else None
+        if ish:  # "HER2: IHC 2+ (equivocal). FISH: not amplified": the ISH sentence belongs to the HER2 statement
+            after = _SENTENCE_END.search(text, ish.end(), stop)
+            close = after.start() if after else stop
+        phrase = text[start:close].strip(" ,:")
         if len(phrase) > end - start:
             out.append((kind, phrase))
     return out

@@ -137,14 +137,16 @@ class ValueSetMatcher:
             self._regex = re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(t) for t in alts) + r")(?![a-z0-9])")
         return self._regex
 
-    def match_coding(self, system: str, code: str) -> str | None:
+    def match_coding(self, system: str, code: str, display: Any = None) -> str | None:
+        """The canonical name of a coding in this value set: the concept's display, or, for a code under an is-a
+        group (an ICD-10 or ATC class), the coding's own display, else its code."""
         hit = self.codes.get((system, code))
         if hit is not None:
             return hit
         norm = _norm_code(code)
         for psys, prefix in self.prefixes:
             if psys == system and norm.startswith(prefix):
-                return code
+                return display if isinstance(display, str) and display.strip() else code
         return None
 
     def match_text(self, text: str) -> tuple[str, str] | None:
@@ -316,7 +318,7 @@ class Terminology:
         for c in codings(cc):
             system, code = c.get("system"), c.get("code")
             if isinstance(system, str) and isinstance(code, str):
-                hit = vs.match_coding(system, code)
+                hit = vs.match_coding(system, code, c.get("display"))
                 if hit is not None:
                     return Match(vs_id, "code", f"{system.rsplit('/', 1)[-1]}|{code}", hit)
         return None
@@ -351,7 +353,7 @@ class Terminology:
             system, code = c.get("system"), c.get("code")
             if isinstance(system, str) and isinstance(code, str):
                 for vs_id in vs_ids:
-                    hit = self.sets[vs_id].match_coding(system, code)
+                    hit = self.sets[vs_id].match_coding(system, code, c.get("display"))
                     if hit is not None:
                         return Match(vs_id, "code", f"{system.rsplit('/', 1)[-1]}|{code}", hit)
         for text in texts(cc):

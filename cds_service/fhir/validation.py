@@ -215,7 +215,9 @@ def warm_models() -> None:
 
 
 def _wrapped(resource: dict[str, Any], fixes: frozenset[str]) -> dict[str, Any]:
-    return {**resource, **{k: [resource[k]] for k in fixes}}
+    """The resource repaired: each element named in fixes wrapped in a list, each named "-element" left out."""
+    out = {k: v for k, v in resource.items() if f"-{k}" not in fixes}
+    return {**out, **{k: [resource[k]] for k in fixes if not k.startswith("-")}}
 
 
 def _verdict(
@@ -228,11 +230,13 @@ def _verdict(
     for attempt in range(2):
         try:
             (validate or _validate)(model, candidate)
-            return fixes, (
-                f"{ref_of(resource)} had single values where FHIR R4 expects lists; read as lists" if attempt else None
-            )
+            return fixes, (_repair_note(resource, fixes) if attempt else None)
         except ValidationError as exc:
-            found = {str(e["loc"][0]) for e in exc.errors() if e["type"] == "list_type" and len(e["loc"]) == 1}
+            top = [e for e in exc.errors() if len(e["loc"]) == 1]
+            found = {str(e["loc"][0]) for e in top if e["type"] == "list_type"}
+            # an element the resource type does not have (a MedicationRequest's effectiveDateTime) is left out and
+            # named: what it held is not read, the rest of the record is
+            found |= {f"-{e['loc'][0]}" for e in top if e["type"] == "extra_forbidden" and _droppable(str(e["loc"][0]))}
             if attempt or not found:
                 return (
                     None,
@@ -243,6 +247,25 @@ def _verdict(
         except (RecursionError, TypeError, ValueError):
             return None, f"{ref_of(resource)} was skipped: not readable FHIR"
     return None, None
+
+
+def _droppable(element: str) -> bool:
+    """An unknown element that may be left out: never one that looks like a modifier (a misspelt
+    modifierExtension changes what the record means) and never the resource type."""
+    return element != "resourceType" and "modifier" not in element.lower()
+
+
+def _repair_note(resource: dict[str, Any], fixes: frozenset[str]) -> str:
+    said = []
+    if any(not f.startswith("-") for f in fixes):
+        said.append("had single values where FHIR R4 expects lists; read as lists")
+    dropped = sorted(f[1:] for f in fixes if f.startswith("-"))
+    if dropped:
+        said.append(
+            f"has element(s) a FHIR R4 {resource.get('resourceType')} does not have ({', '.join(dropped)}): "
+            "left out, the rest of the record is read"
+        )
+    return f"{ref_of(resource)} " + "; ".join(said)
 
 
 def _problem(exc: ValidationError) -> str:

@@ -156,8 +156,11 @@ def _numeric_call(v: Her2Values, w: _Ish, notes: list[str]) -> str | None:
         notes.append("ISH ratio without HER2 copy number: ASCO/CAP group cannot be assigned")
         if v.ihc == 3:
             return "amplified"
-        if not ge2 and (v.ihc in (0, 1) or (v.ihc is None and v.binary == "negative")):
-            return "not-amplified"  # groups 3-5 are all not amplified with IHC 0-1+
+        if not ge2 and (v.ihc in (0, 1) or (v.ihc is None and v.binary in (None, "negative"))):
+            return "not-amplified"  # groups 3-5 are all not amplified with IHC 0-1+; no IHC here: it is asked for
+        if ge2 and v.ihc is None and v.binary in (None, "positive"):
+            notes.append("ISH ratio ≥2.0 with no IHC score or copy number: read as amplified (group 1 or 2)")
+            return "amplified"
         return "equivocal"
     group = w.group = _group(ge2, v.copy_number)
     if group == 1:

@@ -17,14 +17,14 @@ from cds_service.facts.her2.text import (
     score_range_in_text,
 )
 from cds_service.fhir.primitives import effective_date, ref_of
-from cds_service.fhir.read import value_bound
+from cds_service.fhir.read import items, value_bound
 from cds_service.fhir.terminology import HER2_SETS, Terminology, codings, note_texts, texts
 
 LOCAL_CS = "http://her2-cds.org/fhir/CodeSystem/her2-ihc"
 
 SCORE_SETS = {f"her2-ihc-score-{n}": n for n in range(4)}
 _BINARY_SETS = (("result-equivocal", "equivocal"), ("result-negative", "negative"), ("result-positive", "positive"))
-ANSWER_SETS = (*SCORE_SETS, *(vs for vs, _ in _BINARY_SETS), "ihc-membrane-staining-answer")
+ANSWER_SETS = (*SCORE_SETS, *(vs for vs, _ in _BINARY_SETS), "ihc-membrane-staining-answer", "her2-stated-low")
 # component codes, in the order a text-only component name is tried (a coded name always wins)
 COMPONENT_SETS = ("ihc-membrane-percent", "ihc-membrane-staining", *HER2_SETS)
 _MEMBRANE_CODES = {"membrane-staining-absent": "absent", "membrane-staining-faint-le-10": "faint-le-10"}
@@ -71,6 +71,8 @@ def _coded_score(holder: dict[str, Any], ts: Terminology) -> int | None:
 
 
 def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None:
+    if ts.match_code("her2-stated-low", holder.get("valueCodeableConcept")):
+        p.stated = "low"  # the category by code; a score in the same value (its text) is still read below
     coded = _coded_score(holder, ts)
     if coded is not None:
         p.ihc = coded
@@ -167,14 +169,27 @@ def read_observation(obs: dict[str, Any], kind: str, ts: Terminology) -> Partial
                 p.membrane_pct, p.by_text = pct, True
                 break
     if p.ihc is None and p.binary is None and p.stated is None and not p.has_ish:
-        p.binary = _binary(ts, obs, "interpretation") if obs.get("interpretation") else None
-        for interp in obs.get("interpretation") or []:
-            code = {c.get("code") for c in codings(interp)}
-            if code & {"POS", "H"}:
-                p.binary = "positive"
-            elif code & {"NEG", "N"}:
-                p.binary = "negative"
+        p.binary = _interpretation(obs, ts, {"POS", "H"}, {"NEG", "N"})
+    elif p.ish is None and p.has_ish and kind in ISH_KINDS:  # numbers with the pathologist's call beside them
+        call = _interpretation(obs, ts, {"POS"}, {"NEG"})
+        p.ish = {"positive": "amplified", "negative": "not-amplified", "equivocal": "equivocal"}.get(call or "")
     return p
+
+
+ISH_KINDS = ("her2-ish", "her2-ish-ratio", "her2-ish-copy-number", "her2-cep17-copy-number")
+
+
+def _interpretation(obs: dict[str, Any], ts: Terminology, positive: set[str], negative: set[str]) -> str | None:
+    """positive / negative / equivocal from Observation.interpretation: a result answer code, or the v3
+    interpretation codes given (a ratio's "H" or "N" says nothing about amplification)."""
+    found = _binary(ts, obs, "interpretation") if obs.get("interpretation") else None
+    for interp in items(obs, "interpretation"):
+        code = {c.get("code") for c in codings(interp)}
+        if code & positive:
+            found = "positive"
+        elif code & negative:
+            found = "negative"
+    return found
 
 
 def _read_slot(p: Partial, holder: dict[str, Any], kind: str, ts: Terminology) -> None:
