@@ -28,6 +28,8 @@ ANSWER_SETS = (*SCORE_SETS, *(vs for vs, _ in _BINARY_SETS), "ihc-membrane-stain
 # component codes, in the order a text-only component name is tried (a coded name always wins)
 COMPONENT_SETS = ("ihc-membrane-percent", "ihc-membrane-staining", *HER2_SETS)
 _MEMBRANE_CODES = {"membrane-staining-absent": "absent", "membrane-staining-faint-le-10": "faint-le-10"}
+
+
 def _value_texts(holder: dict[str, Any], ts: Terminology) -> list[str]:
     """The words of value[x] that may be read: CodeableConcept text, displays of codings that matched no
     answer value set, valueString."""

@@ -59,10 +59,19 @@ def membrane_pct_from_text(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+_ISH_SIGN = re.compile(r"[\s:=(-]*(negative|neg|positive|pos)\b")
+
+
 def ish_in_ihc_text(text: str) -> str | None:
-    """An ISH call reported in the same text as the IHC score ("2+; FISH not amplified")."""
+    """An ISH call reported in the same text as the IHC score ("2+; FISH not amplified", "IHC 2+/ISH negative":
+    negative or positive right after the ISH word is its call)."""
     m = ISH_WORD.search(text.lower())
-    return ish_from_text(text[m.end() :]) if m else None
+    if not m:
+        return None
+    sign = _ISH_SIGN.match(text.lower(), m.end())
+    if sign:
+        return "not-amplified" if sign.group(1).startswith("neg") else "amplified"
+    return ish_from_text(text[m.end() :])
 
 
 def _first_label(text: str, table: tuple[tuple[re.Pattern[str], str], ...]) -> str | None:
