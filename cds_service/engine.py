@@ -21,6 +21,7 @@ from cds_service.explain import explain as explain_facts
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.memo import FactsMemo, Kept
 from cds_service.facts.orders import read_drafts
+from cds_service.fhir.read import draft_resources, names_medication
 from cds_service.fhir.terminology import load_terminology
 from cds_service.fhir.validation import warm_models
 from cds_service.gather.fhir_client import FhirClient
@@ -289,10 +290,4 @@ def _log_failure(stage: str, exc: Exception) -> None:
 
 def _has_medication(context: dict[str, Any]) -> bool:
     """True when some drafted order names a medication (order-select fires on every keystroke)."""
-    bundle = context.get("draftOrders")
-    entries = bundle.get("entry") if isinstance(bundle, dict) else None
-    for e in entries if isinstance(entries, list) else []:
-        res = e.get("resource") if isinstance(e, dict) else None
-        if isinstance(res, dict) and (res.get("medicationCodeableConcept") or res.get("medicationReference")):
-            return True
-    return False
+    return any(names_medication(r) for r in draft_resources(context))

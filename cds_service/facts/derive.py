@@ -18,6 +18,7 @@ from cds_service.facts.setting import Setting, derive_setting
 from cds_service.facts.therapy import TherapyHistory, derive_therapy
 from cds_service.fhir.extraction import Extracted, extract
 from cds_service.fhir.primitives import effective_date, latest_day, ref_of
+from cds_service.fhir.read import concept, items
 from cds_service.fhir.terminology import HER2_SETS, Terminology, first_text
 from cds_service.fhir.validation import content_key
 
@@ -61,7 +62,7 @@ def _later_metastatic_biopsy(ex: Extracted, her2: Her2Picture, ts: Terminology) 
     latest = her2.current.when
     for proc in ex.procedures["biopsy"]:
         when = effective_date(proc)
-        sites = list(proc.get("bodySite") or []) + [proc.get("code")]
+        sites = list(items(proc, "bodySite")) + [concept(proc, "code")]
         if when and latest and when > latest and any(ts.match("metastatic-site", s) for s in sites):
             return Evidence(ref_of(proc), when, "biopsy of a metastatic site after the latest HER2 result")
     return None

@@ -14,6 +14,7 @@ from cds_service.facts.orders import read_quantity
 from cds_service.facts.therapy import NOT_GIVEN
 from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, ref_of
+from cds_service.fhir.read import string
 from cds_service.fhir.validation import validated
 
 _KG = {"kg": 1.0, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237, "g": 0.001}
@@ -74,7 +75,7 @@ def read_weight(obs: dict[str, Any]) -> Weight | None:
     if not isinstance(q, dict) or q.get("comparator") is not None:
         return None
     value = q.get("value")
-    factor = _KG.get(str(q.get("code") or q.get("unit") or "kg").lower())
+    factor = _KG.get(str(string(q, "code") or string(q, "unit") or "kg").lower())
     if (
         not isinstance(value, (int, float))
         or isinstance(value, bool)
@@ -91,7 +92,7 @@ def dose_history(meds: list[MedRecord], weights: list[dict[str, Any]], drafts: s
     history = DoseHistory(weights=[w for o in weights if (w := read_weight(o))])
     for rec in meds:
         r = rec.resource
-        if rec.drug.value_set != "tdxd" or ref_of(r) in drafts or r.get("status") in NOT_GIVEN:
+        if rec.drug.value_set != "tdxd" or ref_of(r) in drafts or string(r, "status") in NOT_GIVEN:
             continue
         per_kg, flat, written = read_quantity(r)
         if per_kg is None and written is None:

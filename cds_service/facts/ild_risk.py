@@ -12,7 +12,7 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ILD_DISCONTINUE_GRADE, TDXD_ILD_WINDOW
 from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
-from cds_service.fhir.read import bound_in_text, quantity, string
+from cds_service.fhir.read import bound_in_text, concept, items, quantity, string
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _GRADE = re.compile(r"grade\s*([1-5])", re.I)
@@ -69,12 +69,14 @@ class IldEvent:
 
 def _resolution(record: dict[str, Any]) -> tuple[date | None, bool]:
     """(the date it resolved, resolved without a date) from abatement or clinical status."""
-    when = parse_date(record.get("abatementDateTime"))
+    when = parse_date(string(record, "abatementDateTime"))
     period = record.get("abatementPeriod")
     if when is None and isinstance(period, dict):
         when = parse_date(period.get("end")) or parse_date(period.get("start"))
-    status = {str(c.get("code")) for c in codings(record.get("clinicalStatus"))}
-    resolved = bool(when) or bool(status & {"resolved", "inactive", "remission"}) or bool(record.get("abatementString"))
+    status = {str(string(c, "code")) for c in codings(concept(record, "clinicalStatus"))}
+    resolved = (
+        bool(when) or bool(status & {"resolved", "inactive", "remission"}) or bool(string(record, "abatementString"))
+    )
     return when, resolved and when is None
 
 
@@ -95,10 +97,10 @@ class IldRisk:
 
 
 def _grade(cond: dict[str, Any]) -> int | None:
-    for c in codings(cond.get("severity")):
-        if c.get("code") in _SEVERITY:
+    for c in codings(concept(cond, "severity")):
+        if string(c, "code") in _SEVERITY:
             return _SEVERITY[c["code"]]
-    blobs = texts(cond.get("code")) + texts(cond.get("severity")) + note_texts(cond)
+    blobs = texts(concept(cond, "code")) + texts(concept(cond, "severity")) + note_texts(cond)
     for t in blobs:
         m = _GRADE.search(t)
         if m:
@@ -120,7 +122,7 @@ class Exposure:
 def _tdxd_associated(cond: dict[str, Any], ts: Terminology, exposure: Exposure | None) -> str | None:
     """Why an ILD/pneumonitis is T-DXd-associated: named as caused by T-DXd, or its onset falls during
     T-DXd exposure (DESIGN §6.5); None when neither."""
-    blob = " ".join(texts(cond.get("code")) + note_texts(cond))
+    blob = " ".join(texts(concept(cond, "code")) + note_texts(cond))
     if ts.match("tdxd", {"text": blob}):
         return "attributed to T-DXd in the record"
     onset = effective_date(cond)
@@ -130,10 +132,10 @@ def _tdxd_associated(cond: dict[str, Any], ts: Terminology, exposure: Exposure |
 
 
 def _thoracic(proc: dict[str, Any], ts: Terminology) -> bool:
-    sites = list(proc.get("bodySite") or [])
+    sites = list(items(proc, "bodySite"))
     if any(ts.match("thoracic-site", s) for s in sites):
         return True
-    return bool(ts.match("thoracic-site", {"text": " ".join(texts(proc.get("code")))}))
+    return bool(ts.match("thoracic-site", {"text": " ".join(texts(concept(proc, "code")))}))
 
 
 def observation_grade(obs: dict[str, Any]) -> int | None:
@@ -141,8 +143,8 @@ def observation_grade(obs: dict[str, Any]) -> int | None:
     value = obs.get("valueInteger")
     if isinstance(value, int) and not isinstance(value, bool):
         return value if 1 <= value <= 5 else None
-    words = texts(obs.get("valueCodeableConcept")) + (
-        [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []
+    words = texts(concept(obs, "valueCodeableConcept")) + (
+        [obs["valueString"]] if isinstance(string(obs, "valueString"), str) else []
     )
     for t in words:
         m = _GRADE.search(t)
@@ -184,17 +186,17 @@ def derive_ild(
     """The status policy was applied at extraction: every resource here counts."""
     risk = IldRisk(lung_metastases=list(lung_metastases), egfr=latest_egfr(list(renal_observations)))
     for cond, match in conditions["ild"]:
-        _add_event(risk, cond, first_text(cond.get("code"), match.what), _grade(cond), ts, exposure)
+        _add_event(risk, cond, first_text(concept(cond, "code"), match.what), _grade(cond), ts, exposure)
     for obs in graded_observations:  # a CTCAE-graded ILD/pneumonitis observation is an event of its own
         grade = observation_grade(obs)
         if grade:
-            _add_event(risk, obs, first_text(obs.get("code"), "ILD/pneumonitis"), grade, ts, exposure)
+            _add_event(risk, obs, first_text(concept(obs, "code"), "ILD/pneumonitis"), grade, ts, exposure)
     for proc in procedures["radiotherapy"]:
-        if not proc.get("bodySite") and not ts.match("thoracic-site", {"text": " ".join(texts(proc.get("code")))}):
+        if not proc.get("bodySite") and not ts.match("thoracic-site", {"text": " ".join(texts(concept(proc, "code")))}):
             risk.notes.append(f"{ref_of(proc)}: radiotherapy without a body site: thoracic or not cannot be told")
             continue
         if _thoracic(proc, ts):
-            label = first_text(proc.get("code"), "radiotherapy")
+            label = first_text(concept(proc, "code"), "radiotherapy")
             risk.thoracic_rt.append(Evidence(ref_of(proc), effective_date(proc), f"thoracic radiotherapy: {label}"))
     for cond, _ in conditions["renal-impairment"]:
         risk.renal.append(

@@ -9,6 +9,7 @@ from typing import Any
 
 from cds_service.fhir.extraction import medication_concept
 from cds_service.fhir.primitives import ref_of
+from cds_service.fhir.read import draft_resources, items, string
 from cds_service.fhir.terminology import DRUG_CLASSES, Match, Terminology, note_texts, texts
 
 MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
@@ -53,19 +54,19 @@ def _dosages(resource: dict[str, Any]) -> list[dict[str, Any]]:
 def read_quantity(resource: dict[str, Any]) -> tuple[float | None, float | None, str | None]:
     """(mg/kg, flat mg, as written) of the first dose a medication record states, structured or in its text."""
     for d in _dosages(resource):
-        quantities = [dr.get("doseQuantity") for dr in d.get("doseAndRate") or [] if isinstance(dr, dict)]
+        quantities = [dr.get("doseQuantity") for dr in items(d, "doseAndRate") if isinstance(dr, dict)]
         quantities.append(d.get("dose"))  # MedicationAdministration.dosage.dose
         for q in quantities:
             value = _number(q.get("value")) if isinstance(q, dict) else None
             if q is None or value is None:
                 continue
-            unit = str(q.get("code") or q.get("unit") or "")
+            unit = str(string(q, "code") or string(q, "unit") or "")
             text = f"{value:g} {q.get('unit') or unit}".strip()
             norm = unit.replace(" ", "").lower()
             if norm in _MG_PER_KG_UNITS:
                 return value, None, text
             return None, (value if norm == "mg" else None), text
-        if isinstance(d.get("text"), str):
+        if isinstance(string(d, "text"), str):
             m = MG_PER_KG.search(d["text"])
             flat = MG.search(d["text"]) if not m else None
             return (float(m.group(1)) if m else None), (float(flat.group(1)) if flat else None), d["text"][:80]
@@ -74,14 +75,9 @@ def read_quantity(resource: dict[str, Any]) -> tuple[float | None, float | None,
 
 def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
     """Draft orders from context.draftOrders, defensively (the sandbox sends non-R4 shapes)."""
-    bundle = context.get("draftOrders")
-    selections = set(context.get("selections") or [])
+    selections = {s for s in context.get("selections") or [] if isinstance(s, str)}
     out = []
-    entries = bundle.get("entry") if isinstance(bundle, dict) else None
-    for e in entries if isinstance(entries, list) else []:
-        res = e.get("resource") if isinstance(e, dict) else None
-        if not isinstance(res, dict):
-            continue
+    for res in draft_resources(context):
         try:
             out.append(_read_one(res, selections, ts))
         except (TypeError, AttributeError, ValueError, KeyError):
@@ -94,12 +90,12 @@ def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
 def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> DraftOrder:
     ref = ref_of(res)
     drug = None
-    if res.get("resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
-        contained = {str(c.get("id")): c for c in res.get("contained") or [] if isinstance(c, dict)}
+    if string(res, "resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+        contained = {str(string(c, "id")): c for c in items(res, "contained") if isinstance(c, dict)}
         concept = medication_concept(res, contained)
         drug = ts.classify_drug(concept) if concept else None
         if drug is None and not concept:
-            for t in texts(res.get("code")) + note_texts(res):
+            for t in texts(concept(res, "code")) + note_texts(res):
                 drug = ts.classify_drug({"text": t}) or drug
     dose, flat, dose_text = read_quantity(res) if drug else (None, None, None)
     return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text, res, flat)

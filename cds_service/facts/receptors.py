@@ -10,7 +10,7 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ER_LOW_MAX, RECEPTOR_POSITIVE
 from cds_service.fhir.primitives import effective_date, ref_of
-from cds_service.fhir.read import Bound, components, percent, string
+from cds_service.fhir.read import Bound, components, concept, items, percent, string
 from cds_service.fhir.terminology import Terminology
 
 
@@ -41,7 +41,7 @@ _ANSWERS = ("result-positive", "result-negative")
 def _words(obs: dict[str, Any], ts: Terminology) -> list[str]:
     """The words of the value that may be read: its text and the displays of codings that are no answer."""
     value_string = string(obs, "valueString")
-    return ts.unmatched_texts(_ANSWERS, obs.get("valueCodeableConcept")) + ([value_string] if value_string else [])
+    return ts.unmatched_texts(_ANSWERS, concept(obs, "valueCodeableConcept")) + ([value_string] if value_string else [])
 
 
 def _percent(obs: dict[str, Any], ts: Terminology) -> Bound | None:
@@ -69,7 +69,7 @@ def positive_at(pct: float, cmp: str | None) -> bool | None:
 def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> ReceptorResult | None:
     """A coded answer decides; a number decides when there is no coded answer; a number that
     contradicts the coded answer is said, never silently preferred."""
-    value = obs.get("valueCodeableConcept")
+    value = concept(obs, "valueCodeableConcept")
     coded: bool | None = (
         True
         if ts.match_code("result-positive", value)
@@ -93,8 +93,8 @@ def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> Recept
         elif ts.match("result-positive", text_value):
             positive = True
     if positive is None:
-        for interp in obs.get("interpretation") or []:
-            codes = {c.get("code") for c in (interp.get("coding") or []) if isinstance(c, dict)}
+        for interp in items(obs, "interpretation"):
+            codes = {string(c, "code") for c in (interp.get("coding") or []) if isinstance(c, dict)}
             positive = True if codes & {"POS"} else False if codes & {"NEG"} else positive
     if positive is None:
         return None

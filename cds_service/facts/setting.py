@@ -10,6 +10,7 @@ from typing import Any
 
 from cds_service.facts.evidence import Evidence
 from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
+from cds_service.fhir.read import concept, items, string
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _STAGE_IV = re.compile(
@@ -94,7 +95,7 @@ def code_text(cc: Any) -> str:
 
 
 def _onset(cond: dict[str, Any]) -> date | None:
-    return effective_date(cond) or parse_date(cond.get("recordedDate"))
+    return effective_date(cond) or parse_date(string(cond, "recordedDate"))
 
 
 def stage_reading(cc: Any, ts: Terminology) -> str | None:
@@ -114,16 +115,16 @@ def stage_reading(cc: Any, ts: Terminology) -> str | None:
 def _staged_what(obs: dict[str, Any], ts: Terminology) -> str | None:
     """What a staging result is about, when it can say metastatic or not: an M category or a stage group (a T or N
     category says nothing about distant metastasis)."""
-    if ts.match_code("m-category", obs.get("code")):
+    if ts.match_code("m-category", concept(obs, "code")):
         return "metastatic status"
-    return "stage" if any(_STAGE_WORD.search(t) for t in texts(obs.get("code"))) else None
+    return "stage" if any(_STAGE_WORD.search(t) for t in texts(concept(obs, "code"))) else None
 
 
 def _region(cond: dict[str, Any], sets: dict[str, Match], ts: Terminology) -> str:
     """'regional', 'distant' or 'unknown' for a condition about metastatic disease: a regional node
     (by code or words, in the code or a body site) is N; a lymph-node metastasis is distant only
     when its station is (coded or named); any other secondary site is distant."""
-    sites = [cond.get("code"), *(cond.get("bodySite") or [])]
+    sites = [concept(cond, "code"), *(items(cond, "bodySite"))]
     words = {"text": " ".join(t for cc in sites for t in texts(cc))}
     if any(ts.match_code("regional-lymph-node", cc) for cc in sites) or ts.match("regional-lymph-node", words):
         return "regional"
@@ -137,7 +138,7 @@ def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
     """The organ a distant metastasis is in, one word per organ whatever the coding ("liver" for
     SNOMED 10200004 Liver structure, ICD C78.7 and "liver metastases" alike)."""
     sites = ts.sets["metastatic-site"]
-    for cc in [*(cond.get("bodySite") or []), cond.get("code")]:
+    for cc in [*(items(cond, "bodySite")), concept(cond, "code")]:
         hit = ts.match("metastatic-site", cc)
         if hit:
             name = hit.canonical.lower()
@@ -151,14 +152,14 @@ def _scope(conditions: dict[str, list[tuple[dict[str, Any], Match]]], s: Setting
     a diagnosis naming HER2-positive disease, and locally advanced disease stated to be unresectable."""
     breast = [cond for cond, _ in conditions["breast-cancer"]]
     for cond, _ in conditions["malignant-neoplasm"]:
-        sites = [*(cond.get("bodySite") or []), {"text": " ".join(texts(cond.get("code")))}]
+        sites = [*(items(cond, "bodySite")), {"text": " ".join(texts(concept(cond, "code")))}]
         if any(ts.match("breast-site", cc) for cc in sites) and cond not in breast:
             breast.append(cond)
     for cond in breast:
         s.breast_cancer.append(Evidence(ref_of(cond), _onset(cond), "breast cancer"))
-        words = " ".join(texts(cond.get("code")) + note_texts(cond))
+        words = " ".join(texts(concept(cond, "code")) + note_texts(cond))
         words += " " + " ".join(
-            t for st in cond.get("stage") or [] if isinstance(st, dict) for t in texts(st.get("summary"))
+            t for st in items(cond, "stage") if isinstance(st, dict) for t in texts(concept(st, "summary"))
         )
         if stated(_UNRESECTABLE, words):
             s.unresectable.append(Evidence(ref_of(cond), _onset(cond), "breast cancer stated unresectable/inoperable"))
@@ -183,7 +184,7 @@ def derive_setting(
     text_only: list[Evidence] = []
     for ref, (cond, sets) in by_ref.items():
         region = _region(cond, sets, ts)
-        label = first_text(cond.get("code"), code_text(cond.get("code")))
+        label = first_text(concept(cond, "code"), code_text(concept(cond, "code")))
         if region == "regional":
             s.notes.append(f"{ref} ({label}): regional lymph-node disease (N category), not distant metastasis")
             continue
@@ -203,9 +204,9 @@ def derive_setting(
     staged_none: list[Evidence] = []
     _scope(conditions, s, ts)
     for cond, _ in conditions["breast-cancer"]:
-        for stage in cond.get("stage") or []:
-            reading = stage_reading(stage.get("summary"), ts) if isinstance(stage, dict) else None
-            summary = stage.get("summary") if isinstance(stage, dict) else None
+        for stage in items(cond, "stage"):
+            reading = stage_reading(concept(stage, "summary"), ts) if isinstance(stage, dict) else None
+            summary = concept(stage, "summary") if isinstance(stage, dict) else None
             label = first_text(summary, code_text(summary))
             if reading == "distant" and ref_of(cond) not in by_ref:
                 s.evidence.append(Evidence(ref_of(cond), _onset(cond), f"breast cancer, stage {label}"))
@@ -213,13 +214,13 @@ def derive_setting(
                 staged_none.append(Evidence(ref_of(cond), _onset(cond), f"stage {label}"))
     for obs in staging:  # the status policy was applied at extraction
         words = " ".join(
-            texts(obs.get("valueCodeableConcept"))
-            + ([obs["valueString"]] if isinstance(obs.get("valueString"), str) else [])
+            texts(concept(obs, "valueCodeableConcept"))
+            + ([obs["valueString"]] if isinstance(string(obs, "valueString"), str) else [])
         )
         if stated(_UNRESECTABLE, words):
             s.unresectable.append(Evidence(ref_of(obs), effective_date(obs), f"stated unresectable: {words[:80]}"))
-        reading = stage_reading(obs.get("valueCodeableConcept"), ts)
-        value = obs.get("valueCodeableConcept")
+        reading = stage_reading(concept(obs, "valueCodeableConcept"), ts)
+        value = concept(obs, "valueCodeableConcept")
         label = f"{first_text(obs.get('code'), code_text(obs.get('code')))}: {first_text(value, code_text(value))}"
         if reading == "distant":
             s.evidence.append(Evidence(ref_of(obs), effective_date(obs), f"stage IV / M1 staging ({label})"))

@@ -14,7 +14,7 @@ from cds_service.facts.setting import Metastasis
 from cds_service.facts.thresholds import ADJUVANT_RECURRENCE, COMBINATION, EPISODE_GAP, PROGRESSION_AFTER_END
 from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
-from cds_service.fhir.read import items, period
+from cds_service.fhir.read import concept, items, obj, period, string
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import content_key
 
@@ -109,28 +109,24 @@ def _period(r: dict[str, Any]) -> tuple[date | None, date | None]:
     if r["resourceType"] == "Procedure":  # therapy recorded as a procedure: its period, or its one day
         if isinstance(r.get("performedPeriod"), dict):
             return period(r, "performedPeriod")
-        day = parse_date(r.get("performedDateTime"))
+        day = parse_date(string(r, "performedDateTime"))
         return day, day
     if r["resourceType"] == "MedicationRequest":
-        start, end = parse_date(r.get("authoredOn")), None
-        for d in r.get("dosageInstruction") or []:
-            bounds = ((d.get("timing") or {}).get("repeat") or {}).get("boundsPeriod") if isinstance(d, dict) else None
-            if isinstance(bounds, dict):
-                start = parse_date(bounds.get("start")) or start
-                end = parse_date(bounds.get("end")) or end
-        dispense: dict[str, Any] = r["dispenseRequest"] if isinstance(r.get("dispenseRequest"), dict) else {}
-        validity = dispense.get("validityPeriod")
-        if isinstance(validity, dict):
-            start = start or parse_date(validity.get("start"))
-            end = end or parse_date(validity.get("end"))
+        start, end = parse_date(string(r, "authoredOn")), None
+        for dosage in items(r, "dosageInstruction"):
+            bound_start, bound_end = period(obj(obj(dosage, "timing"), "repeat"), "boundsPeriod")
+            start, end = bound_start or start, bound_end or end
+        dispense = obj(r, "dispenseRequest")
+        valid_start, valid_end = period(dispense, "validityPeriod")
+        start, end = start or valid_start, end or valid_end
         supply = duration_days(dispense.get("expectedSupplyDuration"))
         if end is None and start and supply:  # a refill order: its supply, times (1 + refills)
             repeats = dispense.get("numberOfRepeatsAllowed")
             repeats = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 0 else 0
             end = start + timedelta(days=round(supply * (1 + repeats)))
         return start, end
-    d = effective_date(r)
-    return d, (d if r["resourceType"] == "MedicationAdministration" else None)
+    day = effective_date(r)
+    return day, (day if r["resourceType"] == "MedicationAdministration" else None)
 
 
 _UNIT_DAYS = {
@@ -153,7 +149,7 @@ def duration_days(duration: Any) -> float | None:
     """A FHIR Duration in days (d, wk, mo, a), or None."""
     if not isinstance(duration, dict) or not isinstance(duration.get("value"), (int, float)):
         return None
-    unit = str(duration.get("code") or duration.get("unit") or "").lower()
+    unit = str(string(duration, "code") or string(duration, "unit") or "").lower()
     factor = _UNIT_DAYS.get(unit)
     return float(duration["value"]) * factor if factor and duration["value"] > 0 else None
 
@@ -175,8 +171,8 @@ def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
 
 def _read_record(rec: MedRecord, ts: Terminology) -> Record | None:
     r = rec.resource
-    status = r.get("status")
-    if r["resourceType"] == "MedicationRequest" and r.get("intent") not in ORDER_INTENTS:
+    status = string(r, "status")
+    if r["resourceType"] == "MedicationRequest" and string(r, "intent") not in ORDER_INTENTS:
         return None
     start, end = _period(r)
     stop = stop_text = None
@@ -355,7 +351,7 @@ def _derive_therapy(
     records = [r for r in (read_record(m, ts) for m in meds) if r]
     progressions = []
     for o in status_obs:  # the status policy was applied at extraction
-        hit = ts.match("progression", o.get("valueCodeableConcept"))
+        hit = ts.match("progression", concept(o, "valueCodeableConcept"))
         when = effective_date(o)
         if hit and when:
             progressions.append((when, Evidence(ref_of(o), when, f"disease status: {hit.describe()}")))

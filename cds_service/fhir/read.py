@@ -21,6 +21,9 @@ __all__ = [
     "codings",
     "components",
     "concept",
+    "dose_quantities",
+    "draft_resources",
+    "names_medication",
     "effective_date",
     "items",
     "number",
@@ -301,3 +304,40 @@ def period(holder: Any, key: str) -> tuple[date | None, date | None]:
     """
     p = obj(holder, key)
     return parse_date(p.get("start")), parse_date(p.get("end"))
+
+
+def draft_resources(context: Any) -> list[dict[str, Any]]:
+    """The resources of a CDS Hooks context's draftOrders Bundle, defensively (sandboxes send non-R4 shapes).
+
+    >>> draft_resources({"draftOrders": {"entry": [{"resource": {"resourceType": "MedicationRequest"}}, "junk"]}})
+    [{'resourceType': 'MedicationRequest'}]
+    >>> draft_resources({"draftOrders": []}), draft_resources(None)
+    ([], [])
+    """
+    return [r for e in items(obj(context, "draftOrders"), "entry") if (r := obj(e, "resource"))]
+
+
+def dose_quantities(resource: Any) -> list[dict[str, Any]]:
+    """The doseQuantity of each dosageInstruction.doseAndRate (the objects themselves, so that a copy of the
+    resource can be rewritten in place).
+
+    >>> dose_quantities({"dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 5.4}}]}]})
+    [{'value': 5.4}]
+    """
+    return [
+        q
+        for d in items(resource, "dosageInstruction")
+        for dr in items(d, "doseAndRate")
+        if (q := obj(dr, "doseQuantity"))
+    ]
+
+
+def names_medication(resource: Any) -> bool:
+    """Whether a (drafted) record names a medication at all, in any shape.
+
+    >>> names_medication({"medicationCodeableConcept": {"text": "T-DXd"}}), names_medication({"code": {}})
+    (True, False)
+    """
+    return isinstance(resource, dict) and bool(
+        resource.get("medicationCodeableConcept") or resource.get("medicationReference")
+    )

@@ -23,6 +23,7 @@ from cds_service.facts.label import (
 )
 from cds_service.facts.orders import MG, MG_PER_KG, DraftOrder
 from cds_service.fhir.primitives import fmt
+from cds_service.fhir.read import dose_quantities, items, string
 from cds_service.fhir.validation import validated
 
 LEVELS_TEXT = " / ".join(f"{lv.mg_per_kg:g}" for lv in DOSE_LEVELS) + " mg/kg"
@@ -132,22 +133,16 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
 def dose_update(order: DraftOrder, level: float) -> dict[str, Any] | None:
     """The drafted T-DXd order at `level` mg/kg (an update action), or None when it cannot be written safely."""
     res = order.resource
-    if not isinstance(res, dict) or not isinstance(res.get("id"), str):
+    if not isinstance(res, dict) or string(res, "id") is None:
         return None
     fixed = copy.deepcopy(res)
-    dosage = [d for d in fixed.get("dosageInstruction") or [] if isinstance(d, dict)]
-    quantities = [
-        dr["doseQuantity"]
-        for d in dosage
-        for dr in d.get("doseAndRate") or []
-        if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict)
-    ]
+    quantities = dose_quantities(fixed)
     if len(quantities) != 1:
         return None  # no structured dose, or several: say it, do not rewrite the order
     quantities[0].clear()
     quantities[0].update(value=level, unit="mg/kg", system="http://unitsofmeasure.org", code="mg/kg")
-    for d in dosage:  # the words say the same dose as the quantity (a flat "324 mg" becomes the level too)
-        if isinstance(d.get("text"), str):
-            d["text"] = MG.sub(f"{level:g} mg/kg", MG_PER_KG.sub(f"{level:g} mg/kg", d["text"]))
+    for d in items(fixed, "dosageInstruction"):  # the words say the same dose as the quantity ("324 mg" too)
+        if (text := string(d, "text")) is not None:
+            d["text"] = MG.sub(f"{level:g} mg/kg", MG_PER_KG.sub(f"{level:g} mg/kg", text))
     problems: list[str] = []
     return fixed if validated(fixed, problems) is not None and not problems else None

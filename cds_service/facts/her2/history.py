@@ -12,6 +12,7 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2.model import POSITIVE, Her2Picture
 from cds_service.fhir.primitives import effective_date, ref_of
+from cds_service.fhir.read import items, string
 from cds_service.fhir.terminology import codings, texts
 
 _HER2 = r"(?:her-?2(?:/neu)?|erbb-?2|c-?erbb-?2)"
@@ -69,13 +70,13 @@ _NO_GAIN = re.compile(r"no (?:\w+ )?amplification|not amplified|non-?amplified|n
 
 def _words(obs: dict[str, Any]) -> str:
     parts: list[str] = []
-    holders = [obs, *(c for c in obs.get("component") or [] if isinstance(c, dict))]
+    holders = [obs, *(c for c in items(obs, "component") if isinstance(c, dict))]
     for h in holders:
         for key in ("code", "valueCodeableConcept", "interpretation"):
             cc = h.get(key)
             for one in cc if isinstance(cc, list) else [cc]:
                 parts += texts(one) + [str(c.get("code", "")) for c in codings(one)]
-        if isinstance(h.get("valueString"), str):
+        if isinstance(string(h, "valueString"), str):
             parts.append(h["valueString"])
     return " ".join(parts)
 

@@ -24,6 +24,7 @@ from cds_service.facts.her2.readings import read_observation
 from cds_service.facts.her2.sites import site_of
 from cds_service.facts.thresholds import PAIR_ISH
 from cds_service.fhir.primitives import fmt, parse_date, ref_of
+from cds_service.fhir.read import items, string
 from cds_service.fhir.status import result_rank
 from cds_service.fhir.terminology import Terminology
 
@@ -35,28 +36,28 @@ def _supersede(partials: list[Partial], notes: list[str]) -> list[Partial]:
     date and test with a later issue)."""
     dropped: set[str] = set()
     for p in partials:
-        if p.resource.get("status") not in AMENDING_STATUS:
+        if string(p.resource, "status") not in AMENDING_STATUS:
             continue
-        for d in p.resource.get("derivedFrom") or []:
-            if isinstance(d, dict) and isinstance(d.get("reference"), str):
+        for d in items(p.resource, "derivedFrom"):
+            if isinstance(d, dict) and isinstance(string(d, "reference"), str):
                 dropped.add(d["reference"].split("/")[-1])
         for q in partials:
-            if q is p or q.resource.get("status") in AMENDING_STATUS:
+            if q is p or string(q.resource, "status") in AMENDING_STATUS:
                 continue
             same = q.when == p.when and _spec(q) == _spec(p) and q.has_ihc == p.has_ihc and q.has_ish == p.has_ish
-            if same and (parse_date(q.resource.get("issued")) or date.min) <= (
-                parse_date(p.resource.get("issued")) or date.max
+            if same and (parse_date(string(q.resource, "issued")) or date.min) <= (
+                parse_date(string(p.resource, "issued")) or date.max
             ):
-                dropped.add(str(q.resource.get("id")))
+                dropped.add(str(string(q.resource, "id")))
     for p in partials:
-        if str(p.resource.get("id")) in dropped:
+        if str(string(p.resource, "id")) in dropped:
             notes.append(f"{ref_of(p.resource)} was replaced by an amended/corrected result")
-    return [p for p in partials if str(p.resource.get("id")) not in dropped]
+    return [p for p in partials if str(string(p.resource, "id")) not in dropped]
 
 
 def _spec(p: Partial) -> str | None:
     s = p.resource.get("specimen")
-    return s.get("reference") if isinstance(s, dict) else None
+    return string(s, "reference") if isinstance(s, dict) else None
 
 
 def _split_readings(
@@ -94,9 +95,9 @@ def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
         r.by_text = r.by_text or p.by_text
         r.notes.extend(p.notes)
         r.specimen_ref = r.specimen_ref or _spec(p)
-    final = [p for p in group if p.resource.get("status") != "preliminary"]
+    final = [p for p in group if string(p.resource, "status") != "preliminary"]
     for p in group:
-        if p.resource.get("status") == "preliminary":
+        if string(p.resource, "status") == "preliminary":
             r.notes.append(
                 f"{ref_of(p.resource)} is preliminary" + (" and outranked by the final result" if final else "")
             )

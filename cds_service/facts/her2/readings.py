@@ -17,7 +17,7 @@ from cds_service.facts.her2.text import (
     score_range_in_text,
 )
 from cds_service.fhir.primitives import effective_date, ref_of
-from cds_service.fhir.read import items, value_bound
+from cds_service.fhir.read import concept, items, string, value_bound
 from cds_service.fhir.terminology import HER2_SETS, Terminology, codings, note_texts, texts
 
 LOCAL_CS = "http://her2-cds.org/fhir/CodeSystem/her2-ihc"
@@ -33,8 +33,8 @@ _MEMBRANE_CODES = {"membrane-staining-absent": "absent", "membrane-staining-fain
 def _value_texts(holder: dict[str, Any], ts: Terminology) -> list[str]:
     """The words of value[x] that may be read: CodeableConcept text, displays of codings that matched no
     answer value set, valueString."""
-    out = ts.unmatched_texts(ANSWER_SETS, holder.get("valueCodeableConcept"))
-    if isinstance(holder.get("valueString"), str):
+    out = ts.unmatched_texts(ANSWER_SETS, concept(holder, "valueCodeableConcept"))
+    if isinstance(string(holder, "valueString"), str):
         out.append(holder["valueString"])
     return out
 
@@ -68,12 +68,12 @@ def _binary(ts: Terminology, holder: dict[str, Any], key: str = "valueCodeableCo
 
 
 def _coded_score(holder: dict[str, Any], ts: Terminology) -> int | None:
-    cc = holder.get("valueCodeableConcept")
+    cc = concept(holder, "valueCodeableConcept")
     return next((n for vs, n in SCORE_SETS.items() if ts.match_code(vs, cc)), None)
 
 
 def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None:
-    if ts.match_code("her2-stated-low", holder.get("valueCodeableConcept")):
+    if ts.match_code("her2-stated-low", concept(holder, "valueCodeableConcept")):
         p.stated = "low"  # the category by code; a score in the same value (its text) is still read below
     coded = _coded_score(holder, ts)
     if coded is not None:
@@ -111,19 +111,19 @@ def _read_ihc_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None
             p.ish, p.by_text = call, True
     if p.binary is None:
         p.binary = _binary(ts, holder)
-        if p.binary and not any(ts.match_code(vs, holder.get("valueCodeableConcept")) for vs, _ in _BINARY_SETS):
+        if p.binary and not any(ts.match_code(vs, concept(holder, "valueCodeableConcept")) for vs, _ in _BINARY_SETS):
             p.by_text = True
 
 
 def _read_ish_value(p: Partial, holder: dict[str, Any], ts: Terminology) -> None:
-    for c in codings(holder.get("valueCodeableConcept")):
-        if c.get("system") == LOCAL_CS and c.get("code") in ("ish-amplified", "ish-not-amplified"):
+    for c in codings(concept(holder, "valueCodeableConcept")):
+        if string(c, "system") == LOCAL_CS and string(c, "code") in ("ish-amplified", "ish-not-amplified"):
             p.ish = c["code"].removeprefix("ish-")
             return
     b = _binary(ts, holder)
     if b and ts.match_code(
         {"positive": "result-positive", "negative": "result-negative", "equivocal": "result-equivocal"}[b],
-        holder.get("valueCodeableConcept"),
+        concept(holder, "valueCodeableConcept"),
     ):
         p.ish = {"positive": "amplified", "negative": "not-amplified", "equivocal": "equivocal"}[b]
         return
@@ -146,8 +146,8 @@ def _bound_text(bound: tuple[float, str | None]) -> str:
 
 
 def _membrane_answer(comp: dict[str, Any], ts: Terminology) -> str | None:
-    for c in codings(comp.get("valueCodeableConcept")):
-        if c.get("system") == LOCAL_CS and c.get("code") in _MEMBRANE_CODES:
+    for c in codings(concept(comp, "valueCodeableConcept")):
+        if string(c, "system") == LOCAL_CS and string(c, "code") in _MEMBRANE_CODES:
             return _MEMBRANE_CODES[c["code"]]
     return next((m for t in _value_texts(comp, ts) if (m := membrane_from_text(t))), None)
 
@@ -156,14 +156,14 @@ def read_observation(obs: dict[str, Any], kind: str, ts: Terminology) -> Partial
     """Everything one HER2 Observation says, whatever the encoding."""
     p = Partial(resource=obs, when=effective_date(obs), by_text=bool(obs.get("_from_text")))
     _read_slot(p, obs, kind, ts)
-    for comp in obs.get("component") or []:
+    for comp in items(obs, "component"):
         if not isinstance(comp, dict):
             continue
-        hit = ts.match_any(COMPONENT_SETS, comp.get("code"))
+        hit = ts.match_any(COMPONENT_SETS, concept(comp, "code"))
         if hit is not None:
             _read_slot(p, comp, hit.value_set, ts)
     if p.ihc == 0 and p.membrane is None and p.membrane_pct is None:
-        for t in texts(obs.get("valueCodeableConcept")) + note_texts(obs):
+        for t in texts(concept(obs, "valueCodeableConcept")) + note_texts(obs):
             if membrane_from_text(t):
                 p.membrane, p.by_text = membrane_from_text(t), True
                 break
@@ -186,7 +186,7 @@ def _interpretation(obs: dict[str, Any], ts: Terminology, positive: set[str], ne
     interpretation codes given (a ratio's "H" or "N" says nothing about amplification)."""
     found = _binary(ts, obs, "interpretation") if obs.get("interpretation") else None
     for interp in items(obs, "interpretation"):
-        code = {c.get("code") for c in codings(interp)}
+        code = {string(c, "code") for c in codings(interp)}
         if code & positive:
             found = "positive"
         elif code & negative:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cds_service.fhir.read import concept, string
 from cds_service.fhir.terminology import Terminology, texts
 
 
@@ -11,11 +12,11 @@ def site_of(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Termi
     """(primary | metastatic | unknown, a short site text) from Specimen or bodySite."""
     concepts: list[Any] = []
     spec_ref = (obs.get("specimen") or {}).get("reference") if isinstance(obs.get("specimen"), dict) else None
-    if isinstance(obs.get("specimen"), dict) and isinstance(obs["specimen"].get("display"), str):
+    if isinstance(obs.get("specimen"), dict) and isinstance(string(obs["specimen"], "display"), str):
         concepts.append({"text": obs["specimen"]["display"]})
     spec = specimens.get(spec_ref.split("/")[-1]) if isinstance(spec_ref, str) else None
     if spec:
-        concepts += [spec.get("type"), (spec.get("collection") or {}).get("bodySite")]
+        concepts += [concept(spec, "type"), (spec.get("collection") or {}).get("bodySite")]
     concepts.append(obs.get("bodySite"))
     concepts = [cc for cc in concepts if cc]
     for cc in concepts:  # any concept that tells metastatic from primary decides, wherever it sits
