@@ -71,12 +71,18 @@ def test_receptor_percentages_14228_1_and_14230_7(er, cmp, status, percent):
     assert f"{cmp or ''}{er:g}%" in f.hr.er.evidence.text
 
 
-def test_receptor_percentages_are_fetched_by_the_prefetch_template():
-    from cds_service.gather.templates import code_tokens
-
-    tokens = code_tokens(TS, ["er", "pr"]).split(",")
-    for token in ("http://loinc.org|14228-1", "http://loinc.org|14230-7", "http://snomed.info/sct|445028008"):
-        assert token in tokens
+def test_the_new_codes_are_published_by_discovery_and_asked_for_by_the_prefetch(app):  # noqa: F811
+    services = app.test_client().get("/cds-services").get_json()["services"]
+    prefetch = "\n".join(t for svc in services for t in svc["prefetch"].values())
+    for token in (
+        "http://loinc.org|14228-1",
+        "http://loinc.org|14230-7",
+        "http://snomed.info/sct|445028008",
+        "http://snomed.info/sct|445029000",
+        "http://snomed.info/sct|385380006",
+        "http://snomed.info/sct|1365744007",
+    ):
+        assert token in prefetch
 
 
 # --- the M category in SNOMED and UICC; what cannot be read is said with its code

@@ -24,8 +24,8 @@ STATED = [
     (re.compile(r"her2[\s-]?low"), LOW),
     (re.compile(r"her2[\s-]?null"), NULL),
 ]
-_NOT_AMP = re.compile(r"not amplified|non[\s-]?amplified|no amplification|without amplification|unamplified")
-_AMP = re.compile(r"(?<!not )(?<!non-)(?<!non )amplified|amplification")
+_NOT_AMP = re.compile(r"not[\s-]+amplified|non[\s-]?amplified|no amplification|without amplification|unamplified")
+_AMP = re.compile(r"(?<!not )(?<!not-)(?<!non-)(?<!non )(?<!non)amplified|amplification")
 _EQUIVOCAL = re.compile(r"equivocal|borderline")
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
 _RANGE = re.compile(r"(?<![\d.])([0-3])\s*\+?\s*(?:-|–|/|to|or)\s*([0-3])\s*\+")

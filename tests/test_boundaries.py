@@ -1,0 +1,272 @@
+"""Boundary rows the other tables left open (found by mutation testing): the facts memo's bounds, which reading
+of a specimen an ISH joins, a report's plain-text forms, the receptor notes, therapy periods and outcomes,
+the dose ceiling after a late-resolved grade 1 ILD, and the ILD advice by grade."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+import pytest
+
+from cds_service.facts import memo as memo_module
+from cds_service.facts.derive import derive
+from cds_service.facts.evidence import Evidence
+from cds_service.facts.ild_risk import IldEvent
+from cds_service.facts.memo import FactsMemo
+from cds_service.fhir.pathology import report_text
+from cds_service.fhir.terminology import load_terminology
+from cds_service.rules import ild_monitoring
+from cds_service.rules.dose import ceiling
+
+from .fixtures import builders as b
+from .fixtures import realworld as rw
+
+TS = load_terminology()
+TODAY = date(2026, 11, 25)
+
+
+def facts(*resources: dict[str, Any], context: dict[str, Any] | None = None):
+    return derive(list(resources), context or {}, TS, TODAY)
+
+
+def drafts(*names: str) -> dict[str, Any]:
+    entries = [{"resource": b.med_request(n, "2026-11-25", status="draft", id=f"draft-{n}")} for n in names]
+    return {"draftOrders": {"resourceType": "Bundle", "entry": entries}}
+
+
+CHART = [b.patient(), b.breast_cancer("2019-01-01"), b.metastasis("bone", "2023-01-10"), b.her2_ihc(1, "2023-01-15")]
+
+
+# --- the facts memo
+def test_with_the_memo_off_what_could_not_be_fetched_still_reaches_the_facts():
+    off = FactsMemo(0, 600)
+    assert off.derive(CHART, {}, TS, TODAY, {"pathology": "timed out"}).unavailable == {"pathology": "timed out"}
+    assert len(off) == 0
+
+
+def test_the_memo_keeps_no_drafts_and_nothing_of_this_request():
+    memo = FactsMemo(10_000_000, 600)
+    first = memo.derive(CHART, drafts("capecitabine"), TS, TODAY, {"pathology": "timed out"})
+    assert [d.ref for d in first.drafts] == ["MedicationRequest/draft-capecitabine"]
+    assert first.unavailable == {"pathology": "timed out"}
+    [(_, kept)] = memo._data.values()
+    assert kept.facts.drafts == [] and kept.facts.unavailable == {} and kept.unavailable == {}
+    again = memo.derive(CHART, drafts("eribulin"), TS, TODAY)
+    assert [d.ref for d in again.drafts] == ["MedicationRequest/draft-eribulin"] and again.unavailable == {}
+    memo.keep(b"prefetch", "k", TODAY, first, {"pathology": "timed out"})
+    recalled = memo.recall(b"prefetch", "k", TODAY)
+    assert recalled is not None and recalled.facts.drafts == [] and recalled.facts.unavailable == {}
+    assert recalled.unavailable == {"pathology": "timed out"}
+
+
+def test_a_chart_of_exactly_a_quarter_of_the_memo_is_kept_and_one_byte_more_is_not():
+    memo = FactsMemo(400, 600)
+    f = facts(*CHART)
+    memo.keep(b"x" * 100, "k", TODAY, f, {})
+    memo.keep(b"y" * 101, "k", TODAY, f, {})
+    assert memo.recall(b"x" * 100, "k", TODAY) is not None and memo.recall(b"y" * 101, "k", TODAY) is None
+    misses = memo.misses
+    memo.recall(b"z" * 500, "k", TODAY)  # too large to be kept: not even looked up
+    assert memo.misses == misses
+
+
+def test_the_memo_is_bounded_in_bytes_least_recently_sent_first():
+    memo = FactsMemo(400, 600)
+    f = facts(*CHART)
+    for name in (b"a", b"b", b"c", b"d"):
+        memo.keep(name * 100, "k", TODAY, f, {})
+    assert len(memo) == 4 and memo._bytes == 400  # exactly full: nothing dropped
+    memo.keep(b"a" * 100, "k", TODAY, f, {})  # the same key again: counted once
+    assert memo._bytes == 400 and len(memo) == 4
+    memo.keep(b"e" * 100, "k", TODAY, f, {})  # one more: the oldest (b, since a was sent again) goes
+    assert memo.recall(b"b" * 100, "k", TODAY) is None
+    assert all(memo.recall(n * 100, "k", TODAY) is not None for n in (b"a", b"c", b"d", b"e"))
+
+
+def test_the_memo_forgets_a_chart_not_sent_again_for_max_age(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(memo_module.time, "monotonic", lambda: clock[0])
+    memo = FactsMemo(10_000_000, 60)
+    memo.keep(b"chart", "k", TODAY, facts(*CHART), {})
+    clock[0] += 60  # exactly max_age: still kept
+    assert memo.recall(b"chart", "k", TODAY) is not None
+    clock[0] += 60.5
+    assert memo.recall(b"chart", "k", TODAY) is None and len(memo) == 0
+
+
+# --- which reading of a specimen an ISH joins
+def _ihc_on(specimen: str, score: int, when: str) -> dict[str, Any]:
+    return b.her2_ihc(score, when, specimen=specimen)
+
+
+@pytest.mark.parametrize(
+    "ish_day, joins",
+    [
+        ("2020-01-05", "2020-01-01"),  # after the first reading, before the re-read: the first
+        ("2024-01-01", "2024-01-01"),  # on the day of the re-read: the re-read
+        ("2019-12-01", "2020-01-01"),  # before both readings: the first reading
+    ],
+)
+def test_an_ish_on_a_specimen_read_twice_joins_the_latest_reading_made_before_it(ish_day, joins):
+    first, reread = _ihc_on("s1", 2, "2020-01-01"), _ihc_on("s1", 2, "2024-01-01")
+    f = facts(first, reread, b.her2_ish("not amplified", ish_day, specimen="s1"))
+    joined = first if joins == "2020-01-01" else reread
+    alone = reread if joined is first else first
+    [with_ish] = [r for r in f.her2.results if f"Observation/{joined['id']}" in r.refs]
+    [without] = [r for r in f.her2.results if f"Observation/{alone['id']}" in r.refs]
+    assert with_ish.ish == "not-amplified" and with_ish.category == "low" and len(with_ish.refs) == 2
+    assert without.ish is None and without.category == "indeterminate"
+
+
+def test_hyphenated_not_amplified_is_not_amplified():
+    f = facts(_ihc_on("s2", 2, "2020-01-01"), b.her2_ish("not-amplified", "2020-01-02", specimen="s2"))
+    assert f.her2.current.ish == "not-amplified" and f.her2.category == "low"
+
+
+# --- a pathology report's plain-text form
+def _form(text: bytes, content_type: str | None = "text/plain", raw: str | None = None) -> dict[str, Any]:
+    form: dict[str, Any] = {"data": raw if raw is not None else base64.b64encode(text).decode()}
+    if content_type is not None:
+        form["contentType"] = content_type
+    return form
+
+
+@pytest.mark.parametrize(
+    "form, read",
+    [
+        (_form(b"HER2 IHC 1+"), "HER2 IHC 1+"),
+        (_form(b"HER2 IHC 1+", "text/plain; charset=utf-8"), "HER2 IHC 1+"),
+        (_form(b"HER2 IHC 1+", None), None),  # no content type: not known to be text
+        (_form(b"HER2 IHC 1+", "application/pdf"), None),
+        (_form(b"", raw="SEVSMiBJSEMgMSs=!!"), None),  # not base64: never half-read
+        (_form(b"HER2 \xff IHC 1+"), "HER2 \ufffd IHC 1+"),  # a byte that is not UTF-8 is replaced, the rest read
+        ("a string, not an attachment", None),
+    ],
+)
+def test_a_report_reads_only_plain_text_forms_whole(form, read):
+    report = rw.pathology_report([], "2024-06-01")
+    report["presentedForm"] = [form]
+    assert report_text(report) == (read or "")
+
+
+# --- receptor notes
+def test_an_unreadable_receptor_result_is_named_and_the_missing_ones_listed():
+    unreadable = b.observation(b.cc(b.LOINC, "85339-0", "PR"), "2024-01-01", valueString="see comment")
+    f = facts(unreadable)
+    assert f.hr.status == "unknown"
+    assert f"{unreadable['resourceType']}/{unreadable['id']}: PR result could not be read" in f.hr.notes
+    assert "no readable ER or PR result: hormone-receptor status unknown" in f.hr.notes
+    f = facts(b.receptor("ER", "negative", "2024-01-01"))
+    assert "no readable PR result: hormone-receptor status unknown" in f.hr.notes
+    assert f.hr.er is not None and f.hr.er.receptor == "ER" and f.hr.pr is None
+
+
+def test_er_and_pr_are_told_apart_in_the_evidence():
+    f = facts(b.receptor("ER", "negative", "2024-01-01"), b.receptor("PR", "positive", "2024-01-01"))
+    assert f.hr.status == "positive" and f.hr.pr is not None and f.hr.pr.evidence.text.startswith("PR positive")
+
+
+# --- therapy periods and outcomes
+def test_a_refill_order_lasts_its_supply_times_one_plus_its_refills():
+    def end(repeats: Any) -> date | None:
+        (line,) = facts(*CHART, rw.refill("letrozole", "2024-01-01", days=30, repeats=repeats)).therapy.lines
+        return line.end
+
+    assert end(0) == date(2024, 1, 31) and end(1) == date(2024, 3, 1) and end(2) == date(2024, 3, 31)
+
+
+def test_a_request_bounded_by_its_dosage_timing_runs_from_start_to_end():
+    mr = b.med_request("letrozole", "2023-12-01", end="2024-06-01", status="completed")
+    mr["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]["start"] = "2024-01-01"
+    (line,) = facts(*CHART, mr).therapy.lines
+    assert (line.start, line.end) == (date(2024, 1, 1), date(2024, 6, 1))
+
+
+def test_an_administration_is_one_day_and_a_statement_without_end_is_open():
+    (line,) = facts(*CHART, b.administration("paclitaxel", "2024-02-01")).therapy.lines
+    assert (line.start, line.end) == (date(2024, 2, 1), date(2024, 2, 1))
+    ms = b.med_statement("letrozole", "2024-01-01", status="completed")
+    (line,) = facts(*CHART, ms).therapy.lines
+    assert line.end is None and "end date not recorded" in line.notes
+
+
+def test_a_single_stop_reason_object_is_read_as_a_list_of_one():
+    ms = b.med_statement("letrozole", "2023-02-01", "2024-03-01", status="stopped")
+    ms["statusReason"] = b.cc(b.SCT, "266721009", "Absent response to treatment")  # one object, not a list
+    f = derive([*CHART, ms], {}, TS, TODAY)
+    assert f.therapy.lines[0].outcome in ("progressed", "ended-reason-unknown")  # read whichever way it validates
+
+
+def test_two_drugs_named_in_words_are_both_said():
+    pt = [*CHART, b.med_statement("paclitaxel", "2024-01-01", "2024-04-01", by="text")]
+    pt.append(b.med_statement("capecitabine", "2024-01-05", "2024-04-01", by="text"))
+    (line,) = facts(*pt).therapy.lines
+    assert "drug named in free text, not coded: capecitabine, paclitaxel" in line.notes
+
+
+def test_an_adjuvant_line_ending_on_the_day_of_recurrence_still_runs_into_it():
+    pt = [
+        b.patient(),
+        b.breast_cancer("2019-01-01"),
+        b.metastasis("bone", "2023-01-10"),
+        b.med_statement("letrozole", "2020-01-01", "2023-01-10", status="stopped"),
+        b.disease_status("progression", "2023-02-15"),
+    ]
+    (line,) = facts(*pt).therapy.lines
+    assert line.setting == "metastatic" and line.outcome == "progressed"
+    assert "begun before the advanced setting (2020-01-01), still running at its start (2023-01-10)" in line.notes[0]
+
+
+# --- the dose ceiling after a late-resolved grade 1 ILD
+def _dose(when: str, value: float) -> dict[str, Any]:
+    r = b.administration("fam-trastuzumab deruxtecan", when)
+    r["dosage"] = {"dose": {"value": value, "unit": "mg/kg", "system": "http://unitsofmeasure.org", "code": "mg/kg"}}
+    return r
+
+
+def _grade1(onset: str, resolved: str) -> dict[str, Any]:
+    cond = b.condition(b.cc(b.SCT, "205237003", "Pneumonitis"), onset, severity={"text": "Grade 1"})
+    cond["abatementDateTime"] = resolved
+    return cond
+
+
+def test_a_late_resolved_grade_1_reduces_from_the_dose_before_its_onset_not_after():
+    f = facts(*CHART, _dose("2026-06-01", 5.4), _grade1("2026-06-20", "2026-08-01"), _dose("2026-08-10", 5.4))
+    top, why = ceiling(f)
+    assert top == 4.4 and why is not None and "from 5.4 to 4.4 mg/kg" in why
+
+
+def test_a_late_resolved_grade_1_at_the_lowest_level_sets_no_lower_ceiling():
+    pt = [_dose("2026-03-01", 5.4), _dose("2026-04-01", 4.4), _dose("2026-05-01", 3.2)]
+    f = facts(*CHART, *pt, _grade1("2026-05-10", "2026-07-01"))
+    assert ceiling(f) == (
+        3.2,
+        "dose reduced to 3.2 mg/kg on record (first reduction " + f"{f.doses.reduced[0].ref}, 2026-04-01)",
+    )
+
+
+# --- the ILD advice by grade
+def _event(grade: int | None, resolved: date | None = None, undated: bool = False) -> IldEvent:
+    ev = Evidence("Condition/c1", date(2026, 6, 1), "pneumonitis")
+    return IldEvent(ev, grade, date(2026, 6, 1), resolved, undated, False)
+
+
+@pytest.mark.parametrize(
+    "event, advice",
+    [
+        (_event(2), "Grade ≥2: discontinue T-DXd permanently and promptly start systemic corticosteroids."),
+        (_event(3), "Grade ≥2: discontinue T-DXd permanently and promptly start systemic corticosteroids."),
+        (_event(1, date(2026, 6, 29)), "Grade 1 resolved in 28 days (≤28): the label maintains the dose."),
+        (_event(1, date(2026, 6, 30)), "Grade 1 resolved in 29 days (>28): the label reduces the dose one level."),
+        (
+            _event(1, None, True),
+            "Grade 1, resolution date not recorded: the dose to resume depends on it (28 days from onset).",
+        ),
+    ],
+)
+def test_the_ild_advice_by_grade_even_when_not_attributed_to_t_dxd(event, advice):
+    assert ild_monitoring._event_advice(event) == advice
+    assert replace(event, tdxd_associated=True) != event
