@@ -316,3 +316,8 @@ def test_the_situations_cover_every_topic_and_every_silence():
         if line.startswith("no card: ")
     }
     assert len(silences) >= 10
+
+
+def test_no_dangling_punctuation_where_record_ids_were_moved_to_sources(golden):
+    details = [c["detail"] for s in golden.values() for c in s["cards"]]
+    assert details and not any(junk in d for d in details for junk in (";,", "; ,", ";\n", "; (", ",,"))

@@ -44,6 +44,35 @@ def test_man_with_brain_metastases_and_no_her2_test_gets_the_rescore_card(app, h
     assert "no HER2 result" in cards["her2-rescore"]["summary"]
 
 
+GM = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
+
+
+@pytest.mark.parametrize("system", [GM, "http://hl7.org/fhir/sid/icd-10"])
+def test_german_and_who_icd_10_codes_are_read(system):
+    breast = b.condition(
+        b.cc(system, "C50.9", "Bösartige Neubildung: Brustdrüse, nicht näher bezeichnet"), "2021-06-10"
+    )
+    assert facts(b.patient(), breast).setting.in_scope
+    peritoneum = b.condition(b.cc(system, "C48.2", "Bösartige Neubildung: Peritoneum"), "2021-06-10")
+    peritoneum["bodySite"] = [b.cc("http://terminology.hl7.org/CodeSystem/icd-o-3", "C56.9", "Ovar")]
+    f = facts(b.patient(), peritoneum, b.her2_ihc(2, "2021-06-22"))
+    assert not f.setting.in_scope and "C48.2" in f.setting.other_primary[0].text
+
+
+def test_an_unspecified_malignancy_with_an_icd_o_3_breast_topography_is_breast_cancer():
+    cond = b.condition(b.cc("http://hl7.org/fhir/sid/icd-10", "C80.9", "Malignant neoplasm, unspecified"), "2021-06-10")
+    cond["bodySite"] = [
+        b.cc("http://terminology.hl7.org/CodeSystem/icd-o-3", "C50.4", "Upper-outer quadrant of breast")
+    ]
+    assert facts(b.patient(), cond).setting.in_scope
+
+
+def test_an_unconfirmed_diagnosis_is_said_and_not_counted():
+    cond = b.condition(b.cc(GM, "C48.2", "Bösartige Neubildung: Peritoneum"), "2021-06-10", verification="unconfirmed")
+    f = facts(b.patient(), cond)
+    assert not f.setting.other_primary and any("is unconfirmed" in n for n in f.data_notes)
+
+
 # --- receptors as SNOMED status findings and as percentages
 @pytest.mark.parametrize(
     "er, pr, status",
@@ -129,7 +158,7 @@ def test_a_stage_group_without_a_value_is_said_and_a_t_category_is_not():
 def test_ish_ratio_in_snomed_with_its_interpretation_beside_ihc_2_plus_is_her2_low():
     f = facts(rw2.her2_ihc_loinc_answer("2+"), rw2.ish_ratio_snomed(1.2))
     assert f.her2.current.ihc == 2 and f.her2.current.ish == "not-amplified" and f.her2.category == "low"
-    assert f.her2.current.ratio == 1.2
+    assert f.her2.current.ratio == 1.2 and not f.her2.current.by_text  # LA11842-4 "2+" is read by its code
 
 
 @pytest.mark.parametrize("interpretation, ish", [("Negative", "not-amplified"), ("Positive", "amplified")])

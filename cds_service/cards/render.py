@@ -45,6 +45,7 @@ BRACKETED_CODE = re.compile(r"\s*\(([A-Za-z0-9\-.:]+\|[A-Za-z0-9\-.]+)\)")
 JUNK = tuple(
     (re.compile(junk), fix)
     for junk, fix in (
+        (r"([;,])(?:\s*[;,])+", r"\1"),  # "2023-01-18; Observation/a, Observation/b" leaves "; ,"
         (r"\(\s*(?:[;,]\s*)*\)", ""),
         (r";\s+\(", " ("),
         (r";\s*\)", ")"),
