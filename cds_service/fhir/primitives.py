@@ -29,7 +29,11 @@ def latest_day(d: date) -> date:
 
 
 def parse_date(value: Any) -> date | None:
-    """The calendar date of a FHIR date/dateTime/instant; a year or year-month is a PartialDate."""
+    """The calendar date of a FHIR date/dateTime/instant; a year or year-month is a PartialDate.
+
+    >>> parse_date("2024-03-05T10:00:00+01:00"), parse_date("2024-03").isoformat(), parse_date(20240305)
+    (datetime.date(2024, 3, 5), '2024-03', None)
+    """
     if not isinstance(value, str):
         return None
     return _parse_date(value)
@@ -75,7 +79,13 @@ def ref_of(resource: dict[str, Any]) -> str:
 
 
 def effective_date(resource: dict[str, Any]) -> date | None:
-    """effective[x] (or onset, performed, authoredOn), else issued / recordedDate."""
+    """effective[x] (or onset, performed, authoredOn), else issued / recordedDate.
+
+    >>> effective_date({"effectivePeriod": {"end": "2024-02-01"}, "issued": "2024-03-01"})
+    datetime.date(2024, 2, 1)
+    >>> effective_date({"issued": "2024-03-01T08:00:00Z"})
+    datetime.date(2024, 3, 1)
+    """
     for key in ("effectiveDateTime", "onsetDateTime", "performedDateTime", "authoredOn", "occurrenceDateTime"):
         d = parse_date(resource.get(key))
         if d:

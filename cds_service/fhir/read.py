@@ -281,7 +281,11 @@ def concept(holder: Any, key: str) -> dict[str, Any] | None:
 
 
 def components(resource: Any) -> list[dict[str, Any]]:
-    """An Observation's components (objects only)."""
+    """An Observation's components (objects only).
+
+    >>> components({"component": [{"code": {"text": "ratio"}}, None]})
+    [{'code': {'text': 'ratio'}}]
+    """
     return items(resource, "component")
 
 
