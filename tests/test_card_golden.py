@@ -30,6 +30,7 @@ from .fixtures import builders as b
 from .fixtures import patients
 from .fixtures import realworld as rw
 from .fixtures import realworld2 as rw2
+from .test_realworld import hr_positive_mbc_after_et_progression
 
 TS = load_terminology()
 TODAY = date(2026, 11, 25)
@@ -71,15 +72,8 @@ def pneumonitis(onset: str, grade: int | None, resolved: str | None = None) -> d
 
 
 def hr_positive_after_et(*her2: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        b.patient(),
-        b.breast_cancer("2019-01-01"),
-        b.metastasis("bone", "2023-01-10"),
-        b.receptor("ER", "positive", "2023-01-20"),
-        b.receptor("PR", "positive", "2023-01-20"),
-        b.med_statement("letrozole", "2023-02-01", "2025-03-01", status="stopped", reason="progression"),
-        *her2,
-    ]
+    """Metastatic HR+ disease, letrozole progressed in the metastatic setting, no chemotherapy."""
+    return hr_positive_mbc_after_et_progression(list(her2))
 
 
 def hr_negative_after_chemo(*her2: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from fhir.resources.R4B.valueset import ValueSet
 
 from cds_service.config import ConfigError
 from cds_service.fhir.lru import Lru, key_bytes
+from cds_service.fhir.read import codings, texts
 from cds_service.paths import profiles_dir
 
 TEXT_TERM_URL = "http://her2-cds.org/fhir/StructureDefinition/text-match-term"
@@ -173,23 +174,6 @@ def _contains(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 
 def _norm_code(code: str) -> str:
     return code.replace(".", "").upper()
-
-
-def codings(cc: Any) -> list[dict[str, Any]]:
-    if not isinstance(cc, dict):
-        return []
-    return [c for c in cc.get("coding") or [] if isinstance(c, dict)]
-
-
-def texts(cc: Any) -> list[str]:
-    """The human text of a CodeableConcept: its text and each coding's display."""
-    if isinstance(cc, str):
-        return [cc]
-    if not isinstance(cc, dict):
-        return []
-    out = [cc["text"]] if isinstance(cc.get("text"), str) else []
-    out += [c["display"] for c in codings(cc) if isinstance(c.get("display"), str)]
-    return out
 
 
 @dataclass(frozen=True)
