@@ -270,3 +270,65 @@ def _event(grade: int | None, resolved: date | None = None, undated: bool = Fals
 def test_the_ild_advice_by_grade_even_when_not_attributed_to_t_dxd(event, advice):
     assert ild_monitoring._event_advice(event) == advice
     assert replace(event, tdxd_associated=True) != event
+
+
+# --- a report's statements: where the HER2 phrase stops
+@pytest.mark.parametrize(
+    "text, her2, er",
+    [
+        ("HER2: IHC 2+. FISH not amplified. Ki-67 30%.", "HER2: IHC 2+. FISH not amplified", None),
+        ("HER2: IHC 2+. ER 90% positive. FISH not amplified.", "HER2: IHC 2+", "ER 90% positive"),
+        ("ER 90%. FISH not amplified", None, "ER 90%"),  # only the HER2 statement takes the ISH sentence
+        ("HER2 IHC 1+, ", "HER2 IHC 1+", None),
+        ("HER2 IHC 2+; FISH pending", "HER2 IHC 2+; FISH pending", None),
+    ],
+)
+def test_the_her2_statement_runs_through_its_ish_sentence_and_no_further(text, her2, er):
+    from cds_service.fhir.pathology import statements
+
+    found = dict(statements(text))
+    assert found.get("her2-ihc") == her2 and found.get("er") == er
+
+
+def test_a_ratio_at_or_above_2_beside_a_positive_interpretation_is_amplified():
+    ihc = b.observation(
+        b.cc(b.LOINC, "85319-2", "HER2 IHC"), "2024-06-01", valueCodeableConcept=b.cc(b.SCT, "10828004", "Positive")
+    )
+    f = facts(ihc, rw.synthea_ish("greater than 2.2", "2024-06-01"))
+    assert f.her2.current.ish == "amplified" and f.her2.category == "positive"
+    assert "ISH ratio ≥2.0 with no IHC score or copy number: read as amplified (group 1 or 2)" in f.her2.current.notes
+
+
+# --- drafted orders
+def _draft_ctx(*resources: dict[str, Any], selections: list[str] | None = None) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}}
+    if selections is not None:
+        ctx["selections"] = selections
+    return ctx
+
+
+def test_a_draft_naming_its_drug_in_a_contained_medication_is_read():
+    mr = b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", dose=(5.4, "mg/kg"), id="d1")
+    mr["contained"] = [{"resourceType": "Medication", "id": "med", "code": mr.pop("medicationCodeableConcept")}]
+    mr["medicationReference"] = {"reference": "#med"}
+    [order] = facts(*CHART, context=_draft_ctx(mr)).drafts
+    assert order.is_tdxd and order.dose_mg_per_kg == 5.4 and order.dose_text == "5.4 mg/kg"
+
+
+def test_a_draft_without_a_coded_drug_is_read_from_its_note():
+    mr = b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", id="d2")
+    del mr["medicationCodeableConcept"]
+    mr["note"] = [{"text": "Enhertu per protocol"}]
+    [order] = facts(*CHART, context=_draft_ctx(mr)).drafts
+    assert order.is_tdxd and order.drug is not None and order.drug.by == "text"
+
+
+def test_a_draft_of_an_unknown_drug_has_no_dose_and_a_non_medication_draft_no_drug():
+    unknown = b.med_request("aspirin", "2026-11-25", status="draft", by="text", dose=(100, "mg"), id="d3")
+    service = {"resourceType": "ServiceRequest", "id": "s1", "status": "draft", "intent": "order",
+               "code": {"text": "CT chest"}, "subject": b.subject()}  # fmt: skip
+    orders = facts(*CHART, context=_draft_ctx(unknown, service, selections=["ServiceRequest/s1"])).drafts
+    assert [(o.ref, o.drug, o.dose_mg_per_kg, o.dose_text, o.selected) for o in orders] == [
+        ("MedicationRequest/d3", None, None, None, False),
+        ("ServiceRequest/s1", None, None, None, True),
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 
 from cds_service.fhir.extraction import medication_concept
 from cds_service.fhir.primitives import ref_of
-from cds_service.fhir.read import draft_resources, items, string
+from cds_service.fhir.read import concept, draft_resources, items, string
 from cds_service.fhir.terminology import DRUG_CLASSES, Match, Terminology, note_texts, texts
 
 MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
@@ -92,9 +92,9 @@ def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> Dra
     drug = None
     if string(res, "resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         contained = {str(string(c, "id")): c for c in items(res, "contained") if isinstance(c, dict)}
-        concept = medication_concept(res, contained)
-        drug = ts.classify_drug(concept) if concept else None
-        if drug is None and not concept:
+        med = medication_concept(res, contained)
+        drug = ts.classify_drug(med) if med else None
+        if drug is None and not med:
             for t in texts(concept(res, "code")) + note_texts(res):
                 drug = ts.classify_drug({"text": t}) or drug
     dose, flat, dose_text = read_quantity(res) if drug else (None, None, None)
