@@ -319,24 +319,25 @@ def test_a_misspelt_modifier_extension_still_leaves_the_record_out():
 # --- drugs coded with ATC
 @pytest.mark.parametrize("system", [rw2.ATC_WHO, rw2.ATC_BFARM])
 @pytest.mark.parametrize(
-    "code, display, drug_class",
+    "code, display, drug_class, name",
     [
-        ("L02BG04", "Letrozol", "endocrine-therapy"),
-        ("L02BA03", None, "endocrine-therapy"),
-        ("L01CD01", "Paclitaxel", "chemotherapy"),
-        ("L01XA02", None, "chemotherapy"),
-        ("L01BC05", "Gemcitabin", "chemotherapy"),
-        ("L01XX41", None, "chemotherapy"),
-        ("L01EF01", None, "cdk46-inhibitor"),
-        ("L01FD01", None, "her2-directed-antibody"),
-        ("L01FD04", None, "tdxd"),
+        ("L02BG04", "Letrozol", "endocrine-therapy", "letrozole"),  # a listed code: its ingredient, in English
+        ("L02BA03", None, "endocrine-therapy", "fulvestrant"),
+        ("L01CD01", "Paclitaxel", "chemotherapy", "paclitaxel"),
+        ("L01XA02", None, "chemotherapy", "carboplatin"),
+        ("L01BC05", "Gemcitabin", "chemotherapy", "gemcitabine"),
+        ("L01DB01", None, "chemotherapy", "doxorubicin"),  # the same line as RxNorm's doxorubicin
+        ("L01XA03", "Oxaliplatin", "chemotherapy", "Oxaliplatin"),  # under a class only: its own display
+        ("L01XA03", None, "chemotherapy", "L01XA03"),  # and without one: its code
+        ("L01XX41", None, "chemotherapy", "eribulin"),
+        ("L01EF01", None, "cdk46-inhibitor", "palbociclib"),
+        ("L01FD01", None, "her2-directed-antibody", "trastuzumab"),
+        ("L01FD04", None, "tdxd", "fam-trastuzumab deruxtecan"),
     ],
 )
-def test_atc_coded_drugs_are_classed(system, code, display, drug_class):
+def test_atc_coded_drugs_are_classed(system, code, display, drug_class, name):
     hit = TS.classify_drug(b.cc(system, code, display))
-    assert hit is not None and hit.value_set == drug_class and hit.by == "code"
-    if display and drug_class not in ("tdxd", "her2-directed-antibody"):
-        assert hit.canonical.lower() == display.lower()  # a code under an ATC class is named by its own display
+    assert hit is not None and (hit.value_set, hit.by, hit.canonical) == (drug_class, "code", name)
 
 
 @pytest.mark.parametrize("code", ["L01XK02", "L01FX26", "L02", "L01"])
