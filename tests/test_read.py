@@ -52,3 +52,9 @@ def test_percent_needs_a_percent_unit_or_sign():
     assert percent({"valueQuantity": {"value": 5, "unit": "percent"}}) == Bound(5.0, None, "%")
     assert percent({"valueQuantity": {"value": 5, "code": "/100"}}) == Bound(5.0, None, "%")
     assert percent({}, ["5 of 100 nuclei"]) is None
+
+
+@pytest.mark.parametrize("text", ["HER2/CEP17 ratio 2,3", "1,8", "1,000 cells counted"])
+def test_a_decimal_comma_or_thousands_separator_is_not_read_as_a_smaller_number(text):
+    # "2,3" read as 2 would be a ratio at 2.0; "1,8" read as 8 an amplification
+    assert bound_in_text(text) is None

@@ -61,7 +61,8 @@ _CMP = {
     ">": ">",
 }
 _CMP_WORDS = "|".join(re.escape(k) for k in sorted(_CMP, key=len, reverse=True))
-_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.])(?:({_CMP_WORDS})\s*)?(\d+(?:\.\d+)?)(?!\.?\d)\s*(%)?", re.IGNORECASE)
+# a number with a decimal comma or a thousands separator ("1,8", "1,000") is neither read as 1 nor as 8
+_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.,])(?:({_CMP_WORDS})\s*)?(\d+(?:\.\d+)?)(?!\.?\d)(?!,\d)\s*(%)?", re.IGNORECASE)
 _PERCENT_UNITS = ("%", "percent", "/100")
 
 
@@ -192,6 +193,10 @@ def bound_in_text(text: Any, *, unit: str | None = None, anchored: bool = False)
     True
     >>> bound_in_text("see note 3", anchored=True) is None, bound_in_text(">60 mL/min", anchored=True)
     (True, Bound(value=60.0, cmp='>', unit=None))
+    >>> bound_in_text("ratio 1,8") is None, bound_in_text("1,000 cells") is None
+    (True, True)
+    >>> bound_in_text("ER 90%, PR 5%", unit="%")
+    Bound(value=90.0, cmp=None, unit='%')
     """
     if not isinstance(text, str):
         return None
