@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -332,3 +332,138 @@ def test_a_draft_of_an_unknown_drug_has_no_dose_and_a_non_medication_draft_no_dr
         ("MedicationRequest/d3", None, None, None, False),
         ("ServiceRequest/s1", None, None, None, True),
     ]
+
+
+# --- the setting: each route's evidence, as the card cites it (record, date, words)
+def _ref(r: dict[str, Any]) -> str:
+    return f"{r['resourceType']}/{r['id']}"
+
+
+def test_the_setting_names_each_record_it_stands_on():
+    breast = b.condition(b.cc(b.SCT, "363346000", "Malignant neoplastic disease of left breast"), "2019-02-01")
+    breast["note"] = [{"text": "Locally advanced, unresectable."}]
+    ovary = b.condition(b.cc(b.SCT, "363443007", "Malignant tumor of ovary"), "2020-03-01")
+    her2_dx = b.condition(b.cc(b.SCT, "427685000", "HER2 positive carcinoma of breast"), "2019-02-02")
+    lung = b.metastasis("lung", "2023-04-01")
+    staged = b.observation(
+        b.cc(b.LOINC, "21908-9", "Stage group.clinical Cancer"),
+        "2023-04-02",
+        valueCodeableConcept={"text": "Stage IV, inoperable"},
+    )
+    s = facts(b.patient(), breast, ovary, her2_dx, lung, staged).setting
+    assert Evidence(_ref(breast), date(2019, 2, 1), "breast cancer") in s.breast_cancer
+    assert s.unresectable[0] == Evidence(_ref(breast), date(2019, 2, 1), "breast cancer stated unresectable/inoperable")
+    assert s.unresectable[-1] == Evidence(_ref(staged), date(2023, 4, 2), "stated unresectable: Stage IV, inoperable")
+    assert s.other_primary == [
+        Evidence(_ref(ovary), date(2020, 3, 1), "other primary cancer: Malignant tumor of ovary (sct|363443007)")
+    ]
+    assert s.her2_positive_dx == [
+        Evidence(
+            _ref(her2_dx),
+            date(2019, 2, 2),
+            "diagnosis of HER2-positive disease: Human epidermal growth factor 2 positive carcinoma of breast "
+            "(sct|427685000)",
+        )
+    ]
+    assert s.lung_metastases == [Evidence(_ref(lung), date(2023, 4, 1), "lung/pleural metastasis")]
+    assert (
+        Evidence(
+            _ref(staged), date(2023, 4, 2), "stage IV / M1 staging (Stage group.clinical Cancer: Stage IV, inoperable)"
+        )
+        in s.evidence
+    )
+    assert [(m.site, m.by_text) for m in s.distant] == [("lung", False)]
+
+
+def test_without_any_record_the_setting_is_not_metastatic_and_says_so():
+    s = facts(b.patient()).setting
+    assert s.metastatic is False and s.start is None
+    assert s.notes == ["no record of metastatic disease (secondary malignancy, stage IV or M1)"]
+
+
+def test_a_metastasis_named_only_in_words_is_marked_as_such_and_a_same_day_m0_does_not_remove_it():
+    words = b.condition({"text": "metastatic disease to the liver"}, "2023-04-01")
+    m0 = rw.tnm_m("30893008", "M0 category", "2023-04-01")
+    s = facts(b.patient(), b.breast_cancer(), words, m0).setting
+    assert s.metastatic and [m.by_text for m in s.distant] == [True]
+    later = rw.tnm_m("30893008", "M0 category", "2023-05-01")
+    assert not facts(b.patient(), b.breast_cancer(), words, later).setting.metastatic
+
+
+def test_codes_without_words_are_named_by_system_and_code():
+    node = b.condition({"coding": [{"system": b.SCT, "code": "94181007"}]}, "2023-04-01")  # axillary node metastasis
+    staged = b.breast_cancer("2019-01-01", stage=[{"summary": {"coding": [{"system": rw.AJCC, "code": "2A"}]}}])
+    s = facts(b.patient(), staged, node).setting
+    assert any(n.startswith(f"{_ref(node)} (sct|94181007): regional lymph-node disease") for n in s.notes)
+    assert not s.metastatic
+
+
+# --- the HER2 picture: amendments, preliminary results, which IHC an ISH joins
+def test_an_amendment_that_names_what_it_amends_replaces_it_whatever_its_date():
+    original = b.her2_ihc(1, "2024-01-01", id="o1")
+    amended = b.her2_ihc(3, "2024-02-01", status="amended", derivedFrom=[{"reference": "Observation/o1"}])
+    f = facts(original, amended)
+    assert [r.refs for r in f.her2.results] == [[_ref(amended)]] and f.her2.category == "positive"
+    assert "Observation/o1 was replaced by an amended/corrected result" in f.her2.notes
+
+
+@pytest.mark.parametrize(
+    "original_issued, replaced",
+    [("2024-01-02T08:00:00Z", True), ("2024-01-03T08:00:00Z", True), ("2024-01-04T08:00:00Z", False)],
+)
+def test_an_amendment_of_the_same_test_and_day_replaces_what_was_issued_before_or_with_it(original_issued, replaced):
+    original = b.her2_ihc(1, "2024-01-01", specimen="s9", issued=original_issued)
+    amended = b.her2_ihc(3, "2024-01-01", specimen="s9", status="corrected", issued="2024-01-03T08:00:00Z")
+    ish = b.her2_ish("not amplified", "2024-01-01", specimen="s9")  # another test: never replaced by an IHC
+    f = facts(original, amended, ish)
+    refs = [ref for r in f.her2.results for ref in r.refs]
+    assert (_ref(original) not in refs) is replaced and _ref(ish) in refs and _ref(amended) in refs
+
+
+def test_two_amendments_of_one_day_do_not_replace_each_other():
+    first = b.her2_ihc(1, "2024-01-01", specimen="s8", status="amended", issued="2024-01-02T08:00:00Z")
+    second = b.her2_ihc(2, "2024-01-01", specimen="s8", status="amended", issued="2024-01-03T08:00:00Z")
+    refs = [ref for r in facts(first, second).her2.results for ref in r.refs]
+    assert _ref(first) in refs and _ref(second) in refs
+
+
+def test_a_preliminary_result_is_named_and_outranked_only_by_a_final_one():
+    prelim = b.her2_ihc(2, "2024-01-01", specimen="s7", status="preliminary")
+    final = b.her2_ihc(1, "2024-01-01", specimen="s7")
+    f = facts(prelim, final)
+    assert f.her2.current.ihc == 1
+    assert f"{_ref(prelim)} is preliminary and outranked by the final result" in f.her2.current.notes
+    alone = facts(b.her2_ihc(2, "2024-01-01", specimen="s6", status="preliminary")).her2.current
+    assert alone.ihc == 2 and alone.notes[-1].endswith("is preliminary")
+
+
+@pytest.mark.parametrize("days_after, joins", [(0, True), (60, True), (61, False), (-1, False)])
+def test_an_ish_joins_the_ihc_of_the_same_site_up_to_60_days_before_it(days_after, joins):
+    ihc = b.her2_ihc(2, "2024-01-01", site="liver")
+    when = (date(2024, 1, 1) + timedelta(days=days_after)).isoformat()
+    ish = b.her2_ish("not amplified", when, site="liver")
+    f = facts(ihc, ish)
+    [with_ihc] = [r for r in f.her2.results if _ref(ihc) in r.refs]
+    assert (_ref(ish) in with_ihc.refs) is joins and (with_ihc.category == "low") is joins
+
+
+@pytest.mark.parametrize("ish_site, joins", [("liver", True), ("left breast", False), (None, True)])
+def test_an_ish_joins_an_ihc_of_its_own_site_or_of_an_unknown_one(ish_site, joins):
+    ihc = b.her2_ihc(2, "2024-01-01", site="liver")
+    ish = b.her2_ish("not amplified", "2024-01-05", site=ish_site)
+    [with_ihc] = [r for r in facts(ihc, ish).her2.results if _ref(ihc) in r.refs]
+    assert (_ref(ish) in with_ihc.refs) is joins
+
+
+def test_discordance_needs_a_positive_and_another_result():
+    assert not facts(b.her2_ihc(3, "2024-01-01")).her2.discordant
+    assert facts(b.her2_ihc(3, "2020-01-01"), b.her2_ihc(1, "2024-01-01")).her2.discordant
+    assert not facts(b.her2_ihc(1, "2020-01-01"), b.her2_ihc(2, "2024-01-01")).her2.discordant
+
+
+def test_an_earlier_low_sample_is_named_only_when_the_latest_is_0_and_none_was_positive():
+    low_then_null = facts(b.her2_ihc(1, "2020-01-01"), b.her2_ihc(0, "2024-01-01", membrane="absent")).her2
+    assert low_then_null.earlier_low is not None and low_then_null.earlier_low.ihc == 1 and low_then_null.discordant
+    assert facts(b.her2_ihc(1, "2020-01-01"), b.her2_ihc(2, "2024-01-01")).her2.earlier_low is None
+    pos = facts(b.her2_ihc(3, "2018-01-01"), b.her2_ihc(1, "2020-01-01"), b.her2_ihc(0, "2024-01-01")).her2
+    assert pos.earlier_low is None
