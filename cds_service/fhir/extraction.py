@@ -45,11 +45,19 @@ CONDITION_SETS = (
     "renal-impairment",
     "respiratory-symptom",
 )
-PROCEDURE_SETS = ("radiotherapy", "biopsy", "chest-imaging", "chemotherapy-procedure", "endocrine-procedure")
+PROCEDURE_SETS = (
+    "radiotherapy",
+    "biopsy",
+    "chest-imaging",
+    "chemotherapy-procedure",
+    "endocrine-procedure",
+    "ovarian-ablation",
+)
 # therapy recorded as a procedure (drugs not named): the drug class it is exposure to, and the name it shows
 THERAPY_PROCEDURES = {
     "chemotherapy-procedure": ("chemotherapy", "chemotherapy (drugs not named)"),
     "endocrine-procedure": ("endocrine-therapy", "endocrine therapy (drugs not named)"),
+    "ovarian-ablation": ("endocrine-therapy", "oophorectomy"),
 }
 LAZY_SETS = ("body-weight",)  # validated where one is used, not here (see Extracted.weights)
 
@@ -131,9 +139,9 @@ def copy_rank(r: dict[str, Any]) -> tuple[str, int, str, str]:
 
 
 def therapy_match(vs: str, m: Match) -> Match:
-    """A therapy procedure as the drug class it is exposure to (an oophorectomy is named as itself)."""
+    """A therapy procedure as the drug class it is exposure to, under the name its value set gives it."""
     drug_class, name = THERAPY_PROCEDURES[vs]
-    return Match(drug_class, m.by, m.what, "oophorectomy" if m.canonical == "Oophorectomy" else name)
+    return Match(drug_class, m.by, m.what, name)
 
 
 def medication_concept(resource: dict[str, Any], medications: dict[str, dict[str, Any]]) -> Any:
