@@ -12,7 +12,7 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ILD_DISCONTINUE_GRADE, TDXD_ILD_WINDOW
 from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
-from cds_service.fhir.read import bound_in_text, concept, items, quantity, string
+from cds_service.fhir.read import bound_in_text, concept, items, quantity, string, value_words
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _GRADE = re.compile(r"grade\s*([1-5])", re.I)
@@ -143,10 +143,7 @@ def observation_grade(obs: dict[str, Any]) -> int | None:
     value = obs.get("valueInteger")
     if isinstance(value, int) and not isinstance(value, bool):
         return value if 1 <= value <= 5 else None
-    words = texts(concept(obs, "valueCodeableConcept")) + (
-        [obs["valueString"]] if isinstance(string(obs, "valueString"), str) else []
-    )
-    for t in words:
+    for t in value_words(obs):
         m = _GRADE.search(t)
         if m:
             return int(m.group(1))

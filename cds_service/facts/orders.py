@@ -54,7 +54,7 @@ def _dosages(resource: dict[str, Any]) -> list[dict[str, Any]]:
 def read_quantity(resource: dict[str, Any]) -> tuple[float | None, float | None, str | None]:
     """(mg/kg, flat mg, as written) of the first dose a medication record states, structured or in its text."""
     for d in _dosages(resource):
-        quantities = [dr.get("doseQuantity") for dr in items(d, "doseAndRate") if isinstance(dr, dict)]
+        quantities = [dr.get("doseQuantity") for dr in items(d, "doseAndRate")]
         quantities.append(d.get("dose"))  # MedicationAdministration.dosage.dose
         for q in quantities:
             value = _number(q.get("value")) if isinstance(q, dict) else None
@@ -66,10 +66,10 @@ def read_quantity(resource: dict[str, Any]) -> tuple[float | None, float | None,
             if norm in _MG_PER_KG_UNITS:
                 return value, None, text
             return None, (value if norm == "mg" else None), text
-        if isinstance(string(d, "text"), str):
-            m = MG_PER_KG.search(d["text"])
-            flat = MG.search(d["text"]) if not m else None
-            return (float(m.group(1)) if m else None), (float(flat.group(1)) if flat else None), d["text"][:80]
+        if (words := string(d, "text")) is not None:
+            m = MG_PER_KG.search(words)
+            flat = MG.search(words) if not m else None
+            return (float(m.group(1)) if m else None), (float(flat.group(1)) if flat else None), words[:80]
     return None, None, None
 
 
@@ -91,7 +91,7 @@ def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> Dra
     ref = ref_of(res)
     drug = None
     if string(res, "resourceType") in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
-        contained = {str(string(c, "id")): c for c in items(res, "contained") if isinstance(c, dict)}
+        contained = {str(string(c, "id")): c for c in items(res, "contained")}
         med = medication_concept(res, contained)
         drug = ts.classify_drug(med) if med else None
         if drug is None and not med:

@@ -10,7 +10,7 @@ from typing import Any
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ER_LOW_MAX, RECEPTOR_POSITIVE
 from cds_service.fhir.primitives import effective_date, ref_of
-from cds_service.fhir.read import Bound, components, concept, items, percent, string
+from cds_service.fhir.read import Bound, codings, components, concept, items, percent, string
 from cds_service.fhir.terminology import Terminology
 
 
@@ -94,7 +94,7 @@ def read_receptor(obs: dict[str, Any], receptor: str, ts: Terminology) -> Recept
             positive = True
     if positive is None:
         for interp in items(obs, "interpretation"):
-            codes = {string(c, "code") for c in (interp.get("coding") or []) if isinstance(c, dict)}
+            codes = {string(c, "code") for c in codings(interp)}
             positive = True if codes & {"POS"} else False if codes & {"NEG"} else positive
     if positive is None:
         return None

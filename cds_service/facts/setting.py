@@ -10,7 +10,7 @@ from typing import Any
 
 from cds_service.facts.evidence import Evidence
 from cds_service.fhir.primitives import effective_date, fmt, parse_date, ref_of
-from cds_service.fhir.read import concept, items, string
+from cds_service.fhir.read import concept, items, string, value_words
 from cds_service.fhir.terminology import Match, Terminology, codings, first_text, note_texts, texts
 
 _STAGE_IV = re.compile(
@@ -124,7 +124,7 @@ def _region(cond: dict[str, Any], sets: dict[str, Match], ts: Terminology) -> st
     """'regional', 'distant' or 'unknown' for a condition about metastatic disease: a regional node
     (by code or words, in the code or a body site) is N; a lymph-node metastasis is distant only
     when its station is (coded or named); any other secondary site is distant."""
-    sites = [concept(cond, "code"), *(items(cond, "bodySite"))]
+    sites = [concept(cond, "code"), *items(cond, "bodySite")]
     words = {"text": " ".join(t for cc in sites for t in texts(cc))}
     if any(ts.match_code("regional-lymph-node", cc) for cc in sites) or ts.match("regional-lymph-node", words):
         return "regional"
@@ -138,7 +138,7 @@ def _site_key(cond: dict[str, Any], match: Match, ts: Terminology) -> str:
     """The organ a distant metastasis is in, one word per organ whatever the coding ("liver" for
     SNOMED 10200004 Liver structure, ICD C78.7 and "liver metastases" alike)."""
     sites = ts.sets["metastatic-site"]
-    for cc in [*(items(cond, "bodySite")), concept(cond, "code")]:
+    for cc in [*items(cond, "bodySite"), concept(cond, "code")]:
         hit = ts.match("metastatic-site", cc)
         if hit:
             name = hit.canonical.lower()
@@ -152,15 +152,13 @@ def _scope(conditions: dict[str, list[tuple[dict[str, Any], Match]]], s: Setting
     a diagnosis naming HER2-positive disease, and locally advanced disease stated to be unresectable."""
     breast = [cond for cond, _ in conditions["breast-cancer"]]
     for cond, _ in conditions["malignant-neoplasm"]:
-        sites = [*(items(cond, "bodySite")), {"text": " ".join(texts(concept(cond, "code")))}]
+        sites = [*items(cond, "bodySite"), {"text": " ".join(texts(concept(cond, "code")))}]
         if any(ts.match("breast-site", cc) for cc in sites) and cond not in breast:
             breast.append(cond)
     for cond in breast:
         s.breast_cancer.append(Evidence(ref_of(cond), _onset(cond), "breast cancer"))
         words = " ".join(texts(concept(cond, "code")) + note_texts(cond))
-        words += " " + " ".join(
-            t for st in items(cond, "stage") if isinstance(st, dict) for t in texts(concept(st, "summary"))
-        )
+        words += " " + " ".join(t for st in items(cond, "stage") for t in texts(concept(st, "summary")))
         if stated(_UNRESECTABLE, words):
             s.unresectable.append(Evidence(ref_of(cond), _onset(cond), "breast cancer stated unresectable/inoperable"))
     breast_refs = {ref_of(c) for c in breast}
@@ -205,23 +203,22 @@ def derive_setting(
     _scope(conditions, s, ts)
     for cond, _ in conditions["breast-cancer"]:
         for stage in items(cond, "stage"):
-            reading = stage_reading(concept(stage, "summary"), ts) if isinstance(stage, dict) else None
-            summary = concept(stage, "summary") if isinstance(stage, dict) else None
+            summary = concept(stage, "summary")
+            reading = stage_reading(summary, ts)
             label = first_text(summary, code_text(summary))
             if reading == "distant" and ref_of(cond) not in by_ref:
                 s.evidence.append(Evidence(ref_of(cond), _onset(cond), f"breast cancer, stage {label}"))
             elif reading == "none":
                 staged_none.append(Evidence(ref_of(cond), _onset(cond), f"stage {label}"))
     for obs in staging:  # the status policy was applied at extraction
-        words = " ".join(
-            texts(concept(obs, "valueCodeableConcept"))
-            + ([obs["valueString"]] if isinstance(string(obs, "valueString"), str) else [])
-        )
+        words = " ".join(value_words(obs))
         if stated(_UNRESECTABLE, words):
             s.unresectable.append(Evidence(ref_of(obs), effective_date(obs), f"stated unresectable: {words[:80]}"))
         reading = stage_reading(concept(obs, "valueCodeableConcept"), ts)
         value = concept(obs, "valueCodeableConcept")
-        label = f"{first_text(obs.get('code'), code_text(obs.get('code')))}: {first_text(value, code_text(value))}"
+        code = concept(obs, "code")
+        what_was_staged = first_text(code, code_text(code))
+        label = f"{what_was_staged}: {first_text(value, code_text(value))}"
         if reading == "distant":
             s.evidence.append(Evidence(ref_of(obs), effective_date(obs), f"stage IV / M1 staging ({label})"))
         elif reading == "none":
@@ -230,7 +227,7 @@ def derive_setting(
             if value is not None or words:
                 s.notes.append(f"{ref_of(obs)}: {what} not readable ({label})")
             else:
-                s.notes.append(f"{ref_of(obs)}: {what} recorded without a value ({label.split(': ')[0]})")
+                s.notes.append(f"{ref_of(obs)}: {what} recorded without a value ({what_was_staged})")
     for ev in text_only:
         newer = [m for m in staged_none if m.when and (ev.when is None or m.when > ev.when)]
         if newer:

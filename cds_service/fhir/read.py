@@ -37,6 +37,7 @@ __all__ = [
     "string",
     "texts",
     "value_bound",
+    "value_words",
 ]
 
 _CMP = {
@@ -274,6 +275,16 @@ def texts(cc: Any) -> list[str]:
     out = [cc["text"]] if isinstance(cc.get("text"), str) else []
     out += [c["display"] for c in codings(cc) if isinstance(c.get("display"), str)]
     return out
+
+
+def value_words(holder: Any) -> list[str]:
+    """The words of value[x]: its CodeableConcept's text and displays, then valueString.
+
+    >>> value_words({"valueCodeableConcept": {"text": "Grade 2"}}), value_words({"valueString": "M1"})
+    (['Grade 2'], ['M1'])
+    """
+    found = string(holder, "valueString")
+    return texts(obj(holder, "valueCodeableConcept")) + ([found] if found is not None else [])
 
 
 def concept(holder: Any, key: str) -> dict[str, Any] | None:

@@ -70,14 +70,14 @@ _NO_GAIN = re.compile(r"no (?:\w+ )?amplification|not amplified|non-?amplified|n
 
 def _words(obs: dict[str, Any]) -> str:
     parts: list[str] = []
-    holders = [obs, *(c for c in items(obs, "component") if isinstance(c, dict))]
+    holders = [obs, *items(obs, "component")]
     for h in holders:
         for key in ("code", "valueCodeableConcept", "interpretation"):
             cc = h.get(key)
             for one in cc if isinstance(cc, list) else [cc]:
                 parts += texts(one) + [str(c.get("code", "")) for c in codings(one)]
-        if isinstance(string(h, "valueString"), str):
-            parts.append(h["valueString"])
+        if (found := string(h, "valueString")) is not None:
+            parts.append(found)
     return " ".join(parts)
 
 

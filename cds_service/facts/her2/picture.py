@@ -39,8 +39,8 @@ def _supersede(partials: list[Partial], notes: list[str]) -> list[Partial]:
         if string(p.resource, "status") not in AMENDING_STATUS:
             continue
         for d in items(p.resource, "derivedFrom"):
-            if isinstance(d, dict) and isinstance(string(d, "reference"), str):
-                dropped.add(d["reference"].split("/")[-1])
+            if (target := string(d, "reference")) is not None:
+                dropped.add(target.split("/")[-1])
         for q in partials:
             if q is p or string(q.resource, "status") in AMENDING_STATUS:
                 continue

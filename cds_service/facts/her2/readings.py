@@ -34,9 +34,8 @@ def _value_texts(holder: dict[str, Any], ts: Terminology) -> list[str]:
     """The words of value[x] that may be read: CodeableConcept text, displays of codings that matched no
     answer value set, valueString."""
     out = ts.unmatched_texts(ANSWER_SETS, concept(holder, "valueCodeableConcept"))
-    if isinstance(string(holder, "valueString"), str):
-        out.append(holder["valueString"])
-    return out
+    found = string(holder, "valueString")
+    return out + ([found] if found is not None else [])
 
 
 def read_bound(holder: dict[str, Any], ts: Terminology) -> tuple[float, str | None] | None:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from cds_service.fhir.read import concept, string
+from cds_service.fhir.read import concept, obj, reference, string
 from cds_service.fhir.terminology import Terminology, texts
 
 
 def site_of(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Terminology) -> tuple[str, str | None]:
     """(primary | metastatic | unknown, a short site text) from Specimen or bodySite."""
     concepts: list[Any] = []
-    spec_ref = (obs.get("specimen") or {}).get("reference") if isinstance(obs.get("specimen"), dict) else None
-    if isinstance(obs.get("specimen"), dict) and isinstance(string(obs["specimen"], "display"), str):
-        concepts.append({"text": obs["specimen"]["display"]})
+    spec_ref = reference(obs, "specimen")
+    if (display := string(obj(obs, "specimen"), "display")) is not None:
+        concepts.append({"text": display})
     spec = specimens.get(spec_ref.split("/")[-1]) if isinstance(spec_ref, str) else None
     if spec:
-        concepts += [concept(spec, "type"), (spec.get("collection") or {}).get("bodySite")]
+        concepts += [concept(spec, "type"), obj(spec, "collection").get("bodySite")]
     concepts.append(obs.get("bodySite"))
     concepts = [cc for cc in concepts if cc]
     for cc in concepts:  # any concept that tells metastatic from primary decides, wherever it sits
