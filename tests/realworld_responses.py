@@ -130,6 +130,14 @@ def _shapes(client: Any) -> dict[str, Any]:
     )
     select_no_drug["hookInstance"] = "d1f0c6a4-0000-4000-8000-000000000002"
     pv, sel = "/cds-services/her2-patient-view", "/cds-services/her2-order-select"
+    no_instance = json.dumps({k: v for k, v in good.items() if k != "hookInstance"}).encode()
+    no_prefetch = json.dumps({k: v for k, v in good.items() if k != "prefetch"}).encode()
+    unknown_card = {
+        "card": "9b5f1d1c-0000-4000-8000-000000000000",
+        "outcome": "accepted",
+        "outcomeTimestamp": "2026-12-05T10:00:00Z",
+        "acceptedSuggestions": [{"id": "9b5f1d1c-0000-4000-8000-000000000001"}],
+    }
     raw: list[tuple[str, str, str, bytes | None, dict[str, str]]] = [
         ("discovery", "GET", "/cds-services", None, {}),
         ("health", "GET", "/healthz", None, {}),
@@ -143,7 +151,7 @@ def _shapes(client: Any) -> dict[str, Any]:
             "no hookInstance",
             "POST",
             pv,
-            json.dumps({k: v for k, v in good.items() if k != "hookInstance"}).encode(),
+            no_instance,
             {},
         ),
         ("the wrong hook", "POST", pv, json.dumps({**good, "hook": "order-sign"}).encode(), {}),
@@ -154,7 +162,7 @@ def _shapes(client: Any) -> dict[str, Any]:
             "no prefetch, no FHIR server",
             "POST",
             pv,
-            json.dumps({k: v for k, v in good.items() if k != "prefetch"}).encode(),
+            no_prefetch,
             {},
         ),
         ("unknown service", "POST", "/cds-services/nope", json.dumps(good).encode(), {}),
@@ -168,18 +176,7 @@ def _shapes(client: Any) -> dict[str, Any]:
             "feedback for an unknown card",
             "POST",
             pv + "/feedback",
-            json.dumps(
-                {
-                    "feedback": [
-                        {
-                            "card": "9b5f1d1c-0000-4000-8000-000000000000",
-                            "outcome": "accepted",
-                            "outcomeTimestamp": "2026-12-05T10:00:00Z",
-                            "overrideReason": {"reason": {"code": "x"}},
-                        }
-                    ]
-                }
-            ).encode(),
+            json.dumps({"feedback": [unknown_card]}).encode(),
             {},
         ),
     ]
