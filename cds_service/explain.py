@@ -9,11 +9,11 @@ from typing import Any
 
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import CATEGORY_LABEL
+from cds_service.facts.request import RequestContext
 from cds_service.fhir.inert import one_line
 from cds_service.fhir.primitives import fmt
 from cds_service.fhir.terminology import Terminology, codings
-from cds_service.rules import her2_rescore, tdxd
-from cds_service.rules import ild_monitoring as ild
+from cds_service.rules.registry import TOPICS, Topic, topic_config
 
 MED = ("medicationCodeableConcept",)
 CODED_FIELDS = {
@@ -28,7 +28,7 @@ CODED_FIELDS = {
 MARK = {True: "✔", False: "✘", None: "?"}
 
 
-def _facts(f: Facts) -> dict[str, list[str]]:
+def _facts(f: Facts, request: RequestContext) -> dict[str, list[str]]:
     her2 = f.her2
     current = her2.current
     out = {
@@ -58,40 +58,36 @@ def _facts(f: Facts) -> dict[str, list[str]]:
         "Orders in the request": [
             f"{d.ref}: {d.drug.canonical if d.drug else 'drug not recognised'}"
             + (f", {d.dose_mg_per_kg:g} mg/kg" if d.dose_mg_per_kg is not None else "")
-            for d in f.drafts
+            for d in request.drafts
         ]
         or ["none"],
     }
     if f.therapy.adjuvant_recurrence:
         out["Chemotherapy"].append(f"recurrence after adjuvant chemotherapy: {f.therapy.adjuvant_recurrence.line()}")
-    if f.unavailable:
-        out["Data not available"] = [f"{k}: {v}" for k, v in sorted(f.unavailable.items())]
-    if f.data_notes:
-        out["Records set aside"] = list(f.data_notes)
+    if request.unavailable:
+        out["Data not available"] = [f"{k}: {v}" for k, v in sorted(request.unavailable.items())]
+    if request.set_aside or f.data_notes:
+        out["Records set aside"] = list(request.set_aside) + list(f.data_notes)
     return out
 
 
-def _verdicts(f: Facts, hook: str, cards_cfg: dict[str, Any]) -> dict[str, list[str]]:
-    rescore_cfg = cards_cfg["her2_rescore"]
+def _verdicts(
+    f: Facts, request: RequestContext, cards_cfg: dict[str, Any], topics: tuple[Topic, ...]
+) -> dict[str, list[str]]:
+    """Each topic's verdict, as the registry lists them: why it is silent, or that it has a card; the T-DXd
+    pathways criterion by criterion."""
     out: dict[str, list[str]] = {}
-    silent = her2_rescore.why_silent(f, hook, rescore_cfg)
-    out["HER2 re-scoring"] = [f"no card: {silent}"] if silent else ["card: the HER2 picture needs work"]
-    silent = tdxd.why_silent(f, hook)
-    lines = [f"no card: {silent}"] if silent else []
-    for p in (tdxd.db06(f), tdxd.db04(f)):
-        state = "met" if p.met else ("not met" if p.failed else "not confirmed (a criterion is unknown)")
-        lines.append(f"{p.name}: {state}")
-        lines += [f"  {MARK[s]} {label}: {why}" for label, s, why in p.criteria]
-    out["T-DXd consideration"] = lines
-    silent = ild.why_silent(f, hook, cards_cfg["ild_monitoring"])
-    out["ILD monitoring"] = [f"no card: {silent}"] if silent else ["card: T-DXd is ordered or active"]
-    for topic, key in (
-        ("HER2 re-scoring", "her2_rescore"),
-        ("T-DXd consideration", "tdxd_consideration"),
-        ("ILD monitoring", "ild_monitoring"),
-    ):
-        if not cards_cfg[key]["enabled"]:
-            out[topic].insert(0, f"switched off in the configuration (cards.{key}.enabled: false)")
+    for topic in topics:
+        cfg = topic_config(topic, cards_cfg)
+        silent = topic.why_silent(f, request, cfg)
+        lines = [f"no card: {silent}"] if silent else [f"card: {topic.has_card}"] if topic.has_card else []
+        if topic.criteria is not None:
+            for name, state, criteria in topic.criteria(f):
+                lines.append(f"{name}: {state}")
+                lines += [f"  {MARK[s]} {label}: {why}" for label, s, why in criteria]
+        if not cfg.get("enabled", False):
+            lines.insert(0, f"switched off in the configuration (cards.{topic.config_key}.enabled: false)")
+        out[topic.label] = lines
     return out
 
 
@@ -114,8 +110,22 @@ def unmatched_codings(resources: list[dict[str, Any]], ts: Terminology) -> list[
     return [f"{k} ({n}×)" if n > 1 else k for k, n in sorted(seen.items())]
 
 
+def nothing_drafted() -> dict[str, Any]:
+    """The explanation of an order-select with no drafted medication yet."""
+    return {
+        "facts": {},
+        "unmatched_codings": [],
+        "rules": {"all": ["order-select with no drafted medication: nothing is evaluated"]},
+    }
+
+
 def explain(
-    facts: Facts | None, hook: str, cards_cfg: dict[str, Any], resources: list[dict[str, Any]], ts: Terminology
+    facts: Facts | None,
+    request: RequestContext,
+    cards_cfg: dict[str, Any],
+    resources: list[dict[str, Any]],
+    ts: Terminology,
+    topics: tuple[Topic, ...] = TOPICS,
 ) -> dict[str, Any]:
     """The whole explanation as plain data (JSON-ready)."""
     if facts is None:
@@ -126,8 +136,8 @@ def explain(
         }
     else:
         out = {
-            "facts": _facts(facts),
-            "rules": _verdicts(facts, hook, cards_cfg),
+            "facts": _facts(facts, request),
+            "rules": _verdicts(facts, request, cards_cfg, topics),
             "unmatched_codings": unmatched_codings(resources, ts),
         }
     return _plain(out)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from cds_service import contracts
 from cds_service.config import shipped_defaults
+from cds_service.facts.orders import DraftOrder
+from cds_service.facts.request import RequestContext
 from cds_service.fhir.terminology import load_terminology
-from cds_service.gather.templates import published_services
+from cds_service.gather.templates import with_codes
 
-SERVICES = published_services(contracts.services(), load_terminology())
+_TS = load_terminology()
+SERVICES = with_codes(contracts.services(), _TS)
 PREFETCH_KEYS = list(SERVICES["her2-order-select"]["prefetch"])
 SERVICE_FOR_HOOK = {
     "order-select": "her2-order-select",
@@ -160,3 +164,16 @@ def assert_cds_response(body: dict[str, Any]) -> list[dict[str, Any]]:
         for reason in card.get("overrideReasons", []):
             assert reason["display"].strip()
     return body["cards"]
+
+
+def asked(hook: str, drafts: Iterable[Any] = (), patient_id: str = "p1", **context: Any) -> RequestContext:
+    """The request context the engine builds for this hook: drafted resources read as the engine reads them
+    (context.draftOrders), or DraftOrders as they are."""
+    drafts = list(drafts)
+    if all(isinstance(d, DraftOrder) for d in drafts):
+        return RequestContext(hook, patient_id, tuple(drafts), **context)
+    ctx = {
+        "patientId": patient_id,
+        "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]},
+    }
+    return RequestContext.of(hook, {**ctx, **context}, _TS)

@@ -65,7 +65,7 @@ def facts_of_all(directories: list[Path]) -> dict[str, Any]:
     for directory in directories:
         for path in sorted(directory.glob("*.json")):
             resources = _resources(json.loads(path.read_text()))
-            out[f"{directory.name}/{path.name}"] = _plain(derive(resources, {}, ts, TODAY))
+            out[f"{directory.name}/{path.name}"] = _plain(derive(resources, ts, TODAY))
     for path in sorted(EXAMPLES.glob("*.json")):
         request = json.loads(path.read_text())
         resources = [
@@ -74,7 +74,7 @@ def facts_of_all(directories: list[Path]) -> dict[str, Any]:
             if isinstance(v, dict)
             for e in ([{"resource": v}] if v.get("resourceType") != "Bundle" else v.get("entry", []))
         ]
-        out[f"examples/{path.name}"] = _plain(derive(resources, request.get("context", {}), ts, TODAY))
+        out[f"examples/{path.name}"] = _plain(derive(resources, ts, TODAY))
     return out
 
 

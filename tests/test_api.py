@@ -38,10 +38,12 @@ def test_discovery_lists_three_services_with_prefetch(client):
 
 def test_discovery_is_the_data_under_hooks_with_value_set_codes_filled_in(client):
     from cds_service.fhir.terminology import load_terminology
-    from cds_service.gather.templates import published_services
+    from cds_service.gather.templates import with_codes
+    from cds_service.rules.ruleset import with_source_attributes
 
+    ts = load_terminology()
     published = client.get("/cds-services").get_json()["services"]
-    assert published == list(published_services(contracts.services(), load_terminology()).values())
+    assert published == list(with_source_attributes(with_codes(contracts.services(), ts), ts).values())
     assert [s["id"] for s in published] == list(contracts.services())
     assert "{{codes" not in json.dumps(published)
 

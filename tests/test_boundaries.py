@@ -5,17 +5,19 @@ the dose ceiling after a late-resolved grade 1 ILD, and the ILD advice by grade.
 from __future__ import annotations
 
 import base64
+import copy
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
-from cds_service.facts import memo as memo_module
 from cds_service.facts.derive import derive
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.ild_risk import IldEvent
-from cds_service.facts.memo import FactsMemo
+from cds_service.facts.memo import FactsMemo, Kept
+from cds_service.facts.request import RequestContext
+from cds_service.fhir import lru as lru_module
 from cds_service.fhir.pathology import report_text
 from cds_service.fhir.terminology import load_terminology
 from cds_service.rules import ild_monitoring
@@ -28,8 +30,8 @@ TS = load_terminology()
 TODAY = date(2026, 11, 25)
 
 
-def facts(*resources: dict[str, Any], context: dict[str, Any] | None = None):
-    return derive(list(resources), context or {}, TS, TODAY)
+def facts(*resources: dict[str, Any]):
+    return derive(list(resources), TS, TODAY)
 
 
 def drafts(*names: str) -> dict[str, Any]:
@@ -41,32 +43,34 @@ CHART = [b.patient(), b.breast_cancer("2019-01-01"), b.metastasis("bone", "2023-
 
 
 # --- the facts memo
-def test_with_the_memo_off_what_could_not_be_fetched_still_reaches_the_facts():
-    off = FactsMemo(0, 600)
-    assert off.derive(CHART, {}, TS, TODAY, {"pathology": "timed out"}).unavailable == {"pathology": "timed out"}
-    assert len(off) == 0
-
-
-def test_the_memo_keeps_no_drafts_and_nothing_of_this_request():
+def test_the_memo_keeps_chart_facts_and_a_prefetch_what_its_gathering_could_not_read():
     memo = FactsMemo(10_000_000, 600)
-    first = memo.derive(CHART, drafts("capecitabine"), TS, TODAY, {"pathology": "timed out"})
-    assert [d.ref for d in first.drafts] == ["MedicationRequest/draft-capecitabine"]
-    assert first.unavailable == {"pathology": "timed out"}
-    [(_, kept)] = memo._data.values()
-    assert kept.facts.drafts == [] and kept.facts.unavailable == {} and kept.unavailable == {}
-    again = memo.derive(CHART, drafts("eribulin"), TS, TODAY)
-    assert [d.ref for d in again.drafts] == ["MedicationRequest/draft-eribulin"] and again.unavailable == {}
-    memo.keep(b"prefetch", "k", TODAY, first, {"pathology": "timed out"})
+    first = memo.derive(CHART, TS, TODAY)
+    assert memo.derive(copy.deepcopy(CHART), TS, TODAY) is first and memo.hits == 1
+    assert not hasattr(first, "drafts") and not hasattr(first, "unavailable")  # the request's: RequestContext
+    memo.keep(b"prefetch", "k", TODAY, Kept(first, {"pathology": "timed out"}, ("1 record set aside",)))
     recalled = memo.recall(b"prefetch", "k", TODAY)
-    assert recalled is not None and recalled.facts.drafts == [] and recalled.facts.unavailable == {}
-    assert recalled.unavailable == {"pathology": "timed out"}
+    assert recalled is not None and recalled.facts is first
+    assert recalled.unavailable == {"pathology": "timed out"} and recalled.set_aside == ("1 record set aside",)
+
+
+def test_the_request_context_reads_drafts_afresh_beside_kept_facts():
+    memo = FactsMemo(10_000_000, 600)
+    memo.derive(CHART, TS, TODAY)
+    for name in ("capecitabine", "eribulin"):
+        request = RequestContext.of("order-select", drafts(name), TS, {"pathology": "timed out"})
+        assert [d.ref for d in request.drafts] == [f"MedicationRequest/draft-{name}"]
+        assert request.not_available(["chart note"]) == [
+            "data not available from the EHR: pathology (timed out)",
+            "chart note",
+        ]
 
 
 def test_a_chart_of_exactly_a_quarter_of_the_memo_is_kept_and_one_byte_more_is_not():
     memo = FactsMemo(400, 600)
     f = facts(*CHART)
-    memo.keep(b"x" * 100, "k", TODAY, f, {})
-    memo.keep(b"y" * 101, "k", TODAY, f, {})
+    memo.keep(b"x" * 100, "k", TODAY, Kept(f, {}))
+    memo.keep(b"y" * 101, "k", TODAY, Kept(f, {}))
     assert memo.recall(b"x" * 100, "k", TODAY) is not None and memo.recall(b"y" * 101, "k", TODAY) is None
     misses = memo.misses
     memo.recall(b"z" * 500, "k", TODAY)  # too large to be kept: not even looked up
@@ -77,20 +81,20 @@ def test_the_memo_is_bounded_in_bytes_least_recently_sent_first():
     memo = FactsMemo(400, 600)
     f = facts(*CHART)
     for name in (b"a", b"b", b"c", b"d"):
-        memo.keep(name * 100, "k", TODAY, f, {})
-    assert len(memo) == 4 and memo._bytes == 400  # exactly full: nothing dropped
-    memo.keep(b"a" * 100, "k", TODAY, f, {})  # the same key again: counted once
-    assert memo._bytes == 400 and len(memo) == 4
-    memo.keep(b"e" * 100, "k", TODAY, f, {})  # one more: the oldest (b, since a was sent again) goes
+        memo.keep(name * 100, "k", TODAY, Kept(f, {}))
+    assert len(memo) == 4 and memo.size_bytes == 400  # exactly full: nothing dropped
+    memo.keep(b"a" * 100, "k", TODAY, Kept(f, {}))  # the same key again: counted once
+    assert memo.size_bytes == 400 and len(memo) == 4
+    memo.keep(b"e" * 100, "k", TODAY, Kept(f, {}))  # one more: the oldest (b, since a was sent again) goes
     assert memo.recall(b"b" * 100, "k", TODAY) is None
     assert all(memo.recall(n * 100, "k", TODAY) is not None for n in (b"a", b"c", b"d", b"e"))
 
 
 def test_the_memo_forgets_a_chart_not_sent_again_for_max_age(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(memo_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(lru_module.time, "monotonic", lambda: clock[0])
     memo = FactsMemo(10_000_000, 60)
-    memo.keep(b"chart", "k", TODAY, facts(*CHART), {})
+    memo.keep(b"chart", "k", TODAY, Kept(facts(*CHART), {}))
     clock[0] += 60  # exactly max_age: still kept
     assert memo.recall(b"chart", "k", TODAY) is not None
     clock[0] += 60.5
@@ -196,7 +200,7 @@ def test_an_administration_is_one_day_and_a_statement_without_end_is_open():
 def test_a_single_stop_reason_object_is_read_as_a_list_of_one():
     ms = b.med_statement("letrozole", "2023-02-01", "2024-03-01", status="stopped")
     ms["statusReason"] = b.cc(b.SCT, "266721009", "Absent response to treatment")  # one object, not a list
-    f = derive([*CHART, ms], {}, TS, TODAY)
+    f = derive([*CHART, ms], TS, TODAY)
     assert f.therapy.lines[0].outcome in ("progressed", "ended-reason-unknown")  # read whichever way it validates
 
 
@@ -311,7 +315,7 @@ def test_a_draft_naming_its_drug_in_a_contained_medication_is_read():
     mr = b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", dose=(5.4, "mg/kg"), id="d1")
     mr["contained"] = [{"resourceType": "Medication", "id": "med", "code": mr.pop("medicationCodeableConcept")}]
     mr["medicationReference"] = {"reference": "#med"}
-    [order] = facts(*CHART, context=_draft_ctx(mr)).drafts
+    [order] = RequestContext.of("order-sign", _draft_ctx(mr), TS).drafts
     assert order.is_tdxd and order.dose_mg_per_kg == 5.4 and order.dose_text == "5.4 mg/kg"
 
 
@@ -319,7 +323,7 @@ def test_a_draft_without_a_coded_drug_is_read_from_its_note():
     mr = b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", id="d2")
     del mr["medicationCodeableConcept"]
     mr["note"] = [{"text": "Enhertu per protocol"}]
-    [order] = facts(*CHART, context=_draft_ctx(mr)).drafts
+    [order] = RequestContext.of("order-sign", _draft_ctx(mr), TS).drafts
     assert order.is_tdxd and order.drug is not None and order.drug.by == "text"
 
 
@@ -327,7 +331,9 @@ def test_a_draft_of_an_unknown_drug_has_no_dose_and_a_non_medication_draft_no_dr
     unknown = b.med_request("aspirin", "2026-11-25", status="draft", by="text", dose=(100, "mg"), id="d3")
     service = {"resourceType": "ServiceRequest", "id": "s1", "status": "draft", "intent": "order",
                "code": {"text": "CT chest"}, "subject": b.subject()}  # fmt: skip
-    orders = facts(*CHART, context=_draft_ctx(unknown, service, selections=["ServiceRequest/s1"])).drafts
+    orders = RequestContext.of(
+        "order-select", _draft_ctx(unknown, service, selections=["ServiceRequest/s1"]), TS
+    ).drafts
     assert [(o.ref, o.drug, o.dose_mg_per_kg, o.dose_text, o.selected) for o in orders] == [
         ("MedicationRequest/d3", None, None, None, False),
         ("ServiceRequest/s1", None, None, None, True),

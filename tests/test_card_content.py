@@ -15,7 +15,8 @@ from cds_service.facts.therapy import Record
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
 from cds_service.rules.dose import dose_update
-from tests.helpers import card_cfg
+from cds_service.rules.registry import BY_CODE, mode
+from tests.helpers import asked, card_cfg
 
 from .test_truth_tables import ADJ, CAPE, EV, TDXD, base, line, result
 
@@ -33,8 +34,8 @@ ADVICE = [
 ]
 
 
-def tdxd_card(f, hook="order-select"):
-    return tdxd.decide(f, hook, card_cfg("tdxd_consideration"), "p1")
+def tdxd_card(f, hook="order-select", drafts=(CAPE,)):
+    return tdxd.decide(f, asked(hook, drafts), card_cfg("tdxd_consideration"))
 
 
 def test_db06_met_card():
@@ -145,11 +146,12 @@ def test_ild_history_makes_the_card_a_warning_with_a_caution_first():
 
 
 def test_patient_view_needs_no_order_and_active_tdxd_silences():
-    assert tdxd_card(base(drafts=[]), "patient-view") is not None
+    assert tdxd_card(base(), "patient-view", drafts=()) is not None
     f = base()
     f = replace(f, therapy=replace(f.therapy, tdxd_active=True))
     assert tdxd_card(f, "patient-view") is None
-    assert tdxd.decide(base(), "order-select", card_cfg("tdxd_consideration", enabled=False), "p1") is None
+    off = {"tdxd_consideration": card_cfg("tdxd_consideration", enabled=False)}
+    assert mode(BY_CODE[tdxd.TOPIC], off) == "off"  # the engine runs no rule of a topic switched off
 
 
 def test_hedged_card_for_an_earlier_low_sample():
@@ -169,8 +171,8 @@ def test_hedged_card_for_an_earlier_low_sample():
 
 
 # --- re-score
-def rescore(f, **cfg):
-    return her2_rescore.decide(f, "order-select", card_cfg("her2_rescore", **cfg), "p1")
+def rescore(f, drafts=(CAPE,), **cfg):
+    return her2_rescore.decide(f, asked("order-select", drafts), card_cfg("her2_rescore", **cfg))
 
 
 @pytest.mark.parametrize(
@@ -255,12 +257,12 @@ def test_rescore_quiet_cases_and_recheck_option():
     f = base(her2=[result("binary-only")])
     # HER2/ER/PR results never make a breast-cancer patient (DESIGN §6, Scope)
     assert rescore(replace(f, setting=replace(f.setting, breast_cancer=[]))) is None
-    assert her2_rescore.decide(base(drafts=[]), "order-select", card_cfg("her2_rescore"), "p1") is None
+    assert rescore(base(), drafts=()) is None
 
 
 # --- ILD monitoring
 def ild_card(risk=None, drafts=(TDXD,), hook="order-sign", **cfg):
-    return ild.decide(base(ild=risk or IldRisk(), drafts=list(drafts)), hook, card_cfg("ild_monitoring", **cfg), "p1")
+    return ild.decide(base(ild=risk or IldRisk()), asked(hook, drafts), card_cfg("ild_monitoring", **cfg))
 
 
 def test_ild_info_card():
@@ -361,12 +363,7 @@ def test_corrected_dose_update_only_when_safe():
     assert dose_update(replace(TDXD, resource=two), 5.4) is None
     assert dose_update(replace(TDXD, resource={**drafted, "id": None}), 5.4) is None
     assert dose_update(replace(TDXD, resource=None), 5.4) is None
-    d = ild.decide(
-        base(drafts=[replace(TDXD, dose_mg_per_kg=6.4, resource=drafted)]),
-        "order-sign",
-        card_cfg("ild_monitoring"),
-        "p1",
-    )
+    d = ild_card(drafts=[replace(TDXD, dose_mg_per_kg=6.4, resource=drafted)])
     assert d.suggestions[0].label == "Change the T-DXd dose to 5.4 mg/kg"
     assert d.suggestions[0].updates == [fixed]
 
@@ -384,7 +381,7 @@ def test_ild_critical_card():
     assert d.advice[0].startswith("Stop T-DXd: after grade ≥2 (symptomatic) ILD/pneumonitis the label requires")
     [remove] = d.suggestions
     assert remove.deletes == ["MedicationRequest/d2"] and remove.resources == [] and d.selection == "at-most-one"
-    f = base(ild=risk, drafts=[])
+    f = base(ild=risk)
     f = replace(
         f,
         therapy=replace(
@@ -405,7 +402,7 @@ def test_ild_critical_card():
             ],
         ),
     )
-    pv = ild.decide(f, "patient-view", card_cfg("ild_monitoring"), "p1")
+    pv = ild.decide(f, asked("patient-view"), card_cfg("ild_monitoring"))
     assert pv.indicator == "critical" and pv.suggestions == []
     assert "T-DXd given: 2025-09-01 (MedicationAdministration/t)" in pv.evidence
 
@@ -413,7 +410,8 @@ def test_ild_critical_card():
 def test_ild_quiet_without_tdxd():
     assert ild_card(drafts=[CAPE]) is None
     assert ild_card(drafts=[], hook="patient-view") is None
-    assert ild.decide(base(drafts=[TDXD]), "order-sign", card_cfg("ild_monitoring", enabled=False), "p1") is None
+    off = {"ild_monitoring": card_cfg("ild_monitoring", enabled=False)}
+    assert mode(BY_CODE[ild.TOPIC], off) == "off"  # the engine runs no rule of a topic switched off
 
 
 def test_an_unreadable_her2_result_keeps_the_card_from_asserting():

@@ -21,10 +21,11 @@ import pytest
 
 from cds_service.cards.render import render
 from cds_service.config import shipped_defaults
-from cds_service.engine import RULES
 from cds_service.explain import explain
 from cds_service.facts.derive import derive
+from cds_service.facts.request import RequestContext
 from cds_service.fhir.terminology import load_terminology
+from cds_service.rules.registry import TOPICS
 
 from .fixtures import builders as b
 from .fixtures import patients
@@ -260,13 +261,15 @@ def situation(name: str) -> dict[str, Any]:
         records, hook, drafts = SITUATIONS[name]()
     finally:
         b._ids = saved  # the other tests' ids go on from where they were
-    context = {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]}}
-    facts = derive(records, context, TS, TODAY)
-    decisions = [d for rule, key in RULES if (d := rule.decide(facts, hook, CARDS[key], "p1")) is not None]
+    context = {"patientId": "p1", "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]}}
+    facts = derive(records, TS, TODAY)
+    request = RequestContext.of(hook, context, TS)
+    in_card_order = sorted(TOPICS, key=lambda t: t.rank)
+    decisions = [d for t in in_card_order if (d := t.decide(facts, request, CARDS[t.config_key])) is not None]
     return {
         "hook": hook,
         "cards": [_plain_card(c) for c in render(decisions, CARDS, TS)],
-        "explanation": explain(facts, hook, CARDS, records, TS),
+        "explanation": explain(facts, request, CARDS, records, TS),
     }
 
 

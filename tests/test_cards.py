@@ -465,7 +465,7 @@ def test_a_failing_topic_becomes_an_info_card_and_the_others_still_go_out(settin
     def broken(*args, **kwargs):
         raise ZeroDivisionError("injected")
 
-    monkeypatch.setattr(tdxd, "decide", broken)
+    monkeypatch.setattr(tdxd, "why_silent", broken)  # the first thing the rule's decide asks
     app = create_app(settings_factory())
     client = app.test_client()
     body = hook_request(

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from cds_service.facts.derive import derive
+from cds_service.facts.request import RequestContext
 from cds_service.fhir.terminology import load_terminology
 
 from .fixtures import builders as b
@@ -16,8 +17,8 @@ TS = load_terminology()
 TODAY = date(2026, 11, 25)
 
 
-def facts(*resources, context=None, today=TODAY):
-    return derive(list(resources), context or {}, TS, today)
+def facts(*resources, today=TODAY):
+    return derive(list(resources), TS, today)
 
 
 # --- 6.2 receptors
@@ -200,14 +201,17 @@ def test_pelvic_radiotherapy_is_not_thoracic():
 # --- draft orders
 def test_draft_tdxd_order_with_dose():
     draft = b.med_request("fam-trastuzumab deruxtecan", "2026-11-25", status="draft", dose=(6.4, "mg/kg"), id="d1")
-    f = facts(
-        context={
+    request = RequestContext.of(
+        "order-select",
+        {
             "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
             "selections": ["MedicationRequest/d1"],
-        }
+        },
+        TS,
     )
-    (order,) = f.drafts
+    (order,) = request.drafts
     assert order.is_tdxd and order.selected and order.dose_mg_per_kg == 6.4
+    assert request.tdxd_order() is order and request.names_medication
 
 
 def test_sandbox_draft_without_medication():
@@ -218,8 +222,10 @@ def test_sandbox_draft_without_medication():
         "intent": "order",
         "category": {"text": "outpatient"},
     }
-    f = facts(context={"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}, "junk"]}})
-    assert len(f.drafts) == 1 and f.drafts[0].drug is None
+    context = {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}, "junk"]}}
+    request = RequestContext.of("order-select", context, TS)
+    assert len(request.drafts) == 1 and request.drafts[0].drug is None
+    assert not request.names_medication  # order-select says nothing until a drug is drafted
 
 
 # --- seed 002 stories

@@ -1,6 +1,7 @@
-"""The facts memo (facts/memo.py): a chart sent again gets the facts derived for it, with this call's drafts and
-unavailable sources; any change to the chart or the day derives afresh; bounded in bytes and age; rules and
-rendering never change the facts they are given (a memoised Facts is shared by later calls)."""
+"""The facts memo (facts/memo.py): a chart sent again gets the facts derived for it (the request's drafts and
+unavailable sources are its RequestContext, read afresh); any change to the chart or the day derives afresh;
+bounded in bytes and age; rules and rendering never change the facts they are given (a memoised Facts is shared by
+later calls)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cds_service.engine import Engine
 from cds_service.explain import explain
 from cds_service.facts.derive import derive
 from cds_service.facts.memo import FactsMemo
+from cds_service.facts.request import RequestContext
 from cds_service.fhir.terminology import load_terminology
 from cds_service.paths import hooks_dir
 
@@ -43,15 +45,16 @@ def _chart(her2_score: str = "1+") -> list[dict]:
     return [*copy.deepcopy(BELL), b.her2_ihc(her2_score, "2026-10-01", id="late-her2")]
 
 
-def test_a_resent_chart_gets_the_same_facts_with_this_calls_drafts_and_gaps():
+def test_a_resent_chart_gets_the_same_facts_and_the_request_its_own_drafts_and_gaps():
     memo = FactsMemo(10_000_000, 600)
-    first = memo.derive(_chart(), _context("capecitabine"), TS, TODAY)
-    again = memo.derive(_chart(), _context("fam-trastuzumab deruxtecan"), TS, TODAY, {"pathology": "not prefetched"})
-    assert (memo.hits, memo.misses) == (1, 1)
-    fresh = derive(_chart(), _context("fam-trastuzumab deruxtecan"), TS, TODAY, {"pathology": "not prefetched"})
-    assert again == fresh
-    assert [d.drug.value_set for d in again.drafts] != [d.drug.value_set for d in first.drafts]
-    assert again.unavailable == {"pathology": "not prefetched"} and first.unavailable == {}
+    first = memo.derive(_chart(), TS, TODAY)
+    again = memo.derive(_chart(), TS, TODAY)
+    assert (memo.hits, memo.misses) == (1, 1) and again is first
+    assert again == derive(_chart(), TS, TODAY)
+    one = RequestContext.of("order-select", _context("capecitabine"), TS)
+    other = RequestContext.of("order-select", _context("fam-trastuzumab deruxtecan"), TS, {"pathology": "x"})
+    assert [d.drug.value_set for d in one.drafts if d.drug] != [d.drug.value_set for d in other.drafts if d.drug]
+    assert one.unavailable == {} and other.unavailable == {"pathology": "x"}
 
 
 @pytest.mark.parametrize(
@@ -65,25 +68,25 @@ def test_a_resent_chart_gets_the_same_facts_with_this_calls_drafts_and_gaps():
 )
 def test_any_change_to_the_chart_derives_afresh(change):
     memo = FactsMemo(10_000_000, 600)
-    memo.derive(_chart(), {}, TS, TODAY)
+    memo.derive(_chart(), TS, TODAY)
     changed = _chart()
     change(changed)
-    got = memo.derive(changed, {}, TS, TODAY)
+    got = memo.derive(changed, TS, TODAY)
     assert memo.hits == 0 and memo.misses == 2
-    assert got == derive(changed, {}, TS, TODAY)
+    assert got == derive(changed, TS, TODAY)
 
 
 def test_the_changed_value_reaches_the_facts():
     memo = FactsMemo(10_000_000, 600)
-    low = memo.derive(_chart("1+"), {}, TS, TODAY)
-    positive = memo.derive(_chart("3+"), {}, TS, TODAY)
+    low = memo.derive(_chart("1+"), TS, TODAY)
+    positive = memo.derive(_chart("3+"), TS, TODAY)
     assert low.her2.category == "low" and positive.her2.category == "positive"
 
 
 def test_another_day_derives_afresh():
     memo = FactsMemo(10_000_000, 600)
-    memo.derive(_chart(), {}, TS, TODAY)
-    memo.derive(_chart(), {}, TS, date(2026, 11, 26))
+    memo.derive(_chart(), TS, TODAY)
+    memo.derive(_chart(), TS, date(2026, 11, 26))
     assert (memo.hits, memo.misses) == (0, 2)
 
 
@@ -91,45 +94,43 @@ def test_bounded_in_bytes():
     size = len(json.dumps(_chart()))
     memo = FactsMemo(size * 8, 600)  # room for about 8 charts of this size
     for i in range(40):
-        memo.derive(
-            [*_chart(), b.observation(b.cc(b.LOINC, "33914-3", "eGFR"), "2026-01-01", id=f"e{i}")], {}, TS, TODAY
-        )
+        memo.derive([*_chart(), b.observation(b.cc(b.LOINC, "33914-3", "eGFR"), "2026-01-01", id=f"e{i}")], TS, TODAY)
     assert 1 <= len(memo) <= 8
 
 
 def test_a_chart_not_sent_again_is_forgotten():
     memo = FactsMemo(10_000_000, 0.2)
-    memo.derive(_chart(), {}, TS, TODAY)
+    memo.derive(_chart(), TS, TODAY)
     time.sleep(0.3)
-    memo.derive(_chart("0"), {}, TS, TODAY)  # any call drops what is too old
+    memo.derive(_chart("0"), TS, TODAY)  # any call drops what is too old
     assert len(memo) == 1
-    memo.derive(_chart(), {}, TS, TODAY)
+    memo.derive(_chart(), TS, TODAY)
     assert memo.hits == 0
 
 
 def test_off_when_zero():
     for memo in (FactsMemo(0, 600), FactsMemo(10_000_000, 0)):
-        memo.derive(_chart(), {}, TS, TODAY)
-        memo.derive(_chart(), {}, TS, TODAY)
+        memo.derive(_chart(), TS, TODAY)
+        memo.derive(_chart(), TS, TODAY)
         assert len(memo) == 0 and memo.hits == 0
 
 
 def test_what_orjson_cannot_write_is_derived_afresh():
     memo = FactsMemo(10_000_000, 600)
     chart = [*_chart(), {"resourceType": "Basic", "id": "x", "n": 2**70}]
-    assert memo.derive(chart, {}, TS, TODAY) == derive(chart, {}, TS, TODAY)
+    assert memo.derive(chart, TS, TODAY) == derive(chart, TS, TODAY)
     assert len(memo) == 0
 
 
 def test_threads_each_get_their_own_charts_facts():
     memo = FactsMemo(10_000_000, 600)
     scores = ["0", "1+", "2+", "3+"] * 8
-    expected = {s: derive(_chart(s), {}, TS, TODAY) for s in set(scores)}
+    expected = {s: derive(_chart(s), TS, TODAY) for s in set(scores)}
     wrong: list[str] = []
 
     def run(score: str) -> None:
         for _ in range(5):
-            if memo.derive(_chart(score), {}, TS, TODAY) != expected[score]:
+            if memo.derive(_chart(score), TS, TODAY) != expected[score]:
                 wrong.append(score)
 
     threads = [threading.Thread(target=run, args=(s,)) for s in scores]
@@ -151,11 +152,12 @@ def test_rules_rendering_and_explain_leave_the_facts_unchanged(path, tmp_path):
         if v
         for e in (v.get("entry") or [{"resource": v}] if v.get("resourceType") == "Bundle" else [{"resource": v}])
     ]
-    facts = derive(resources, request["context"], TS, TODAY)
+    facts = derive(resources, TS, TODAY)
     before = copy.deepcopy(facts)
     for hook in ("order-select", "order-sign", "patient-view"):
-        engine.cards_for(facts, hook, "p1")
-        explain(facts, hook, engine.settings.cards, resources, TS)
+        asked = RequestContext.of(hook, request["context"], TS)
+        engine.decide(facts, asked)
+        explain(facts, asked, engine.settings.cards, resources, TS)
     assert facts == before
 
 
@@ -182,10 +184,10 @@ def test_memoised_readings_never_change_the_facts(seed):
     for resources in (prefetch_chart(200, seed), chart(200, seed)):
         clear_content_cache()
         cold_ts = load_terminology()
-        cold = derive(copy.deepcopy(resources), {}, cold_ts, TODAY)
-        warm = derive(copy.deepcopy(resources), {}, cold_ts, TODAY)
+        cold = derive(copy.deepcopy(resources), cold_ts, TODAY)
+        warm = derive(copy.deepcopy(resources), cold_ts, TODAY)
         assert cold == warm
-        assert cold == derive(copy.deepcopy(resources), {}, TS, TODAY)
+        assert cold == derive(copy.deepcopy(resources), TS, TODAY)
 
 
 def test_a_record_that_names_a_medication_resource_follows_that_resource():
@@ -206,8 +208,8 @@ def test_a_record_that_names_a_medication_resource_follows_that_resource():
         code = b.RXNORM[name]
         return {"resourceType": "Medication", "id": "med-1", "code": b.cc(b.RX, code, name)}
 
-    first = derive([copy.deepcopy(request), medication("letrozole")], {}, ts, TODAY)
-    second = derive([copy.deepcopy(request), medication("capecitabine")], {}, ts, TODAY)
+    first = derive([copy.deepcopy(request), medication("letrozole")], ts, TODAY)
+    second = derive([copy.deepcopy(request), medication("capecitabine")], ts, TODAY)
     assert [ln.classes for ln in first.therapy.lines] == [{"endocrine-therapy"}]
     assert [ln.classes for ln in second.therapy.lines] == [{"chemotherapy"}]
 
@@ -234,8 +236,8 @@ def test_a_report_member_is_sorted_by_its_report_in_this_chart_only():
         "effectiveDateTime": "2026-10-01",
         "result": [{"reference": "Observation/local-her2"}],
     }
-    with_report = derive([copy.deepcopy(local), report], {}, ts, TODAY)
-    alone = derive([copy.deepcopy(local)], {}, ts, TODAY)
+    with_report = derive([copy.deepcopy(local), report], ts, TODAY)
+    alone = derive([copy.deepcopy(local)], ts, TODAY)
     assert [r.ihc for r in with_report.her2.results] == [1]
     assert alone.her2.results == []
 
@@ -287,11 +289,12 @@ def test_rules_leave_the_facts_of_generated_charts_unchanged(seed, tmp_path):
     engine = Engine(load(None, overrides={"storage": {"database_url": f"sqlite:///{tmp_path}/x.db"}}))
     for resources in (prefetch_chart(300, seed), chart(300, seed)):
         drafts = _context("fam-trastuzumab deruxtecan")
-        facts = derive(resources, drafts, TS, TODAY)
+        facts = derive(resources, TS, TODAY)
         before = copy.deepcopy(facts)
         for hook in ("order-select", "order-sign", "patient-view"):
-            engine.cards_for(facts, hook, "p1")
-            explain(facts, hook, engine.settings.cards, resources, TS)
+            asked = RequestContext.of(hook, drafts, TS)
+            engine.decide(facts, asked)
+            explain(facts, asked, engine.settings.cards, resources, TS)
         assert facts == before
 
 
@@ -311,13 +314,13 @@ def test_therapy_lines_are_kept_by_what_they_are_built_from(change, rebuilt):
     from cds_service.fhir.validation import clear_content_cache
 
     ts = load_terminology()
-    first = derive(_chart(), {}, ts, TODAY)
+    first = derive(_chart(), ts, TODAY)
     changed = _chart()
     change(changed)
-    second = derive(copy.deepcopy(changed), {}, ts, TODAY)
+    second = derive(copy.deepcopy(changed), ts, TODAY)
     assert (second.therapy is first.therapy) is not rebuilt
     clear_content_cache()
-    assert second.therapy == derive(copy.deepcopy(changed), {}, load_terminology(), TODAY).therapy
+    assert second.therapy == derive(copy.deepcopy(changed), load_terminology(), TODAY).therapy
 
 
 PARTS = ("her2", "hr", "setting")
@@ -340,12 +343,12 @@ def test_her2_receptors_and_setting_are_kept_by_what_they_read(change, rebuilt):
     from cds_service.fhir.validation import clear_content_cache
 
     ts = load_terminology()
-    first = derive(_chart(), {}, ts, TODAY)
+    first = derive(_chart(), ts, TODAY)
     changed = _chart()
     change(changed)
-    second = derive(copy.deepcopy(changed), {}, ts, TODAY)
+    second = derive(copy.deepcopy(changed), ts, TODAY)
     clear_content_cache()
-    fresh = derive(copy.deepcopy(changed), {}, load_terminology(), TODAY)
+    fresh = derive(copy.deepcopy(changed), load_terminology(), TODAY)
     for part in PARTS:
         if part == "her2":  # a new object each call (its unreadable list is this chart's), its parts kept
             assert (second.her2.results is first.her2.results) is (part not in rebuilt)
@@ -359,11 +362,11 @@ def test_a_kept_her2_picture_names_only_this_charts_unreadable_results():
     ts = load_terminology()
     broken = b.her2_ihc("2+", "2026-11-02", id="broken-her2")
     broken["valueString"] = "a second value[x]"  # not valid FHIR R4
-    with_broken = derive([*_chart(), broken], {}, ts, TODAY)
-    without = derive(_chart(), {}, ts, TODAY)
+    with_broken = derive([*_chart(), broken], ts, TODAY)
+    without = derive(_chart(), ts, TODAY)
     assert with_broken.her2.results is without.her2.results
     assert with_broken.her2.unreadable == ["Observation/broken-her2"] and without.her2.unreadable == []
-    again = derive([*_chart(), copy.deepcopy(broken)], {}, ts, TODAY)
+    again = derive([*_chart(), copy.deepcopy(broken)], ts, TODAY)
     assert again.her2.unreadable == ["Observation/broken-her2"] and without.her2.unreadable == []
 
 

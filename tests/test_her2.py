@@ -19,7 +19,7 @@ TODAY = date(2026, 11, 25)
 
 
 def picture(*resources):
-    return derive(list(resources), {}, TS, TODAY).her2
+    return derive(list(resources), TS, TODAY).her2
 
 
 def category(*resources):
@@ -174,7 +174,7 @@ def test_ish_pairs_with_ihc_without_specimen_within_60_days():
 
 # --- status, amendment, history
 def test_entered_in_error_is_ignored():
-    facts = derive([b.her2_ihc(1, "2025-01-01"), b.her2_ihc(3, "2025-06-01", status="entered-in-error")], {}, TS, TODAY)
+    facts = derive([b.her2_ihc(1, "2025-01-01"), b.her2_ihc(3, "2025-06-01", status="entered-in-error")], TS, TODAY)
     assert facts.her2.category == "low" and not facts.her2.ever_positive
     assert any("entered-in-error" in n for n in facts.data_notes)
 
@@ -227,7 +227,7 @@ def test_unreadable_result_is_reported_not_guessed():
 def test_invalid_resource_is_skipped_with_a_note():
     bad = b.her2_ihc(1)
     bad["status"] = 42
-    facts = derive([bad], {}, TS, TODAY)
+    facts = derive([bad], TS, TODAY)
     assert facts.her2.category is None
     assert any("could not be read and was left out" in n for n in facts.data_notes)
 

@@ -21,7 +21,7 @@ from cds_service.facts.label import DOSE_LEVELS, ILD_TABLE, LABEL_REVISION, ild_
 from cds_service.fhir.terminology import load_terminology
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
-from tests.helpers import assert_cds_response, card_cfg
+from tests.helpers import asked, assert_cds_response, card_cfg
 
 from .fixtures import builders as b
 
@@ -33,9 +33,8 @@ def day(days_ago: int) -> str:
     return (TODAY - timedelta(days=days_ago)).isoformat()
 
 
-def facts(resources: list[dict[str, Any]], drafts: list[dict[str, Any]] = ()) -> Facts:
-    context = {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]}}
-    return derive(list(resources), context, TS, TODAY)
+def facts(resources: list[dict[str, Any]]) -> Facts:
+    return derive(list(resources), TS, TODAY)
 
 
 def tdxd_dose(kind: str, when: str, value: float, unit: str = "mg/kg") -> dict[str, Any]:
@@ -86,8 +85,8 @@ def rendered(decision):
 
 
 def ild_card(resources: list[dict[str, Any]], dose: float | None = 5.4, unit: str = "mg/kg", **cfg: Any):
-    f = facts(resources, [draft(dose, unit)])
-    return rendered(ild.decide(f, "order-sign", card_cfg("ild_monitoring", **cfg), "p1"))
+    f = facts(resources)
+    return rendered(ild.decide(f, asked("order-sign", [draft(dose, unit)]), card_cfg("ild_monitoring", **cfg)))
 
 
 def dose_update_value(card) -> float | None:
@@ -144,8 +143,8 @@ def test_dose_truth_table(given, drafted, verdict, suggested, kind):
 def test_a_flat_dose_update_says_the_level_in_its_words_too():
     order = draft(384, "mg")
     order["dosageInstruction"][0]["text"] = "384 mg IV every 3 weeks"
-    f = facts(breast() + [weight(60.0, day(30))], [order])
-    card = ild.decide(f, "order-sign", card_cfg("ild_monitoring"), "p1")
+    f = facts(breast() + [weight(60.0, day(30))])
+    card = ild.decide(f, asked("order-sign", [order]), card_cfg("ild_monitoring"))
     [fixed] = [u for s in card.suggestions for u in s.updates]
     assert fixed["dosageInstruction"][0]["text"] == "5.4 mg/kg IV every 3 weeks"
     assert fixed["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 5.4
@@ -222,8 +221,8 @@ def test_continuing_therapy_imaging_overdue_boundary(days, card_expected):
 def test_continuing_therapy_tenth_cycle_without_events_gets_no_card():
     chart = breast() + [tdxd_dose("administration", day(21 * i), 5.4) for i in range(1, 10)] + [ct_chest(day(30))]
     assert ild_card(chart) is None
-    f = facts(chart, [draft()])
-    assert "continuing T-DXd" in ild.why_silent(f, "order-sign", card_cfg("ild_monitoring"))
+    f = facts(chart)
+    assert "continuing T-DXd" in ild.why_silent(f, asked("order-sign", [draft()]), card_cfg("ild_monitoring"))
 
 
 def pneumonitis(onset: str, grade: int | None, resolved: str | None = None) -> dict[str, Any]:
@@ -304,7 +303,7 @@ def db06_chart() -> list[dict[str, Any]]:
 
 
 def tdxd_card(resources: list[dict[str, Any]]):
-    return rendered(tdxd.decide(facts(resources), "patient-view", card_cfg("tdxd_consideration"), "p1"))
+    return rendered(tdxd.decide(facts(resources), asked("patient-view"), card_cfg("tdxd_consideration")))
 
 
 def pathology_report(conclusion: str, when: str = "2019-04-01", **extra: Any) -> dict[str, Any]:
@@ -361,9 +360,11 @@ def test_her2_positive_history_by_each_route_closes_the_her2_low_pathways(histor
     chart = db06_chart() + history
     f = facts(chart)
     assert tdxd_card(chart) is None
-    silent = tdxd.why_silent(f, "patient-view")
+    silent = tdxd.why_silent(f, asked("patient-view"))
     assert silent.startswith("HER2-positive history on record") and named in silent
-    assert her2_rescore.why_silent(f, "patient-view", card_cfg("her2_rescore")).startswith("HER2-positive history")
+    assert her2_rescore.why_silent(f, asked("patient-view"), card_cfg("her2_rescore")).startswith(
+        "HER2-positive history"
+    )
 
 
 @pytest.mark.parametrize(
@@ -383,7 +384,7 @@ def test_report_text_that_is_not_a_positive_statement_keeps_the_pathway(text):
 def test_t_dxd_itself_proves_no_her2_positive_history():
     f = facts(db06_chart() + [tdxd_dose("administration", "2025-01-01", 5.4)])
     assert f.her2_positive_history == []
-    assert tdxd.why_silent(f, "patient-view") == "T-DXd already given"
+    assert tdxd.why_silent(f, asked("patient-view")) == "T-DXd already given"
 
 
 # --- scope: breast cancer only
@@ -397,9 +398,9 @@ def test_another_cancer_with_her2_results_gets_no_breast_cards():
         b.med_statement("paclitaxel", "2023-02-01", "2023-08-01"),
     ]
     f = facts(ovarian)
-    assert tdxd.decide(f, "patient-view", card_cfg("tdxd_consideration"), "p1") is None
-    assert her2_rescore.decide(f, "patient-view", card_cfg("her2_rescore"), "p1") is None
-    assert "other primary cancer: " in tdxd.why_silent(f, "patient-view")
+    assert tdxd.decide(f, asked("patient-view"), card_cfg("tdxd_consideration")) is None
+    assert her2_rescore.decide(f, asked("patient-view"), card_cfg("her2_rescore")) is None
+    assert "other primary cancer: " in tdxd.why_silent(f, asked("patient-view"))
 
 
 def test_results_alone_do_not_make_a_breast_cancer_patient():
@@ -441,7 +442,7 @@ def test_0_plus_is_ultralow_by_notation_and_hedged():
     card = tdxd_card(chart)
     assert "may meet" in card.summary
     assert any('"0+"' in u and "confirm" in u for u in card.unknowns)
-    assert her2_rescore.decide(f, "patient-view", card_cfg("her2_rescore"), "p1") is None
+    assert her2_rescore.decide(f, asked("patient-view"), card_cfg("her2_rescore")) is None
 
 
 def test_imlunestrant_is_an_endocrine_therapy():
@@ -794,9 +795,9 @@ def test_positive_statements_quote_the_phrase(text, phrases):
 def _check(chart, drafted):
     from cds_service.rules.dose import check_dose
 
-    f = facts(chart, [drafted])
-    [order] = f.drafts
-    return check_dose(f, order)
+    request = asked("order-sign", [drafted])
+    [order] = request.drafts
+    return check_dose(facts(chart), order, request.draft_refs)
 
 
 BELOW = (
@@ -895,14 +896,14 @@ OVARY = b.cc(b.SCT, "363443007", "Malignant tumor of ovary")
     ],
 )
 def test_why_the_rescore_card_is_silent(chart, silence):
-    assert her2_rescore.why_silent(facts(chart()), "patient-view", card_cfg("her2_rescore")).startswith(silence)
+    assert her2_rescore.why_silent(facts(chart()), asked("patient-view"), card_cfg("her2_rescore")).startswith(silence)
 
 
 def test_the_rescore_card_is_silent_beside_an_order_that_is_not_a_breast_cancer_therapy():
     antiemetic = b.med_request("capecitabine", TODAY.isoformat(), status="draft", id="d-ond")
     antiemetic["medicationCodeableConcept"] = {"text": "ondansetron 8 mg"}
-    f = facts(breast(), [antiemetic])
-    assert her2_rescore.why_silent(f, "order-select", card_cfg("her2_rescore")) == (
+    f = facts(breast())
+    assert her2_rescore.why_silent(f, asked("order-select", [antiemetic]), card_cfg("her2_rescore")) == (
         "the order is not a systemic breast-cancer therapy this service recognises"
     )
 
@@ -921,7 +922,7 @@ def test_the_rescore_card_is_silent_beside_an_order_that_is_not_a_breast_cancer_
 )
 def test_what_the_rescore_card_offers(result, label, first_evidence):
     chart = breast() + ([result()] if result else [])
-    d = her2_rescore.decide(facts(chart), "patient-view", card_cfg("her2_rescore"), "p1")
+    d = her2_rescore.decide(facts(chart), asked("patient-view"), card_cfg("her2_rescore"))
     assert [s.label for s in d.suggestions] == [label]
     assert d.evidence[0].startswith(first_evidence)
     assert d.evidence[-1] == "HR status unknown: no ER or PR result"
@@ -1096,14 +1097,14 @@ def _antiemetic() -> dict[str, Any]:
     ],
 )
 def test_why_the_tdxd_card_is_silent(chart, drafts, hook, silence):
-    f = facts(chart(), [d() for d in drafts])
-    assert tdxd.why_silent(f, hook) == silence
+    f = facts(chart())
+    assert tdxd.why_silent(f, asked(hook, [d() for d in drafts])) == silence
 
 
 def test_a_her2_positive_result_silences_with_its_evidence():
     ihc = b.her2_ihc("3+", "2019-03-01")
     f = facts(db06_chart() + [ihc])
-    assert tdxd.why_silent(f, "patient-view") == (
+    assert tdxd.why_silent(f, asked("patient-view")) == (
         f"HER2-positive history on record (HER2-positive result: HER2-positive: IHC 3+; specimen site not recorded; "
         f"2019-03-01; "
         f"Observation/{ihc['id']} (read from free text) (2019-03-01; Observation/{ihc['id']})): DESTINY-Breast04/-06 "
@@ -1152,8 +1153,8 @@ def test_the_doses_given_are_listed_up_to_six(doses, shown, more):
     ],
 )
 def test_why_the_ild_card_is_silent(hook, chart, drafts, silence):
-    f = facts(chart(), [d() for d in drafts])
-    assert ild.why_silent(f, hook, card_cfg("ild_monitoring")) == silence
+    f = facts(chart())
+    assert ild.why_silent(f, asked(hook, [d() for d in drafts]), card_cfg("ild_monitoring")) == silence
 
 
 # --- hormone-receptor status by each way an ER result is written, pinned (the DB-06 criterion reads it)

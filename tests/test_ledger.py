@@ -372,8 +372,7 @@ def test_the_published_source_attributes_are_the_reviewed_text():
     (tests/fixtures/source_attributes.json)."""
     from pathlib import Path
 
-    from cds_service.gather.templates import TOPICS
     from cds_service.rules.ruleset import source_attributes
 
     reviewed = json.loads((Path(__file__).parent / "fixtures" / "source_attributes.json").read_text("utf-8"))
-    assert source_attributes(TOPICS) == reviewed
+    assert source_attributes() == reviewed

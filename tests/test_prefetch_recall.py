@@ -94,20 +94,20 @@ def test_a_prefetch_is_recalled_only_for_the_same_keys_and_day():
     from datetime import date
 
     from cds_service.facts.derive import derive
-    from cds_service.facts.memo import FactsMemo
+    from cds_service.facts.memo import FactsMemo, Kept
     from cds_service.fhir.terminology import load_terminology
 
     from .fixtures import patients
 
     memo = FactsMemo(10_000_000, 600)
-    facts = derive(patients.bell(), {}, load_terminology(), date(2026, 11, 25))
-    memo.keep(b'{"a": 1}', "patient\nconditions", date(2026, 11, 25), facts, {"x": "y"})
+    facts = derive(patients.bell(), load_terminology(), date(2026, 11, 25))
+    memo.keep(b'{"a": 1}', "patient\nconditions", date(2026, 11, 25), Kept(facts, {"x": "y"}))
     assert memo.recall(b'{"a": 1}', "patient\nconditions", date(2026, 11, 25)) is not None
     assert memo.recall(b'{"a": 1}', "patient", date(2026, 11, 25)) is None
     assert memo.recall(b'{"a": 1}', "patient\nconditions", date(2026, 11, 26)) is None
     assert memo.recall(b'{"a":1}', "patient\nconditions", date(2026, 11, 25)) is None
     kept = memo.recall(b'{"a": 1}', "patient\nconditions", date(2026, 11, 25))
-    assert kept is not None and kept.unavailable == {"x": "y"} and kept.facts.drafts == []
+    assert kept is not None and kept.unavailable == {"x": "y"} and kept.facts is facts
     assert memo.recalled == 2
 
 

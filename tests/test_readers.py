@@ -24,7 +24,7 @@ ER = b.cc(b.LOINC, "85337-4", "Estrogen receptor Ag [Presence] in Breast cancer 
 
 
 def facts(*resources):
-    return derive(list(resources), {}, TS, TODAY)
+    return derive(list(resources), TS, TODAY)
 
 
 def er(**value):

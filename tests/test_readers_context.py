@@ -24,7 +24,7 @@ TODAY = date(2026, 11, 25)
 
 
 def facts(*resources):
-    return derive(list(resources), {}, TS, TODAY)
+    return derive(list(resources), TS, TODAY)
 
 
 # --- pathology reports

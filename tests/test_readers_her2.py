@@ -19,7 +19,7 @@ TODAY = date(2026, 11, 25)
 
 
 def current(*resources):
-    return derive(list(resources), {}, TS, TODAY).her2.current
+    return derive(list(resources), TS, TODAY).her2.current
 
 
 def result(**kw) -> Her2Result:

@@ -19,7 +19,7 @@ TODAY = date(2026, 11, 25)
 
 
 def facts(*resources):
-    return derive(list(resources), {}, TS, TODAY)
+    return derive(list(resources), TS, TODAY)
 
 
 def hr_positive_mbc_after_et_progression(her2: list) -> list:

@@ -21,7 +21,7 @@ TODAY = date(2026, 12, 5)
 
 
 def facts(*resources):
-    return derive(list(resources), {}, TS, TODAY)
+    return derive(list(resources), TS, TODAY)
 
 
 def metastatic_breast(*more):

@@ -19,7 +19,7 @@ from cds_service.facts.therapy import Line, Record, TherapyHistory
 from cds_service.fhir.terminology import Match, load_terminology
 from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
-from tests.helpers import card_cfg
+from tests.helpers import asked, card_cfg
 
 from .fixtures import builders as b
 
@@ -52,7 +52,8 @@ def line(cls: str, setting: str = "metastatic", outcome: str = "progressed") -> 
 
 
 def base(**kw) -> Facts:
-    """Metastatic HR+ HER2-low after one progressed metastatic endocrine line, no chemotherapy."""
+    """Metastatic HR+ HER2-low after one progressed metastatic endocrine line, no chemotherapy (the chart; the
+    rule helpers below draft capecitabine beside it)."""
     her2 = kw.pop("her2", [result("low")])
     f = Facts(
         today=TODAY,
@@ -65,15 +66,15 @@ def base(**kw) -> Facts:
             kw.pop("lines", [line("endocrine-therapy")]), kw.pop("tdxd", []), False, [], kw.pop("adjuvant", None)
         ),
         ild=kw.pop("ild", IldRisk()),
-        drafts=kw.pop("drafts", [CAPE]),
         later_metastatic_biopsy=None,
     )
     assert not kw, kw
     return f
 
 
-def tdxd_card(f: Facts, hook: str = "order-select"):
-    return tdxd.decide(f, hook, card_cfg("tdxd_consideration"), "p1")
+def tdxd_card(f: Facts, hook: str = "order-select", drafts: tuple[DraftOrder, ...] = (CAPE,)):
+    """The T-DXd card beside the drafts (capecitabine unless said)."""
+    return tdxd.decide(f, asked(hook, drafts), card_cfg("tdxd_consideration"))
 
 
 def pathways(f: Facts) -> tuple[bool | None, bool | None]:
@@ -161,7 +162,8 @@ def test_db04_truth_table(her2, hr, lines, adjuvant, db04):
 )
 def test_tdxd_exclusions(change):
     assert tdxd_card(base()) is not None
-    assert tdxd_card(base(**change)) is None
+    drafts = change.pop("drafts", (CAPE,))
+    assert tdxd_card(base(**change), drafts=tuple(drafts)) is None
 
 
 def test_tdxd_card_is_assertive_only_when_every_criterion_is_met():
@@ -179,7 +181,7 @@ def test_ild_history_is_a_caution_not_an_exclusion():
 
 # --- re-score card
 def rescore(f: Facts):
-    return her2_rescore.decide(f, "order-select", card_cfg("her2_rescore"), "p1")
+    return her2_rescore.decide(f, asked("order-select", [CAPE]), card_cfg("her2_rescore"))
 
 
 @pytest.mark.parametrize(
@@ -221,7 +223,7 @@ def test_rescore_never_for_positive_history_or_non_metastatic():
 # --- ILD indicator
 def ild_card(risk: IldRisk, egfr_below: float = 60):
     cfg = card_cfg("ild_monitoring", egfr_below=egfr_below)
-    return ild.decide(base(ild=risk, drafts=[TDXD]), "order-sign", cfg, "p1")
+    return ild.decide(base(ild=risk), asked("order-sign", [TDXD]), cfg)
 
 
 @pytest.mark.parametrize(
@@ -244,8 +246,8 @@ def test_ild_indicator(risk, indicator):
 
 
 def test_ild_dose_other_than_5_4_is_a_warning():
-    f = replace(base(drafts=[replace(TDXD, dose_mg_per_kg=6.4)]))
-    assert ild.decide(f, "order-sign", card_cfg("ild_monitoring"), "p1").indicator == "warning"
+    drafts = [replace(TDXD, dose_mg_per_kg=6.4)]
+    assert ild.decide(base(), asked("order-sign", drafts), card_cfg("ild_monitoring")).indicator == "warning"
 
 
 # --- facts-level boundaries, from records
@@ -258,7 +260,6 @@ def test_adjuvant_recurrence_boundary_183_days(gap, recurrence):
             b.med_statement("paclitaxel", "2022-12-01", end.isoformat()),
             b.metastasis("liver", (end + timedelta(days=gap)).isoformat()),
         ],
-        {},
         TS,
         TODAY,
     )
@@ -267,7 +268,7 @@ def test_adjuvant_recurrence_boundary_183_days(gap, recurrence):
 
 @pytest.mark.parametrize("value, hr", [(1, "positive"), (0.9, "negative"), (10, "positive"), (0, "negative")])
 def test_hr_boundary_1_percent(value, hr):
-    f = derive([b.receptor("ER", value), b.receptor("PR", 0)], {}, TS, TODAY)
+    f = derive([b.receptor("ER", value), b.receptor("PR", 0)], TS, TODAY)
     assert f.hr.status == hr
     assert any("ER-low" in n for n in f.hr.notes) is (1 <= value <= 10)
 
@@ -279,7 +280,6 @@ def test_ild_grade_boundary(severity, grade2):
             b.administration("fam-trastuzumab deruxtecan", "2025-09-01"),
             b.ild("2025-09-20", "Pneumonitis", severity=b.cc(b.SCT, severity)),
         ],
-        {},
         TS,
         TODAY,
     )

@@ -127,14 +127,21 @@ def _summary(text: str) -> str:
     return text if len(text) < 140 else text[:136].rstrip() + "…"
 
 
-def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Terminology) -> list[dict[str, Any]]:
-    """CDS Hooks cards: fresh uuids, no nulls or empty members, actions validated with fhir.resources."""
+def render(
+    decisions: list[CardDecision],
+    cards_cfg: dict[str, Any],
+    ts: Terminology,
+    labels: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """CDS Hooks cards: fresh uuids, no nulls or empty members, actions validated with fhir.resources. A topic's
+    display is its concept in the card-topic CodeSystem, else its label in labels (a topic newer than the file)."""
     topics = _concepts(ts, "card-topic")
     reasons = _concepts(ts, "override-reason")
     urls = {k: (label, cards_cfg["links"].get(k, url)) for k, (label, url) in DEFAULT_LINKS.items()}
     texts = cards_cfg["texts"]
     out = []
     for d in decisions:
+        display = topics.get(d.topic) or (labels or {})[d.topic]
         card: dict[str, Any] = {
             "uuid": str(uuid.uuid4()),
             "summary": _summary(inert(texts.get(f"{d.topic}.summary", d.summary), cap=400)),
@@ -142,7 +149,7 @@ def render(decisions: list[CardDecision], cards_cfg: dict[str, Any], ts: Termino
             "detail": _detail(d, texts.get(f"{d.topic}.footer")),
             "source": {
                 "label": f"{cards_cfg['source_label']} · rules {RULESET_VERSION} · {LABEL_SHORT}",
-                "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": topics[d.topic]},
+                "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": display},
             },
         }
         if cards_cfg["links"].get("source"):

@@ -1,4 +1,5 @@
-"""Clinical facts of one request: everything the rules read, each with its evidence and unknowns."""
+"""The facts of one chart: everything the rules read about the patient, each with its evidence and unknowns. What
+belongs to the request (hook, drafts, what could not be fetched) is facts/request.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2 import Her2Picture, build_picture
 from cds_service.facts.her2.history import erbb2_sequencing, positive_history
 from cds_service.facts.ild_risk import Exposure, IldRisk, derive_ild
-from cds_service.facts.orders import DraftOrder, read_drafts
 from cds_service.facts.receptors import HrStatus, hr_status
 from cds_service.facts.setting import Setting, derive_setting
 from cds_service.facts.therapy import TherapyHistory, derive_therapy
@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 @dataclass
 class Facts:
-    """The patient's HER2 and treatment picture, as the rules see it (no raw JSON, no HTTP)."""
+    """The patient's HER2 and treatment picture, as the rules see it (no raw JSON, no HTTP): a function of the
+    chart's resources and today's date alone, so the memo may keep it."""
 
     today: date
     her2: Her2Picture
@@ -35,10 +36,8 @@ class Facts:
     setting: Setting
     therapy: TherapyHistory
     ild: IldRisk
-    drafts: list[DraftOrder]
     later_metastatic_biopsy: Evidence | None
-    data_notes: list[str] = field(default_factory=list)
-    unavailable: dict[str, str] = field(default_factory=dict)
+    data_notes: list[str] = field(default_factory=list)  # the chart's records set aside, and why
     her2_positive_history: list[Evidence] = field(default_factory=list)  # DESIGN §6.1, any route
     erbb2_gain: list[Evidence] = field(default_factory=list)  # ERBB2 amplification / gain by sequencing
     erbb2_other: list[Evidence] = field(default_factory=list)  # other ERBB2 findings by sequencing (context)
@@ -87,14 +86,8 @@ def _kept(ts: Terminology, what: str, inputs: Any, build: Callable[[], T]) -> T:
     return found
 
 
-def derive(
-    resources: list[dict[str, Any]],
-    context: dict[str, Any],
-    ts: Terminology,
-    today: date,
-    unavailable: dict[str, str] | None = None,
-) -> Facts:
-    """Build the facts from a request's resources (prefetched or fetched) and its context."""
+def derive(resources: list[dict[str, Any]], ts: Terminology, today: date) -> Facts:
+    """Build the facts of a chart from its resources (prefetched or fetched)."""
     ex = extract(resources, ts)
     obs = ex.observations
     her2_obs = {k: obs[k] for k in HER2_SETS}
@@ -125,7 +118,6 @@ def derive(
         ex.observations["renal-function"],
         ex.observations["ild"],
     )
-    drafts = read_drafts(context, ts)
     history = positive_history(
         her2,
         ex.report_texts,
@@ -140,14 +132,12 @@ def derive(
         setting=setting,
         therapy=therapy,
         ild=ild,
-        drafts=drafts,
         later_metastatic_biopsy=_later_metastatic_biopsy(ex, her2, ts),
         data_notes=ex.notes,
-        unavailable=dict(unavailable or {}),
         her2_positive_history=history,
         erbb2_gain=gains,
         erbb2_other=other,
-        doses=dose_history(ex.meds, ex.weights, {d.ref for d in drafts}),
+        doses=dose_history(ex.meds, ex.weights),
         chest_imaging=[
             Evidence(ref_of(p), effective_date(p), f"chest imaging: {first_text(p.get('code'), 'chest imaging')}")
             for p in ex.procedures["chest-imaging"]

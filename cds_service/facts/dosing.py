@@ -60,6 +60,12 @@ class DoseHistory:
         levels = [lv.mg_per_kg for d in since if d.mg_per_kg is not None and (lv := level_of(d.mg_per_kg))]
         return min(levels) if levels else min(d.mg_per_kg for d in reduced if d.mg_per_kg is not None)
 
+    def without(self, refs: frozenset[str]) -> DoseHistory:
+        """The history without these records (the orders being drafted, when the chart holds them too)."""
+        if not any(d.ref in refs for d in self.doses):
+            return self
+        return DoseHistory([d for d in self.doses if d.ref not in refs], self.weights)
+
     def weight_on(self, when: date | None) -> Weight | None:
         """The valid weight recorded nearest before `when` (the latest one when `when` is not known). Weights are
         validated here, where one is used, not at extraction (a chart holds dozens)."""
@@ -87,12 +93,13 @@ def read_weight(obs: dict[str, Any]) -> Weight | None:
     return Weight(kg, Evidence(ref_of(obs), effective_date(obs), f"body weight {kg:g} kg"), obs)
 
 
-def dose_history(meds: list[MedRecord], weights: list[dict[str, Any]], drafts: set[str]) -> DoseHistory:
-    """Every T-DXd dose on record but the orders being drafted now (the status policy was applied at extraction)."""
+def dose_history(meds: list[MedRecord], weights: list[dict[str, Any]]) -> DoseHistory:
+    """Every T-DXd dose on record (the status policy was applied at extraction); the rules leave out the orders
+    being drafted now (DoseHistory.without)."""
     history = DoseHistory(weights=[w for o in weights if (w := read_weight(o))])
     for rec in meds:
         r = rec.resource
-        if rec.drug.value_set != "tdxd" or ref_of(r) in drafts or string(r, "status") in NOT_GIVEN:
+        if rec.drug.value_set != "tdxd" or string(r, "status") in NOT_GIVEN:
             continue
         per_kg, flat, written = read_quantity(r)
         if per_kg is None and written is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from cds_service.fhir.extraction import medication_concept
 from cds_service.fhir.primitives import ref_of
-from cds_service.fhir.read import concept, draft_resources, items, string
+from cds_service.fhir.read import concept, draft_resources, items, names_medication, string
 from cds_service.fhir.terminology import DRUG_CLASSES, Match, Terminology, note_texts, texts
 
 MG_PER_KG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*kg", re.I)
@@ -25,6 +25,7 @@ class DraftOrder:
     dose_text: str | None
     resource: dict[str, Any] | None = None  # the drafted resource, as the EHR sent it
     dose_mg: float | None = None  # a flat dose in mg (converted to mg/kg with a recorded weight, if any)
+    names_medication: bool = True  # the draft names a medication at all (recognised or not)
 
     @property
     def is_tdxd(self) -> bool:
@@ -81,8 +82,10 @@ def read_drafts(context: dict[str, Any], ts: Terminology) -> list[DraftOrder]:
         try:
             out.append(_read_one(res, selections, ts))
         except (TypeError, AttributeError, ValueError, KeyError):
+            ref = ref_of(res)
+            selected = ref in selections or not selections
             out.append(
-                DraftOrder(ref_of(res), ref_of(res) in selections or not selections, None, None, "order not readable")
+                DraftOrder(ref, selected, None, None, "order not readable", names_medication=names_medication(res))
             )
     return out
 
@@ -98,4 +101,4 @@ def _read_one(res: dict[str, Any], selections: set[str], ts: Terminology) -> Dra
             for t in texts(concept(res, "code")) + note_texts(res):
                 drug = ts.classify_drug({"text": t}) or drug
     dose, flat, dose_text = read_quantity(res) if drug else (None, None, None)
-    return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text, res, flat)
+    return DraftOrder(ref, ref in selections or not selections, drug, dose, dose_text, res, flat, names_medication(res))

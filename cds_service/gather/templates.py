@@ -9,7 +9,6 @@ from typing import Any
 
 from cds_service.fhir.pathology import result_refs
 from cds_service.fhir.terminology import Terminology
-from cds_service.rules.ruleset import EXTENSION_KEY, source_attributes
 
 # "{{codes:her2-ihc,er}}" in hooks/services.json: the system|code tokens of those value sets
 _CODES = re.compile(r"\{\{\s*codes:([A-Za-z0-9,-]+)\s*\}\}")
@@ -33,26 +32,11 @@ def expand_template(template: str, ts: Terminology) -> str:
     return _CODES.sub(sub, template)
 
 
-TOPICS = ["her2-rescore", "tdxd-consideration", "ild-monitoring"]
-
-
-def value_set_versions(ts: Terminology) -> dict[str, str]:
-    """canonical URL -> version of every ValueSet in use; a site's local files are named beside it."""
-    by_id = {r["id"]: r for r in ts.resources.values() if r["resourceType"] == "ValueSet"}
-    out = {r["url"]: r.get("version", "unversioned") for r in by_id.values()}
-    for extra in ts.extras:
-        out[by_id[extra.value_set]["url"]] += f" + local file {extra.path.rsplit('/', 1)[-1]} ({extra.added} codes)"
-    return dict(sorted(out.items()))
-
-
-def published_services(services: dict[str, dict[str, Any]], ts: Terminology) -> dict[str, dict[str, Any]]:
-    """The service definitions with every `{{codes:...}}` token filled from the value sets, and, as a CDS Hooks
-    extension, the rule-set version, the value-set versions and the HTI-1 source attributes."""
+def with_codes(services: dict[str, dict[str, Any]], ts: Terminology) -> dict[str, dict[str, Any]]:
+    """The service definitions with every `{{codes:...}}` token filled from the value sets (a copy)."""
     out = copy.deepcopy(services)
-    versions = value_set_versions(ts)
     for svc in out.values():
         svc["prefetch"] = {k: expand_template(t, ts) for k, t in (svc.get("prefetch") or {}).items()}
-        svc.setdefault("extension", {})[EXTENSION_KEY] = {**source_attributes(TOPICS), "value_set_versions": versions}
     return out
 
 

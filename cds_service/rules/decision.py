@@ -34,22 +34,15 @@ class CardDecision:
     pathways: list[str] = field(default_factory=list)  # the label pathways the card names (DB-06, DB-04)
 
 
-TOPIC_NAMES = {
-    "her2-rescore": "HER2 re-scoring",
-    "tdxd-consideration": "T-DXd consideration",
-    "ild-monitoring": "ILD monitoring",
-}
-
-
-def not_evaluated(topic: str) -> CardDecision:
-    """The card that stands in for a topic whose derivation failed (no internal detail)."""
+def not_evaluated(topic: str, label: str) -> CardDecision:
+    """The card that stands in for a topic (label: its name) whose derivation failed (no internal detail)."""
     return CardDecision(
         topic=topic,
         indicator="info",
-        summary=f"her2-cds could not evaluate {TOPIC_NAMES[topic]} for this patient: review it yourself",
+        summary=f"her2-cds could not evaluate {label} for this patient: review it yourself",
         evidence=[],
         unknowns=[
-            f"the service could not evaluate {TOPIC_NAMES[topic]} for this request; the other "
+            f"the service could not evaluate {label} for this request; the other "
             "checks ran. The failure was recorded for the service team."
         ],
     )

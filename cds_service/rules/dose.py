@@ -52,10 +52,11 @@ def drafted_mg_per_kg(facts: Facts, order: DraftOrder) -> tuple[float | None, st
     return None, f"drafted dose not readable as mg/kg ({order.dose_text or 'no dose'})"
 
 
-def ceiling(facts: Facts) -> tuple[float | None, str | None]:
+def ceiling(facts: Facts, drafted: frozenset[str] = frozenset()) -> tuple[float | None, str | None]:
     """The highest level the label allows now (None: the starting dose), and why: the lowest level given since a
-    reduction; or one level below the dose before a grade 1 ILD that took more than 28 days to resolve."""
-    history = facts.doses
+    reduction; or one level below the dose before a grade 1 ILD that took more than 28 days to resolve. The doses
+    on record are those given, not the drafted orders (refs in drafted) the chart may hold too."""
+    history = facts.doses.without(drafted)
     lowest = history.lowest_since_reduction
     why = None
     if lowest is not None:
@@ -87,8 +88,9 @@ def late_resolved_grade1(facts: Facts) -> list[IldEvent]:
     ]
 
 
-def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
-    """The drafted T-DXd dose against the label's breast-cancer levels and the doses on record."""
+def check_dose(facts: Facts, order: DraftOrder, drafted: frozenset[str] = frozenset()) -> DoseCheck:
+    """The drafted T-DXd dose against the label's breast-cancer levels and the doses on record (but the drafted
+    orders, refs in drafted)."""
     if facts.setting.other_primary:
         others = "; ".join(e.text for e in facts.setting.other_primary)
         return DoseCheck(
@@ -99,7 +101,7 @@ def check_dose(facts: Facts, order: DraftOrder) -> DoseCheck:
     if dose is None:
         return DoseCheck(unknown=why_not)
     note = None if facts.setting.in_scope else "no cancer diagnosis on record: checked against the breast-cancer levels"
-    top, why = ceiling(facts)
+    top, why = ceiling(facts, drafted)
     if below(dose, LOWEST_LEVEL):
         return DoseCheck(
             problem=f"Drafted dose {dose:g} mg/kg is below the lowest label level ({LOWEST_LEVEL:g} mg/kg): if a "

@@ -6,9 +6,9 @@ from typing import Any
 
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import BINARY_ONLY, INCONSISTENT, INDETERMINATE, LOW, ULTRALOW, ZERO_UNSPECIFIED
+from cds_service.facts.request import RequestContext
 from cds_service.fhir.inert import inert as inert_note
 from cds_service.fhir.primitives import fmt, months_between
-from cds_service.rules.context import systemic_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
 
 TOPIC = "her2-rescore"
@@ -129,7 +129,7 @@ def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
     return sr
 
 
-def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
+def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> str | None:
     """Why this rule says nothing (None: it has a card)."""
     if not facts.setting.in_scope:
         other = "; ".join(e.text for e in facts.setting.other_primary)
@@ -140,7 +140,7 @@ def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
         return "no metastatic or unresectable disease on record"
     if facts.her2.ever_positive or facts.her2_positive_history:
         return "HER2-positive history on record: HER2-positive disease has its own pathways, never a re-scoring card"
-    if hook != "patient-view" and systemic_order(facts, hook) is None:
+    if request.hook != "patient-view" and request.systemic_order() is None:
         return "the order is not a systemic breast-cancer therapy this service recognises"
     why, kind = _reasons(facts, int(cfg["stale_after_months"]), bool(cfg["recheck_actionable"]))
     if not why or kind is None:
@@ -149,8 +149,9 @@ def why_silent(facts: Facts, hook: str, cfg: dict[str, Any]) -> str | None:
     return None
 
 
-def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg["enabled"] or why_silent(facts, hook, cfg) is not None:
+def decide(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> CardDecision | None:
+    """The card of this topic for this chart and request (None: silent; why_silent says why)."""
+    if why_silent(facts, request, cfg) is not None:
         return None
     why, kind = _reasons(facts, int(cfg["stale_after_months"]), bool(cfg["recheck_actionable"]))
     assert kind is not None  # why_silent said the picture needs re-scoring
@@ -166,7 +167,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     evidence.append(f"{facts.setting.describe()} ({refs})")
     hr_lines = "; ".join(e.line() for e in facts.hr.evidence())
     evidence.append(f"HR status {facts.hr.status}: {hr_lines or 'no ER or PR result'}")
-    order = systemic_order(facts, hook)
+    order = request.systemic_order()
     if order and order.drug:
         evidence.append(f"order in progress: {order.drug.canonical}")
     label = "Order reflex HER2 ISH" if kind == ISH else "Request HER2 IHC re-scoring / pathology review"
@@ -176,8 +177,8 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         summary=summary,
         evidence=evidence,
         advice=[f"Why: {w}." for w in why],
-        unknowns=facts.her2.notes + facts.hr.notes[:2] + unavailable_lines(facts),
-        suggestions=[Suggestion(label, [service_request(facts, patient_id, kind)])],
+        unknowns=facts.her2.notes + facts.hr.notes[:2] + request.not_available(facts.data_notes),
+        suggestions=[Suggestion(label, [service_request(facts, request.patient_id, kind)])],
         links=["asco_cap", "label"],
         overrides=["already-addressed", "not-a-candidate", "data-incorrect"],
     )

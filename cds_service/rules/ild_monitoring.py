@@ -13,8 +13,8 @@ from cds_service.facts.derive import Facts, tdxd_exposure
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.ild_risk import IldEvent
 from cds_service.facts.label import ILD_RESOLVED_WITHIN_DAYS, LABEL_SHORT, ild_table_lines
+from cds_service.facts.request import RequestContext
 from cds_service.fhir.primitives import fmt
-from cds_service.rules.context import tdxd_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
 from cds_service.rules.dose import DoseCheck, check_dose, dose_update
 
@@ -51,11 +51,18 @@ def imaging_overdue(facts: Facts, first: date, weeks: int) -> str | None:
     return f"{what}: {days} days ago, longer than this site's interval of {weeks} weeks ({weeks * 7} days)"
 
 
-def why_silent(facts: Facts, hook: str, cfg: dict[str, Any] | None = None) -> str | None:
+def _no_tdxd(facts: Facts, request: RequestContext) -> str | None:
+    """Why there is no T-DXd to stand beside (None: there is)."""
+    if request.tdxd_order() is None and not (request.hook == "patient-view" and facts.therapy.tdxd_active):
+        return "no T-DXd on record as active" if request.hook == "patient-view" else "the order is not T-DXd"
+    return None
+
+
+def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> str | None:
     """Why this rule says nothing (None: it has a card)."""
-    if tdxd_order(facts, hook) is None and not (hook == "patient-view" and facts.therapy.tdxd_active):
-        return "no T-DXd on record as active" if hook == "patient-view" else "the order is not T-DXd"
-    if cfg is not None and decide(facts, hook, cfg, "-") is None:
+    if (no_tdxd := _no_tdxd(facts, request)) is not None:
+        return no_tdxd
+    if decide(facts, request, cfg) is None:
         return "continuing T-DXd: no ILD event or symptom since the first dose, dose as allowed, chest imaging current"
     return None
 
@@ -110,10 +117,11 @@ def _dose_parts(dose: DoseCheck | None, order: Any, unknowns: list[str]) -> tupl
     return advice, suggestions
 
 
-def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg["enabled"] or why_silent(facts, hook) is not None:
+def decide(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> CardDecision | None:
+    """The card of this topic for this chart and request (None: silent; why_silent says why)."""
+    if _no_tdxd(facts, request) is not None:
         return None
-    order = tdxd_order(facts, hook)
+    order = request.tdxd_order()
     risk = facts.ild
     factors = list(risk.factors)
     unknowns = list(risk.notes)
@@ -153,7 +161,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
             indicator="critical",
             summary="Prior grade ≥2 ILD/pneumonitis on T-DXd: label says discontinue T-DXd permanently",
             evidence=evidence,
-            unknowns=unknowns + unavailable_lines(facts),
+            unknowns=unknowns + request.not_available(facts.data_notes),
             advice=[
                 "Stop T-DXd: after grade ≥2 (symptomatic) ILD/pneumonitis the label requires permanent "
                 "discontinuation; do not re-challenge.",
@@ -164,11 +172,11 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
             links=["label"],
             overrides=OVERRIDES,
         )
-    dose = check_dose(facts, order) if order is not None else None
+    dose = check_dose(facts, order, request.draft_refs) if order is not None else None
     dose_advice, dose_suggestions = _dose_parts(dose, order, unknowns)
     risk_lines = [f"risk factor: {e.line()}" for e in factors]
     if first is None:
-        return _first_dose(facts, order, patient_id, factors, risk_lines, dose, dose_advice, dose_suggestions, unknowns)
+        return _first_dose(facts, order, request, factors, risk_lines, dose, dose_advice, dose_suggestions, unknowns)
     # continuing therapy: a card only when something needs doing (events and symptoms since the first dose)
     events = [e for e in facts.ild.events if e.onset and e.onset >= first]
     symptoms = [e for e in facts.respiratory if e.when and e.when >= first]
@@ -197,7 +205,7 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
                 "Order CT chest",
                 [
                     _request(
-                        patient_id,
+                        request.patient_id,
                         CT_CHEST,
                         "CT chest (ILD surveillance on T-DXd)",
                         "ILD/pneumonitis surveillance on trastuzumab deruxtecan",
@@ -218,11 +226,11 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
     else:
         summary = "T-DXd: chest imaging overdue for ILD surveillance"
     indicator = "warning" if events or symptoms or problem or factors else "info"
-    return _card(facts, indicator, summary, evidence, unknowns, advice, suggestions)
+    return _card(request.not_available(facts.data_notes), indicator, summary, evidence, unknowns, advice, suggestions)
 
 
 def _card(
-    facts: Facts,
+    not_available: list[str],
     indicator: str,
     summary: str,
     evidence: list[str],
@@ -235,7 +243,7 @@ def _card(
         indicator=indicator,
         summary=summary,
         evidence=evidence,
-        unknowns=unknowns + unavailable_lines(facts),
+        unknowns=unknowns + not_available,
         advice=advice,
         suggestions=suggestions,
         selection="any",
@@ -247,7 +255,7 @@ def _card(
 def _first_dose(
     facts: Facts,
     order: Any,
-    patient_id: str,
+    request: RequestContext,
     factors: list[Evidence],
     risk_lines: list[str],
     dose: DoseCheck | None,
@@ -283,14 +291,16 @@ def _first_dose(
         reason = "Baseline before trastuzumab deruxtecan (ILD/pneumonitis monitoring)"
         suggestions += [
             Suggestion(
-                "Order baseline CT chest", [_request(patient_id, CT_CHEST, "CT chest (baseline before T-DXd)", reason)]
+                "Order baseline CT chest",
+                [_request(request.patient_id, CT_CHEST, "CT chest (baseline before T-DXd)", reason)],
             ),
             Suggestion(
-                "Order pulse oximetry", [_request(patient_id, PULSE_OX, "Pulse oximetry (baseline SpO2)", reason)]
+                "Order pulse oximetry",
+                [_request(request.patient_id, PULSE_OX, "Pulse oximetry (baseline SpO2)", reason)],
             ),
         ]
     evidence = risk_lines or [
         "no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
         "reduced renal function)"
     ]
-    return _card(facts, indicator, summary, evidence, unknowns, advice, suggestions)
+    return _card(request.not_available(facts.data_notes), indicator, summary, evidence, unknowns, advice, suggestions)

@@ -1,11 +1,15 @@
 """The rule set's identity: its version (on every card and in the ledger) and the source attributes that
-the US ONC HTI-1 rule asks of evidence-based decision support interventions (published in discovery)."""
+the US ONC HTI-1 rule asks of evidence-based decision support interventions (published in discovery, from the
+rows of the registry)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from cds_service.facts.label import LABEL_REVISION
+from cds_service.fhir.terminology import Terminology
+from cds_service.rules.registry import TOPICS, Topic
 
 RULESET_VERSION = "2026.12.0"
 LAST_CLINICAL_REVIEW = "2026-12-05"
@@ -25,35 +29,16 @@ CITATIONS = {
     "HER2-low breast cancer. Ann Oncol 2023;34:645-659. doi:10.1016/j.annonc.2023.05.008",
 }
 
-RULES = {
-    "her2-rescore": {
-        "citations": ["asco_cap", "esmo", "label"],
-        "intended_use": "Prompt HER2 IHC re-scoring or reflex ISH when a metastatic breast cancer's HER2 "
-        "report cannot tell HER2-low, -ultralow and -null apart.",
-    },
-    "tdxd-consideration": {
-        "citations": ["label", "db06", "db04", "esmo"],
-        "intended_use": "Point out that the record meets (or may meet) a T-DXd label pathway "
-        "for HER2-low or -ultralow metastatic breast cancer.",
-    },
-    "ild-monitoring": {
-        "citations": ["label"],
-        "intended_use": "Beside every T-DXd order (any HER2 status, setting or tumour): before the first dose the "
-        "baseline work-up; on continuing therapy ILD/pneumonitis or symptoms since the first dose, chest imaging "
-        "overdue, the label's ILD table and the breast-cancer dose levels (no re-escalation after a reduction).",
-    },
-}
 
-
-def source_attributes(topics: list[str]) -> dict[str, Any]:
+def source_attributes(topics: tuple[Topic, ...] = TOPICS) -> dict[str, Any]:
     """HTI-1 source attributes (45 CFR 170.315(b)(11)) for the services that carry these card topics."""
-    cited = [k for t in topics for k in RULES[t]["citations"]]
+    cited = [k for t in topics for k in t.citations]
     return {
         "ruleset_version": RULESET_VERSION,
         "label_revision": f"Enhertu prescribing information, revised {LABEL_REVISION}",
         "developer": "the her2-cds open-source project",
         "funding_source": "none: volunteer open-source development; no manufacturer funding",
-        "intended_use": {t: RULES[t]["intended_use"] for t in topics},
+        "intended_use": {t.code: t.intended_use for t in topics},
         "intended_population": "Adults with metastatic (stage IV or recurrent distant) or unresectable breast cancer; "
         "for the ILD monitoring card, every adult with a T-DXd order.",
         "intended_users": "Oncologists, oncology pharmacists and pathologists, at order entry or chart review.",
@@ -68,3 +53,22 @@ def source_attributes(topics: list[str]) -> dict[str, Any]:
         "citations": [CITATIONS[k] for k in dict.fromkeys(cited)],
         "last_clinical_review": LAST_CLINICAL_REVIEW,
     }
+
+
+def value_set_versions(ts: Terminology) -> dict[str, str]:
+    """canonical URL -> version of every ValueSet in use; a site's local files are named beside it."""
+    by_id = {r["id"]: r for r in ts.resources.values() if r["resourceType"] == "ValueSet"}
+    out = {r["url"]: r.get("version", "unversioned") for r in by_id.values()}
+    for extra in ts.extras:
+        out[by_id[extra.value_set]["url"]] += f" + local file {extra.path.rsplit('/', 1)[-1]} ({extra.added} codes)"
+    return dict(sorted(out.items()))
+
+
+def with_source_attributes(services: dict[str, dict[str, Any]], ts: Terminology) -> dict[str, dict[str, Any]]:
+    """The service definitions with, as a CDS Hooks extension, the rule-set version, the value-set versions and
+    the HTI-1 source attributes (a copy)."""
+    out = copy.deepcopy(services)
+    attributes = {**source_attributes(), "value_set_versions": value_set_versions(ts)}
+    for svc in out.values():
+        svc.setdefault("extension", {})[EXTENSION_KEY] = copy.deepcopy(attributes)
+    return out

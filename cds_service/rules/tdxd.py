@@ -10,9 +10,9 @@ from cds_service.facts.derive import Facts
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2 import CATEGORY_LABEL, LOW, POSITIVE, ULTRALOW
 from cds_service.facts.label import GASTRIC_DOSE, LABEL_SHORT, STARTING_DOSE
+from cds_service.facts.request import RequestContext
 from cds_service.facts.therapy import Line
 from cds_service.fhir.primitives import fmt
-from cds_service.rules.context import systemic_order, tdxd_order, unavailable_lines
 from cds_service.rules.decision import CardDecision, Suggestion
 from cds_service.rules.her2_rescore import IHC, ISH, service_request
 
@@ -209,6 +209,15 @@ def db04(facts: Facts) -> Pathway:
     return DB04.evaluate(facts)
 
 
+def pathway_criteria(facts: Facts) -> list[tuple[str, str, list[tuple[str, bool | None, str]]]]:
+    """Each label pathway, whether the record meets it, and its criteria (for explain)."""
+    out = []
+    for p in (db06(facts), db04(facts)):
+        state = "met" if p.met else ("not met" if p.failed else "not confirmed (a criterion is unknown)")
+        out.append((p.name, state, list(p.criteria)))
+    return out
+
+
 def pathways_markdown() -> str:
     """The pathways as README shows them: each a list of named criteria, all of which must be met."""
     out = []
@@ -286,7 +295,7 @@ def _order(patient_id: str) -> dict[str, Any]:
     }
 
 
-def why_silent(facts: Facts, hook: str) -> str | None:
+def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any] | None = None) -> str | None:
     """Why this rule says nothing before any pathway is weighed (None: the pathways decide)."""
     if not facts.setting.in_scope:
         other = "; ".join(e.text for e in facts.setting.other_primary)
@@ -310,15 +319,16 @@ def why_silent(facts: Facts, hook: str) -> str | None:
             f"HER2 is {CATEGORY_LABEL.get(facts.her2.category, 'unknown') if facts.her2.category else 'unknown'}, "
             "not HER2-low or -ultralow (the re-scoring card speaks when the picture is unclear)"
         )
-    if hook != "patient-view" and tdxd_order(facts, hook):
+    if request.hook != "patient-view" and request.tdxd_order():
         return "the order is T-DXd itself: the ILD monitoring card speaks instead"
-    if hook != "patient-view" and systemic_order(facts, hook) is None:
+    if request.hook != "patient-view" and request.systemic_order() is None:
         return "the order is not a systemic breast-cancer therapy this service recognises"
     return None
 
 
-def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> CardDecision | None:
-    if not cfg["enabled"] or why_silent(facts, hook) is not None:
+def decide(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> CardDecision | None:
+    """The card of this topic for this chart and request (None: silent; why_silent says why)."""
+    if why_silent(facts, request) is not None:
         return None
     earlier = facts.her2.earlier_low
     pathways = [db06(facts), db04(facts)]
@@ -370,28 +380,29 @@ def decide(facts: Facts, hook: str, cfg: dict[str, Any], patient_id: str) -> Car
         )
     if facts.erbb2_other:
         evidence.append("context: " + "; ".join(e.line() for e in facts.erbb2_other))
-    order = systemic_order(facts, hook)
+    order = request.systemic_order()
     if order and order.drug:
         evidence.append(f"order in progress: {order.drug.canonical}")
     evidence.append(facts.setting.describe())
+    patient = request.patient_id
     return CardDecision(
         topic=TOPIC,
         indicator=indicator,
         summary=summary,
         evidence=evidence,
         advice=advice,
-        unknowns=unknowns + facts.her2.notes + facts.hr.notes + unavailable_lines(facts),
+        unknowns=unknowns + facts.her2.notes + facts.hr.notes + request.not_available(facts.data_notes),
         suggestions=[
             Suggestion(
                 "Draft T-DXd 5.4 mg/kg IV every 3 weeks (review before signing)",
-                [_order(patient_id)],
+                [_order(patient)],
                 recommended=False,
             )
         ]
         + (
-            [Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient_id, IHC)])]
+            [Suggestion("Request HER2 re-testing of the latest sample", [service_request(facts, patient, IHC)])]
             if earlier is not None
-            else [Suggestion("Request HER2 ISH on the latest sample", [service_request(facts, patient_id, ISH)])]
+            else [Suggestion("Request HER2 ISH on the latest sample", [service_request(facts, patient, ISH)])]
             if facts.erbb2_gain
             else []
         ),

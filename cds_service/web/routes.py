@@ -9,7 +9,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from cds_service import contracts
+from cds_service.engine import InvalidRequest, Prefetch
 from cds_service.gather.gathering import MissingPrefetch
+from cds_service.web import audit
 from cds_service.web.auth import RETRY_AFTER_SECONDS, gate, operator_only, public
 from cds_service.web.body import BadBody, error, json_response, parse_member, read_hook_json, read_json
 from cds_service.web.state import AppState, app_state
@@ -59,67 +61,30 @@ def explain(service_id: str) -> Response:
 
 
 def _invoke(state: AppState, service_id: str, explain: bool) -> Response:
+    """Parse, check the envelope, one engine call, one audit record. The prefetch is left as bytes: the engine
+    parses and checks it only when no facts are kept for exactly these bytes (the chart sent again on every edit)."""
     service = state.services[service_id]
-    kept = None
     try:
-        body, prefetch = read_hook_json() if not explain else (read_json(), None)
-        if prefetch is not None:
-            context = body.get("context")
-            kept = state.engine.recall(
-                service, prefetch, context.get("patientId") if isinstance(context, dict) else None
-            )
-            if kept is None:
-                body["prefetch"] = parse_member(prefetch)
+        body, raw = read_hook_json() if not explain else (read_json(), None)
+        problems = contracts.check_request(service, body)
+        if problems and raw is not None:  # said as for the whole body: the prefetch's problems too
+            problems = contracts.check_request(service, {**body, "prefetch": parse_member(raw)})
+        if problems:
+            return error(400, "invalid hook request", problems)
+        g.log["hookInstance"] = str(body["hookInstance"])[:100]
+        prefetch = Prefetch(raw, parse_member) if raw is not None else None
+        outcome = state.engine.invoke(service, body, prefetch, getattr(g, "client", None), explain)
     except BadBody as exc:
         return error(400, exc.message)
-    # a prefetch recalled by its exact bytes passed this check when those bytes first came (the schema checks
-    # prefetch on its own: no rule ties it to another member), so the rest of the body is what is checked here
-    problems = contracts.check_request(service, body)
-    if problems:
-        return error(400, "invalid hook request", problems)
-    g.log["hookInstance"] = str(body["hookInstance"])[:100]
-    try:
-        outcome = state.engine.invoke(
-            service, body, explain=explain, client=getattr(g, "client", None), prefetch=prefetch, recalled=kept
-        )
+    except InvalidRequest as exc:
+        return error(400, "invalid hook request", exc.problems)
     except MissingPrefetch as exc:
         g.log["missing_prefetch"] = exc.keys
         g.log["why"] = exc.reason
         return error(
             412, "required prefetch data is missing and cannot be fetched", missing=exc.keys, reason=exc.reason
         )
-    metrics = state.metrics
-    gathered = outcome.gathered
-    if gathered is not None:
-        g.log["fallback_calls"] = gathered.fallback_calls
-        g.log["left_out_not_this_patients"] = gathered.binding.other_patient
-        g.log["left_out_wrong_type"] = gathered.binding.wrong_type
-        if gathered.binding.left_out:
-            metrics.left_out.labels(service=service_id).inc(gathered.binding.left_out)
-        if gathered.unavailable:
-            g.log["unavailable"] = sorted(gathered.unavailable)
-        metrics.fallback_calls.labels(service=service_id).inc(gathered.fallback_calls)
-        metrics.fallback_errors.labels(service=service_id).inc(gathered.fallback_errors)
-    g.log["cards"] = outcome.topics
-    if outcome.repeats_left_out:
-        g.log["repeats_left_out"] = outcome.repeats_left_out
-    if outcome.failed:
-        g.log["derivation_failed"] = True
-        metrics.internal_errors.labels(service=service_id).inc()
-    if outcome.failed_topics:
-        g.log["card_failures"] = outcome.failed_topics
-        for topic in outcome.failed_topics:
-            metrics.card_failures.labels(service=service_id, topic=topic).inc()
-    for topic in outcome.topics:
-        metrics.cards.labels(service=service_id, topic=topic).inc()
-    if outcome.held_back:
-        g.log["held_back"] = outcome.held_back
-    if outcome.missed:
-        g.log["not_known"] = outcome.missed
-        for what in outcome.missed:
-            metrics.ledger_misses.labels(what=what).inc()
-    for topic, why in outcome.held_topics:
-        metrics.held_back.labels(service=service_id, topic=topic, why=why).inc()
+    audit.record(outcome)
     if explain:
         g.log["explain"] = True
         return json_response({**outcome.body, "explanation": outcome.explanation})

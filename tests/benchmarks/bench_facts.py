@@ -42,16 +42,16 @@ def main() -> None:
         repeat = 30 if n < 10_000 else 7
         base = best_of(lambda p=payload: json.loads(p), repeat)
         resources = [e["resource"] for e in json.loads(payload)["entry"]]
-        derive(resources, {}, ts, today)  # compiled regexes and group indexes
+        derive(resources, ts, today)  # compiled regexes and group indexes
 
         def cold(r=resources) -> None:
             clear_content_cache()
             ts.forget_verdicts()
-            derive(r, {}, ts, today)
+            derive(r, ts, today)
 
         cold_t = best_of(cold, repeat)
-        derive(resources, {}, ts, today)
-        warm_t = best_of(lambda r=resources: derive(r, {}, ts, today), repeat)
+        derive(resources, ts, today)
+        warm_t = best_of(lambda r=resources: derive(r, ts, today), repeat)
         print(
             f"{n:>10} {base * 1000:>14.2f} {cold_t * 1000:>9.2f} {cold_t / base:>6.2f}x {warm_t * 1000:>9.2f} "
             f"{warm_t / base:>6.2f}x {cold_t / n * 1e6:>12.1f}"
