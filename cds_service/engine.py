@@ -98,14 +98,15 @@ class Engine:
             int(fhir["max_workers"]),
             bool(fhir["merge_observation_queries"]),
         )
-        self.terminology = load_terminology(settings["value_sets"]["extra_files"])
+        self.terminology = ts = load_terminology(settings["value_sets"]["extra_files"])
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
-        self.services = with_source_attributes(with_codes(contracts.services(), self.terminology), self.terminology)
+        self.services = with_source_attributes(with_codes(contracts.services(), ts), ts, topics)
         limits = settings.limits
         self.facts = FactsMemo(int(limits["facts_memo_mb"]) * 1_000_000, float(limits["facts_memo_seconds"]))
         repeats = Repeats(
             memory_from_url(settings["storage"]["cache_url"], namespace="shown"),
             int(settings.cards["repeat_window_minutes"]),
+            frozenset(t.code for t in topics if t.always_repeat),
         )
         self.hold_back = HoldBack(repeats, ledger, bool(settings.cards["snooze"]))
 

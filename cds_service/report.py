@@ -15,19 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from cds_service.fhir.inert import csv_cell, one_line
+from cds_service.rules.registry import TOPICS as REGISTRY
 from cds_service.storage.feedback import feedback
 from cds_service.storage.ledger import ledger
 
-TOPICS = {
-    "her2-rescore": "HER2 re-scoring",
-    "tdxd-consideration": "T-DXd consideration",
-    "ild-monitoring": "ILD monitoring",
-}
+TOPICS = {t.code: t.label for t in REGISTRY}  # the registry's topics, as it lists them
 OUTCOMES = ("accepted", "overridden", "no feedback")
 COLOURS = {
-    "her2-rescore": "#1f77b4",
-    "tdxd-consideration": "#2ca02c",
-    "ild-monitoring": "#d62728",
+    **{t.code: t.colour for t in REGISTRY},
     "accepted": "#2ca02c",
     "overridden": "#d62728",
     "no feedback": "#bbbbbb",

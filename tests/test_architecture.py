@@ -20,7 +20,7 @@ MAY_IMPORT = {
     "facts": {"fhir"},
     "rules": {"fhir", "facts"},
     "cards": {"fhir", "facts", "rules", "storage"},  # repeats are remembered in a first-use memory
-    "gather": {"fhir", "rules"},
+    "gather": {"fhir"},  # just above fhir/: discovery's source attributes are the registry's (rules/ruleset.py)
     "storage": set(),
 }
 

@@ -17,6 +17,7 @@ from cds_service.facts.evidence import Evidence
 from cds_service.facts.ild_risk import IldEvent
 from cds_service.facts.memo import FactsMemo, Kept
 from cds_service.facts.request import RequestContext
+from cds_service.facts.thresholds import NEW_LINE_GRACE, TDXD_ACTIVE
 from cds_service.fhir import lru as lru_module
 from cds_service.fhir.pathology import report_text
 from cds_service.fhir.terminology import load_terminology
@@ -473,3 +474,30 @@ def test_an_earlier_low_sample_is_named_only_when_the_latest_is_0_and_none_was_p
     assert facts(b.her2_ihc(1, "2020-01-01"), b.her2_ihc(2, "2024-01-01")).her2.earlier_low is None
     pos = facts(b.her2_ihc(3, "2018-01-01"), b.her2_ihc(1, "2020-01-01"), b.her2_ihc(0, "2024-01-01")).her2
     assert pos.earlier_low is None
+
+
+# --- the clinical windows of thresholds.py, at their edges
+@pytest.mark.parametrize("days_ago, active", [(0, True), (TDXD_ACTIVE.value, True), (TDXD_ACTIVE.value + 1, False)])
+def test_tdxd_is_active_while_its_last_dose_is_at_most_42_days_old(days_ago, active):
+    given = (TODAY - timedelta(days=days_ago)).isoformat()
+    f = facts(*CHART, b.administration("fam-trastuzumab deruxtecan", given))
+    assert f.therapy.tdxd_active is active
+    assert TDXD_ACTIVE.value == 42
+
+
+@pytest.mark.parametrize(
+    "after_start, counts_for_the_new_line", [(NEW_LINE_GRACE.value, False), (NEW_LINE_GRACE.value + 1, True)]
+)
+def test_a_progression_just_after_a_new_line_started_is_the_line_befores(after_start, counts_for_the_new_line):
+    """Letrozole ended 2024-06-01, fulvestrant started the next day; a progression 30 days into fulvestrant (31 after
+    letrozole ended) is letrozole's, not fulvestrant's; a day later it is fulvestrant's."""
+    start = date(2024, 6, 2)
+    f = facts(
+        *CHART,
+        b.med_statement("letrozole", "2023-02-01", "2024-06-01", status="completed"),
+        b.med_statement("fulvestrant", start.isoformat()),
+        b.disease_status("progression", (start + timedelta(days=after_start)).isoformat()),
+    )
+    [fulvestrant] = [ln for ln in f.therapy.lines if "fulvestrant" in ln.drugs]
+    assert (fulvestrant.outcome == "progressed") is counts_for_the_new_line
+    assert NEW_LINE_GRACE.value == 30

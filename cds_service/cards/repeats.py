@@ -7,7 +7,6 @@ import hashlib
 import json
 
 from cds_service.rules.decision import CardDecision
-from cds_service.rules.registry import BY_CODE
 from cds_service.storage.first_use import CacheUnavailable, FirstUseMemory
 from cds_service.storage.tenancy import PatientKey
 
@@ -16,9 +15,10 @@ class Repeats:
     """Remembers (by a hash of user, patient of one EHR and card content, in a first-use memory) which cards were
     shown."""
 
-    def __init__(self, shown: FirstUseMemory, window_minutes: int) -> None:
+    def __init__(self, shown: FirstUseMemory, window_minutes: int, always: frozenset[str] = frozenset()) -> None:
         self.shown = shown
         self.window = window_minutes * 60
+        self.always = always  # the topics whose cards always repeat (the registry's repeat policy)
 
     def is_repeat(
         self, d: CardDecision, hook: str, user: object, patient: PatientKey, missed: list[str] | None = None
@@ -29,8 +29,7 @@ class Repeats:
         added to missed)."""
         if not self.window or hook not in ("order-select", "order-sign"):
             return False
-        topic = BY_CODE.get(d.topic)
-        if d.indicator != "info" or (topic is not None and topic.always_repeat):
+        if d.indicator != "info" or d.topic in self.always:
             return False
         seen = [
             user,

@@ -11,7 +11,14 @@ from typing import Any
 
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.setting import Metastasis
-from cds_service.facts.thresholds import ADJUVANT_RECURRENCE, COMBINATION, EPISODE_GAP, PROGRESSION_AFTER_END
+from cds_service.facts.thresholds import (
+    ADJUVANT_RECURRENCE,
+    COMBINATION,
+    EPISODE_GAP,
+    NEW_LINE_GRACE,
+    PROGRESSION_AFTER_END,
+    TDXD_ACTIVE,
+)
 from cds_service.fhir.extraction import MedRecord
 from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_date, ref_of
 from cds_service.fhir.read import concept, items, obj, period, string
@@ -259,7 +266,7 @@ def _outcome(
                 continue
             if line.end is None and not line.ongoing:
                 continue  # an open-ended record without an end cannot claim later progressions
-            just_started = (when - line.start).days <= 30
+            just_started = (when - line.start).days <= NEW_LINE_GRACE.value
             if previous_end and just_started and (when - previous_end).days <= PROGRESSION_AFTER_END.value:
                 continue  # belongs to the line before, which this one replaced
             line.progression.append(ev)
@@ -394,7 +401,7 @@ def _derive_therapy(
             line.notes.append("setting unknown (start date or metastatic date missing)")
         lines.append(line)
     tdxd = [r for r in records if r.drug_class == "tdxd" and r.given]
-    recent = today - timedelta(days=42)
+    recent = today - timedelta(days=TDXD_ACTIVE.value)
     tdxd_active = any(r.ongoing or latest_day(r.end or r.start or date.min) >= recent for r in tdxd)
     her2 = [r for r in records if r.drug_class == "her2-directed-antibody"]
     adjuvant = None

@@ -66,6 +66,20 @@ COMBINATION = Threshold(45, "days", "drugs started within this of each other for
 PAIR_ISH = Threshold(
     60, "days", "an ISH-only result joins the IHC result of the same site up to this much earlier", DESIGN
 )
+NEW_LINE_GRACE = Threshold(
+    30,
+    "days",
+    "a progression recorded this soon after a line started, and within PROGRESSION_AFTER_END of the line before "
+    "ended, is that earlier line's (the new line replaced it)",
+    DESIGN,
+)
+TDXD_ACTIVE = Threshold(
+    42,
+    "days",
+    "T-DXd counts as active (patient-view ILD card, no T-DXd suggestion) while its last dose is this recent: two "
+    "3-weekly cycles",
+    DESIGN,
+)
 
 ALL = {
     "ISH_RATIO": ISH_RATIO,
@@ -82,6 +96,8 @@ ALL = {
     "EPISODE_GAP": EPISODE_GAP,
     "COMBINATION": COMBINATION,
     "PAIR_ISH": PAIR_ISH,
+    "NEW_LINE_GRACE": NEW_LINE_GRACE,
+    "TDXD_ACTIVE": TDXD_ACTIVE,
 }
 
 

@@ -64,11 +64,13 @@ def value_set_versions(ts: Terminology) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def with_source_attributes(services: dict[str, dict[str, Any]], ts: Terminology) -> dict[str, dict[str, Any]]:
+def with_source_attributes(
+    services: dict[str, dict[str, Any]], ts: Terminology, topics: tuple[Topic, ...] = TOPICS
+) -> dict[str, dict[str, Any]]:
     """The service definitions with, as a CDS Hooks extension, the rule-set version, the value-set versions and
     the HTI-1 source attributes (a copy)."""
     out = copy.deepcopy(services)
-    attributes = {**source_attributes(), "value_set_versions": value_set_versions(ts)}
+    attributes = {**source_attributes(topics), "value_set_versions": value_set_versions(ts)}
     for svc in out.values():
         svc.setdefault("extension", {})[EXTENSION_KEY] = copy.deepcopy(attributes)
     return out

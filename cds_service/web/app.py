@@ -11,18 +11,20 @@ from flask import Flask
 from cds_service import contracts
 from cds_service.config import Settings
 from cds_service.config import load as load_config
+from cds_service.rules.registry import TOPICS, Topic
 from cds_service.web import audit, errors
 from cds_service.web.routes import bp
 from cds_service.web.state import EXTENSION, app_state, build_state
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app from settings (default: embedded defaults + $HER2_CDS_CONFIG)."""
+def create_app(settings: Settings | None = None, topics: tuple[Topic, ...] = TOPICS) -> Flask:
+    """Build the app from settings (default: embedded defaults + $HER2_CDS_CONFIG) and the card topics of the
+    registry."""
     settings = settings or load_config()
     contracts.load_all()  # every schema loaded and checked at start, not on first use
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.limits["max_body_bytes"])
-    app.extensions[EXTENSION] = build_state(settings)
+    app.extensions[EXTENSION] = build_state(settings, topics)
     app.before_request(audit.start)
     app.after_request(audit.finish)
     app.register_blueprint(bp)

@@ -10,6 +10,7 @@ from flask import Flask
 from cds_service.config import Settings
 from cds_service.engine import Engine
 from cds_service.metrics import Metrics
+from cds_service.rules.registry import TOPICS, Topic
 from cds_service.storage.feedback import FeedbackStore
 from cds_service.storage.first_use import FirstUseMemory
 from cds_service.storage.first_use import from_url as first_use_from_url
@@ -39,7 +40,7 @@ class AppState:
         return self.engine.services
 
 
-def build_state(settings: Settings) -> AppState:
+def build_state(settings: Settings, topics: tuple[Topic, ...] = TOPICS) -> AppState:
     """Open what the app needs: replay cache, verifier, database (migrated; a database down at start is
     retried on first use), metrics, ledger (its retention purge runs in the background) and the engine."""
     storage = settings["storage"]
@@ -64,7 +65,7 @@ def build_state(settings: Settings) -> AppState:
         ledger.purge_in_background(int(ledger_cfg["retention_days"]))
     return AppState(
         settings=settings,
-        engine=Engine(settings, ledger),
+        engine=Engine(settings, ledger, topics),
         store=store,
         ledger=ledger,
         metrics=metrics,
