@@ -13,6 +13,7 @@ from cds_service.facts.evidence import Evidence
 from cds_service.facts.her2 import Her2Picture, build_picture
 from cds_service.facts.her2.history import erbb2_sequencing, positive_history
 from cds_service.facts.ild_risk import Exposure, IldRisk, derive_ild
+from cds_service.facts.kept import kept
 from cds_service.facts.receptors import HrStatus, hr_status
 from cds_service.facts.setting import Setting, derive_setting
 from cds_service.facts.therapy import TherapyHistory, derive_therapy
@@ -82,7 +83,7 @@ def _kept(ts: Terminology, what: str, inputs: Any, build: Callable[[], T]) -> T:
     lab result) does not rebuild it; built afresh when the inputs cannot be written as bytes. What is kept is
     shared by later calls: never changed after it is built (derive replaces, the rules only read)."""
     key = content_key(inputs)
-    found: T = build() if key is None else ts.remember((what, key), build)
+    found: T = build() if key is None else kept(ts, (what, key), build)
     return found
 
 

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 from cds_service.facts.evidence import Evidence
+from cds_service.facts.kept import kept
 from cds_service.facts.setting import Metastasis
 from cds_service.facts.thresholds import (
     ADJUVANT_RECURRENCE,
@@ -25,15 +26,6 @@ from cds_service.fhir.read import concept, items, obj, period, string
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import content_key
 
-CLASS_LABEL = {
-    "endocrine-therapy": "endocrine therapy",
-    "cdk46-inhibitor": "CDK4/6 inhibitor",
-    "other-targeted": "targeted therapy",
-    "chemotherapy": "chemotherapy",
-    "her2-directed-antibody": "HER2-directed therapy",
-    "tdxd": "trastuzumab deruxtecan",
-    "other-adc": "antibody-drug conjugate",
-}
 ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
 ONGOING = {"active", "in-progress", "on-hold"}
 NOT_GIVEN = {"draft", "cancelled", "entered-in-error", "not-taken", "not-done", "stopped-before-start", "revoked"}
@@ -173,7 +165,7 @@ def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
     records are read once)."""
     if rec.key is None:
         return _read_record(rec, ts)
-    return ts.remember(("record", rec.key, rec.drug), lambda: _read_record(rec, ts))
+    return kept(ts, ("record", rec.key, rec.drug), lambda: _read_record(rec, ts))
 
 
 def _read_record(rec: MedRecord, ts: Terminology) -> Record | None:
@@ -342,7 +334,7 @@ def derive_therapy(
     if None in keys or None in status:  # what cannot be written as bytes is built afresh
         return build()
     drugs = tuple((m.drug.value_set, m.drug.canonical, m.drug.by) for m in meds)
-    return ts.remember(("therapy", keys, drugs, status, metastatic_start, metastatic, today, tuple(metastases)), build)
+    return kept(ts, ("therapy", keys, drugs, status, metastatic_start, metastatic, today, tuple(metastases)), build)
 
 
 def _derive_therapy(

@@ -84,7 +84,6 @@ class Extracted:
     unreadable: dict[str, list[str]] = field(default_factory=dict)  # value set -> refs that failed validation
     specimens: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    counted: int = 0
     report_texts: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (pathology report, its text)
     # body weights through the status policy but not yet validated: a chart holds dozens (vital signs) and a flat
     # T-DXd dose needs one, so the one used is validated where it is used (facts/dosing.py)
@@ -190,7 +189,6 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     """Sort the resources of a request into what the facts read; skip and note invalid ones."""
     out = Extracted()
     resources = _dedupe(resources)
-    out.counted = len(resources)
     medications = {r["id"]: r for r in resources if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
     reports = pathology_reports(resources, ts, lambda rep: _admit_report(rep, out.notes))
     members = {ref: rep for rep in reports for ref in result_refs(rep)}
@@ -210,7 +208,7 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
 
 @dataclass(frozen=True, slots=True)
 class Sorting:
-    """How a resource sorts, as far as its own content decides (kept by content: see Terminology.remember)."""
+    """How a resource sorts, as far as its own content decides (kept by content: see Terminology.sorting)."""
 
     sets: tuple[str, ...] = ()  # Observation: its value set by code; Procedure: its value sets
     condition_hits: tuple[tuple[str, Match], ...] = ()
@@ -305,7 +303,7 @@ def _sort_one(
     if rtype not in SORTED_TYPES:
         return
     key = content_key(r)
-    sorting = ts.remember(("sorting", key), lambda: _sorting(r, ts, key)) if key is not None else _sorting(r, ts, key)
+    sorting = ts.sorting(("sorting", key), lambda: _sorting(r, ts, key)) if key is not None else _sorting(r, ts, key)
     if rtype == "Observation":
         report = members.get(ref_of(r)) if members else None
         # what a report's result is about, read from its code's words only when a report references it (rare)

@@ -210,8 +210,8 @@ class Terminology:
     MEMO_SIZE = 100_000
     MEMO_MB = 32  # and at most this much by what the concepts weigh (their bytes plus 600 each)
     MEMO_LARGEST = 16_384  # a concept weighing more (a pasted report in .text) is matched afresh, not kept
-    READINGS_SIZE = 50_000  # two readings per medication record (its sorting and its dates), one per other resource
-    READINGS_MB = 64  # and at most this much by what their keys hold: a therapy or setting key holds tens of KB
+    SORTINGS_SIZE = 40_000  # how each resource sorts, one per resource of the charts seen
+    SORTINGS_MB = 40  # and at most this much by what their keys hold (each resource's bytes)
 
     def __init__(
         self,
@@ -225,8 +225,8 @@ class Terminology:
         self._groups: dict[tuple[str, ...], GroupIndex] = {}
         # verdicts by concept (a chart resends the same concepts), boxed: a verdict may be None
         self._memo = Lru(self.MEMO_SIZE, self.MEMO_MB * 1_000_000, key_bytes, largest=self.MEMO_LARGEST)
-        # what content decides (a resource's sorting, a record's dates; therapy lines, HER2, HR, setting), by bytes
-        self._readings = Lru(self.READINGS_SIZE, self.READINGS_MB * 1_000_000, key_bytes)
+        # how a resource sorts into the value sets, by its bytes (facts are kept by facts/kept.py, not here)
+        self._sortings = Lru(self.SORTINGS_SIZE, self.SORTINGS_MB * 1_000_000, key_bytes)
 
     @property
     def memoised_verdicts(self) -> int:
@@ -249,14 +249,14 @@ class Terminology:
         return sum(vs.regex is not None for vs in self.sets.values())
 
     def forget_verdicts(self) -> None:
-        """Drop every memoised verdict and reading (benchmarks of a cold start; the value sets and indexes stay)."""
+        """Drop every memoised verdict and sorting (benchmarks of a cold start; the value sets and indexes stay)."""
         self._memo.clear()
-        self._readings.clear()
+        self._sortings.clear()
 
-    def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        """A reading of content already serialised (key holds its bytes), kept per Terminology (readings depend
-        on the value sets) in a bounded LRU of its own (READINGS_SIZE)."""
-        return self._readings.get_or_make(key, lambda: (compute(),))[0]  # boxed: a reading may be None
+    def sorting(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """How a resource sorts into the value sets, kept by its bytes (key holds them) in a bounded LRU of its own
+        (SORTINGS_SIZE): a matter of its codes, so the terminology's."""
+        return self._sortings.get_or_make(key, lambda: (compute(),))[0]  # boxed: a sorting may be None
 
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:
         index = self._groups.get(vs_ids)
@@ -456,8 +456,3 @@ def first_text(cc: Any, default: str) -> str:
 
 def note_texts(resource: dict[str, Any]) -> list[str]:
     return [n["text"] for n in resource.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
-
-
-def verification_codes(resource: dict[str, Any]) -> set[str]:
-    vs = resource.get("verificationStatus")
-    return {str(c["code"]) for c in codings(vs) if c.get("code") is not None} if isinstance(vs, dict) else set()

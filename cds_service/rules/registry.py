@@ -96,8 +96,3 @@ def mode(topic: Topic, cards: Mapping[str, Any]) -> str:
     """live | shadow | off (`enabled: false` is off; a topic with no settings at all is off)."""
     cfg = topic_config(topic, cards)
     return "off" if not cfg.get("enabled", False) else str(cfg.get("mode", "live"))
-
-
-def label_of(code: str) -> str:
-    topic = BY_CODE.get(code)
-    return topic.label if topic else code

@@ -11,6 +11,7 @@ import time
 from datetime import date
 
 from cds_service.facts.derive import derive
+from cds_service.facts.kept import forget as forget_pieces
 from cds_service.fhir.terminology import load_terminology
 from cds_service.fhir.validation import clear_content_cache
 
@@ -47,6 +48,7 @@ def main() -> None:
         def cold(r=resources) -> None:
             clear_content_cache()
             ts.forget_verdicts()
+            forget_pieces(ts)
             derive(r, ts, today)
 
         cold_t = best_of(cold, repeat)
