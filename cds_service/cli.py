@@ -28,15 +28,15 @@ def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"auth": {"required": False}} if args.no_auth else {}
     settings = load(args.config, dev=args.dev, overrides=overrides or None)
     if args.allow_fhir_server:  # added to what the file (and --dev) allow
-        allowed = sorted(set(settings.fhir["allowed_servers"]) | set(args.allow_fhir_server))
+        allowed = sorted(set(settings.fhir.allowed_servers) | set(args.allow_fhir_server))
         settings = load(args.config, dev=args.dev, overrides={**overrides, "fhir": {"allowed_servers": allowed}})
-    configure(settings["logging"]["level"])
+    configure(settings.log_level)
     log = logging.getLogger("her2_cds")
     for level, line in banner(settings):
         log.log(getattr(logging, level), line)
     from cds_service.fhir.terminology import load_terminology
 
-    for extra in load_terminology(settings["value_sets"]["extra_files"]).extras:  # a bad one stops start-up here
+    for extra in load_terminology(list(settings.value_set_files)).extras:  # a bad one stops start-up here
         log.info("local value set %s adds %d codes or terms to %s", extra.path, extra.added, extra.value_set)
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
@@ -112,7 +112,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from cds_service.fhir.terminology import load_terminology
 
     settings = load(args.file)
-    for extra in load_terminology(settings["value_sets"]["extra_files"]).extras:
+    for extra in load_terminology(list(settings.value_set_files)).extras:
         print(f"{extra.path}: adds {extra.added} codes or terms to {extra.value_set}")
     print(f"{args.file}: configuration is valid")
     return 0
@@ -173,7 +173,7 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"her2-cds report: cannot write to {out}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
         return 2
-    store = FeedbackStore(settings["storage"]["database_url"])
+    store = FeedbackStore(settings.storage.database_url)
     try:
         store.create_schema()
         paths = write_report(store.engine, since, until, out)
@@ -197,7 +197,7 @@ def _knowledge(args: argparse.Namespace) -> int:
     from cds_service.fhir.terminology import load_terminology
 
     settings = load(args.config)
-    print(knowledge_base(load_terminology(settings["value_sets"]["extra_files"])))
+    print(knowledge_base(load_terminology(list(settings.value_set_files))))
     return 0
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 import jsonschema
 import yaml
@@ -23,33 +25,160 @@ class ConfigError(Exception):
     """A configuration file that cannot be used; the message names file, path and problem."""
 
 
+Mode = Literal["live", "shadow", "off"]
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    required: bool
+    algorithms: tuple[str, ...]
+    leeway_seconds: int
+    max_token_lifetime_seconds: int
+    issuers: tuple[Mapping[str, Any], ...]  # each as the schema checked it (iss, jwks_url | jwks | jwks_file, ...)
+
+
+@dataclass(frozen=True)
+class FhirSettings:
+    allowed_servers: tuple[str, ...]
+    timeout_seconds: float
+    max_pages: int
+    max_bytes_per_request: int
+    max_workers: int
+    allow_unauthenticated: bool
+    merge_observation_queries: bool
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    database_url: str
+    cache_url: str
+    memory_cache_max_entries: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int
+    request_deadline_seconds: float
+    facts_memo_mb: int
+    facts_memo_seconds: float
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """One card topic's settings: whether and how it runs, and the rule's own options (its thresholds)."""
+
+    enabled: bool
+    mode: Mode
+    options: Mapping[str, Any]  # every key of cards.<topic> (enabled and mode included), read-only
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> TopicSettings:
+        mode = raw.get("mode", "live")
+        return cls(bool(raw.get("enabled", False)), mode if mode in ("live", "shadow", "off") else "live",
+                   MappingProxyType(dict(raw)))  # fmt: skip
+
+    @property
+    def runs(self) -> Mode:
+        """live | shadow | off (`enabled: false` is off)."""
+        return "off" if not self.enabled else self.mode
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    topics: Mapping[str, TopicSettings]  # by config key (cards.her2_rescore, ...)
+    repeat_window_minutes: int
+    source_label: str
+    texts: Mapping[str, str]
+    links: Mapping[str, str]
+    snooze: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> CardSettings:
+        """From the `cards` section (validated; tests pass the shipped defaults)."""
+        plain = {"repeat_window_minutes", "source_label", "texts", "links", "snooze"}
+        return cls(
+            MappingProxyType(
+                {k: TopicSettings.of(v) for k, v in raw.items() if k not in plain and isinstance(v, dict)}
+            ),
+            int(raw["repeat_window_minutes"]),
+            str(raw["source_label"]),
+            MappingProxyType(dict(raw["texts"])),
+            MappingProxyType(dict(raw["links"])),
+            MappingProxyType({k: MappingProxyType(dict(v)) for k, v in raw["snooze"].items()}),
+        )
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    enabled: bool
+    patient_key_secret_file: str | None
+    retention_days: int
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The validated configuration, as a plain mapping plus the file it came from."""
+    """The validated configuration, typed and frozen, built once when it loads; `data` is the mapping it was built
+    from (what `evaluate --explain` extends)."""
 
     data: dict[str, Any]
     source: str = "embedded defaults"
     dev_mode: bool = False
     notes: list[str] = field(default_factory=list)
+    auth: AuthSettings = field(init=False)
+    fhir: FhirSettings = field(init=False)
+    storage: StorageSettings = field(init=False)
+    limits: Limits = field(init=False)
+    cards: CardSettings = field(init=False)
+    ledger: LedgerSettings = field(init=False)
+    public_base_url: str | None = field(init=False)
+    cors_origins: frozenset[str] = field(init=False)
+    value_set_files: tuple[str, ...] = field(init=False)
+    log_level: str = field(init=False)
+    explain_token_sha256: str | None = field(init=False)
 
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    @property
-    def auth(self) -> dict[str, Any]:
-        return self.data["auth"]
-
-    @property
-    def fhir(self) -> dict[str, Any]:
-        return self.data["fhir"]
-
-    @property
-    def cards(self) -> dict[str, Any]:
-        return self.data["cards"]
-
-    @property
-    def limits(self) -> dict[str, Any]:
-        return self.data["limits"]
+    def __post_init__(self) -> None:
+        d = self.data
+        auth, fhir, storage, limits, ledger = d["auth"], d["fhir"], d["storage"], d["limits"], d["ledger"]
+        typed: dict[str, Any] = {
+            "auth": AuthSettings(
+                bool(auth["required"]),
+                tuple(auth["algorithms"]),
+                int(auth["leeway_seconds"]),
+                int(auth["max_token_lifetime_seconds"]),
+                tuple(MappingProxyType(dict(i)) for i in auth["issuers"]),
+            ),
+            "fhir": FhirSettings(
+                tuple(fhir["allowed_servers"]),
+                float(fhir["timeout_seconds"]),
+                int(fhir["max_pages"]),
+                int(fhir["max_bytes_per_request"]),
+                int(fhir["max_workers"]),
+                bool(fhir["allow_unauthenticated"]),
+                bool(fhir["merge_observation_queries"]),
+            ),
+            "storage": StorageSettings(
+                str(storage["database_url"]),
+                str(storage["cache_url"] or host_cache_url(storage["database_url"])),
+                int(storage["memory_cache_max_entries"]),
+            ),
+            "limits": Limits(
+                int(limits["max_body_bytes"]),
+                float(limits["request_deadline_seconds"]),
+                int(limits["facts_memo_mb"]),
+                float(limits["facts_memo_seconds"]),
+            ),
+            "cards": CardSettings.of(d["cards"]),
+            "ledger": LedgerSettings(
+                bool(ledger["enabled"]), ledger["patient_key_secret_file"], int(ledger["retention_days"])
+            ),
+            "public_base_url": d["public_base_url"],
+            "cors_origins": frozenset(d["cors"]["allowed_origins"]),
+            "value_set_files": tuple(d["value_sets"]["extra_files"]),
+            "log_level": str(d["logging"]["level"]),
+            "explain_token_sha256": d["operator"]["explain_token_sha256"],
+        }
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
 
 
 def shipped_defaults() -> dict[str, Any]:

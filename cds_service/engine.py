@@ -91,24 +91,23 @@ class Engine:
         self.topics = topics  # as discovery and explain list them; cards come by rank
         fhir = settings.fhir
         self.client = FhirClient(
-            fhir["allowed_servers"],
-            float(fhir["timeout_seconds"]),
-            int(fhir["max_pages"]),
-            int(fhir["max_bytes_per_request"]),
-            int(fhir["max_workers"]),
-            bool(fhir["merge_observation_queries"]),
+            list(fhir.allowed_servers),
+            fhir.timeout_seconds,
+            fhir.max_pages,
+            fhir.max_bytes_per_request,
+            fhir.max_workers,
+            fhir.merge_observation_queries,
         )
-        self.terminology = ts = load_terminology(settings["value_sets"]["extra_files"])
+        self.terminology = ts = load_terminology(list(settings.value_set_files))
         # what discovery publishes and what the fallback asks: templates filled from the loaded value sets
         self.services = with_source_attributes(with_codes(contracts.services(), ts), ts, topics)
-        limits = settings.limits
-        self.facts = FactsMemo(int(limits["facts_memo_mb"]) * 1_000_000, float(limits["facts_memo_seconds"]))
+        self.facts = FactsMemo(settings.limits.facts_memo_mb * 1_000_000, settings.limits.facts_memo_seconds)
         repeats = Repeats(
-            memory_from_url(settings["storage"]["cache_url"], namespace="shown"),
-            int(settings.cards["repeat_window_minutes"]),
+            memory_from_url(settings.storage.cache_url, namespace="shown"),
+            settings.cards.repeat_window_minutes,
             frozenset(t.code for t in topics if t.always_repeat),
         )
-        self.hold_back = HoldBack(repeats, ledger, bool(settings.cards["snooze"]))
+        self.hold_back = HoldBack(repeats, ledger, bool(settings.cards.snooze))
 
     def invoke(
         self,
@@ -151,9 +150,9 @@ class Engine:
             problems = contracts.check_request(service, body)  # the envelope passed: these are the prefetch's
             if problems:
                 raise InvalidRequest(problems)
-        deadline = time.monotonic() + float(self.settings.limits["request_deadline_seconds"])
+        deadline = time.monotonic() + self.settings.limits.request_deadline_seconds
         templates = self.services[service["id"]].get("prefetch", {})
-        gathered = gather(body, templates, self.client, deadline, bool(self.settings.fhir["allow_unauthenticated"]))
+        gathered = gather(body, templates, self.client, deadline, self.settings.fhir.allow_unauthenticated)
         by_prefetch = prefetch is not None and gathered.prefetch_alone and self.facts.enabled
         facts = self._derive(gathered.all_resources(), today, memo=not by_prefetch)
         chart = Chart(facts, gathered, dict(gathered.unavailable), tuple(gathered.binding.notes))
@@ -182,13 +181,13 @@ class Engine:
         decided: list[Decided] = []
         failed: list[str] = []
         for topic in sorted(self.topics, key=lambda t: t.rank):
-            topic_mode = mode(topic, cards_cfg)
+            topic_mode = mode(topic, cards_cfg.topics)
             if topic_mode == "off":
                 continue
             try:
                 if facts is None:
                     raise RuntimeError("no facts")
-                decision = topic.decide(facts, request, topic_config(topic, cards_cfg))
+                decision = topic.decide(facts, request, topic_config(topic, cards_cfg.topics))
                 pairs = self._rendered([decision] if decision is not None else [], topic)
             except Exception as exc:  # noqa: BLE001 - one topic failing must not silence the others
                 if facts is not None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from cds_service.config import CardSettings
 from cds_service.facts.derive import Facts
 from cds_service.facts.her2 import CATEGORY_LABEL
 from cds_service.facts.request import RequestContext
 from cds_service.fhir.inert import one_line
 from cds_service.fhir.primitives import fmt
 from cds_service.fhir.terminology import Terminology, codings
-from cds_service.rules.registry import TOPICS, Topic, topic_config
+from cds_service.rules.registry import TOPICS, Topic, topic_settings
 
 MED = ("medicationCodeableConcept",)
 CODED_FIELDS = {
@@ -72,20 +73,20 @@ def _facts(f: Facts, request: RequestContext) -> dict[str, list[str]]:
 
 
 def _verdicts(
-    f: Facts, request: RequestContext, cards_cfg: dict[str, Any], topics: tuple[Topic, ...]
+    f: Facts, request: RequestContext, cards_cfg: CardSettings, topics: tuple[Topic, ...]
 ) -> dict[str, list[str]]:
     """Each topic's verdict, as the registry lists them: why it is silent, or that it has a card; the T-DXd
     pathways criterion by criterion."""
     out: dict[str, list[str]] = {}
     for topic in topics:
-        cfg = topic_config(topic, cards_cfg)
-        silent = topic.why_silent(f, request, cfg)
+        settings = topic_settings(topic, cards_cfg.topics)
+        silent = topic.why_silent(f, request, settings.options)
         lines = [f"no card: {silent}"] if silent else [f"card: {topic.has_card}"] if topic.has_card else []
         if topic.criteria is not None:
             for name, state, criteria in topic.criteria(f):
                 lines.append(f"{name}: {state}")
                 lines += [f"  {MARK[s]} {label}: {why}" for label, s, why in criteria]
-        if not cfg.get("enabled", False):
+        if not settings.enabled:
             lines.insert(0, f"switched off in the configuration (cards.{topic.config_key}.enabled: false)")
         out[topic.label] = lines
     return out
@@ -122,7 +123,7 @@ def nothing_drafted() -> dict[str, Any]:
 def explain(
     facts: Facts | None,
     request: RequestContext,
-    cards_cfg: dict[str, Any],
+    cards_cfg: CardSettings,
     resources: list[dict[str, Any]],
     ts: Terminology,
     topics: tuple[Topic, ...] = TOPICS,

@@ -16,11 +16,11 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
     s = settings
     lines = [
         ("INFO", f"configuration: {s.source}"),
-        ("INFO", f"feedback database: {_redact_url(s['storage']['database_url'])}"),
-        ("INFO", f"jti replay cache: {_redact_url(s['storage']['cache_url'])}"),
+        ("INFO", f"feedback database: {_redact_url(s.storage.database_url)}"),
+        ("INFO", f"jti replay cache: {_redact_url(s.storage.cache_url)}"),
     ]
-    issuers = [f"{i['iss']} (keys {'pinned' if 'jwks' in i else 'from ' + i['jwks_url']})" for i in s.auth["issuers"]]
-    if not s.auth["required"]:
+    issuers = [f"{i['iss']} (keys {'pinned' if 'jwks' in i else 'from ' + i['jwks_url']})" for i in s.auth.issuers]
+    if not s.auth.required:
         lines.append(
             (
                 "WARNING",
@@ -40,12 +40,11 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
         )
     for note in s.notes:
         lines.append(("WARNING", "!!! " + note + " !!!"))
-    if s.fhir["allowed_servers"]:
-        lines.append(("INFO", "FHIR fallback allowed to: " + ", ".join(s.fhir["allowed_servers"])))
+    if s.fhir.allowed_servers:
+        lines.append(("INFO", "FHIR fallback allowed to: " + ", ".join(s.fhir.allowed_servers)))
     else:
         lines.append(("INFO", "no FHIR server allowed: requests must carry their prefetch (else 412)"))
-    ledger = s["ledger"]
-    if ledger["enabled"] and not ledger["patient_key_secret_file"]:
+    if s.ledger.enabled and not s.ledger.patient_key_secret_file:
         lines.append(
             (
                 "WARNING",
@@ -53,7 +52,7 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
                 "kept in the database (set a secret file in production)",
             )
         )
-    if not s["public_base_url"]:
+    if not s.public_base_url:
         lines.append(
             (
                 "WARNING",
@@ -67,7 +66,7 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
 def refusal_to_serve(settings: Settings) -> str | None:
     """Why a production start (gunicorn: the Docker image, `serve --workers N`) must not run, or None. Development
     modes (`--dev`, HER2_CDS_DEV=1, authentication off) may guess the public URL, loudly (banner)."""
-    if settings.dev_mode or not settings.auth["required"] or settings["public_base_url"]:
+    if settings.dev_mode or not settings.auth.required or settings.public_base_url:
         return None
     return (
         "public_base_url is not set: every token's audience would be taken from the Host header the caller "

@@ -13,7 +13,7 @@ from cds_service.startup import refusal_to_serve
 from cds_service.web.app import serving_app
 
 settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
-configure(settings["logging"]["level"])
+configure(settings.log_level)
 _refusal = refusal_to_serve(settings)
 if _refusal:
     logging.getLogger("her2_cds").critical("refusing to start: %s", _refusal)

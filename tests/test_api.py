@@ -263,7 +263,7 @@ def test_no_client_trusted_by_default_refuses(settings_factory):
     from cds_service.config import load
 
     settings = load(None, overrides={"storage": settings_factory().data["storage"]})
-    assert settings.auth["required"] is True and settings.auth["issuers"] == []
+    assert settings.auth.required is True and settings.auth.issuers == ()
     resp = create_app(settings).test_client().get("/cds-services")
     assert resp.status_code == 401
     assert resp.get_json() == {"error": "unauthorized"}

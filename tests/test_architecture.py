@@ -18,8 +18,8 @@ PKG = Path(cds_service.__file__).parent
 MAY_IMPORT = {
     "fhir": {"config", "paths"},
     "facts": {"fhir"},
-    "rules": {"fhir", "facts"},
-    "cards": {"fhir", "facts", "rules", "storage"},  # repeats are remembered in a first-use memory
+    "rules": {"config", "fhir", "facts"},  # config: the typed settings a topic runs by
+    "cards": {"config", "fhir", "facts", "rules", "storage"},  # repeats are remembered in a first-use memory
     "gather": {"fhir"},  # just above fhir/: discovery's source attributes are the registry's (rules/ruleset.py)
     "storage": set(),
 }

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from cds_service.config import TopicSettings
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.ild_risk import Egfr, IldRisk
 from cds_service.facts.label import ild_table_lines
@@ -150,7 +151,7 @@ def test_patient_view_needs_no_order_and_active_tdxd_silences():
     f = base()
     f = replace(f, therapy=replace(f.therapy, tdxd_active=True))
     assert tdxd_card(f, "patient-view") is None
-    off = {"tdxd_consideration": card_cfg("tdxd_consideration", enabled=False)}
+    off = {"tdxd_consideration": TopicSettings.of(card_cfg("tdxd_consideration", enabled=False))}
     assert mode(BY_CODE[tdxd.TOPIC], off) == "off"  # the engine runs no rule of a topic switched off
 
 
@@ -410,7 +411,7 @@ def test_ild_critical_card():
 def test_ild_quiet_without_tdxd():
     assert ild_card(drafts=[CAPE]) is None
     assert ild_card(drafts=[], hook="patient-view") is None
-    off = {"ild_monitoring": card_cfg("ild_monitoring", enabled=False)}
+    off = {"ild_monitoring": TopicSettings.of(card_cfg("ild_monitoring", enabled=False))}
     assert mode(BY_CODE[ild.TOPIC], off) == "off"  # the engine runs no rule of a topic switched off
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from cds_service.cards.render import render
-from cds_service.config import shipped_defaults
+from cds_service.config import CardSettings, shipped_defaults
 from cds_service.explain import explain
 from cds_service.facts.derive import derive
 from cds_service.facts.request import RequestContext
@@ -36,7 +36,7 @@ from .test_realworld import hr_positive_mbc_after_et_progression
 TS = load_terminology()
 TODAY = date(2026, 11, 25)
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "cards.json"
-CARDS = shipped_defaults()["cards"]
+CARDS = CardSettings.of(shipped_defaults()["cards"])
 
 
 def day(days_ago: int) -> str:
@@ -265,7 +265,8 @@ def situation(name: str) -> dict[str, Any]:
     facts = derive(records, TS, TODAY)
     request = RequestContext.of(hook, context, TS)
     in_card_order = sorted(TOPICS, key=lambda t: t.rank)
-    decisions = [d for t in in_card_order if (d := t.decide(facts, request, CARDS[t.config_key])) is not None]
+    options = {t.code: CARDS.topics[t.config_key].options for t in TOPICS}
+    decisions = [d for t in in_card_order if (d := t.decide(facts, request, options[t.code])) is not None]
     return {
         "hook": hook,
         "cards": [_plain_card(c) for c in render(decisions, CARDS, TS)],

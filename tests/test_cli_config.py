@@ -132,7 +132,7 @@ def test_docker_files_point_at_real_parts(tmp_path):
 
 def test_config_from_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("HER2_CDS_CONFIG", _write(tmp_path, "cards:\n  her2_rescore: {enabled: false}\n"))
-    assert load().cards["her2_rescore"]["enabled"] is False
+    assert load().cards.topics["her2_rescore"].enabled is False
 
 
 def test_local_value_set_adds_codes_without_touching_ours(tmp_path):

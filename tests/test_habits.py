@@ -163,7 +163,7 @@ def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, c
     token = jwt.encode(
         {
             "iss": "https://sandbox.cds-hooks.org",
-            "aud": settings["public_base_url"] + path,
+            "aud": settings.public_base_url + path,
             "iat": now,
             "exp": now + 300,
             "jti": "sandbox-1",
@@ -173,7 +173,7 @@ def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, c
         headers={"kid": "sandbox-key", "jku": "https://sandbox.cds-hooks.org/.well-known/jwks.json"},
     )
     body = json.loads((hooks_dir() / "examples" / "ultralow-hr-positive.patient-view.json").read_text())
-    origin = settings["cors"]["allowed_origins"][0]
+    origin = sorted(settings.cors_origins)[0]
     resp = (
         create_app(settings)
         .test_client()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cds_service.cards.render import render
-from cds_service.config import shipped_defaults
+from cds_service.config import CardSettings, shipped_defaults
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.label import DOSE_LEVELS, ILD_TABLE, LABEL_REVISION, ild_table_lines, one_level_below
 from cds_service.fhir.terminology import load_terminology
@@ -79,7 +79,7 @@ def breast() -> list[dict[str, Any]]:
 def rendered(decision):
     """Every card a test decides is also rendered and held to the CDS Hooks rules (and its evidence is cited)."""
     if decision is not None:
-        [card] = assert_cds_response({"cards": render([decision], shipped_defaults()["cards"], TS)})
+        [card] = assert_cds_response({"cards": render([decision], CardSettings.of(shipped_defaults()["cards"]), TS)})
         assert "**Evidence used**" in card["detail"] or "**Not known" in card["detail"]
     return decision
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cds_service.config import shipped_defaults
+from cds_service.config import CardSettings, TopicSettings, shipped_defaults
 from cds_service.facts.derive import Facts
 from cds_service.facts.request import RequestContext
 from cds_service.fhir.terminology import load_terminology
@@ -140,11 +140,11 @@ def test_a_toy_rule_that_fails_says_so_in_its_own_name(settings_factory):
 
 # --- the shipped rows
 def test_every_shipped_row_is_configured_published_and_cited():
-    cards = shipped_defaults()["cards"]
+    cards = CardSettings.of(shipped_defaults()["cards"])
     codes = {c["code"]: c["display"] for c in load_terminology().resources["CodeSystem/card-topic"]["concept"]}
     assert [t.code for t in TOPICS] == ["her2-rescore", "tdxd-consideration", "ild-monitoring"]
     for t in TOPICS:
-        assert t.config_key in cards and mode(t, cards) == "live"
+        assert t.config_key in cards.topics and mode(t, cards.topics) == "live"
         assert codes[t.code]  # the card-topic CodeSystem (published in fhir_profiles/) has every shipped code
         assert set(t.citations) <= set(CITATIONS) and t.intended_use
         assert BY_CODE[t.code] is t and REPORT_TOPICS[t.code] == t.label and COLOURS[t.code] == t.colour
@@ -164,4 +164,4 @@ def test_every_shipped_row_is_configured_published_and_cited():
     ],
 )
 def test_a_topics_mode(cfg, expected):
-    assert mode(BY_CODE["her2-rescore"], {"her2_rescore": cfg}) == expected
+    assert mode(BY_CODE["her2-rescore"], {"her2_rescore": TopicSettings.of(cfg)}) == expected

@@ -7,6 +7,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
+from cds_service.config import CardSettings
 from cds_service.facts.label import LABEL_SHORT
 from cds_service.fhir.inert import inert
 from cds_service.fhir.terminology import Terminology
@@ -129,7 +130,7 @@ def _summary(text: str) -> str:
 
 def render(
     decisions: list[CardDecision],
-    cards_cfg: dict[str, Any],
+    cards_cfg: CardSettings,
     ts: Terminology,
     labels: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
@@ -137,8 +138,8 @@ def render(
     display is its concept in the card-topic CodeSystem, else its label in labels (a topic newer than the file)."""
     topics = _concepts(ts, "card-topic")
     reasons = _concepts(ts, "override-reason")
-    urls = {k: (label, cards_cfg["links"].get(k, url)) for k, (label, url) in DEFAULT_LINKS.items()}
-    texts = cards_cfg["texts"]
+    urls = {k: (label, cards_cfg.links.get(k, url)) for k, (label, url) in DEFAULT_LINKS.items()}
+    texts = cards_cfg.texts
     out = []
     for d in decisions:
         display = topics.get(d.topic) or (labels or {})[d.topic]
@@ -148,12 +149,12 @@ def render(
             "indicator": d.indicator,
             "detail": _detail(d, texts.get(f"{d.topic}.footer")),
             "source": {
-                "label": f"{cards_cfg['source_label']} · rules {RULESET_VERSION} · {LABEL_SHORT}",
+                "label": f"{cards_cfg.source_label} · rules {RULESET_VERSION} · {LABEL_SHORT}",
                 "topic": {"system": TOPIC_SYSTEM, "code": d.topic, "display": display},
             },
         }
-        if cards_cfg["links"].get("source"):
-            card["source"]["url"] = cards_cfg["links"]["source"]
+        if cards_cfg.links.get("source"):
+            card["source"]["url"] = cards_cfg.links["source"]
         if d.suggestions:
             card["suggestions"] = []
             for s in d.suggestions:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.thresholds import ER_LOW_MAX, RECEPTOR_POSITIVE
 from cds_service.fhir.primitives import effective_date, ref_of
 from cds_service.fhir.read import Bound, codings, components, concept, items, percent, string
 from cds_service.fhir.terminology import Terminology
+
+HrState = Literal["positive", "negative", "unknown"]
 
 
 @dataclass
@@ -26,7 +28,7 @@ class ReceptorResult:
 class HrStatus:
     """HR-positive / HR-negative / unknown, with the ER and PR results it stands on."""
 
-    status: str  # positive | negative | unknown
+    status: HrState
     er: ReceptorResult | None
     pr: ReceptorResult | None
     notes: list[str] = field(default_factory=list)
@@ -136,6 +138,7 @@ def hr_status(
         notes.append("ER and PR reported as one result (ER+PR)")
     if er and er.percent is not None and RECEPTOR_POSITIVE.value <= er.percent <= ER_LOW_MAX.value:
         notes.append(f"ER-low ({er.percent:g}%): counted as HR-positive; endocrine sensitivity may be limited")
+    status: HrState
     if (er and er.positive) or (pr and pr.positive):
         status = "positive"
     elif er and pr:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from cds_service.facts.evidence import Evidence
 from cds_service.facts.kept import kept
@@ -25,6 +25,9 @@ from cds_service.fhir.primitives import effective_date, fmt, latest_day, parse_d
 from cds_service.fhir.read import concept, items, obj, period, string
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import content_key
+
+LineSetting = Literal["metastatic", "early", "unknown"]
+Outcome = Literal["progressed", "stopped-toxicity", "ongoing", "ended-reason-unknown"]
 
 ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
 ONGOING = {"active", "in-progress", "on-hold"}
@@ -57,8 +60,8 @@ class Line:
     end: date | None
     ongoing: bool
     refs: list[str]
-    setting: str = "unknown"  # metastatic | early | unknown
-    outcome: str = "ended-reason-unknown"  # progressed | stopped-toxicity | ongoing | ended-reason-unknown
+    setting: LineSetting = "unknown"
+    outcome: Outcome = "ended-reason-unknown"
     progression: list[Evidence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

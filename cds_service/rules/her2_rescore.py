@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from cds_service.facts.derive import Facts
@@ -129,7 +130,7 @@ def service_request(facts: Facts, patient_id: str, kind: str) -> dict[str, Any]:
     return sr
 
 
-def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> str | None:
+def why_silent(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> str | None:
     """Why this rule says nothing (None: it has a card)."""
     if not facts.setting.in_scope:
         other = "; ".join(e.text for e in facts.setting.other_primary)
@@ -149,7 +150,7 @@ def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> st
     return None
 
 
-def decide(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> CardDecision | None:
+def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> CardDecision | None:
     """The card of this topic for this chart and request (None: silent; why_silent says why)."""
     if why_silent(facts, request, cfg) is not None:
         return None

@@ -6,6 +6,7 @@ grade ≥2: critical, stop. The label's ILD table is quoted in full."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -58,7 +59,7 @@ def _no_tdxd(facts: Facts, request: RequestContext) -> str | None:
     return None
 
 
-def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> str | None:
+def why_silent(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> str | None:
     """Why this rule says nothing (None: it has a card)."""
     if (no_tdxd := _no_tdxd(facts, request)) is not None:
         return no_tdxd
@@ -117,7 +118,7 @@ def _dose_parts(dose: DoseCheck | None, order: Any, unknowns: list[str]) -> tupl
     return advice, suggestions
 
 
-def decide(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> CardDecision | None:
+def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> CardDecision | None:
     """The card of this topic for this chart and request (None: silent; why_silent says why)."""
     if _no_tdxd(facts, request) is not None:
         return None

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cds_service.config import Mode, TopicSettings
 from cds_service.facts.derive import Facts
 from cds_service.facts.label import LABEL_REVISION
 from cds_service.facts.request import RequestContext
@@ -14,8 +15,8 @@ from cds_service.rules import her2_rescore, tdxd
 from cds_service.rules import ild_monitoring as ild
 from cds_service.rules.decision import CardDecision
 
-Decide = Callable[[Facts, RequestContext, dict[str, Any]], CardDecision | None]
-WhySilent = Callable[[Facts, RequestContext, dict[str, Any]], str | None]
+Decide = Callable[[Facts, RequestContext, Mapping[str, Any]], CardDecision | None]
+WhySilent = Callable[[Facts, RequestContext, Mapping[str, Any]], str | None]
 Criteria = Callable[[Facts], list[tuple[str, str, list[tuple[str, bool | None, str]]]]]
 
 
@@ -86,13 +87,16 @@ TOPICS: tuple[Topic, ...] = (  # as discovery and the report list them
 BY_CODE: dict[str, Topic] = {t.code: t for t in TOPICS}
 
 
-def topic_config(topic: Topic, cards: Mapping[str, Any]) -> dict[str, Any]:
-    """A topic's settings: cards.<config_key>, else the row's defaults."""
-    found = cards.get(topic.config_key)
-    return dict(found) if isinstance(found, Mapping) else dict(topic.defaults)
+def topic_settings(topic: Topic, topics: Mapping[str, TopicSettings]) -> TopicSettings:
+    """A topic's settings: cards.<config_key>, else the row's defaults (a topic with neither is off)."""
+    return topics.get(topic.config_key) or TopicSettings.of(topic.defaults)
 
 
-def mode(topic: Topic, cards: Mapping[str, Any]) -> str:
-    """live | shadow | off (`enabled: false` is off; a topic with no settings at all is off)."""
-    cfg = topic_config(topic, cards)
-    return "off" if not cfg.get("enabled", False) else str(cfg.get("mode", "live"))
+def topic_config(topic: Topic, topics: Mapping[str, TopicSettings]) -> Mapping[str, Any]:
+    """The options its rule reads (its thresholds)."""
+    return topic_settings(topic, topics).options
+
+
+def mode(topic: Topic, topics: Mapping[str, TopicSettings]) -> Mode:
+    """live | shadow | off (`enabled: false` is off)."""
+    return topic_settings(topic, topics).runs

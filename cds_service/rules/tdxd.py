@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,7 +295,7 @@ def _order(patient_id: str) -> dict[str, Any]:
     }
 
 
-def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any] | None = None) -> str | None:
+def why_silent(facts: Facts, request: RequestContext, cfg: Mapping[str, Any] | None = None) -> str | None:
     """Why this rule says nothing before any pathway is weighed (None: the pathways decide)."""
     if not facts.setting.in_scope:
         other = "; ".join(e.text for e in facts.setting.other_primary)
@@ -326,7 +326,7 @@ def why_silent(facts: Facts, request: RequestContext, cfg: dict[str, Any] | None
     return None
 
 
-def decide(facts: Facts, request: RequestContext, cfg: dict[str, Any]) -> CardDecision | None:
+def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> CardDecision | None:
     """The card of this topic for this chart and request (None: silent; why_silent says why)."""
     if why_silent(facts, request) is not None:
         return None

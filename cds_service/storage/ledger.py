@@ -12,6 +12,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -95,10 +96,12 @@ class Ledger:
     """Records cards (asynchronously) and answers snooze questions (synchronously, failing open: a card that
     cannot be checked is shown)."""
 
-    def __init__(self, engine: Engine, cfg: dict[str, Any], on_miss: Any = None, ensure_schema: Any = None) -> None:
+    def __init__(
+        self, engine: Engine, secret_file: str | None = None, on_miss: Any = None, ensure_schema: Any = None
+    ) -> None:
         self.engine = engine
         self._ensure = ensure_schema or (lambda: None)  # a database down at start is migrated on first use
-        self.cfg = cfg
+        self.secret_file = secret_file  # the HMAC key of the patient hash (None: a random key kept in the database)
         self._on_miss = on_miss or (lambda what: None)
         self._queue: queue.Queue[Entry | None] = queue.Queue(QUEUE_SIZE)
         self._key: bytes | None = None
@@ -113,7 +116,7 @@ class Ledger:
     def _secret(self) -> bytes:
         with self._key_lock:
             if self._key is None:
-                path = self.cfg["patient_key_secret_file"]
+                path = self.secret_file
                 self._key = Path(path).read_bytes().strip() if path else self._site_key()
             return self._key
 
@@ -287,7 +290,7 @@ class Ledger:
             return {r.card_uuid: r.client for r in rows}
 
     def snooze_from_feedback(
-        self, entries: list[dict[str, Any]], rules: dict[str, dict[str, Any]], issuer: str | None = None
+        self, entries: list[dict[str, Any]], rules: Mapping[str, Mapping[str, Any]], issuer: str | None = None
     ) -> int:
         """An override whose reason has a snooze rule quiets the same topic for the same patient of the same EHR.
         Only info cards are snoozed (a warning or a critical card always comes back), only by the issuer the card

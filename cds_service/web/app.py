@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None, topics: tuple[Topic, ...] = TOP
     settings = settings or load_config()
     contracts.load_all()  # every schema loaded and checked at start, not on first use
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(settings.limits["max_body_bytes"])
+    app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes
     app.extensions[EXTENSION] = build_state(settings, topics)
     app.before_request(audit.start)
     app.after_request(audit.finish)

@@ -20,6 +20,7 @@ import orjson
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cds_service.config import AuthSettings
 from cds_service.gather.fhir_client import read_body
 from cds_service.storage.first_use import CacheForgot, FirstUseMemory
 
@@ -225,12 +226,12 @@ def _key_object(jwk_json: str, alg: str) -> Any:
 class Verifier:
     """Checks the bearer token of one call against the configured trust."""
 
-    def __init__(self, auth_cfg: dict[str, Any], replay: FirstUseMemory) -> None:
-        self.required = bool(auth_cfg["required"])
-        self.algorithms = [a for a in auth_cfg["algorithms"] if a not in FORBIDDEN_ALGS]
-        self.leeway = int(auth_cfg["leeway_seconds"])
-        self.max_lifetime = int(auth_cfg["max_token_lifetime_seconds"])
-        self.keys = KeySets(auth_cfg["issuers"])
+    def __init__(self, auth: AuthSettings, replay: FirstUseMemory) -> None:
+        self.required = auth.required
+        self.algorithms = [a for a in auth.algorithms if a not in FORBIDDEN_ALGS]
+        self.leeway = auth.leeway_seconds
+        self.max_lifetime = auth.max_token_lifetime_seconds
+        self.keys = KeySets([dict(i) for i in auth.issuers])
         self.replay = replay
         self._jku_noted: set[str] = set()
 

@@ -43,9 +43,9 @@ class AppState:
 def build_state(settings: Settings, topics: tuple[Topic, ...] = TOPICS) -> AppState:
     """Open what the app needs: replay cache, verifier, database (migrated; a database down at start is
     retried on first use), metrics, ledger (its retention purge runs in the background) and the engine."""
-    storage = settings["storage"]
-    replay = first_use_from_url(storage["cache_url"], max_entries=int(storage["memory_cache_max_entries"]))
-    store = FeedbackStore(storage["database_url"])
+    storage = settings.storage
+    replay = first_use_from_url(storage.cache_url, max_entries=storage.memory_cache_max_entries)
+    store = FeedbackStore(storage.database_url)
     try:
         store.create_schema()
     except Exception as exc:  # noqa: BLE001 - start anyway; /readyz reports the database
@@ -53,16 +53,15 @@ def build_state(settings: Settings, topics: tuple[Topic, ...] = TOPICS) -> AppSt
             "feedback database not reachable at start (%s); will retry on first feedback", type(exc).__name__
         )
     metrics = Metrics()
-    ledger_cfg = settings["ledger"]
     ledger = None
-    if ledger_cfg["enabled"]:
+    if settings.ledger.enabled:
         ledger = Ledger(
             store.engine,
-            ledger_cfg,
+            settings.ledger.patient_key_secret_file,
             lambda what: metrics.ledger_misses.labels(what=what).inc(),
             lambda: store.create_schema(attempts=1),
         )
-        ledger.purge_in_background(int(ledger_cfg["retention_days"]))
+        ledger.purge_in_background(settings.ledger.retention_days)
     return AppState(
         settings=settings,
         engine=Engine(settings, ledger, topics),
@@ -71,9 +70,9 @@ def build_state(settings: Settings, topics: tuple[Topic, ...] = TOPICS) -> AppSt
         metrics=metrics,
         replay=replay,
         verifier=Verifier(settings.auth, replay),
-        origins=frozenset(settings["cors"]["allowed_origins"]),
-        public_base=(settings["public_base_url"] or "").rstrip("/"),
-        explain_hash=settings["operator"]["explain_token_sha256"],
+        origins=settings.cors_origins,
+        public_base=(settings.public_base_url or "").rstrip("/"),
+        explain_hash=settings.explain_token_sha256,
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import Field, dataclass, field, fields
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from cds_service.fhir.primitives import fmt
+
+SiteKind = Literal["primary", "metastatic", "unknown"]
 
 POSITIVE, LOW, ULTRALOW, NULL = "positive", "low", "ultralow", "null"
 INDETERMINATE, ZERO_UNSPECIFIED, BINARY_ONLY = "indeterminate", "zero-unspecified", "binary-only"
@@ -94,7 +96,7 @@ class Her2Result(Her2Values):
     when: date | None
     refs: list[str]
     ish_group: int | None = None
-    site_kind: str = "unknown"  # primary | metastatic | unknown
+    site_kind: SiteKind = "unknown"
     site: str | None = None
     specimen_ref: str | None = None
     by_text: bool = False

@@ -21,7 +21,7 @@ from cds_service.facts.her2.model import (
     merge_values,
 )
 from cds_service.facts.her2.readings import read_observation
-from cds_service.facts.her2.sites import site_of
+from cds_service.facts.her2.sites import Site, site_of
 from cds_service.facts.thresholds import PAIR_ISH
 from cds_service.fhir.primitives import fmt, parse_date, ref_of
 from cds_service.fhir.read import items, string
@@ -63,7 +63,7 @@ def _spec(p: Partial) -> str | None:
 def _split_readings(
     key: tuple[Any, ...],
     groups: dict[tuple[Any, ...], list[Partial]],
-    sites: dict[tuple[Any, ...], tuple[str, str | None]],
+    sites: dict[tuple[Any, ...], Site],
 ) -> None:
     """Two readings of one specimen on different days (a report re-read years later) are two results;
     an ISH on the specimen joins the latest reading made before it (or the first)."""
@@ -82,7 +82,7 @@ def _split_readings(
         sites[sub] = sites[key]
 
 
-def _merge(group: list[Partial], site: tuple[str, str | None]) -> Her2Result:
+def _merge(group: list[Partial], site: Site) -> Her2Result:
     """One result from the readings of one specimen: final/amended/corrected outrank preliminary, and
     among equals the later `issued`, then the later date, wins. An IHC score brings its own staining
     statement (never mixed with another reading's)."""
@@ -117,7 +117,7 @@ def build_picture(
 ) -> Her2Picture:
     """All HER2 results of the patient, categorised, and the current picture."""
     notes: list[str] = []
-    partials: list[tuple[Partial, tuple[str, str | None]]] = []
+    partials: list[tuple[Partial, Site]] = []
     for kind in (
         "her2-ihc",
         "her2-interpretation",
@@ -131,7 +131,7 @@ def build_picture(
     kept = {id(p) for p in _supersede([p for p, _ in partials], notes)}
     partials = [(p, s) for p, s in partials if id(p) in kept]
     groups: dict[tuple[Any, ...], list[Partial]] = {}
-    sites: dict[tuple[Any, ...], tuple[str, str | None]] = {}
+    sites: dict[tuple[Any, ...], Site] = {}
     for p, site in partials:
         key = ("spec", _spec(p)) if _spec(p) else ("day", p.when, site[0])
         groups.setdefault(key, []).append(p)

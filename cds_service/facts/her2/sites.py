@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from cds_service.facts.her2.model import SiteKind
 from cds_service.fhir.read import concept, obj, reference, string
 from cds_service.fhir.terminology import Terminology, texts
 
+Site = tuple[SiteKind, str | None]  # (primary | metastatic | unknown, a short site text)
 
-def site_of(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Terminology) -> tuple[str, str | None]:
+
+def site_of(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Terminology) -> Site:
     """(primary | metastatic | unknown, a short site text) from Specimen or bodySite."""
     concepts: list[Any] = []
     spec_ref = reference(obs, "specimen")
