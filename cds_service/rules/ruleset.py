@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 from cds_service.facts.label import LABEL_REVISION
+from cds_service.fhir.read import string
 from cds_service.fhir.terminology import Terminology
 from cds_service.rules.registry import TOPICS, Topic
 
@@ -58,7 +59,7 @@ def source_attributes(topics: tuple[Topic, ...] = TOPICS) -> dict[str, Any]:
 def value_set_versions(ts: Terminology) -> dict[str, str]:
     """canonical URL -> version of every ValueSet in use; a site's local files are named beside it."""
     by_id = {r["id"]: r for r in ts.resources.values() if r["resourceType"] == "ValueSet"}
-    out = {r["url"]: r.get("version", "unversioned") for r in by_id.values()}
+    out = {r["url"]: string(r, "version") or "unversioned" for r in by_id.values()}
     for extra in ts.extras:
         out[by_id[extra.value_set]["url"]] += f" + local file {extra.path.rsplit('/', 1)[-1]} ({extra.added} codes)"
     return dict(sorted(out.items()))
