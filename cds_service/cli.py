@@ -20,32 +20,28 @@ def _serve(args: argparse.Namespace) -> int:
         # before prometheus_client is imported: /metrics then adds up every worker's counts
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="her2-cds-metrics-")
     from cds_service.logs import configure
-    from cds_service.startup import banner
+    from cds_service.startup import start
     from cds_service.web.app import serving_app
 
     if args.config:
         os.environ["HER2_CDS_CONFIG"] = args.config
     overrides: dict[str, Any] = {"auth": {"required": False}} if args.no_auth else {}
-    settings = load(args.config, dev=args.dev, overrides=overrides or None)
-    if args.allow_fhir_server:  # added to what the file (and --dev) allow
-        allowed = sorted(set(settings.fhir.allowed_servers) | set(args.allow_fhir_server))
-        settings = load(args.config, dev=args.dev, overrides={**overrides, "fhir": {"allowed_servers": allowed}})
-    configure(settings.log_level)
     log = logging.getLogger("her2_cds")
-    for level, line in banner(settings):
-        log.log(getattr(logging, level), line)
-    from cds_service.fhir.terminology import load_terminology
-
-    for extra in load_terminology(list(settings.value_set_files)).extras:  # a bad one stops start-up here
-        log.info("local value set %s adds %d codes or terms to %s", extra.path, extra.added, extra.value_set)
+    try:
+        settings = load(args.config, dev=args.dev, overrides=overrides or None)
+        if args.allow_fhir_server:  # added to what the file (and --dev) allow
+            allowed = sorted(set(settings.fhir.allowed_servers) | set(args.allow_fhir_server))
+            settings = load(args.config, dev=args.dev, overrides={**overrides, "fhir": {"allowed_servers": allowed}})
+        configure(settings.log_level)
+        refusal = start(settings, production=args.workers > 1, log=log)  # the same words as every other start
+    except ConfigError as exc:
+        print(f"her2-cds: refusing to start: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if refusal:
+        log.critical("refusing to start: %s", refusal)
+        return 2
     log.info("listening on http://%s:%d/cds-services", args.host, args.port)
     if args.workers > 1:
-        from cds_service.startup import refusal_to_serve
-
-        refusal = refusal_to_serve(settings)
-        if refusal:
-            log.critical("refusing to start: %s", refusal)
-            return 2
         # each worker builds its own app after the fork: database pools and Redis sockets are never shared
         return _gunicorn(lambda: _tuned(serving_app(settings)), args, metrics_dir)
     log.warning(
@@ -110,11 +106,22 @@ def _gunicorn(build: Any, args: argparse.Namespace, metrics_dir: str | None) -> 
 
 def _check_config(args: argparse.Namespace) -> int:
     from cds_service.fhir.terminology import load_terminology
+    from cds_service.startup import problems, refusal_to_serve
 
     settings = load(args.file)
-    for extra in load_terminology(list(settings.value_set_files)).extras:
+    ts = load_terminology(settings.value_set_files)
+    for extra in ts.extras:
         print(f"{extra.path}: adds {extra.added} codes or terms to {extra.value_set}")
+    mistakes = problems(settings, ts)
+    if mistakes:
+        print(f"{args.file}: invalid configuration", file=sys.stderr)
+        for line in mistakes:
+            print(f"  {args.file}: {line}", file=sys.stderr)
+        return 1
     print(f"{args.file}: configuration is valid")
+    refusal = refusal_to_serve(settings)
+    if refusal:  # fine for development; said now, not at the first production start
+        print(f"{args.file}: note: a production start (gunicorn, serve --workers N) refuses it: {refusal}")
     return 0
 
 

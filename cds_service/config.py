@@ -257,11 +257,29 @@ def load(
     data["storage"]["cache_url"] = data["storage"]["cache_url"] or host_cache_url(data["storage"]["database_url"])
     secret = data["ledger"]["patient_key_secret_file"]
     if secret and not Path(secret).is_absolute():
-        data["ledger"]["patient_key_secret_file"] = str(base / secret)
+        data["ledger"]["patient_key_secret_file"] = secret = str(base / secret)
+    if secret:
+        _check_secret_file(Path(secret), f"{source}: ledger.patient_key_secret_file")
     for index, issuer in enumerate(data["auth"]["issuers"]):
         if "jwks_file" in issuer:
             issuer["jwks"] = _pinned_keys(base / issuer["jwks_file"], f"{source}: auth.issuers[{index}].jwks_file")
     return Settings(data=data, source=source, dev_mode=dev, notes=notes)
+
+
+MIN_SECRET_BYTES = 16
+
+
+def _check_secret_file(path: Path, where: str) -> None:
+    """The patient-hash key file opens and holds a key (its content is never printed)."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{where}: {path} holds {len(key)} bytes; a key needs at least {MIN_SECRET_BYTES} "
+            "(e.g. `openssl rand -hex 32 > FILE`)"
+        )
 
 
 def host_cache_url(database_url: str) -> str:

@@ -38,6 +38,29 @@ def own_metrics_dir(path: str | None) -> None:
     _OWN_METRICS_DIR = path
 
 
+def on_starting(server: Any) -> None:
+    """gunicorn hook, in the master, once: what every start says (cds_service.startup), and a refusal stops the
+    master before any worker starts (exit 3, as a worker's boot error would)."""
+    import logging
+    import sys
+
+    from cds_service.config import ConfigError, load
+    from cds_service.logs import configure
+    from cds_service.startup import ANNOUNCED, start
+
+    try:
+        settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
+        configure(settings.log_level)
+        refusal = start(settings, production=True)
+    except ConfigError as exc:
+        refusal = str(exc)
+    if refusal:
+        logging.getLogger("her2_cds").critical("refusing to start: %s", refusal)
+        print(f"her2-cds: refusing to start: {refusal}", file=sys.stderr, flush=True)
+        raise SystemExit(3)
+    os.environ[ANNOUNCED] = "1"
+
+
 def on_exit(server: Any) -> None:
     """gunicorn hook, in the master only: remove the metrics directory this process made."""
     if _OWN_METRICS_DIR:

@@ -1,10 +1,17 @@
-"""What the service tells its operator at start: what it uses, whom it trusts, what is unsafe."""
+"""What the service tells its operator at start, the same on every way of starting it (`serve`, gunicorn with
+`cds_service.wsgi:app`, the Docker image): what it uses, whom it trusts, what is unsafe; and what makes a start
+refuse (a configuration mistake, always; in production, what would make the service useless or unsafe)."""
 
 from __future__ import annotations
 
+import difflib
+import logging
 import re
 
 from cds_service.config import Settings
+from cds_service.fhir.terminology import Terminology, load_terminology
+
+ANNOUNCED = "HER2_CDS_ANNOUNCED"  # set by gunicorn's master once it has said what start says (workers inherit it)
 
 
 def _redact_url(url: str) -> str:
@@ -65,11 +72,56 @@ def banner(settings: Settings) -> list[tuple[str, str]]:
 
 def refusal_to_serve(settings: Settings) -> str | None:
     """Why a production start (gunicorn: the Docker image, `serve --workers N`) must not run, or None. Development
-    modes (`--dev`, HER2_CDS_DEV=1, authentication off) may guess the public URL, loudly (banner)."""
-    if settings.dev_mode or not settings.auth.required or settings.public_base_url:
+    modes (`--dev`, HER2_CDS_DEV=1, authentication off) may guess the public URL and trust nobody, loudly
+    (banner)."""
+    if settings.dev_mode or not settings.auth.required:
         return None
-    return (
-        "public_base_url is not set: every token's audience would be taken from the Host header the caller "
-        "chooses. Set public_base_url to the URL EHRs call (e.g. https://cds.example.org), or start in "
-        "development mode (--dev, HER2_CDS_DEV=1)"
-    )
+    if not settings.public_base_url:
+        return (
+            "public_base_url is not set: every token's audience would be taken from the Host header the caller "
+            "chooses. Set public_base_url to the URL EHRs call (e.g. https://cds.example.org), or start in "
+            "development mode (--dev, HER2_CDS_DEV=1)"
+        )
+    if not settings.auth.issuers:
+        return (
+            "auth.issuers is empty: no CDS client is trusted, so every call would be refused with 401. Add the "
+            "issuer (iss) and keys of each EHR that calls this service (docs/integration.md), or start in "
+            "development mode (--dev, HER2_CDS_DEV=1)"
+        )
+    return None
+
+
+def override_codes(ts: Terminology) -> list[str]:
+    """The override reasons the cards offer (the override-reason CodeSystem)."""
+    return [str(c["code"]) for c in ts.resources["CodeSystem/override-reason"]["concept"]]
+
+
+def problems(settings: Settings, ts: Terminology) -> list[str]:
+    """Configuration mistakes that pass the schema and need the loaded value sets to see: each is a refusal."""
+    offered = override_codes(ts)
+    out = []
+    for code in settings.cards.snooze:
+        if code not in offered:
+            close = difflib.get_close_matches(code, offered, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            out.append(
+                f"cards.snooze.{code}: no card offers this override reason, so the rule would never fire; "
+                f"{hint}the cards offer {', '.join(offered)}"
+            )
+    return out
+
+
+def start(settings: Settings, production: bool, log: logging.Logger | None = None) -> str | None:
+    """What every start says (the banner, each local value set), then why it must not run, or None: a
+    configuration mistake in any mode; in a production start (gunicorn, `serve --workers N`), refusal_to_serve.
+    Loading the value sets raises ConfigError for a bad local file."""
+    log = log or logging.getLogger("her2_cds")
+    for level, line in banner(settings):
+        log.log(getattr(logging, level), line)
+    ts = load_terminology(settings.value_set_files)
+    for extra in ts.extras:
+        log.info("local value set %s adds %d codes or terms to %s", extra.path, extra.added, extra.value_set)
+    mistakes = problems(settings, ts)
+    if mistakes:
+        return "invalid configuration: " + "; ".join(mistakes)
+    return refusal_to_serve(settings) if production else None

@@ -9,12 +9,13 @@ import sys
 from cds_service.config import load
 from cds_service.logs import configure
 from cds_service.process import tune_server_process
-from cds_service.startup import refusal_to_serve
+from cds_service.startup import ANNOUNCED, refusal_to_serve, start
 from cds_service.web.app import serving_app
 
 settings = load(dev=os.environ.get("HER2_CDS_DEV") == "1")
 configure(settings.log_level)
-_refusal = refusal_to_serve(settings)
+# gunicorn with cds_service.gunicorn_conf said it all once, in the master (on_starting); any other server: here
+_refusal = refusal_to_serve(settings) if os.environ.get(ANNOUNCED) else start(settings, production=True)
 if _refusal:
     logging.getLogger("her2_cds").critical("refusing to start: %s", _refusal)
     print(f"her2-cds: refusing to start: {_refusal}", file=sys.stderr, flush=True)

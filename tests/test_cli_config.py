@@ -124,6 +124,12 @@ def test_docker_files_point_at_real_parts(tmp_path):
     assert bare.returncode == 3 and "refusing to start: public_base_url is not set" in bare.stderr  # no config
     (tmp_path / "min.yaml").write_text("public_base_url: https://cds.example.org\n")
     env["HER2_CDS_CONFIG"] = str(tmp_path / "min.yaml")
+    nobody = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert nobody.returncode == 3 and "auth.issuers is empty: no CDS client is trusted" in nobody.stderr
+    (tmp_path / "min.yaml").write_text(
+        "public_base_url: https://cds.example.org\n"
+        "auth: {issuers: [{iss: https://ehr.example.org, jwks_url: https://ehr.example.org/jwks}]}\n"
+    )
     subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, timeout=60)
     # the default SQLite file lands in the working directory, which must be the service user's /data
     assert (tmp_path / "her2-cds.db").exists()

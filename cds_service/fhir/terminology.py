@@ -412,6 +412,17 @@ def _problems(data: dict[str, Any]) -> list[str]:
         for j, f in enumerate(inc.get("filter") or []):
             if f.get("op") != "is-a":
                 out.append(f"{where}.filter[{j}]: only op 'is-a' is supported, not {f.get('op')!r}")
+            elif inc.get("system") and inc["system"] not in CODE_PREFIX_HIERARCHIES:
+                out.append(
+                    f"{where}.filter[{j}]: is-a in {inc['system']} needs a terminology server to evaluate (its "
+                    "codes do not spell their parents); ship the expansion instead: list the codes under it in "
+                    "compose.include.concept or expansion.contains (a terminology server's $expand gives them)"
+                )
+        if (system := inc.get("system")) and isinstance(system, str):
+            out += _unknown_system(system, f"{where}.system")
+    for i, c in enumerate(_contains((data.get("expansion") or {}).get("contains") or [])):
+        if isinstance(system := c.get("system"), str):
+            out += _unknown_system(system, f"expansion.contains[{i}].system")
     for i, _ in enumerate((data.get("compose") or {}).get("exclude") or []):
         out.append(f"compose.exclude[{i}] is not supported: leave the codes out instead")
     missing = [
@@ -422,6 +433,61 @@ def _problems(data: dict[str, Any]) -> list[str]:
     if missing:
         out.append(f"expansion.contains: code(s) {', '.join(missing[:5])} have no system")
     return out
+
+
+# code systems whose codes spell their place in the hierarchy (C50.9 under C50; L02BG03 under L02BG): an is-a
+# filter in them is a prefix of the code, evaluated here; in any other system it needs a terminology server
+CODE_PREFIX_HIERARCHIES = frozenset(
+    {
+        "http://hl7.org/fhir/sid/icd-10",
+        "http://hl7.org/fhir/sid/icd-10-cm",
+        "http://fhir.de/CodeSystem/bfarm/icd-10-gm",
+        "http://terminology.hl7.org/CodeSystem/icd-o-3",
+        "http://www.whocc.no/atc",
+        "http://fhir.de/CodeSystem/bfarm/atc",
+    }
+)
+# the code systems records are written in (besides those of the shipped value sets): a site's system that is
+# nearly one of these is a typo, and would match nothing
+KNOWN_SYSTEMS = frozenset(
+    {
+        "http://snomed.info/sct",
+        "http://loinc.org",
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "http://unitsofmeasure.org",
+        "http://hl7.org/fhir/sid/ndc",
+        "http://hl7.org/fhir/sid/icd-9-cm",
+        "http://ncimeta.nci.nih.gov",
+        "http://ncithesaurus.nci.nih.gov",
+        "http://www.ama-assn.org/go/cpt",
+        "http://fhir.de/CodeSystem/dimdi/ops",
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+        "http://terminology.hl7.org/CodeSystem/observation-category",
+        *CODE_PREFIX_HIERARCHIES,
+    }
+)
+
+
+@cache
+def _known_systems() -> frozenset[str]:
+    """Every code system a shipped value set uses, and the well-known ones."""
+    found = set(KNOWN_SYSTEMS)
+    for path in profiles_dir().glob("ValueSet-*.json"):
+        data = json.loads(path.read_text("utf-8"))
+        found.update(i["system"] for i in (data.get("compose") or {}).get("include") or [] if i.get("system"))
+        contains = _contains((data.get("expansion") or {}).get("contains") or [])
+        found.update(c["system"] for c in contains if c.get("system"))
+    return frozenset(found)
+
+
+def _unknown_system(system: str, where: str) -> list[str]:
+    """A system that is nearly a known one ("http://snomed.info/sctt", "https://loinc.org") is a typo: refused
+    with the one meant. One far from every known system is a site's own and is read as it is."""
+    known = _known_systems()
+    if system in known:
+        return []
+    close = difflib.get_close_matches(system, sorted(known), n=1, cutoff=0.85)
+    return [f"{where} {system!r} is not a code system records use; did you mean {close[0]!r}?"] if close else []
 
 
 def _add_extra(path: Path, matchers: dict[str, ValueSetMatcher], by_url: dict[str, str]) -> ExtraFile:
