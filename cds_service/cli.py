@@ -162,6 +162,7 @@ def _report(args: argparse.Namespace) -> int:
     from datetime import date, timedelta
 
     from cds_service.report import write_report
+    from cds_service.storage.database import database_shown, sqlite_file
     from cds_service.storage.feedback import FeedbackStore
 
     settings = load(args.config)
@@ -180,10 +181,19 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"her2-cds report: cannot write to {out}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
         return 2
-    store = FeedbackStore(settings.storage.database_url)
+    url = settings.storage.database_url
+    shown, file = database_shown(url), sqlite_file(url)
+    if file is not None and not file.exists():
+        print(
+            f"her2-cds report: no database at {shown} (storage.database_url {url!r}, read from {settings.source}); "
+            "run the report where the service runs, or give it the service's configuration with --config",
+            file=sys.stderr,
+        )
+        return 2
+    store = FeedbackStore(url)
     try:
         store.create_schema()
-        paths = write_report(store.engine, since, until, out)
+        paths = write_report(store.engine, since, until, out, shown)
     except Exception as exc:  # noqa: BLE001 - the database is down or refuses: say so, without its message
         # the class only: a driver's message can carry the connection URL and its password
         print(
@@ -194,6 +204,7 @@ def _report(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.engine.dispose()
+    print(f"read the card ledger in {shown}")
     for path in paths:
         print(path)
     return 0

@@ -264,7 +264,7 @@ def _table(name: str, title: str, header: list[str], rows: list[list[Any]]) -> s
     )
 
 
-def render_html(tables: Tables, generated: datetime) -> str:
+def render_html(tables: Tables, generated: datetime, source: str = "") -> str:
     since, until = tables.period
     weekly = tables.tables["cards_per_topic_week"][2]
     weeks = sorted({r[0] for r in weekly})
@@ -300,7 +300,9 @@ th {{ background: #f3f3f3; }} .csv {{ color: #777; font-size: 12px; margin-top: 
 <p class="totals"><span id="total-cards">Cards recorded: {total + sum(r[3] + r[4] + r[5] for r in weekly)}</span>
 <span id="total-returned">Returned: {total}</span>
 <span id="total-overridden">Overridden: {overridden}</span></p>
-<p>Generated {generated.isoformat(timespec="seconds")} from the card ledger joined to feedback. No patient
+<p>Generated {generated.isoformat(timespec="seconds")} from the card ledger joined to feedback<span id="source">{
+        f" in {html.escape(source)}" if source else ""
+    }</span>. No patient
 identifiers: the ledger keeps a keyed hash only. Weeks start on Monday (UTC).</p>
 {charts}
 {sections}
@@ -308,11 +310,12 @@ identifiers: the ledger keeps a keyed hash only. Weeks start on Monday (UTC).</p
 """
 
 
-def write_report(engine: Engine, since: date, until: date, out_dir: Path) -> list[Path]:
-    """report.html and the CSV files in out_dir (created); returns their paths."""
+def write_report(engine: Engine, since: date, until: date, out_dir: Path, source: str = "") -> list[Path]:
+    """report.html and the CSV files in out_dir (created); returns their paths. source: the database read, as
+    the page names it (no password)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = build(load_cards(engine, since, until), since, until)
     paths = write_csv(tables, out_dir)
     page = out_dir / "report.html"
-    page.write_text(render_html(tables, datetime.now(timezone.utc)), "utf-8")
+    page.write_text(render_html(tables, datetime.now(timezone.utc), source), "utf-8")
     return [page, *paths]

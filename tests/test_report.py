@@ -207,3 +207,27 @@ def test_a_report_from_a_database_that_is_down_says_so_without_its_url(tmp_path,
     err = capsys.readouterr().err
     assert "cannot read the card ledger in the configured database (OperationalError)" in err
     assert "secret-pw" not in err
+
+
+def test_the_page_names_the_database_it_read(seeded, tmp_path):
+    page = (seeded / "report.html").read_text()
+    assert f'<span id="source"> in {tmp_path / "ledger.db"}</span>' in page
+
+
+def test_a_report_run_where_there_is_no_database_refuses_and_creates_none(tmp_path, capsys, monkeypatch):
+    """Run from another directory with the default relative SQLite URL: no empty database, no 'Cards recorded: 0'."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HER2_CDS_CONFIG", raising=False)
+    assert main(["report", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"no database at {tmp_path}/her2-cds.db" in err and "--config" in err
+    assert not (tmp_path / "her2-cds.db").exists() and not (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_report_says_which_database_it_read_without_a_password(tmp_path):
+    from cds_service.storage.database import database_shown
+
+    assert database_shown("postgresql://her2:secret-pw@db.example:5432/ledger") == (
+        "postgresql://her2:***@db.example:5432/ledger"
+    )
+    assert database_shown("sqlite:///relative.db") == str(Path("relative.db").resolve())

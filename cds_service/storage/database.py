@@ -4,11 +4,12 @@ its schema, migrated to the newest Alembic revision at start."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.pool import StaticPool
 
@@ -68,3 +69,19 @@ def revision(engine: Engine) -> str | None:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except Exception:  # noqa: BLE001 - no version table yet
             return None
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL, absolute (relative ones are relative to the working directory); None for another
+    database or an in-memory one."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).resolve()
+
+
+def database_shown(database_url: str) -> str:
+    """The database as a person should see it: a SQLite file's absolute path; any other URL without its
+    password."""
+    found = sqlite_file(database_url)
+    return str(found) if found is not None else make_url(database_url).render_as_string(hide_password=True)
