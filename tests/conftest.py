@@ -214,3 +214,14 @@ def live_server() -> Iterator[Callable[[Any], LiveServer]]:
     yield start
     for srv in started:
         srv.stop()
+
+
+SHARED_SERVERS = {"pg_url", "redis_url"}  # the machine's PostgreSQL and Redis: one database, one keyspace
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under parallel workers (pytest-xdist, --dist loadgroup), the tests that use the machine's shared PostgreSQL
+    database or Redis keyspace run in one group, one after another, on one worker; the rest spread out."""
+    for item in items:
+        if SHARED_SERVERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("shared-servers"))

@@ -1,5 +1,10 @@
-"""Load and faults (issue 9): 32 clients for 30 s mix hook calls and feedback against `her2-cds serve
---workers 2` on PostgreSQL and Redis instances this test owns, while it stops and starts them.
+"""Load and faults (issue 9), a benchmark run by hand on a quiet machine (not collected by the suite: its 30 s of
+32 clients measure the machine as much as the service):
+
+    .venv/bin/python -m pytest tests/benchmarks/load_and_fault.py
+
+32 clients for 30 s mix hook calls and feedback against `her2-cds serve --workers 2` on PostgreSQL and Redis
+instances it owns, while it stops and starts them.
 
 What must hold: no acknowledged feedback is lost; every error is a 503 with Retry-After (never a 500, a reset
 or a hang); requests sent 2 s after a server's return succeed again; the other server's outage does not
@@ -19,11 +24,11 @@ import requests
 import sqlalchemy
 import yaml
 
-from .conftest import TEST_ISS
-from .fixtures import builders as b
-from .fixtures import patients
-from .helpers import hook_request, prefetch_from
-from .own_servers import OwnPostgres, OwnRedis, free_port, serve_workers
+from ..conftest import TEST_ISS
+from ..fixtures import builders as b
+from ..fixtures import patients
+from ..helpers import hook_request, prefetch_from
+from ..own_servers import OwnPostgres, OwnRedis, free_port, serve_workers
 
 PUBLIC = "https://cds.load.example"
 CLIENTS = 32
