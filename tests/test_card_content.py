@@ -48,7 +48,7 @@ def test_db06_met_card():
         f"✔ HER2-low or HER2-ultralow: {LOW}",
         "✔ HR-positive: x (2025-01-01; Observation/x)",
         f"✔ progression on ≥1 endocrine therapy in the metastatic setting: {ET}",
-        "order in progress: capecitabine",
+        "order in progress: capecitabine — not given before (in the record this service read)",
         "metastatic since 2023-12-01",
     ]
     assert d.advice == [DB06_WHY, *ADVICE] and d.unknowns == []
@@ -236,7 +236,7 @@ def test_rescore_card(her2, summary, why, kind):
     assert d.evidence[-3:] == [
         "metastatic since 2023-12-01 (Observation/x)",
         "HR status positive: x (2025-01-01; Observation/x)",
-        "order in progress: capecitabine",
+        "order in progress: capecitabine — not given before (in the record this service read)",
     ]
 
 
@@ -685,3 +685,35 @@ def test_the_rendered_detail_says_why_first_and_sources_last():
     assert paragraphs[1].startswith("**Evidence used**")
     assert paragraphs[-1].startswith("Sources: ") and "Observation/h" in paragraphs[-1]
     assert "Observation/" not in "\n\n".join(paragraphs[:-1])
+
+
+# --- the ordered drug against the history (issue 23, item 6)
+@pytest.mark.parametrize(
+    "lines, said",
+    [
+        ([], "order in progress: capecitabine — not given before (in the record this service read)"),
+        (
+            [replace(line("chemotherapy"), drugs=["capecitabine"])],
+            "order in progress: capecitabine — given before: 2024-01-01 to 2025-01-01 (metastatic setting), progressed",
+        ),
+        (
+            [replace(line("chemotherapy", outcome="stopped-toxicity"), drugs=["Capecitabine"])],
+            "order in progress: capecitabine — given before: 2024-01-01 to 2025-01-01 (metastatic setting), "
+            "stopped for toxicity",
+        ),
+        (
+            [replace(line("chemotherapy", outcome="ongoing"), drugs=["capecitabine"], ongoing=True, end=None)],
+            "order in progress: capecitabine — taking it now: since 2024-01-01 (metastatic setting)",
+        ),
+        (
+            [replace(line("chemotherapy", setting="early"), drugs=["capecitabine", "docetaxel"])],
+            "order in progress: capecitabine — given before: 2024-01-01 to 2025-01-01 (early setting), progressed",
+        ),
+    ],
+    ids=["never", "progressed", "toxicity, another case", "ongoing", "early, in a combination"],
+)
+def test_the_ordered_drug_is_set_against_the_history(lines, said):
+    from cds_service.rules.ordered import order_line
+
+    assert order_line(base(lines=lines), CAPE) == said
+    assert order_line(base(lines=lines), replace(CAPE, drug=None)) is None

@@ -11,6 +11,7 @@ from cds_service.facts.request import RequestContext
 from cds_service.fhir.inert import inert as inert_note
 from cds_service.fhir.primitives import fmt, months_between
 from cds_service.rules.decision import CardDecision, Suggestion
+from cds_service.rules.ordered import order_line
 
 TOPIC = "her2-rescore"
 IHC, ISH = "ihc", "ish"  # what the drafted ServiceRequest asks for: IHC re-scoring / review, or reflex ISH
@@ -169,8 +170,8 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
     hr_lines = "; ".join(e.line() for e in facts.hr.evidence())
     evidence.append(f"HR status {facts.hr.status}: {hr_lines or 'no ER or PR result'}")
     order = request.systemic_order()
-    if order and order.drug:
-        evidence.append(f"order in progress: {order.drug.canonical}")
+    if order and (line := order_line(facts, order)):
+        evidence.append(line)
     label = "Order reflex HER2 ISH" if kind == ISH else "Request HER2 IHC re-scoring / pathology review"
     return CardDecision(
         topic=TOPIC,

@@ -15,6 +15,7 @@ from cds_service.facts.therapy import Line
 from cds_service.fhir.primitives import fmt
 from cds_service.rules.decision import CardDecision, Suggestion
 from cds_service.rules.her2_rescore import IHC, ISH, service_request
+from cds_service.rules.ordered import order_line
 
 TOPIC = "tdxd-consideration"
 TDXD_RXNORM = {
@@ -381,8 +382,8 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
     if facts.erbb2_other:
         evidence.append("context: " + "; ".join(e.line() for e in facts.erbb2_other))
     order = request.systemic_order()
-    if order and order.drug:
-        evidence.append(f"order in progress: {order.drug.canonical}")
+    if order and (line := order_line(facts, order)):
+        evidence.append(line)
     evidence.append(facts.setting.describe())
     patient = request.patient_id
     return CardDecision(
