@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -50,6 +51,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     from werkzeug.serving import WSGIRequestHandler, run_simple
 
+    # Ctrl+C and SIGTERM stop it cleanly (the ledger's last cards written at exit), even when the parent started
+    # it with SIGINT ignored (a background job of a script, a test runner's worker)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
     class _Quiet(WSGIRequestHandler):
         def log_request(self, *_: Any) -> None:
             """The audit logger already writes one JSON line per request."""
@@ -58,6 +64,10 @@ def _serve(args: argparse.Namespace) -> int:
         args.host, args.port, _tuned(serving_app(settings)), threaded=True, use_reloader=False, request_handler=_Quiet
     )
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _tuned(app: Any) -> Any:

@@ -37,6 +37,7 @@ STATE: dict[str, Any] = {
     "page_size": 3,
     "log": [],
     "include_results": True,
+    "include_specimens": True,  # off: a server that ignores _include=Observation:specimen
     "set_cookie": False,
     "trickle": 0.0,
     "serial": False,
@@ -121,6 +122,7 @@ class Handler(BaseHTTPRequestHandler):
                         page_size=3,
                         log=[],
                         include_results=True,
+                        include_specimens=True,
                         set_cookie=False,
                         trickle=0.0,
                         serial=False,
@@ -256,6 +258,8 @@ class Handler(BaseHTTPRequestHandler):
                 "result": ("result", "Observation"),
             }.get(name, (None, None))
             if name == "result" and not STATE["include_results"]:
+                continue
+            if name == "specimen" and not STATE["include_specimens"]:
                 continue
             for r in page if field else []:
                 value = r.get(field)

@@ -499,3 +499,43 @@ def test_observation_searches_are_merged_and_split_by_each_keys_codes(settings_f
     assert results[True]["receptorObservations"] == [er["id"]]
     assert results[True]["renalFunction"] == [egfr["id"]]
     assert results[True]["diseaseStatus"] == []
+
+
+def _metastatic_specimen_patient() -> list[dict]:
+    """HER2 IHC 0 from a liver biopsy (its site only in the Specimen)."""
+    from .fixtures import builders as b
+
+    spec = {
+        "resourceType": "Specimen",
+        "id": "sp-liver",
+        "subject": b.subject(),
+        "collection": {"bodySite": b.cc(b.SCT, "10200004", "Liver structure")},
+        "type": {"text": "Liver core biopsy (metastasis)"},
+    }
+    her2 = b.her2_ihc(0, "2025-06-01", specimen="sp-liver")
+    return [b.patient(), b.breast_cancer("2019-01-01"), b.metastasis("liver", "2023-01-10"), spec, her2]
+
+
+@pytest.mark.parametrize("include_specimens, specimen_queries", [(True, 0), (False, 1)])
+def test_specimens_a_server_did_not_include_are_fetched(app_for, fhir_server, include_specimens, specimen_queries):
+    """A server that ignores `_include=Observation:specimen`: one `Specimen?_id=` query, and the card knows the
+    result came from a metastatic site (it said "specimen site not recorded")."""
+    fhir_server.reset(_metastatic_specimen_patient(), page_size=50, include_specimens=include_specimens)
+    resp = app_for().test_client().post("/cds-services/her2-patient-view", json=_request(fhir_server.base))
+    cards = {c["source"]["topic"]["code"]: c for c in assert_cds_response(resp.get_json())}
+    log = [e["path"] for e in fhir_server.log()]
+    assert len([p for p in log if p.startswith("/Specimen?_id=sp-liver")]) == specimen_queries, log
+    detail = cards["her2-rescore"]["detail"]
+    assert "Liver core biopsy (metastasis)" in detail and "specimen site not recorded" not in detail
+    assert "not delivered" not in detail
+
+
+def test_specimens_that_cannot_be_fetched_are_said_as_not_delivered(app_for):
+    from .helpers import prefetch_from
+
+    resources = [r for r in _metastatic_specimen_patient() if r["resourceType"] != "Specimen"]
+    body = hook_request("patient-view", prefetch=prefetch_from(resources))
+    resp = app_for().test_client().post("/cds-services/her2-patient-view", json=body)
+    detail = {c["source"]["topic"]["code"]: c for c in assert_cds_response(resp.get_json())}["her2-rescore"]["detail"]
+    assert "specimen not delivered" in detail and "specimen site not recorded" not in detail
+    assert "1 specimen(s) referenced by results were not delivered and cannot be fetched" in detail

@@ -49,6 +49,7 @@ class Trickler:
         self.port = port
         self.dropped = 0
         self._stop = threading.Event()
+        self._begun = threading.Event()  # every slow connection is open and has sent a first byte
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _open(self, body: bool) -> tuple[socket.socket, bytes]:
@@ -66,7 +67,11 @@ class Trickler:
         conns = [
             [*self._open(i < BODY_TRICKLERS), i < BODY_TRICKLERS] for i in range(HEADER_TRICKLERS + BODY_TRICKLERS)
         ]
+        rounds = 0
         while not self._stop.wait(TICK):
+            rounds += 1
+            if rounds == 2:
+                self._begun.set()
             for conn in conns:
                 sock, rest, body = conn
                 try:
@@ -93,7 +98,9 @@ class Trickler:
 
     def __enter__(self) -> Trickler:
         self._thread.start()
-        time.sleep(1.0)  # every slow connection is open and has begun
+        # every slow connection open and begun (on a busy machine opening 64 of them takes its time), then a tick
+        assert self._begun.wait(timeout=20), "the slow connections did not open"
+        time.sleep(TICK)
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from cds_service.gather.binding import Binding, bind, patient_full_urls
 from cds_service.gather.fhir_client import ByteBudget, FetchResult, FhirClient, is_allowed_base, read_payload
-from cds_service.gather.templates import PATHOLOGY_KEY, missing_report_results
+from cds_service.gather.templates import PATHOLOGY_KEY, SPECIMEN_KEY, missing_report_results, missing_specimens
 
 # keys an EHR may not support: their absence is said on the cards, never a 412
 OPTIONAL_KEYS = {PATHOLOGY_KEY}
@@ -125,6 +125,7 @@ def gather(
     if to_fetch or to_continue:
         _fetch(out, to_fetch, to_continue, base, client, token, deadline, budget)
     _complete_reports(out, usable, base, client, token, deadline, budget)
+    _complete_specimens(out, usable, base, client, token, deadline, budget)
     patient_id = (request.get("context") or {}).get("patientId")
     fetched = set(to_fetch) | set(to_continue) | ({PATHOLOGY_KEY} if not out.prefetch_alone else set())
     _distrust_a_server_that_names_another_patient(out, fetched, patient_id)
@@ -169,6 +170,29 @@ def _complete_reports(
         res = _collect(out, PATHOLOGY_KEY, fut, deadline)
         if res.error:
             out.unavailable[PATHOLOGY_KEY] = f"results of pathology reports: {res.error}"
+
+
+def _complete_specimens(
+    out: Gathered, usable: bool, base: str, client: FhirClient, token: str | None, deadline: float, budget: ByteBudget
+) -> None:
+    """Specimens that HER2 results reference but that came without them: one `Specimen?_id=` query per 40 ids; a
+    request that cannot fetch them says so (the card then says "specimen not delivered", not "not recorded")."""
+    missing = missing_specimens(out.by_key)
+    if not missing:
+        return
+    if not usable:
+        out.unavailable.setdefault(
+            SPECIMEN_KEY,
+            f"{len(missing)} specimen(s) referenced by results were not delivered and cannot be fetched",
+        )
+        return
+    out.prefetch_alone = False
+    chunks = [missing[i : i + REPORT_RESULTS_PER_QUERY] for i in range(0, len(missing), REPORT_RESULTS_PER_QUERY)]
+    futures = [client.submit(f"{base}Specimen?_id={','.join(c)}", token, deadline, base, budget) for c in chunks]
+    for fut in futures:
+        res = _collect(out, SPECIMEN_KEY, fut, deadline)
+        if res.error:
+            out.unavailable[SPECIMEN_KEY] = f"specimens of results: {res.error}"
 
 
 def _collect(out: Gathered, key: str, fut: Future[FetchResult], deadline: float) -> FetchResult:

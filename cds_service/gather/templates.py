@@ -57,3 +57,24 @@ def missing_report_results(by_key: dict[str, list[dict[str, Any]]]) -> list[str]
     have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == "Observation"}
     # only FHIR ids go into a query: "x&patient=other" or "x#" from a record never shapes the request
     return [rid for rid in dict.fromkeys(referenced) if rid not in have and _FHIR_ID.fullmatch(rid)]
+
+
+SPECIMEN_KEY = "her2Observations"  # the key whose template includes the specimens of HER2 results
+
+
+def missing_specimens(by_key: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Ids of Specimens that Observations reference but that no key delivered (a server or EHR that ignored
+    `_include=Observation:specimen`): without them a result's site (primary or metastatic) is not known."""
+    referenced = [
+        ref.removeprefix("Specimen/")
+        for rs in by_key.values()
+        for r in rs
+        if r.get("resourceType") == "Observation"
+        and isinstance(spec := r.get("specimen"), dict)
+        and isinstance(ref := spec.get("reference"), str)
+        and ref.startswith("Specimen/")
+    ]
+    if not referenced:
+        return []
+    have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == "Specimen"}
+    return [sid for sid in dict.fromkeys(referenced) if sid not in have and _FHIR_ID.fullmatch(sid)]

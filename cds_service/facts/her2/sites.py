@@ -28,4 +28,7 @@ def site_of(obs: dict[str, Any], specimens: dict[str, dict[str, Any]], ts: Termi
             return "metastatic", label
         if ts.match("primary-site", cc):
             return "primary", label
-    return "unknown", next((t for cc in concepts for t in texts(cc)), None)
+    said = next((t for cc in concepts for t in texts(cc)), None)
+    if said is None and spec is None and isinstance(spec_ref, str) and spec_ref.startswith("Specimen/"):
+        said = "specimen not delivered"  # referenced, not sent (nor fetched): not known, rather than "not recorded"
+    return "unknown", said
