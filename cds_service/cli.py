@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _gunicorn(lambda: _tuned(serving_app(settings)), args, metrics_dir)
     log.warning(
         "this is werkzeug's development server, for trying the service on one machine: in production "
-        'run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (README "Security")'
+        "run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (docs/security.md)"
     )
     from werkzeug.serving import WSGIRequestHandler, run_simple
 

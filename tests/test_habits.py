@@ -24,6 +24,7 @@ from cds_service.web.state import app_state
 from .own_servers import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SANDBOX_GUIDE = README.parent / "docs" / "sandbox.md"
 
 
 def _serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
@@ -138,14 +139,14 @@ def test_the_readme_configuration_example_is_valid_as_written(tmp_path, capsys):
 
 
 def test_the_readme_sandbox_configuration_works_with_a_sandbox_token(tmp_path, capsys, monkeypatch):
-    """README "Try it in the CDS Hooks sandbox": the YAML as written (its key file made at the path it names),
+    """docs/sandbox.md: the YAML as written (its key file made at the path it names),
     then a call signed like the locally built sandbox signs it (its issuer, the public sandbox's jku)."""
     from cds_service.config import load
     from cds_service.web.app import create_app
 
     monkeypatch.chdir(tmp_path)  # the YAML's sqlite:///her2-cds.db is relative: never the checkout
-    text = README.read_text()
-    section = text[text.index("## Try it in the CDS Hooks sandbox") :]
+    text = SANDBOX_GUIDE.read_text()
+    section = text[text.index("# Trying it in the CDS Hooks sandbox") :]
     start = section.index("```yaml\n") + 8
     block = "\n".join(line.removeprefix("   ") for line in section[start : section.index("```", start)].splitlines())
     (tmp_path / "service").mkdir()
