@@ -16,6 +16,11 @@ from cds_service.config import ConfigError, load
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers <= 1:
+        # from the first moment: Ctrl+C and SIGTERM stop it cleanly (the ledger's last cards written at exit), even
+        # when the parent started it with SIGINT ignored (a background job of a script, a test runner's worker)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     metrics_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: /metrics then adds up every worker's counts
@@ -50,11 +55,6 @@ def _serve(args: argparse.Namespace) -> int:
         "run `her2-cds serve --workers N` (gunicorn) or the Docker image, behind nginx (docs/security.md)"
     )
     from werkzeug.serving import WSGIRequestHandler, run_simple
-
-    # Ctrl+C and SIGTERM stop it cleanly (the ledger's last cards written at exit), even when the parent started
-    # it with SIGINT ignored (a background job of a script, a test runner's worker)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     class _Quiet(WSGIRequestHandler):
         def log_request(self, *_: Any) -> None:
