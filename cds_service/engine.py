@@ -24,6 +24,7 @@ from cds_service.explain import nothing_drafted
 from cds_service.facts.derive import Facts, derive
 from cds_service.facts.memo import FactsMemo, Kept
 from cds_service.facts.request import RequestContext
+from cds_service.fhir.override_reasons import snooze_rules
 from cds_service.fhir.terminology import load_terminology
 from cds_service.fhir.validation import warm_models
 from cds_service.gather.fhir_client import FhirClient
@@ -108,6 +109,8 @@ class Engine:
             frozenset(t.code for t in topics if t.always_repeat),
         )
         self.hold_back = HoldBack(repeats, ledger, bool(settings.cards.snooze))
+        # feedback names a reason by the code the card offered (HL7's where one fits): a rule fires on either
+        self.snooze_rules = snooze_rules(settings.cards.snooze, ts)
 
     def invoke(
         self,

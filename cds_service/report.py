@@ -15,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from cds_service.fhir.inert import csv_cell, one_line
+from cds_service.fhir.override_reasons import Reason, by_any_code
+from cds_service.fhir.terminology import load_terminology
 from cds_service.rules.registry import TOPICS as REGISTRY
 from cds_service.storage.feedback import feedback
 from cds_service.storage.ledger import ledger
@@ -51,6 +53,13 @@ class Tables:
 
     period: tuple[date, date]
     tables: dict[str, tuple[str, list[str], list[list[Any]]]] = field(default_factory=dict)
+
+
+def _category(reason: Reason | None) -> str:
+    """A reason's HL7 category, or why there is none."""
+    if reason is None:
+        return "(not a reason the cards offer)"
+    return reason.category or "(none fits: this service's own code)"
 
 
 def _week(when: datetime) -> str:
@@ -132,10 +141,17 @@ def build(cards: list[Card], since: date, until: date) -> Tables:
         ],
     )
     reasons = Counter((c.topic, c.reason or "(no reason given)") for c in shown if c.outcome == "overridden")
+    known = by_any_code(load_terminology())
     out.tables["override_reasons"] = (
-        "Override reasons",
-        ["topic", "reason", "overridden"],
-        [[t, r, n] for (t, r), n in sorted(reasons.items())],
+        "Override reasons (the reason as the EHR sent it, and its HL7 non-adherence category)",
+        ["topic", "reason", "HL7 category", "overridden"],
+        [[t, r, _category(known.get(r)), n] for (t, r), n in sorted(reasons.items())],
+    )
+    categories = Counter(_category(known.get(c.reason or "")) for c in shown if c.outcome == "overridden")
+    out.tables["override_categories"] = (
+        "Overrides by HL7 non-adherence category (comparable across sites)",
+        ["HL7 category", "overridden"],
+        [[k, n] for k, n in sorted(categories.items())],
     )
     by_client: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for c in shown:

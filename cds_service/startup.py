@@ -9,6 +9,7 @@ import logging
 import re
 
 from cds_service.config import Settings
+from cds_service.fhir.override_reasons import by_any_code
 from cds_service.fhir.terminology import Terminology, load_terminology
 
 ANNOUNCED = "HER2_CDS_ANNOUNCED"  # set by gunicorn's master once it has said what start says (workers inherit it)
@@ -92,8 +93,8 @@ def refusal_to_serve(settings: Settings) -> str | None:
 
 
 def override_codes(ts: Terminology) -> list[str]:
-    """The override reasons the cards offer (the override-reason CodeSystem)."""
-    return [str(c["code"]) for c in ts.resources["CodeSystem/override-reason"]["concept"]]
+    """The codes that name an override reason a card offers: ours, and the HL7 code offered for it."""
+    return list(by_any_code(ts))
 
 
 def problems(settings: Settings, ts: Terminology) -> list[str]:

@@ -717,3 +717,39 @@ def test_the_ordered_drug_is_set_against_the_history(lines, said):
 
     assert order_line(base(lines=lines), CAPE) == said
     assert order_line(base(lines=lines), replace(CAPE, drug=None)) is None
+
+
+# --- override reasons as HL7 non-adherence reasons (issue 23, item 7)
+def test_cards_offer_the_hl7_non_adherence_reason_where_one_fits_and_ours_where_none_does():
+    from cds_service.cards.render import render
+    from cds_service.config import load
+    from cds_service.fhir.terminology import load_terminology
+
+    [card] = render([tdxd_card(base())], load().cards, load_terminology())
+    offered = {r["code"]: r for r in card["overrideReasons"]}
+    hl7 = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
+    assert offered["action-completed"]["system"] == hl7  # already addressed
+    assert offered["patient-refuses"]["system"] == hl7  # patient declined
+    assert offered["patient-ineligible"]["system"] == hl7  # not a candidate
+    assert offered["data-incorrect"] == {
+        "system": "http://her2-cds.org/fhir/CodeSystem/override-reason",
+        "code": "data-incorrect",
+        "display": "The data shown are incorrect or incomplete",
+    }
+    assert all(r["display"] for r in offered.values())
+
+
+def test_every_reason_of_ours_is_mapped_or_said_unmatched():
+    from cds_service.fhir.override_reasons import reasons
+    from cds_service.fhir.terminology import load_terminology
+
+    found = reasons(load_terminology())
+    assert set(found) == {"already-addressed", "patient-declined", "not-a-candidate", "data-incorrect",
+                          "ild-risk-accepted"}  # fmt: skip
+    assert {c: r.category for c, r in found.items()} == {
+        "already-addressed": "cds-not-applicable",
+        "patient-declined": "does-not-align-preferences",
+        "not-a-candidate": "cds-not-applicable",
+        "ild-risk-accepted": "recipient-concerns-outcomes",
+        "data-incorrect": None,
+    }

@@ -223,6 +223,26 @@ def test_data_incorrect_snoozes_until_the_evidence_changes(settings_factory, tmp
     assert len(_call(app, changed)) == 1  # a new HER2 result: the card is back
 
 
+@pytest.mark.parametrize(
+    "rule_key, sent, system",
+    [
+        ("patient-declined", "patient-refuses", "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"),
+        ("patient-refuses", "patient-refuses", "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"),
+        ("patient-refuses", "patient-declined", "http://her2-cds.org/fhir/CodeSystem/override-reason"),
+    ],
+    ids=["our rule, the HL7 code the card offered", "HL7 rule, HL7 code", "HL7 rule, our code (an older EHR)"],
+)
+def test_a_snooze_rule_fires_whichever_code_names_its_reason(settings_factory, tmp_path, rule_key, sent, system):
+    app = _app(settings_factory, tmp_path, cards={"snooze": {rule_key: {"days": 90}}})
+    [card] = _call(app, patients.bell(), patient="p1")
+    offered = {r["code"]: r for r in card["overrideReasons"]}
+    assert "patient-refuses" in offered or sent == "patient-declined"
+    body = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-25T11:00:00Z",
+                          "overrideReason": {"reason": {"code": sent, "system": system}}}]}  # fmt: skip
+    assert app.test_client().post("/cds-services/her2-order-select/feedback", json=body).status_code == 200
+    assert _call(app, patients.bell(), patient="p1") == []
+
+
 def test_an_unconfigured_reason_and_an_acceptance_snooze_nothing(settings_factory, tmp_path):
     app = _app(settings_factory, tmp_path, cards=SNOOZE)
     [card] = _call(app, patients.bell())

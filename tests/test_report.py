@@ -119,9 +119,15 @@ def test_the_csv_files_hold_the_numbers(seeded):
         ["tdxd-consideration", "DB-06", "3", "1", "1", "1", "33%", "33%"],
     ]
     assert _csv(seeded, "override_reasons")[1:] == [
-        ["her2-rescore", "data-incorrect", "1"],
-        ["tdxd-consideration", "(no reason given)", "1"],
-        ["tdxd-consideration", "patient-declined", "1"],
+        ["her2-rescore", "data-incorrect", "(none fits: this service's own code)", "1"],
+        ["tdxd-consideration", "(no reason given)", "(not a reason the cards offer)", "1"],
+        ["tdxd-consideration", "patient-declined", "does-not-align-preferences", "1"],
+    ]
+    # both counted: the reason as sent (ours, or the HL7 code the card offered) and its HL7 category
+    assert _csv(seeded, "override_categories")[1:] == [
+        ["(none fits: this service's own code)", "1"],
+        ["(not a reason the cards offer)", "1"],
+        ["does-not-align-preferences", "1"],
     ]
     assert _csv(seeded, "outcomes_by_client")[1:] == [
         ["https://ehr-a", "her2-rescore", "2", "0", "1", "1"],

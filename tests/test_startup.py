@@ -238,3 +238,10 @@ def test_the_shipped_value_sets_use_is_a_only_where_codes_spell_their_parents():
         for inc in (json.loads(path.read_text()).get("compose") or {}).get("include", []):
             if inc.get("filter"):
                 assert inc["system"] in CODE_PREFIX_HIERARCHIES, (path.name, inc["system"])
+
+
+def test_a_snooze_rule_may_name_the_hl7_code_the_card_offers(tmp_path, capsys):
+    code, said = _check(tmp_path, "cards: {snooze: {patient-refuses: {days: 30}}}\n", capsys)
+    assert code == 0, said
+    code, said = _check(tmp_path, "cards: {snooze: {patient-refuse: {days: 30}}}\n", capsys)
+    assert code == 1 and "did you mean 'patient-refuses'?" in said

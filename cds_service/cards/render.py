@@ -10,13 +10,13 @@ from typing import Any
 from cds_service.config import CardSettings
 from cds_service.facts.label import LABEL_SHORT
 from cds_service.fhir.inert import inert
+from cds_service.fhir.override_reasons import reasons
 from cds_service.fhir.terminology import Terminology
 from cds_service.fhir.validation import validated
 from cds_service.rules.decision import CardDecision
 from cds_service.rules.ruleset import RULESET_VERSION
 
 TOPIC_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-topic"
-OVERRIDE_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/override-reason"
 DEFAULT_LINKS = {
     "label": (
         "Enhertu prescribing information (FDA, BLA 761139)",
@@ -33,6 +33,12 @@ def _concepts(ts: Terminology, cs_id: str) -> dict[str, str]:
     """code -> display of one of our CodeSystems (they do not change while the process runs)."""
     cs = ts.resources[f"CodeSystem/{cs_id}"]
     return {c["code"]: c["display"] for c in cs["concept"]}
+
+
+@lru_cache(maxsize=16)
+def _offered(ts: Terminology) -> dict[str, dict[str, str]]:
+    """The coding a card offers for each override reason of ours (the HL7 one where it fits)."""
+    return {code: r.offered for code, r in reasons(ts).items()}
 
 
 # a resource id ("Observation/obs-7") or a code in brackets ("(sct|266721009)"): for the Sources line, not the prose
@@ -137,7 +143,7 @@ def render(
     """CDS Hooks cards: fresh uuids, no nulls or empty members, actions validated with fhir.resources. A topic's
     display is its concept in the card-topic CodeSystem, else its label in labels (a topic newer than the file)."""
     topics = _concepts(ts, "card-topic")
-    reasons = _concepts(ts, "override-reason")
+    offered = _offered(ts)
     urls = {k: (label, cards_cfg.links.get(k, url)) for k, (label, url) in DEFAULT_LINKS.items()}
     texts = cards_cfg.texts
     out = []
@@ -172,9 +178,7 @@ def render(
                 card["suggestions"].append(sug)
             card["selectionBehavior"] = d.selection
         if d.overrides:
-            card["overrideReasons"] = [
-                {"system": OVERRIDE_SYSTEM, "code": c, "display": reasons[c]} for c in d.overrides
-            ]
+            card["overrideReasons"] = [dict(offered[c]) for c in d.overrides]
         if d.links:
             card["links"] = [{"label": urls[k][0], "url": urls[k][1], "type": "absolute"} for k in d.links]
         out.append(card)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.conceptmap import ConceptMap
 from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
@@ -26,6 +27,7 @@ VS_BASE = "http://her2-cds.org/fhir/ValueSet/"
 MODELS: dict[str | None, Any] = {
     "ValueSet": ValueSet,
     "CodeSystem": CodeSystem,
+    "ConceptMap": ConceptMap,
     "StructureDefinition": StructureDefinition,
 }
 NEGATION = re.compile(

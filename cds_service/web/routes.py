@@ -102,7 +102,7 @@ def feedback(service_id: str) -> Response:
     if problems:
         return error(400, "invalid feedback", problems)
     issuer = getattr(g, "client", None)
-    snooze_rules = state.settings.cards.snooze
+    snooze_rules = state.engine.snooze_rules
     try:
         if state.ledger is not None:
             state.ledger.flush()  # the card this feedback is about may still be in the writer's queue
