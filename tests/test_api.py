@@ -383,3 +383,14 @@ def test_observation_prefetch_codes_are_the_value_sets_codes(settings_factory, t
         assert "http://loinc.org|49683-6" in service["prefetch"]["her2Observations"]
         assert "32996-1" not in service["prefetch"]["her2Observations"]
         assert service["prefetch"]["pathology"].startswith("DiagnosticReport?patient={{context.patientId}}&category=")
+
+
+def test_discovery_names_the_hook_version_each_service_implements(client):
+    """CDS Hooks discovery's hookVersion: the version of the published hook definition (CDS Hooks Library:
+    patient-view, order-select and order-sign are each at hookVersion 1.0)."""
+    services = client.get("/cds-services").get_json()["services"]
+    assert {s["hook"]: s["hookVersion"] for s in services} == {
+        "order-select": "1.0",
+        "order-sign": "1.0",
+        "patient-view": "1.0",
+    }
