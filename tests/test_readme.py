@@ -126,3 +126,65 @@ def test_the_production_command_as_written(tmp_path, jwks):
         proc.wait(timeout=30)
         log.close()
     assert f"trusted CDS clients (iss): {TEST_ISS}" in (tmp_path / "gunicorn.log").read_text()
+
+
+SANDBOX_GUIDE = ROOT / "docs" / "sandbox.md"
+TAMOXIFEN = {  # as the sandbox's drug list codes it (RxNorm 105630)
+    "coding": [
+        {
+            "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+            "code": "105630",
+            "display": "Tamoxifen 10 MG Oral Tablet [Nolvadex]",
+        }
+    ],
+    "text": "Tamoxifen 10 MG Oral Tablet [Nolvadex]",
+}
+
+
+EXAMPLE_OF = {  # the seeded patients (her2-cds seed loads the examples' patients under these ids)
+    "builta-binary-only": "builta-binary-only.patient-view.json",
+    "bell": "bell.order-select-ribociclib.json",
+    "builta-her2-low": "builta-her2-low.order-select-eribulin.json",
+    "ultralow-hr-positive": "ultralow-hr-positive.patient-view.json",
+    "her2-positive": "her2-positive.patient-view.json",
+}
+
+
+@pytest.mark.parametrize(
+    "patient, hook, topics",
+    [
+        ("builta-binary-only", "patient-view", ["her2-rescore"]),
+        ("builta-binary-only", "order-select", ["her2-rescore"]),
+        ("bell", "order-select", ["tdxd-consideration"]),
+        ("builta-her2-low", "order-select", ["tdxd-consideration"]),
+        ("ultralow-hr-positive", "patient-view", ["tdxd-consideration"]),
+        ("her2-positive", "patient-view", []),
+    ],
+)
+def test_the_sandbox_walkthrough_shows_the_cards_it_names(client, patient, hook, topics):
+    """docs/sandbox.md's table, with the drug from the sandbox's own list: each row gets the cards it names."""
+    import json
+
+    from .helpers import SERVICE_FOR_HOOK
+
+    guide = SANDBOX_GUIDE.read_text("utf-8")
+    assert f"`{patient}`" in guide and "Tamoxifen 10 MG Oral Tablet [Nolvadex]" in guide
+    example = json.loads((ROOT / "hooks" / "examples" / EXAMPLE_OF[patient]).read_text("utf-8"))
+    body = {
+        **example,
+        "hook": hook,
+        "context": {k: v for k, v in example["context"].items() if k in ("userId", "patientId")},
+    }
+    if hook == "order-select":
+        draft = {"resourceType": "MedicationRequest", "id": "sbx", "status": "draft", "intent": "order",
+                 "subject": {"reference": f"Patient/{example['context']['patientId']}"},
+                 "medicationCodeableConcept": TAMOXIFEN}  # fmt: skip
+        body["context"]["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": draft}],
+        }
+        context["selections"] = ["MedicationRequest/sbx"]
+    resp = client.post(f"/cds-services/{SERVICE_FOR_HOOK[hook]}", json=body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert [c["source"]["topic"]["code"] for c in resp.get_json()["cards"]] == topics
