@@ -184,7 +184,7 @@ def test_the_sandbox_walkthrough_shows_the_cards_it_names(client, patient, hook,
             "type": "collection",
             "entry": [{"resource": draft}],
         }
-        context["selections"] = ["MedicationRequest/sbx"]
+        body["context"]["selections"] = ["MedicationRequest/sbx"]
     resp = client.post(f"/cds-services/{SERVICE_FOR_HOOK[hook]}", json=body)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert [c["source"]["topic"]["code"] for c in resp.get_json()["cards"]] == topics
