@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -87,20 +88,30 @@ def _differences(before: Any, after: Any, where: str = "") -> list[str]:
     return [] if before == after else [f"{where}: {json.dumps(before)[:300]} -> {json.dumps(after)[:300]}"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directories", nargs="+", type=Path)
+def differential(
+    doc: str, collect: Callable[[list[Path]], dict[str, Any]], what: str, argv: list[str] | None = None
+) -> int:
+    """The command line of a differential: collect from the directories, --out writes it, --compare diffs it
+    against an earlier --out (exit 1 on a difference)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("directories", nargs="*", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--compare", type=Path)
     args = parser.parse_args(argv)
-    facts = facts_of_all(args.directories)
+    found = json.loads(json.dumps(collect(args.directories)))
+    count = sum(len(v) for v in found.values()) if what == "requests" else len(found)
     if args.out:
-        args.out.write_text(json.dumps(facts, indent=1, sort_keys=True))
+        args.out.write_text(json.dumps(found, indent=1, sort_keys=True, ensure_ascii=False))
     if args.compare:
-        diffs = _differences(json.loads(args.compare.read_text()), json.loads(json.dumps(facts)))
-        print("\n".join(diffs) or f"identical facts for {len(facts)} records")
+        diffs = _differences(json.loads(args.compare.read_text()), found)
+        print("\n".join(diffs) or f"identical for {count} {what}")
         return 1 if diffs else 0
+    print(f"{count} {what}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return differential(__doc__, facts_of_all, "records", argv)
 
 
 if __name__ == "__main__":

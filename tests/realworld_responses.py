@@ -17,7 +17,6 @@ when --compare finds a difference.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -32,7 +31,7 @@ from cds_service.web.state import app_state
 from tests.fixtures import builders as b
 from tests.fixtures import patients
 from tests.helpers import SERVICE_FOR_HOOK, hook_request, prefetch_from
-from tests.realworld_facts import EXAMPLES, _differences, _resources
+from tests.realworld_facts import EXAMPLES, _resources, differential
 
 OPERATOR_TOKEN = "differential-operator-token"
 HOOKS = ("patient-view", "order-select", "order-sign")
@@ -207,21 +206,7 @@ def responses_of_all(directories: list[Path]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directories", nargs="*", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--compare", type=Path)
-    args = parser.parse_args(argv)
-    answers = json.loads(json.dumps(responses_of_all(args.directories)))
-    count = sum(len(v) for v in answers.values())
-    if args.out:
-        args.out.write_text(json.dumps(answers, indent=1, sort_keys=True, ensure_ascii=False))
-    if args.compare:
-        diffs = _differences(json.loads(args.compare.read_text()), answers)
-        print("\n".join(diffs) or f"identical answers to {count} requests")
-        return 1 if diffs else 0
-    print(f"{count} requests answered")
-    return 0
+    return differential(__doc__, responses_of_all, "requests", argv)
 
 
 if __name__ == "__main__":
