@@ -90,31 +90,49 @@ def test_every_way_of_starting_says_the_same_things_once(tmp_path, jwks, how):
     assert not any("AUTHENTICATION IS OFF" in m for m in said)
 
 
-@pytest.mark.parametrize(
-    "extra, refusal",
-    [
-        ({"public_base_url": None}, "public_base_url is not set"),
-        ({"auth": {"required": True, "issuers": []}}, "auth.issuers is empty: no CDS client is trusted"),
-        ({"cards": {"snooze": {"patient-declind": {"days": 30}}}}, "did you mean 'patient-declined'?"),
-        ({"ledger": {"patient_key_secret_file": "/nonexistent/her2-key"}}, "cannot read /nonexistent/her2-key"),
-    ],
-    ids=["no public URL", "nobody trusted", "misspelt snooze reason", "secret file missing"],
-)
-def test_a_production_start_refuses_what_would_make_it_useless_or_unsafe(tmp_path, jwks, extra, refusal):
+REFUSALS = [
+    ({"public_base_url": None}, "public_base_url is not set"),
+    ({"auth": {"required": True, "issuers": []}}, "auth.issuers is empty: no CDS client is trusted"),
+    ({"cards": {"snooze": {"patient-declind": {"days": 30}}}}, "did you mean 'patient-declined'?"),
+    ({"ledger": {"patient_key_secret_file": "/nonexistent/her2-key"}}, "cannot read /nonexistent/her2-key"),
+]
+
+
+def _refused(tmp_path: Path, jwks, extra: dict) -> Path:
     config = _config(tmp_path, jwks)
     data = yaml.safe_load(config.read_text())
-    for key, value in extra.items():
-        data[key] = value
+    data.update(extra)
     config.write_text(yaml.safe_dump(data))
-    for how, start, code in (("gunicorn", _gunicorn, 3), ("serve --workers 2", serve_workers, 2)):
-        log = tmp_path / f"{how}.log"
-        with log.open("wb") as out:
-            proc = start(config, free_port(), tmp_path, out)
-            assert proc.wait(timeout=60) != 0, how
-        text = log.read_text(errors="replace")
-        assert "refusing to start" in text and refusal in text, (how, text[-2000:])
-        if how == "serve --workers 2":
-            assert proc.returncode == code
+    return config
+
+
+@pytest.mark.parametrize("extra, refusal", REFUSALS, ids=["no public URL", "nobody trusted", "snooze typo", "no key"])
+def test_a_production_start_refuses_what_would_make_it_useless_or_unsafe(tmp_path, jwks, extra, refusal):
+    """What start() says for each (the same function every way of starting calls)."""
+    from cds_service.config import ConfigError
+    from cds_service.startup import start
+
+    try:
+        said = start(load(_refused(tmp_path, jwks, extra)), production=True)
+    except ConfigError as exc:
+        said = str(exc)
+    assert said is not None and refusal in said
+
+
+@pytest.mark.parametrize(
+    "how, case", [("gunicorn", 1), ("serve --workers 2", 2), ("gunicorn", 3)], ids=["gunicorn", "serve", "no key"]
+)
+def test_each_way_of_starting_stops_on_a_refusal(tmp_path, jwks, how, case):
+    """Through real processes: gunicorn's master stops before any worker (exit 3), serve exits 2; a configuration
+    error (the key file) stops them the same way. (No public URL: tests/test_production_guards.py.)"""
+    extra, refusal = REFUSALS[case]
+    start, code = {"gunicorn": (_gunicorn, 3), "serve --workers 2": (serve_workers, 2)}[how]
+    log = tmp_path / "start.log"
+    with log.open("wb") as out:
+        proc = start(_refused(tmp_path, jwks, extra), free_port(), tmp_path, out)
+        assert proc.wait(timeout=60) == code
+    text = log.read_text(errors="replace")
+    assert "refusing to start" in text and refusal in text, text[-2000:]
 
 
 def test_development_modes_warn_and_start(tmp_path, jwks):
