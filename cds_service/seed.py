@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,54 @@ def example_resources(directory: Path | None = None) -> list[dict[str, Any]]:
                 if isinstance(res, dict) and res.get("id"):
                     found.setdefault((res["resourceType"], res["id"]), res)
     return sorted(found.values(), key=lambda r: (r["resourceType"] != "Patient", r["resourceType"], r["id"]))
+
+
+TDXD_ACTIVE_ID = "tdxd-active"
+
+
+def _coding(system: str, code: str, display: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
+
+
+def tdxd_active_patient(today: date) -> list[dict[str, Any]]:
+    """A patient on T-DXd now, dated from the seeding day (the examples' dates are fixed, so none of them is on
+    T-DXd today): HER2-low metastatic breast cancer, a dose every 3 weeks from 105 days ago, no chest imaging
+    since. Patient view shows the ILD monitoring card (imaging overdue), which the sandbox's Rx view cannot
+    order (its drug list has no T-DXd)."""
+    sct, loinc, rx = "http://snomed.info/sct", "http://loinc.org", "http://www.nlm.nih.gov/research/umls/rxnorm"
+    subject = {"reference": f"Patient/{TDXD_ACTIVE_ID}"}
+    confirmed = {
+        "clinicalStatus": _coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active", "Active"),
+        "verificationStatus": _coding(
+            "http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", "Confirmed"
+        ),
+    }
+    out: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": TDXD_ACTIVE_ID, "gender": "female", "birthDate": "1968-04-02",
+         "name": [{"family": "Active", "given": ["Tdxd"]}]},  # fmt: skip
+        {"resourceType": "Condition", "id": f"{TDXD_ACTIVE_ID}-bc", "subject": subject, **confirmed,
+         "code": _coding(sct, "254837009", "Malignant neoplasm of breast"), "onsetDateTime": "2019-03-01"},
+        {"resourceType": "Condition", "id": f"{TDXD_ACTIVE_ID}-liver", "subject": subject, **confirmed,
+         "code": _coding(sct, "94381002", "Secondary malignant neoplasm of liver"), "onsetDateTime": "2024-02-01"},
+        {"resourceType": "Observation", "id": f"{TDXD_ACTIVE_ID}-her2", "status": "final", "subject": subject,
+         "code": _coding(loinc, "85319-2", "HER2 [Presence] in Breast cancer specimen by Immune stain"),
+         "effectiveDateTime": "2024-02-10", "valueCodeableConcept": {"text": "1+"}},
+    ]  # fmt: skip
+    for n, days_ago in enumerate(range(105, 0, -21)):
+        out.append(
+            {
+                "resourceType": "MedicationAdministration",
+                "id": f"{TDXD_ACTIVE_ID}-dose-{n + 1}",
+                "status": "completed",
+                "subject": subject,
+                "medicationCodeableConcept": _coding(rx, "2267582", "fam-trastuzumab deruxtecan"),
+                "effectiveDateTime": (today - timedelta(days=days_ago)).isoformat(),
+                "dosage": {
+                    "dose": {"value": 5.4, "unit": "mg/kg", "system": "http://unitsofmeasure.org", "code": "mg/kg"}
+                },  # fmt: skip
+            }
+        )
+    return out
 
 
 def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -71,7 +120,7 @@ def wait_ready(base: str, seconds: float) -> None:
 def seed(base: str, token: str | None = None, timeout: float = 60.0) -> list[dict[str, Any]]:
     """Post the transaction; returns the Patients loaded. Raises SeedError with the server's reason."""
     base = base.rstrip("/")
-    resources = example_resources()
+    resources = example_resources() + tdxd_active_patient(date.today())
     headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -39,7 +39,8 @@ def test_seed_then_fallback_gives_each_example_its_cards(fhir_server, settings_f
     fhir_server.reset([])
     assert main(["seed", "--fhir-server", fhir_server.base, "--wait", "5"]) == 0
     out = capsys.readouterr().out
-    assert "loaded 7 example patients" in out and "Patient/bell: Bell Demo" in out
+    assert "loaded 8 example patients" in out and "Patient/bell: Bell Demo" in out
+    assert "Patient/tdxd-active: Tdxd Active" in out
     assert main(["seed", "--fhir-server", fhir_server.base]) == 0  # twice: replaced, not duplicated
     capsys.readouterr()
     client = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base]})).test_client()
@@ -70,3 +71,27 @@ def test_seed_says_why_a_server_refused(fhir_server, capsys):
     assert "the transaction was refused with HTTP 405" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["seed"])  # --fhir-server is required
+
+
+def test_the_seeded_patient_on_tdxd_today_shows_the_ild_card_in_patient_view(fhir_server, settings_factory):
+    """docs/sandbox.md: the ILD card in a sandbox, through patient view (its Rx view cannot order T-DXd)."""
+    from datetime import date, timedelta
+
+    from cds_service.seed import TDXD_ACTIVE_ID, tdxd_active_patient
+
+    fhir_server.reset([])
+    assert main(["seed", "--fhir-server", fhir_server.base]) == 0
+    client = create_app(settings_factory(fhir={"allowed_servers": [fhir_server.base]})).test_client()
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "5f0c1b8e-0000-4000-8000-000000000001",
+        "context": {"userId": "Practitioner/dr1", "patientId": TDXD_ACTIVE_ID},
+        "fhirServer": fhir_server.base,
+        "fhirAuthorization": {"access_token": "t", "token_type": "Bearer", "expires_in": 300,
+                              "scope": "patient/*.read", "subject": "her2-cds"},
+    }  # fmt: skip
+    cards = _cards(client, body)
+    assert [(t, i) for t, i, _ in cards] == [("ild-monitoring", "info")]
+    assert cards[0][2] == "T-DXd: chest imaging overdue for ILD surveillance"
+    doses = [r["effectiveDateTime"] for r in tdxd_active_patient(date(2026, 12, 6)) if r["id"].endswith("-dose-5")]
+    assert doses == [(date(2026, 12, 6) - timedelta(days=21)).isoformat()]  # the last dose 3 weeks before seeding
