@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from cds_service import contracts
-from cds_service.cards.held_back import HELD_BACK, Decided, HoldBack, Shown, Why
+from cds_service.cards.held_back import HELD_BACK, Decided, HoldBack, Shown
 from cds_service.cards.render import render
 from cds_service.cards.repeats import Repeats
 from cds_service.config import Settings
@@ -32,7 +32,7 @@ from cds_service.gather.gathering import Gathered, gather
 from cds_service.gather.templates import with_codes
 from cds_service.paths import hooks_dir
 from cds_service.rules.decision import CardDecision, not_evaluated
-from cds_service.rules.registry import TOPICS, Topic, mode, topic_config
+from cds_service.rules.registry import TOPICS, Topic, topic_settings
 from cds_service.rules.ruleset import with_source_attributes
 from cds_service.storage.first_use import from_url as memory_from_url
 from cds_service.storage.ledger import Ledger
@@ -60,8 +60,7 @@ class Chart:
     """The chart of a request, kept or gathered: its facts (None: they could not be derived) and how it came."""
 
     facts: Facts | None
-    gathered: Gathered
-    unavailable: dict[str, str] = field(default_factory=dict)
+    gathered: Gathered  # what it could not read: gathered.unavailable
     set_aside: tuple[str, ...] = ()
 
 
@@ -89,7 +88,8 @@ class Engine:
     def __init__(self, settings: Settings, ledger: Ledger | None = None, topics: tuple[Topic, ...] = TOPICS) -> None:
         self.settings = settings
         self.ledger = ledger
-        self.topics = topics  # as discovery and explain list them; cards come by rank
+        self.topics = topics  # as discovery and explain list them
+        self.in_card_order = tuple(sorted(topics, key=lambda t: t.rank))
         fhir = settings.fhir
         self.client = FhirClient(
             list(fhir.allowed_servers),
@@ -128,7 +128,7 @@ class Engine:
         if request.hook == "order-select" and not request.names_medication:  # nothing drafted yet: nothing to say
             return Outcome(service["id"], {"cards": []}, explanation=nothing_drafted() if explain else None)
         chart = self._chart(service, body, prefetch)
-        request = replace(request, unavailable=chart.unavailable, set_aside=chart.set_aside)
+        request = replace(request, unavailable=dict(chart.gathered.unavailable), set_aside=chart.set_aside)
         decided, failed = self.decide(chart.facts, request)
         patient = PatientKey.of(client, body)  # one patient of one EHR (DESIGN.md §3, Tenancy)
         shown = self.hold_back(decided, request, context.get("userId"), patient, service["id"], client)
@@ -148,7 +148,7 @@ class Engine:
         if prefetch is not None:
             kept = self.facts.recall(prefetch.raw, keys, today)
             if kept is not None:
-                return Chart(kept.facts, Gathered(unavailable=dict(kept.unavailable)), kept.unavailable, kept.set_aside)
+                return Chart(kept.facts, Gathered(unavailable=dict(kept.unavailable)), kept.set_aside)
             body = {**body, "prefetch": prefetch.parse(prefetch.raw)}
             problems = contracts.check_request(service, body)  # the envelope passed: these are the prefetch's
             if problems:
@@ -158,9 +158,9 @@ class Engine:
         gathered = gather(body, templates, self.client, deadline, self.settings.fhir.allow_unauthenticated)
         by_prefetch = prefetch is not None and gathered.prefetch_alone and self.facts.enabled
         facts = self._derive(gathered.all_resources(), today, memo=not by_prefetch)
-        chart = Chart(facts, gathered, dict(gathered.unavailable), tuple(gathered.binding.notes))
+        chart = Chart(facts, gathered, tuple(gathered.binding.notes))
         if facts is not None and prefetch is not None and by_prefetch:
-            self.facts.keep(prefetch.raw, keys, today, Kept(facts, chart.unavailable, chart.set_aside))
+            self.facts.keep(prefetch.raw, keys, today, Kept(facts, dict(gathered.unavailable), chart.set_aside))
         return chart
 
     def _derive(self, resources: list[dict[str, Any]], today: date, memo: bool) -> Facts | None:
@@ -183,14 +183,15 @@ class Engine:
         cards_cfg = self.settings.cards
         decided: list[Decided] = []
         failed: list[str] = []
-        for topic in sorted(self.topics, key=lambda t: t.rank):
-            topic_mode = mode(topic, cards_cfg.topics)
+        for topic in self.in_card_order:
+            settings = topic_settings(topic, cards_cfg.topics)
+            topic_mode = settings.runs
             if topic_mode == "off":
                 continue
             try:
                 if facts is None:
                     raise RuntimeError("no facts")
-                decision = topic.decide(facts, request, topic_config(topic, cards_cfg.topics))
+                decision = topic.decide(facts, request, settings.options)
                 pairs = self._rendered([decision] if decision is not None else [], topic)
             except Exception as exc:  # noqa: BLE001 - one topic failing must not silence the others
                 if facts is not None:
@@ -207,10 +208,7 @@ class Engine:
     def _explain(self, chart: Chart, request: RequestContext, shown: Shown) -> dict[str, Any]:
         resources = chart.gathered.all_resources()
         explanation = explain_facts(chart.facts, request, self.settings.cards, resources, self.terminology, self.topics)
-        held: dict[Why, int] = {}
-        for _, why in shown.held:
-            held[why] = held.get(why, 0) + 1
-        if held:
+        if held := shown.counts:
             explanation["rules"]["held back"] = [f"{n} card(s): {HELD_BACK[why]}" for why, n in held.items()]
         return explanation
 

@@ -92,14 +92,9 @@ def refusal_to_serve(settings: Settings) -> str | None:
     return None
 
 
-def override_codes(ts: Terminology) -> list[str]:
-    """The codes that name an override reason a card offers: ours, and the HL7 code offered for it."""
-    return list(by_any_code(ts))
-
-
 def problems(settings: Settings, ts: Terminology) -> list[str]:
     """Configuration mistakes that pass the schema and need the loaded value sets to see: each is a refusal."""
-    offered = override_codes(ts)
+    offered = list(by_any_code(ts))  # ours, and the HL7 code a card offers for each
     out = []
     for code in settings.cards.snooze:
         if code not in offered:

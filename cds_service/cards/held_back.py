@@ -44,6 +44,14 @@ class Shown:
     held: list[tuple[str, Why]] = field(default_factory=list)  # (topic, why) of each card held back
     missed: list[str] = field(default_factory=list)  # what could not be read and was taken as not known
 
+    @property
+    def counts(self) -> dict[Why, int]:
+        """How many cards were held back, by why (in the order first met)."""
+        out: dict[Why, int] = {}
+        for _, why in self.held:
+            out[why] = out.get(why, 0) + 1
+        return out
+
 
 def evidence_digest(d: CardDecision) -> str:
     """What the card is about, without the order in progress: a snooze 'until the evidence changes' ends when

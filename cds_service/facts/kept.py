@@ -39,7 +39,3 @@ def kept(ts: Terminology, key: Hashable, build: Callable[[], T]) -> T:
 def forget(ts: Terminology) -> None:
     """Drop every piece kept for these value sets (benchmarks of a cold start)."""
     _lru(ts).clear()
-
-
-def count(ts: Terminology) -> int:
-    return len(_lru(ts))

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from cds_service.fhir.pathology import result_refs
+from cds_service.fhir.read import reference
 from cds_service.fhir.terminology import Terminology
 
 # "{{codes:her2-ihc,er}}" in hooks/services.json: the system|code tokens of those value sets
@@ -47,16 +48,12 @@ def missing_report_results(by_key: dict[str, list[dict[str, Any]]]) -> list[str]
     """Ids of Observations that pathology reports reference but that no key delivered (a server or EHR
     that does not support `_include`)."""
     referenced = [
-        ref.removeprefix("Observation/")
+        ref
         for r in by_key.get(PATHOLOGY_KEY, [])
         if r.get("resourceType") == "DiagnosticReport"
         for ref in result_refs(r)
     ]
-    if not referenced:
-        return []
-    have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == "Observation"}
-    # only FHIR ids go into a query: "x&patient=other" or "x#" from a record never shapes the request
-    return [rid for rid in dict.fromkeys(referenced) if rid not in have and _FHIR_ID.fullmatch(rid)]
+    return _undelivered(by_key, "Observation", referenced)
 
 
 SPECIMEN_KEY = "her2Observations"  # the key whose template includes the specimens of HER2 results
@@ -66,15 +63,19 @@ def missing_specimens(by_key: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Ids of Specimens that Observations reference but that no key delivered (a server or EHR that ignored
     `_include=Observation:specimen`): without them a result's site (primary or metastatic) is not known."""
     referenced = [
-        ref.removeprefix("Specimen/")
+        ref
         for rs in by_key.values()
         for r in rs
-        if r.get("resourceType") == "Observation"
-        and isinstance(spec := r.get("specimen"), dict)
-        and isinstance(ref := spec.get("reference"), str)
-        and ref.startswith("Specimen/")
+        if r.get("resourceType") == "Observation" and (ref := reference(r, "specimen"))
     ]
-    if not referenced:
+    return _undelivered(by_key, "Specimen", referenced)
+
+
+def _undelivered(by_key: dict[str, list[dict[str, Any]]], rtype: str, referenced: list[str]) -> list[str]:
+    """The ids of `rtype/id` references that no key delivered, once each, in order."""
+    ids = [ref.removeprefix(f"{rtype}/") for ref in referenced if ref.startswith(f"{rtype}/")]
+    if not ids:
         return []
-    have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == "Specimen"}
-    return [sid for sid in dict.fromkeys(referenced) if sid not in have and _FHIR_ID.fullmatch(sid)]
+    have = {r.get("id") for rs in by_key.values() for r in rs if r.get("resourceType") == rtype}
+    # only FHIR ids go into a query: "x&patient=other" or "x#" from a record never shapes the request
+    return [rid for rid in dict.fromkeys(ids) if rid not in have and _FHIR_ID.fullmatch(rid)]

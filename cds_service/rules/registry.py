@@ -92,11 +92,6 @@ def topic_settings(topic: Topic, topics: Mapping[str, TopicSettings]) -> TopicSe
     return topics.get(topic.config_key) or TopicSettings.of(topic.defaults)
 
 
-def topic_config(topic: Topic, topics: Mapping[str, TopicSettings]) -> Mapping[str, Any]:
-    """The options its rule reads (its thresholds)."""
-    return topic_settings(topic, topics).options
-
-
 def mode(topic: Topic, topics: Mapping[str, TopicSettings]) -> Mode:
     """live | shadow | off (`enabled: false` is off)."""
     return topic_settings(topic, topics).runs

@@ -34,9 +34,10 @@ CITATIONS = {
 def source_attributes(topics: tuple[Topic, ...] = TOPICS) -> dict[str, Any]:
     """HTI-1 source attributes (45 CFR 170.315(b)(11)) for the services that carry these card topics."""
     cited = [k for t in topics for k in t.citations]
+    revisions = ", ".join(dict.fromkeys(t.label_revision for t in topics if t.label_revision))
     return {
         "ruleset_version": RULESET_VERSION,
-        "label_revision": f"Enhertu prescribing information, revised {LABEL_REVISION}",
+        "label_revision": f"Enhertu prescribing information, revised {revisions}",
         "developer": "the her2-cds open-source project",
         "funding_source": "none: volunteer open-source development; no manufacturer funding",
         "intended_use": {t.code: t.intended_use for t in topics},

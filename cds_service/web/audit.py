@@ -72,9 +72,7 @@ def record(outcome: Outcome) -> None:
         metrics.fallback_calls.labels(service=service).inc(gathered.fallback_calls)
         metrics.fallback_errors.labels(service=service).inc(gathered.fallback_errors)
     g.log["cards"] = outcome.topics
-    held: dict[str, int] = {}
-    for _, why in shown.held:
-        held[why] = held.get(why, 0) + 1
+    held = shown.counts
     if held.get("repeat"):
         g.log["repeats_left_out"] = held["repeat"]
     if outcome.failed:
