@@ -1,4 +1,4 @@
-"""The `her2-cds` command: serve, check-config, evaluate."""
+"""The `her2-cds` command: serve, check-config, evaluate, report, knowledge, seed, sweep."""
 
 from __future__ import annotations
 
@@ -220,6 +220,80 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from cds_service.logs import configure
+    from cds_service.sweep.export import ExportError
+    from cds_service.sweep.run import SweepOptions, SweepStopped, stop_signal_is_interrupt, sweep
+
+    stop_signal_is_interrupt()
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else None
+    except ValueError:
+        print(f"her2-cds sweep: --as-of is YYYY-MM-DD, not {args.as_of!r}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("her2-cds sweep: --workers is 1 or more", file=sys.stderr)
+        return 2
+    settings = load(args.config)
+    configure("WARNING")
+    options = SweepOptions(
+        args.export,
+        Path(args.out),
+        args.workers,
+        args.scheduler,
+        as_of,
+        args.chunk_mb << 20,
+        args.patients_per_partition,
+        args.keep_work,
+    )
+    try:
+        summary = sweep(options, settings, say=lambda line: print(line, file=sys.stderr, flush=True))
+    except ExportError as exc:
+        print(f"her2-cds sweep: {exc}", file=sys.stderr)
+        return 2
+    except SweepStopped as exc:
+        print(f"her2-cds sweep: {exc}", file=sys.stderr)
+        return 130 if "interrupt" in str(exc) else 1
+    except OSError as exc:
+        print(f"her2-cds sweep: cannot write to {args.out}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
+    for line in sweep_lines(summary, Path(args.out)):
+        print(line)
+    return 0
+
+
+def sweep_lines(summary: dict[str, Any], out: Path) -> list[str]:
+    """What the sweep says at the end: what it read, what it could not, what it found, where the files are."""
+    c = summary["counts"]
+    lines = [
+        f"read {summary['files']} file(s), {c.get('lines', 0):,} lines, in {summary['seconds']} s on "
+        f"{summary['workers']} worker(s), as of {summary['as_of']}",
+        f"patients with breast cancer or T-DXd on record: {summary['cohort']:,}; judged: {c.get('patients', 0):,}; "
+        f"on the worklist: {summary['rows']:,}",
+    ]
+    problems = {
+        "malformed": "lines that are not a FHIR resource",
+        "damaged-files": "damaged or truncated files (read up to the damage)",
+        "no-patient": "records with no readable patient reference",
+        "patients-without-patient-record": "patients whose Patient resource is not in the export (judged)",
+        "records-set-aside": "records set aside (not valid FHIR, or not final)",
+        "patients-not-evaluated": "patients whose facts could not be derived",
+    }
+    for kind, what in problems.items():
+        if c.get(kind):
+            where = summary["places"].get(kind, [])
+            lines.append(f"  {what}: {c[kind]:,}" + (f" (first: {'; '.join(where)})" if where else ""))
+    if summary.get("export_reported_errors"):
+        lines.append(f"  errors the export itself reported: {summary['export_reported_errors']:,}")
+    if summary.get("files_not_read"):
+        skipped = ", ".join(f"{t} ({n})" for t, n in sorted(summary["files_not_read"].items()))
+        lines.append(f"  files of types the service does not read, skipped: {skipped}")
+    lines.append(f"worklist (PHI, readable by you only): {out / 'worklist.csv'}, worklist.html, worklist-fhir.json")
+    return lines
+
+
 def _knowledge(args: argparse.Namespace) -> int:
     from cds_service.clinical_rules import knowledge_base
     from cds_service.fhir.terminology import load_terminology
@@ -287,6 +361,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     kb.add_argument("--config", help="YAML configuration (its local value-set files are listed too)")
     kb.set_defaults(func=_knowledge)
+    sw = sub.add_parser(
+        "sweep",
+        help="judge every patient of a FHIR Bulk Data export; write a worklist (CSV, HTML, FHIR) of who needs what",
+    )
+    sw.add_argument("export", help="a directory of .ndjson / .ndjson.gz files, or the export's manifest JSON")
+    sw.add_argument("--out", required=True, help="directory for the worklist files (they hold PHI)")
+    sw.add_argument("--config", help="YAML configuration (value sets, card settings; default: $HER2_CDS_CONFIG)")
+    sw.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="local worker processes (default: one per core; 1: in this process, no Dask)",
+    )
+    sw.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (instead of local workers)")
+    sw.add_argument("--as-of", help="judge as of this day, YYYY-MM-DD (default: today, UTC)")
+    sw.add_argument("--chunk-mb", type=int, default=64, help="plain NDJSON files are read in pieces of this size")
+    sw.add_argument("--patients-per-partition", type=int, default=100, help="patients judged per task")
+    sw.add_argument("--keep-work", action="store_true", help="keep the work folder (the grouped records) at the end")
+    sw.set_defaults(func=_sweep)
     sd = sub.add_parser("seed", help="load the example patients into a FHIR R4 server (one transaction Bundle)")
     sd.add_argument("--fhir-server", required=True, help="the server's base URL, e.g. http://localhost:8081/fhir")
     sd.add_argument(

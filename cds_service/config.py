@@ -136,6 +136,10 @@ class Settings:
     log_level: str = field(init=False)
     explain_token_sha256: str | None = field(init=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as what it was built from (the population sweep sends it to worker processes)."""
+        return (Settings, (self.data, self.source, self.dev_mode, list(self.notes)))
+
     def __post_init__(self) -> None:
         d = self.data
         auth, fhir, storage, limits, ledger = d["auth"], d["fhir"], d["storage"], d["limits"], d["ledger"]

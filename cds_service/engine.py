@@ -65,6 +65,17 @@ class Chart:
 
 
 @dataclass
+class Judged:
+    """A request judged: its chart, its context (with what could not be had), each topic's decision rendered (nothing
+    held back, nothing recorded: the population sweep reads this, the hook routes go on to hold back and record)."""
+
+    chart: Chart
+    request: RequestContext
+    decided: list[Decided]
+    failed: list[str]
+
+
+@dataclass
 class Outcome:
     """The response body plus what the audit log and metrics need (no PHI)."""
 
@@ -127,23 +138,38 @@ class Engine:
         request = RequestContext.of(service["hook"], context, self.terminology)
         if request.hook == "order-select" and not request.names_medication:  # nothing drafted yet: nothing to say
             return Outcome(service["id"], {"cards": []}, explanation=nothing_drafted() if explain else None)
-        chart = self._chart(service, body, prefetch)
-        request = replace(request, unavailable=dict(chart.gathered.unavailable), set_aside=chart.set_aside)
-        decided, failed = self.decide(chart.facts, request)
+        judged = self.judge(service, body, request, prefetch)
+        chart, request = judged.chart, judged.request
         patient = PatientKey.of(client, body)  # one patient of one EHR (DESIGN.md §3, Tenancy)
-        shown = self.hold_back(decided, request, context.get("userId"), patient, service["id"], client)
+        shown = self.hold_back(judged.decided, request, context.get("userId"), patient, service["id"], client)
         if self.ledger:
             self.ledger.record(shown.entries)
-        outcome = Outcome(service["id"], {"cards": shown.cards}, shown, chart.gathered, chart.facts is None, failed)
+        outcome = Outcome(
+            service["id"], {"cards": shown.cards}, shown, chart.gathered, chart.facts is None, judged.failed
+        )
         if explain:
             outcome.explanation = self._explain(chart, request, shown)
         return outcome
 
-    def _chart(self, service: dict[str, Any], body: dict[str, Any], prefetch: Prefetch | None) -> Chart:
+    def judge(
+        self,
+        service: dict[str, Any],
+        body: dict[str, Any],
+        request: RequestContext,
+        prefetch: Prefetch | None = None,
+        today: date | None = None,
+    ) -> Judged:
+        """The chart of a request (kept or gathered), its facts and each topic's decision (today: the day to judge
+        as, by default the current UTC day)."""
+        chart = self._chart(service, body, prefetch, today or datetime.now(timezone.utc).date())
+        request = replace(request, unavailable=dict(chart.gathered.unavailable), set_aside=chart.set_aside)
+        decided, failed = self.decide(chart.facts, request)
+        return Judged(chart, request, decided, failed)
+
+    def _chart(self, service: dict[str, Any], body: dict[str, Any], prefetch: Prefetch | None, today: date) -> Chart:
         """The chart's facts kept for exactly these prefetch bytes, or the chart gathered (prefetch, then the FHIR
         server) and its facts derived (kept by the chart's bytes; by the prefetch's too when they alone decided
         it)."""
-        today = datetime.now(timezone.utc).date()
         keys = self._prefetch_keys(service, body["context"].get("patientId"))
         if prefetch is not None:
             kept = self.facts.recall(prefetch.raw, keys, today)

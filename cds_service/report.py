@@ -208,7 +208,7 @@ def write_csv(tables: Tables, out_dir: Path) -> list[Path]:
     return paths
 
 
-def _bars(
+def bar_chart(
     chart_id: str, title: str, groups: list[str], series: list[str], values: dict[tuple[str, str], int], stacked: bool
 ) -> str:
     """An inline SVG bar chart: one group of bars (or one stacked bar) per group; every bar carries its numbers
@@ -295,9 +295,9 @@ def render_html(tables: Tables, generated: datetime, source: str = "") -> str:
     overridden = sum(per_topic[(t, "overridden")] for t in TOPICS)
     charts = (
         "<h2>Cards returned per week, by topic</h2>"
-        + _bars("chart-weekly", "Cards returned per week, by topic", weeks, list(TOPICS), returned, False)
+        + bar_chart("chart-weekly", "Cards returned per week, by topic", weeks, list(TOPICS), returned, False)
         + "<h2>Outcome of returned cards, by topic</h2>"
-        + _bars(
+        + bar_chart(
             "chart-outcomes", "Outcome of returned cards, by topic", list(TOPICS), list(OUTCOMES), dict(per_topic), True
         )
     )

@@ -22,6 +22,8 @@ MAY_IMPORT = {
     "cards": {"config", "fhir", "facts", "rules", "storage"},  # repeats are remembered in a first-use memory
     "gather": {"fhir"},  # just above fhir/: discovery's source attributes are the registry's (rules/ruleset.py)
     "storage": set(),
+    # the population sweep sits with the commands: it drives the engine the hooks use, and the report's chart
+    "sweep": {"config", "fhir", "facts", "gather", "rules", "engine", "report"},
 }
 
 

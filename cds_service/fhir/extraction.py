@@ -185,6 +185,11 @@ def _condition_hits(ts: Terminology, cond: dict[str, Any]) -> list[tuple[str, Ma
     return coded or hits
 
 
+def condition_sets(ts: Terminology, cond: dict[str, Any]) -> set[str]:
+    """The value sets a Condition is sorted into, as the facts sort it."""
+    return {vs for vs, _ in _condition_hits(ts, cond)}
+
+
 def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
     """Sort the resources of a request into what the facts read; skip and note invalid ones."""
     out = Extracted()

@@ -37,12 +37,12 @@ _FORMULA = re.compile(r"^[=+\-@\t\r]")
 _HARMLESS = re.compile(r"^(?:-|-?\d+(?:\.\d+)?%?)$")  # a dash for "none", a negative number: no formula
 
 
-def csv_cell(value: object) -> object:
+def csv_cell(value: object, cap: int = FIELD_CAP) -> object:
     """A CSV cell a spreadsheet will not run: text that would start a formula (=, +, -, @, tab, CR) gets a
-    leading apostrophe (OWASP); numbers pass as numbers."""
+    leading apostrophe (OWASP); numbers pass as numbers. At most `cap` characters."""
     if not isinstance(value, str):
         return value
-    text = one_line(value)
+    text = one_line(value, cap)
     if _HARMLESS.match(value):
         return value
     return "'" + text if _FORMULA.match(value) or _FORMULA.match(text) else text

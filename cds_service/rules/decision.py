@@ -5,6 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# each card's reason code, by topic, in words (the sweep's worklist and its documentation read them)
+REASONS = {
+    "no-result": "no HER2 result on record",
+    "binary-only": "HER2 reported only as negative, no IHC score",
+    "zero-unspecified": "IHC 0 without a membrane-staining statement (null vs ultralow)",
+    "indeterminate": "IHC 2+ without ISH",
+    "ish-unreadable": "ISH result cannot be interpreted as reported",
+    "inconsistent": "IHC 0 with staining in more than 10% of cells (contradictory)",
+    "stale": "HER2 result old, or from the primary tumour only",
+    "unreadable": "a HER2 result is not valid FHIR and could not be read",
+    "pathway-met": "a T-DXd label pathway is met",
+    "pathway-possible": "a T-DXd label pathway may be met: a criterion is unknown",
+    "earlier-low": "latest HER2 0/null, an earlier sample HER2-low/ultralow",
+    "discontinue": "grade 2 or higher ILD/pneumonitis on T-DXd: discontinue",
+    "ild-event": "ILD/pneumonitis recorded since starting T-DXd",
+    "dose": "T-DXd dose not allowed by the label here",
+    "symptoms": "new respiratory symptoms on T-DXd",
+    "imaging-overdue": "chest imaging overdue on T-DXd",
+    "baseline": "starting T-DXd: baseline ILD work-up",
+    "not-evaluated": "the service could not evaluate this topic",
+}
+
 
 @dataclass
 class Suggestion:
@@ -32,6 +54,7 @@ class CardDecision:
     links: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
     pathways: list[str] = field(default_factory=list)  # the label pathways the card names (DB-06, DB-04)
+    reason: str = ""  # why the card, as a code (a worklist column; not shown on the card): REASONS
 
 
 def not_evaluated(topic: str, label: str) -> CardDecision:
@@ -40,6 +63,7 @@ def not_evaluated(topic: str, label: str) -> CardDecision:
         topic=topic,
         indicator="info",
         summary=f"her2-cds could not evaluate {label} for this patient: review it yourself",
+        reason="not-evaluated",
         evidence=[],
         unknowns=[
             f"the service could not evaluate {label} for this request; the other "

@@ -162,6 +162,7 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
     if cur and cur.category == INDETERMINATE and not (cur.ihc == 2 and cur.ish is None):
         key = "ish-unreadable"
     summary = SUMMARIES.get(key, SUMMARIES["stale"])
+    reason = "no-result" if key is None else key if key in SUMMARIES else "stale"
     evidence = [f"HER2 history: {r.describe()}" for r in reversed(facts.her2.results)] or [
         "no readable HER2 result" if facts.her2.unreadable else "no HER2 result found"
     ]
@@ -183,4 +184,5 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
         suggestions=[Suggestion(label, [service_request(facts, request.patient_id, kind)])],
         links=["asco_cap", "label"],
         overrides=["already-addressed", "not-a-candidate", "data-incorrect"],
+        reason=reason,
     )

@@ -159,6 +159,7 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
         suggestions = [Suggestion("Remove the drafted T-DXd order", [], deletes=[order.ref])] if order else []
         return CardDecision(
             topic=TOPIC,
+            reason="discontinue",
             indicator="critical",
             summary="Prior grade ≥2 ILD/pneumonitis on T-DXd: label says discontinue T-DXd permanently",
             evidence=evidence,
@@ -214,6 +215,13 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
                 ],
             )
         )
+    reason = (
+        "ild-event"
+        if events
+        else "dose"
+        if problem and order is not None and dose is not None
+        else ("symptoms" if symptoms else "imaging-overdue")
+    )
     if events:
         worst = max((e.grade or 0) for e in events)
         summary = (
@@ -227,7 +235,9 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
     else:
         summary = "T-DXd: chest imaging overdue for ILD surveillance"
     indicator = "warning" if events or symptoms or problem or factors else "info"
-    return _card(request.not_available(facts.data_notes), indicator, summary, evidence, unknowns, advice, suggestions)
+    return _card(
+        request.not_available(facts.data_notes), indicator, summary, evidence, unknowns, advice, suggestions, reason
+    )
 
 
 def _card(
@@ -238,9 +248,11 @@ def _card(
     unknowns: list[str],
     advice: list[str],
     suggestions: list[Suggestion],
+    reason: str,
 ) -> CardDecision:
     return CardDecision(
         topic=TOPIC,
+        reason=reason,
         indicator=indicator,
         summary=summary,
         evidence=evidence,
@@ -304,4 +316,6 @@ def _first_dose(
         "no ILD risk factor recorded (prior ILD/pneumonitis, thoracic radiotherapy, lung metastases, "
         "reduced renal function)"
     ]
-    return _card(request.not_available(facts.data_notes), indicator, summary, evidence, unknowns, advice, suggestions)
+    return _card(
+        request.not_available(facts.data_notes), indicator, summary, evidence, unknowns, advice, suggestions, "baseline"
+    )

@@ -388,6 +388,7 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
     patient = request.patient_id
     return CardDecision(
         topic=TOPIC,
+        reason="earlier-low" if earlier is not None else "pathway-met" if met else "pathway-possible",
         indicator=indicator,
         summary=summary,
         evidence=evidence,

@@ -1,0 +1,204 @@
+"""The worklist's files: CSV for a spreadsheet, JSON (each row with its cards as an EHR would show them), an HTML page with counts and a chart, FHIR (a transaction Bundle: a
+List of the patients and a Task per patient whose HER2 needs re-scoring, for an EHR to import), and the summary.
+They hold patient identifiers (PHI): each is written readable by its owner only. Record text in them is inert: one
+plain line per cell, escaped on the page, never a spreadsheet formula."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cds_service.fhir.inert import csv_cell, one_line
+from cds_service.report import bar_chart
+from cds_service.rules.decision import REASONS
+from cds_service.rules.registry import TOPICS
+
+OUTPUTS = ("worklist.csv", "worklist.json", "worklist.html", "worklist-fhir.json", "summary.json")
+# the CSV's columns, in order, and what each means (docs/sweep.md lists them)
+COLUMNS: dict[str, str] = {
+    "patient_id": "the Patient's id in the export (the EHR's FHIR id)",
+    "mrn": "medical record number (the identifier typed MR, else the first identifier)",
+    "name": "the patient's name as recorded",
+    "birth_date": "date of birth",
+    "patient_record": "whether the export holds the Patient resource ('not in export': records name a patient the "
+    "export does not have)",
+    "needs": "the cards a clinician opening this chart would see, by topic",
+    **{
+        col: text
+        for t in TOPICS
+        for col, text in (
+            (f"{t.config_key}_reason", f"why the {t.label} card, as a code (see the reason table)"),
+            (f"{t.config_key}_summary", f"the {t.label} card's summary, as the EHR would show it"),
+        )
+    },
+    "tdxd_pathways": "the T-DXd label pathways the card names (DB-06: HER2-low/ultralow HR-positive after endocrine "
+    "therapy; DB-04: HER2-low after chemotherapy)",
+    "her2_latest": "the latest HER2 result the card rests on: score, staining, ISH, sample",
+    "her2_date": "its date",
+    "her2_sample": "the sample it came from (site, or primary / metastatic)",
+    "hr_status": "hormone-receptor status (positive, negative, unknown)",
+    "setting": "metastatic or unresectable setting, and since when",
+    "endocrine_lines": "endocrine therapy lines in the metastatic setting, with their outcome",
+    "chemotherapy_lines": "chemotherapy lines in the metastatic setting, with their outcome",
+    "unknowns": "what the service could not determine (a criterion it could not check)",
+    "evidence": "each card's evidence lines, with the records (Type/id) they come from",
+    "records_set_aside": "this patient's records set aside as not valid FHIR, or not final",
+}
+RESCORE_KEY = "her2_rescore"
+CELL_CAP = 32_000  # characters of one CSV cell (a spreadsheet holds 32,767): the evidence whole
+REASON_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-reason"  # this service's own codes (rules/decision.REASONS)
+
+
+def write_worklist(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
+    """The files in out, each written whole (renamed into place), owner-readable only."""
+    from cds_service.sweep.judge import write_atomically
+
+    files = {
+        "worklist.csv": to_csv(rows).encode("utf-8"),
+        "worklist.json": orjson.dumps(rows, option=orjson.OPT_INDENT_2),  # the rows with each card as the EHR shows it
+        "worklist.html": to_html(rows, summary).encode("utf-8"),
+        "worklist-fhir.json": orjson.dumps(to_fhir(rows, summary), option=orjson.OPT_INDENT_2),
+        "summary.json": orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS),
+    }
+    for name, data in files.items():  # summary.json last: present means the rest is whole
+        write_atomically(out / name, data)
+    return [out / name for name in files]
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(list(COLUMNS))
+    writer.writerows([csv_cell(row.get(col, ""), CELL_CAP) for col in COLUMNS] for row in rows)
+    return buf.getvalue()
+
+
+def reason_counts(rows: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
+    """Patients by (reason, topic)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        for t in TOPICS:
+            if reason := row.get(f"{t.config_key}_reason"):
+                counts[(reason, t.code)] += 1
+    return counts
+
+
+def to_html(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    counts = reason_counts(rows)
+    by_topic = Counter(topic for (_, topic), n in counts.items() for _ in range(n))
+    reasons = [r for r in REASONS if any(counts.get((r, t.code)) for t in TOPICS)]
+    chart = bar_chart("chart-reasons", "Patients by reason", reasons, [t.code for t in TOPICS], dict(counts), True)
+    e = html.escape
+    shown = ["patient_id", "mrn", "name", "needs"] + [f"{t.config_key}_reason" for t in TOPICS]
+    shown += ["tdxd_pathways", "her2_latest", "her2_date", "her2_sample", "hr_status", "setting", "unknowns"]
+    body = (
+        "".join(
+            "<tr>" + "".join(f"<td>{e(one_line(str(row.get(c, ''))))}</td>" for c in shown) + "</tr>" for row in rows
+        )
+        or f'<tr><td colspan="{len(shown)}">no patient needs anything</td></tr>'
+    )
+    reason_rows = "".join(
+        f"<tr><td>{e(r)}</td><td>{e(REASONS[r])}</td><td>{sum(counts.get((r, t.code), 0) for t in TOPICS)}</td></tr>"
+        for r in reasons
+    )
+    c = summary.get("counts", {})
+    problems = [
+        ("lines that are not a FHIR resource (not JSON, no resourceType)", c.get("malformed", 0)),
+        ("files damaged or truncated (read up to the damage)", c.get("damaged-files", 0)),
+        ("records with no readable patient reference", c.get("no-patient", 0)),
+        ("patients whose Patient resource is not in the export (judged all the same)",
+         c.get("patients-without-patient-record", 0)),
+        ("records set aside by the facts (not valid FHIR, or not final)", c.get("records-set-aside", 0)),
+        ("patients whose facts could not be derived (cards say 'could not evaluate')",
+         c.get("patients-not-evaluated", 0)),
+        ("errors the export itself reported (its manifest's error files)", summary.get("export_reported_errors", 0)),
+    ]  # fmt: skip
+    problem_rows = "".join(f"<tr><td>{e(what)}</td><td>{n}</td></tr>" for what, n in problems)
+    totals = [("Patients judged", c.get("patients", 0)), ("On the worklist", len(rows))] + [
+        (t.label, by_topic.get(t.code, 0)) for t in TOPICS
+    ]
+    head = "".join(f"<th>{e(col)}</th>" for col in shown)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>her2-cds worklist as of {e(summary.get("as_of", ""))}</title>
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
+th {{ background: #f3f3f3; }} .phi {{ background: #fff4d6; padding: .5em 1em; border: 1px solid #e0c060; }}
+.totals span {{ display: inline-block; margin-right: 2em; }}
+</style></head><body>
+<h1>her2-cds worklist, as of {e(summary.get("as_of", ""))}</h1>
+<p class="phi"><strong>Protected health information.</strong> This page names patients: keep it where the EHR's
+data may be kept. It is a review aid for a tumour board or a pathology department, not an order: each row says what
+a clinician opening the chart would be shown, and why.</p>
+<p class="totals">{"".join(f"<span>{e(label)}: {n}</span>" for label, n in totals)}</p>
+<p>Export: {e(str(summary.get("export", "")))} · {summary.get("files", 0)} file(s) ·
+{c.get("lines", 0)} lines read · {summary.get("cohort", 0)} patients with breast cancer or T-DXd on record.</p>
+<h2>Patients by reason</h2>
+{chart}
+<table id="reasons"><thead><tr><th>reason</th><th>meaning</th><th>patients</th></tr></thead>
+<tbody>{reason_rows}</tbody></table>
+<h2>Worklist</h2>
+<table id="worklist"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p>Every column, with the evidence lines: worklist.csv.</p>
+<h2>What could not be read</h2>
+<table id="problems"><thead><tr><th>what</th><th>count</th></tr></thead><tbody>{problem_rows}</tbody></table>
+</body></html>
+"""
+
+
+def to_fhir(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """A transaction Bundle an EHR can POST: a List of the worklist's patients, and a Task per patient whose HER2
+    needs re-scoring (requested, a proposal: a person decides)."""
+    as_of = str(summary.get("as_of", ""))
+    entries: list[dict[str, Any]] = []
+    items = []
+    for row in rows:
+        patient = {"reference": f"Patient/{row['patient_id']}"}
+        items.append({"item": patient, "flag": {"text": one_line(row.get("needs", ""))}})
+        reason = row.get(f"{RESCORE_KEY}_reason")
+        if not reason:
+            continue
+        task = {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "proposal",
+            "priority": "routine",
+            "code": {"text": "HER2 re-scoring / pathology review (HER2-low and HER2-ultralow)"},
+            "description": one_line(row.get(f"{RESCORE_KEY}_summary", "")),
+            "for": patient,
+            "authoredOn": as_of,
+            "reasonCode": {
+                "coding": [{"system": REASON_SYSTEM, "code": reason, "display": REASONS.get(reason, reason)}],
+                "text": REASONS.get(reason, reason),
+            },
+            "note": [{"text": one_line(row.get("her2_latest", "")) or "no HER2 result"}],
+        }
+        entries.append(_entry(task, f"{as_of}/task/{row['patient_id']}"))
+    worklist = {
+        "resourceType": "List",
+        "status": "current",
+        "mode": "working",
+        "title": f"her2-cds worklist as of {as_of}",
+        "date": as_of,
+        "note": [{"text": "A review aid from her2-cds sweep, not an order."}],
+        **({"entry": items} if items else {"emptyReason": {"text": "no patient needs anything"}}),
+    }
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(worklist, f"{as_of}/list"), *entries]}
+
+
+def _entry(resource: dict[str, Any], name: str) -> dict[str, Any]:
+    """A transaction entry; its fullUrl the same on every run of the same sweep (a name-based uuid)."""
+    return {
+        "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, REASON_SYSTEM + '/' + name)}",
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"]},
+    }
