@@ -122,7 +122,7 @@ class Writer:
                 f.close()
             index += 1
             name = self.out / f"{rtype}.{index:03d}.ndjson{'.gz' if self.gzipped else ''}"
-            f = gzip.open(name, "wb", compresslevel=1) if self.gzipped else open(name, "wb")  # noqa: SIM115
+            f = gzip.open(name, "wb", compresslevel=1) if self.gzipped else open(name, "wb")
             lines = 0
         f.write(json.dumps(resource, separators=(",", ":")).encode() + b"\n")
         self.files[rtype] = (f, lines + 1, index)

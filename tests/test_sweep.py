@@ -19,43 +19,16 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from cds_service.config import load
-from cds_service.evaluate import evaluate_file
 from cds_service.rules.decision import REASONS
 from cds_service.sweep.export import ExportError, open_export, type_hint
-from cds_service.sweep.run import SweepOptions, sweep
 from cds_service.sweep.runner import OnDask
 from cds_service.sweep.worklist import COLUMNS, OUTPUTS
 from tests.fixtures import builders as b
-from tests.helpers import hook_request, prefetch_from
 from tests.realworld_facts import EXAMPLES
+from tests.sweep_equality import evaluated_cards, own_records, rows_of, swept, swept_cards, write_ndjson
 from tests.sweep_export import SCENARIOS, charts, reidentified, unrelated, write_export
 
 AS_OF = "2026-12-05"
-SETTINGS = load(None, overrides={"auth": {"required": False}})
-
-
-def _write(folder: Path, resources: list[dict[str, Any]], gz: bool = False) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    by_type: dict[str, list[bytes]] = {}
-    for r in resources:
-        by_type.setdefault(r["resourceType"], []).append(json.dumps(r).encode() + b"\n")
-    for rtype, lines in by_type.items():
-        path = folder / f"{rtype}.ndjson{'.gz' if gz else ''}"
-        path.write_bytes(gzip.compress(b"".join(lines)) if gz else b"".join(lines))
-    return folder
-
-
-def _sweep(export: Path, out: Path, **options: Any) -> dict[str, Any]:
-    from datetime import date
-
-    opts = SweepOptions(str(export), out, as_of=date.fromisoformat(AS_OF), **options)
-    return sweep(opts, SETTINGS, say=lambda _: None)
-
-
-def _rows(out: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((out / "worklist.json").read_text())
-    return rows
 
 
 def _example_charts() -> dict[str, tuple[list[dict[str, Any]], str]]:
@@ -77,41 +50,12 @@ def _example_charts() -> dict[str, tuple[list[dict[str, Any]], str]]:
 CHARTS = _example_charts()
 
 
-def _evaluated(resources: list[dict[str, Any]], pid: str, tmp: Path) -> list[dict[str, Any]]:
-    """The cards `her2-cds evaluate` returns for a patient-view of this chart (the HTTP code path)."""
-    request = tmp / "request.json"
-    request.write_text(json.dumps(hook_request("patient-view", pid, prefetch=prefetch_from(resources))))
-    settings = load(
-        None,
-        overrides={
-            "auth": {"required": False},
-            "storage": {"database_url": f"sqlite:///{tmp}/db.sqlite", "cache_url": "memory://"},
-        },
-    )
-    status, body = evaluate_file(str(request), settings)
-    assert status == 200, body
-    return [
-        {"topic": c["source"]["topic"]["code"], "indicator": c["indicator"], "summary": c["summary"],
-         "detail": c.get("detail", "")}
-        for c in body["cards"]
-    ]  # fmt: skip
-
-
 @pytest.mark.parametrize("name", sorted(CHARTS))
 def test_the_sweep_says_what_evaluate_says_for_patient_view(name, tmp_path):
     """Each example and fixture chart, alone in an export: the sweep's row (or no row) is evaluate's cards."""
     resources, pid = CHARTS[name]
-    _sweep(_write(tmp_path / "export", resources), tmp_path / "out", workers=1)
-    rows = [r for r in _rows(tmp_path / "out") if r["patient_id"] == pid]
-    swept = [{k: c[k] for k in ("topic", "indicator", "summary", "detail")} for r in rows for c in r["cards"]]
-    mine = [r for r in resources if r["resourceType"] == "Patient" and r.get("id") == pid or _names(r, pid)]
-    assert swept == _evaluated(mine, pid, tmp_path)
-
-
-def _names(resource: dict[str, Any], pid: str) -> bool:
-    """The resource is the patient's, or has no patient (a Medication, a Specimen without subject)."""
-    refs = [resource.get(k, {}).get("reference") for k in ("subject", "patient") if isinstance(resource.get(k), dict)]
-    return all(r == f"Patient/{pid}" for r in refs) and (bool(refs) or resource["resourceType"] != "Patient")
+    mine = own_records(resources, pid)  # an example's records of another patient are that patient's in an export
+    assert swept_cards(mine, pid, tmp_path) == evaluated_cards(mine, pid, tmp_path)
 
 
 def test_one_export_of_many_patients_is_each_patient_judged_alone(tmp_path):
@@ -121,18 +65,18 @@ def test_one_export_of_many_patients_is_each_patient_judged_alone(tmp_path):
     many = [r for chart in made for r in chart]
     others = [r for i in range(5) for r in unrelated(f"other{i}", 6)]
     export = tmp_path / "many"
-    _write(export, many[: len(many) // 2] + others)
+    write_ndjson(export, many[: len(many) // 2] + others)
     (export / "Observation.ndjson").rename(export / "Observation.000.ndjson")
-    _write(tmp_path / "rest", many[len(many) // 2 :], gz=True)
+    write_ndjson(tmp_path / "rest", many[len(many) // 2 :], gz=True)
     for f in (tmp_path / "rest").iterdir():
         f.rename(export / f.name.replace(".ndjson", ".001.ndjson"))
-    summary = _sweep(export, tmp_path / "out", workers=1)
-    rows = {r["patient_id"]: r for r in _rows(tmp_path / "out")}
+    summary = swept(export, tmp_path / "out", workers=1)
+    rows = {r["patient_id"]: r for r in rows_of(tmp_path / "out")}
     assert summary["cohort"] == 3 * len(SCENARIOS) and summary["counts"]["other-patients"] == len(others)
     for i, chart in enumerate(made):
         pid = f"pt{i:06d}"
-        _sweep(_write(tmp_path / f"one{i}", chart), tmp_path / f"o{i}", workers=1)
-        alone = _rows(tmp_path / f"o{i}")
+        swept(write_ndjson(tmp_path / f"one{i}", chart), tmp_path / f"o{i}", workers=1)
+        alone = rows_of(tmp_path / f"o{i}")
         assert ([rows[pid]] if pid in rows else []) == alone, pid
 
 
@@ -147,9 +91,9 @@ def test_reidentified_charts_keep_their_verdicts():
 
 
 def test_every_card_carries_a_reason_the_worklist_explains(tmp_path):
-    _sweep(_write(tmp_path / "e", [r for chart in charts(2 * len(SCENARIOS), 0) for r in chart]), tmp_path / "o",
+    swept(write_ndjson(tmp_path / "e", [r for chart in charts(2 * len(SCENARIOS), 0) for r in chart]), tmp_path / "o",
            workers=1)  # fmt: skip
-    rows = _rows(tmp_path / "o")
+    rows = rows_of(tmp_path / "o")
     reasons = {c["reason"] for r in rows for c in r["cards"]}
     assert reasons and reasons <= set(REASONS)
     assert {"binary-only", "pathway-met"} <= reasons
@@ -160,7 +104,7 @@ def test_every_card_carries_a_reason_the_worklist_explains(tmp_path):
 
 def test_bad_input_is_survived_and_counted(tmp_path):
     chart = reidentified(SCENARIOS["builta_binary_only"](), "good")
-    export = _write(tmp_path / "bad", chart)
+    export = write_ndjson(tmp_path / "bad", chart)
     with open(export / "Observation.ndjson", "ab") as f:
         f.write(b"{not json\n")  # malformed
         f.write(b"[1, 2]\n")  # not a resource
@@ -175,7 +119,7 @@ def test_bad_input_is_survived_and_counted(tmp_path):
     lost = [r for r in reidentified(SCENARIOS["her2_positive"](), "lost") if r["resourceType"] != "Patient"]
     whole = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in lost + lost))
     (export / "Condition.001.ndjson.gz").write_bytes(whole[: len(whole) * 2 // 3])
-    summary = _sweep(export, tmp_path / "out", workers=1)
+    summary = swept(export, tmp_path / "out", workers=1)
     counts, places = summary["counts"], summary["places"]
     assert counts["malformed"] == 2 and places["malformed"] == [
         "Observation.ndjson byte " + str(_offset(export / "Observation.ndjson", b"{not json")),
@@ -187,7 +131,7 @@ def test_bad_input_is_survived_and_counted(tmp_path):
     )
     assert counts["records-set-aside"] >= 1
     assert counts["patients-without-patient-record"] == 1 and summary["cohort"] == 2
-    rows = {r["patient_id"]: r for r in _rows(tmp_path / "out")}
+    rows = {r["patient_id"]: r for r in rows_of(tmp_path / "out")}
     assert rows["good"]["records_set_aside"] >= 1 and rows["good"]["her2_rescore_reason"]
     assert "lost" not in rows or rows["lost"]["patient_record"] == "not in export"
     page = (tmp_path / "out" / "worklist.html").read_text()
@@ -215,7 +159,7 @@ def test_an_export_that_cannot_be_read_is_refused_with_the_reason(tmp_path):
 
 def test_a_manifest_names_its_files_and_its_errors(tmp_path):
     chart = reidentified(SCENARIOS["builta_binary_only"](), "m1")
-    _write(tmp_path, chart)
+    write_ndjson(tmp_path, chart)
     (tmp_path / "Observation.ndjson").rename(tmp_path / "0f3a.ndjson")  # a server's own file name: no type in it
     (tmp_path / "err.ndjson").write_text('{"resourceType":"OperationOutcome","issue":[]}\n')
     outputs = [{"type": p.stem.split(".")[0], "url": f"https://ehr.example/bulk/{p.name}"}
@@ -225,7 +169,7 @@ def test_a_manifest_names_its_files_and_its_errors(tmp_path):
     manifest.write_text(json.dumps({"output": outputs, "error": [{"type": "OperationOutcome", "url": "err.ndjson"}]}))
     export = open_export(str(manifest))
     assert {f.rtype for f in export.files} >= {"Observation", "Patient"} and export.reported_errors == 1
-    summary = _sweep(manifest, tmp_path / "out", workers=1)
+    summary = swept(manifest, tmp_path / "out", workers=1)
     assert summary["rows"] == 1 and summary["export_reported_errors"] == 1
 
 
@@ -250,8 +194,8 @@ def worklist(tmp_path_factory):
         if r["resourceType"] == "Patient":
             r["name"] = [{"text": note}]
             r["identifier"] = [{"type": {"coding": [{"code": "MR"}]}, "value": "+MRN-001"}]
-    export = _write(tmp / "export", [r for c in charts(2 * len(SCENARIOS), 0) for r in c] + chart)
-    summary = _sweep(export, tmp / "out", workers=1)
+    export = write_ndjson(tmp / "export", [r for c in charts(2 * len(SCENARIOS), 0) for r in c] + chart)
+    summary = swept(export, tmp / "out", workers=1)
     return tmp / "out", summary
 
 
@@ -280,7 +224,7 @@ def test_the_fhir_worklist_is_a_valid_transaction_an_ehr_can_import(worklist):
     out, summary = worklist
     bundle = json.loads((out / "worklist-fhir.json").read_text())
     Bundle.model_validate(bundle)
-    rows = _rows(out)
+    rows = rows_of(out)
     lists = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "List"]
     tasks = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Task"]
     assert [i["item"]["reference"] for i in lists[0]["entry"]] == [f"Patient/{r['patient_id']}" for r in rows]
@@ -305,7 +249,7 @@ def test_the_page_in_chromium_shows_the_counts_of_the_worklist(worklist, tmp_pat
     assert run.returncode == 0, run.stderr[-2000:]
     seen = json.loads(run.stdout)
     assert {u.split("://")[0] for u in seen["requests"]} == {"file"} and len(seen["requests"]) == 1
-    rows = _rows(out)
+    rows = rows_of(out)
     expected: dict[tuple[str, str], int] = {}
     for r in rows:
         for c in r["cards"]:
@@ -321,12 +265,12 @@ def test_the_page_in_chromium_shows_the_counts_of_the_worklist(worklist, tmp_pat
 # --- one machine or a cluster; interrupted and rerun
 
 
-def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_rows(tmp_path):
+def test_a_local_dask_cluster_of_two_workers_gives_the_single_processrows_of(tmp_path):
     export = tmp_path / "export"
     write_export(export, 4 * len(SCENARIOS), 60, unrelated_patients=6, gzipped=True, per_file=500)
     with open(export / "Observation.000.ndjson.gz", "ab") as f:
         f.write(gzip.compress(b"{torn\n"))  # a second gzip member holding a malformed line
-    single = _sweep(export, tmp_path / "one", workers=1, patients_per_partition=5)
+    single = swept(export, tmp_path / "one", workers=1, patients_per_partition=5)
     cluster = OnDask(2)
     try:
         assert len(cluster.client.scheduler_info(n_workers=-1)["workers"]) == 2
@@ -334,12 +278,12 @@ def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_rows(tmp_p
         assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()  # two processes, not this one
     finally:
         cluster.close()
-    double = _sweep(export, tmp_path / "two", workers=2, patients_per_partition=5)
+    double = swept(export, tmp_path / "two", workers=2, patients_per_partition=5)
     assert double["workers"] == 2 and single["workers"] == 1
     for name in ("worklist.csv", "worklist.json", "worklist-fhir.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     assert single["counts"] == double["counts"] and single["counts"]["malformed"] == 1
-    assert single["rows"] == len(_rows(tmp_path / "one")) > 0
+    assert single["rows"] == len(rows_of(tmp_path / "one")) > 0
 
 
 def _cli(*args: str) -> list[str]:
@@ -350,7 +294,7 @@ def _cli(*args: str) -> list[str]:
 def test_an_interrupted_sweep_leaves_no_worklist_and_a_rerun_finishes_it(tmp_path, how):
     export = tmp_path / "export"
     write_export(export, 3 * len(SCENARIOS), 30)
-    whole = _sweep(export, tmp_path / "whole", workers=1)
+    whole = swept(export, tmp_path / "whole", workers=1)
     out = tmp_path / "out"
     args = _cli(str(export), "--out", str(out), "--workers", "1", "--patients-per-partition", "1")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -377,15 +321,15 @@ def test_an_interrupted_sweep_leaves_no_worklist_and_a_rerun_finishes_it(tmp_pat
 
 
 def test_a_changed_export_starts_the_sweep_afresh(tmp_path):
-    export = _write(tmp_path / "export", reidentified(SCENARIOS["bell"](), "a1"))
-    _sweep(export, tmp_path / "out", workers=1, keep_work=True)
-    _write(export, reidentified(SCENARIOS["builta_binary_only"](), "a2"))  # rewritten: a new export
-    summary = _sweep(export, tmp_path / "out", workers=1)
-    assert summary["resumed"] == {} and [r["patient_id"] for r in _rows(tmp_path / "out")] == ["a2"]
+    export = write_ndjson(tmp_path / "export", reidentified(SCENARIOS["bell"](), "a1"))
+    swept(export, tmp_path / "out", workers=1, keep_work=True)
+    write_ndjson(export, reidentified(SCENARIOS["builta_binary_only"](), "a2"))  # rewritten: a new export
+    summary = swept(export, tmp_path / "out", workers=1)
+    assert summary["resumed"] == {} and [r["patient_id"] for r in rows_of(tmp_path / "out")] == ["a2"]
 
 
 def test_the_command_says_what_it_read_and_where_the_worklist_is(tmp_path):
-    export = _write(tmp_path / "export", reidentified(SCENARIOS["builta_binary_only"](), "c1"))
+    export = write_ndjson(tmp_path / "export", reidentified(SCENARIOS["builta_binary_only"](), "c1"))
     run = subprocess.run(_cli(str(export), "--out", str(tmp_path / "out"), "--workers", "1"), capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr

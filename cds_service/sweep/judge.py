@@ -37,13 +37,6 @@ class Judgement:
     rows: list[dict[str, Any]] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
 
-    def as_json(self) -> dict[str, Any]:
-        return {"rows": self.rows, "tally": self.tally.as_json()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Judgement:
-        return cls(list(data["rows"]), Tally.from_json(data["tally"]))
-
 
 def engine_for(settings: Settings) -> Engine:
     """The engine of this process for these settings (built once: value sets, models and rules are warm after)."""

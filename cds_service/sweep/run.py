@@ -4,6 +4,7 @@ on from where it stopped. The worklist's files are written, whole, only when eve
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import shutil
@@ -21,7 +22,7 @@ from cds_service.config import Settings
 from cds_service.gather.binding import expected_types
 from cds_service.sweep.cohort import COHORT_TYPES, MEDICATION_TYPES, cohort_of, tdxd_medications
 from cds_service.sweep.export import Export, Part, open_export
-from cds_service.sweep.judge import HOOK, Judgement, engine_for, judge_partition, write_atomically
+from cds_service.sweep.judge import HOOK, engine_for, judge_partition, write_atomically
 from cds_service.sweep.runner import Runner, runner
 from cds_service.sweep.shuffle import JOINED, Routed, finished, route_joined, route_patients
 from cds_service.sweep.tally import Tally
@@ -105,7 +106,7 @@ def sweep(options: SweepOptions, settings: Settings, say: Callable[[str], None] 
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["workers"] = run.workers
     summary["resumed"] = progress.resumed
-    write_worklist(out, summary.pop("rows_list"), summary)
+    write_worklist(out, merged_rows(work / "rows", summary["partitions"]), summary)
     if not options.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return summary
@@ -147,9 +148,7 @@ def _stages(
     chart_types = frozenset(t for tpl in service.get("prefetch", {}).values() for t in expected_types(tpl))
     cohort, partitions = _find_patients(export, work, run, settings, options, progress, say)
     tally = _group_records(export, work, run, cohort, partitions, chart_types, options, progress, say)
-    judged = _judge(work, run, settings, today, partitions, progress, say)
-    tally.merge(judged.tally)
-    rows = sorted(judged.rows, key=lambda r: r["patient_id"])
+    tally.merge(_judge(work, run, settings, today, partitions, progress, say))
     counts = tally.counts
     return {
         "complete": True,
@@ -162,8 +161,7 @@ def _stages(
         "partitions": partitions,
         "counts": dict(sorted(counts.items())),
         "places": tally.places,
-        "rows": len(rows),
-        "rows_list": rows,
+        "rows": counts.get("rows", 0),
     }
 
 
@@ -253,27 +251,36 @@ def _judge(
     partitions: int,
     progress: _Progress,
     say: Callable[[str], None],
-) -> Judgement:
-    """Pass 3: every partition judged (each kept as rows/<k>.json when done)."""
+) -> Tally:
+    """Pass 3: every partition judged: its rows kept as rows/<k>.ndjson (by patient id), then its counts as
+    rows/<k>.json (present: the partition is done)."""
     rows = work / "rows"
     rows.mkdir(exist_ok=True)
-    out = Judgement()
+    tally = Tally()
     todo = []
     for k in range(partitions):
         kept = rows / f"{k:05d}.json"
         if kept.is_file():
-            part = Judgement.from_json(orjson.loads(kept.read_bytes()))
-            out.rows += part.rows
-            out.tally.merge(part.tally)
+            tally.merge(Tally.from_json(orjson.loads(kept.read_bytes())))
             progress.resumed["pass 3"] = progress.resumed.get("pass 3", 0) + 1
         else:
             todo.append(k)
     for part in _tasks(run, _judge_task, todo, progress, "pass 3 of 3, judging patients", work=work,
                        settings=run.share(settings), today=today):  # fmt: skip
-        out.rows += part.rows
-        out.tally.merge(part.tally)
-    say(f"pass 3 of 3: {out.tally.counts['patients']:,} patients judged, {len(out.rows):,} on the worklist")
-    return out
+        tally.merge(part)
+    say(f"pass 3 of 3: {tally.counts['patients']:,} patients judged, {tally.counts['rows']:,} on the worklist")
+    return tally
+
+
+def merged_rows(rows: Path, partitions: int) -> Iterator[dict[str, Any]]:
+    """Every partition's rows, merged in patient-id order, one at a time (never the whole worklist in memory)."""
+    files = [(rows / f"{k:05d}.ndjson").open("rb") for k in range(partitions)]
+    try:
+        streams = [(orjson.loads(line) for line in f if line.strip()) for f in files]
+        yield from heapq.merge(*streams, key=lambda r: r["patient_id"])
+    finally:
+        for f in files:
+            f.close()
 
 
 def _tasks(run: Runner, fn: Callable[..., Any], items: list[Any], progress: _Progress, stage: str,
@@ -307,11 +314,13 @@ def _join_task(item: tuple[str, Part, bool], work: Path, wanted: dict[str, list[
     return route_joined(part, work / name, wanted, first_read)
 
 
-def _judge_task(k: int, work: Path, settings: Settings, today: date) -> Judgement:
+def _judge_task(k: int, work: Path, settings: Settings, today: date) -> Tally:
     files = sorted(p for p in (work / "shuffle").glob(f"*/{k:05d}.ndjson") if not p.parent.name.endswith(".tmp"))
     judgement = judge_partition(files, settings, today)
-    write_atomically(work / "rows" / f"{k:05d}.json", orjson.dumps(judgement.as_json()))
-    return judgement
+    lines = b"".join(orjson.dumps(row) + b"\n" for row in judgement.rows)  # in patient-id order
+    write_atomically(work / "rows" / f"{k:05d}.ndjson", lines)
+    write_atomically(work / "rows" / f"{k:05d}.json", orjson.dumps(judgement.tally.as_json()))
+    return judgement.tally
 
 
 def stop_signal_is_interrupt() -> None:

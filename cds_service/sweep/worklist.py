@@ -1,17 +1,19 @@
-"""The worklist's files: CSV for a spreadsheet, JSON (each row with its cards as an EHR would show them), an HTML page with counts and a chart, FHIR (a transaction Bundle: a
-List of the patients and a Task per patient whose HER2 needs re-scoring, for an EHR to import), and the summary.
-They hold patient identifiers (PHI): each is written readable by its owner only. Record text in them is inert: one
-plain line per cell, escaped on the page, never a spreadsheet formula."""
+"""The worklist's files: CSV for a spreadsheet, JSON (each row with its cards as an EHR would show them), an HTML
+page with counts and a chart, FHIR (a transaction Bundle: a Task per patient whose HER2 needs re-scoring and a List
+of the patients, for an EHR to import), and the summary. They hold patient identifiers (PHI): each is written
+readable by its owner only. Record text in them is inert: one plain line per cell, escaped on the page, never a
+spreadsheet formula."""
 
 from __future__ import annotations
 
 import csv
 import html
-import io
+import os
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -56,75 +58,87 @@ CELL_CAP = 32_000  # characters of one CSV cell (a spreadsheet holds 32,767): th
 REASON_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-reason"  # this service's own codes (rules/decision.REASONS)
 
 
-def write_worklist(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
-    """The files in out, each written whole (renamed into place), owner-readable only."""
-    from cds_service.sweep.judge import write_atomically
+def write_worklist(out: Path, rows: Iterable[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
+    """The files in out from rows in their order, streamed (a worklist of any length is never held whole), each
+    renamed into place when complete, owner-readable only; summary.json last: present means the rest is whole."""
+    names = [n for n in OUTPUTS if n != "summary.json"]
+    tmp = {name: _private(out / f"{name}.tmp") for name in names}
+    try:
+        table = csv.writer(tmp["worklist.csv"])
+        table.writerow(list(COLUMNS))
+        tmp["worklist.json"].write("[")
+        tmp["worklist.html"].write(html_head(summary))
+        tmp["worklist-fhir.json"].write('{"resourceType": "Bundle", "type": "transaction", "entry": [\n')
+        as_of, listed = str(summary.get("as_of", "")), []
+        for i, row in enumerate(rows):
+            table.writerow([csv_cell(row.get(col, ""), CELL_CAP) for col in COLUMNS])
+            tmp["worklist.json"].write(("," if i else "") + "\n" + orjson.dumps(row).decode())
+            tmp["worklist.html"].write(html_row(row))
+            if (task := rescore_task(row, as_of)) is not None:
+                tmp["worklist-fhir.json"].write(
+                    orjson.dumps(_entry(task, f"{as_of}/task/{row['patient_id']}")).decode()
+                )
+                tmp["worklist-fhir.json"].write(",\n")
+            listed.append(
+                {
+                    "item": {"reference": f"Patient/{row['patient_id']}"},
+                    "flag": {"text": one_line(row.get("needs", ""))},
+                }
+            )
+        tmp["worklist.json"].write("\n]\n")
+        tmp["worklist.html"].write(html_tail(summary, bool(listed)))
+        tmp["worklist-fhir.json"].write(orjson.dumps(_entry(worklist_list(listed, as_of), f"{as_of}/list")).decode())
+        tmp["worklist-fhir.json"].write("\n]}\n")
+    finally:
+        for f in tmp.values():
+            f.close()
+    for name in names:
+        os.replace(out / f"{name}.tmp", out / name)
+    summary_file = _private(out / "summary.json.tmp")
+    with summary_file:
+        summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    os.replace(out / "summary.json.tmp", out / "summary.json")
+    return [out / name for name in OUTPUTS]
 
-    files = {
-        "worklist.csv": to_csv(rows).encode("utf-8"),
-        "worklist.json": orjson.dumps(rows, option=orjson.OPT_INDENT_2),  # the rows with each card as the EHR shows it
-        "worklist.html": to_html(rows, summary).encode("utf-8"),
-        "worklist-fhir.json": orjson.dumps(to_fhir(rows, summary), option=orjson.OPT_INDENT_2),
-        "summary.json": orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS),
-    }
-    for name, data in files.items():  # summary.json last: present means the rest is whole
-        write_atomically(out / name, data)
-    return [out / name for name in files]
+
+def _private(path: Path) -> TextIO:
+    """A text file for writing, readable by its owner only (it holds PHI)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return open(fd, "w", encoding="utf-8", newline="")
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(list(COLUMNS))
-    writer.writerows([csv_cell(row.get(col, ""), CELL_CAP) for col in COLUMNS] for row in rows)
-    return buf.getvalue()
-
-
-def reason_counts(rows: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
-    """Patients by (reason, topic)."""
+def reason_counts(summary: dict[str, Any]) -> Counter[tuple[str, str]]:
+    """Patients by (reason, topic) of the cards shown, from the judges' counts (`card:<topic>:<reason>`)."""
     counts: Counter[tuple[str, str]] = Counter()
-    for row in rows:
-        for t in TOPICS:
-            if reason := row.get(f"{t.config_key}_reason"):
-                counts[(reason, t.code)] += 1
+    for key, n in summary.get("counts", {}).items():
+        parts = key.split(":")
+        if len(parts) == 3 and parts[0] == "card":
+            counts[(parts[2], parts[1])] += n
     return counts
 
 
-def to_html(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    counts = reason_counts(rows)
-    by_topic = Counter(topic for (_, topic), n in counts.items() for _ in range(n))
+_SHOWN = ["patient_id", "mrn", "name", "needs"] + [f"{t.config_key}_reason" for t in TOPICS]
+_SHOWN += ["tdxd_pathways", "her2_latest", "her2_date", "her2_sample", "hr_status", "setting", "unknowns"]
+
+
+def html_head(summary: dict[str, Any]) -> str:
+    """The page down to the worklist table's first row: counts, chart, reasons."""
+    counts = reason_counts(summary)
+    by_topic: Counter[str] = Counter()
+    for (_, topic), n in counts.items():
+        by_topic[topic] += n
     reasons = [r for r in REASONS if any(counts.get((r, t.code)) for t in TOPICS)]
     chart = bar_chart("chart-reasons", "Patients by reason", reasons, [t.code for t in TOPICS], dict(counts), True)
     e = html.escape
-    shown = ["patient_id", "mrn", "name", "needs"] + [f"{t.config_key}_reason" for t in TOPICS]
-    shown += ["tdxd_pathways", "her2_latest", "her2_date", "her2_sample", "hr_status", "setting", "unknowns"]
-    body = (
-        "".join(
-            "<tr>" + "".join(f"<td>{e(one_line(str(row.get(c, ''))))}</td>" for c in shown) + "</tr>" for row in rows
-        )
-        or f'<tr><td colspan="{len(shown)}">no patient needs anything</td></tr>'
-    )
     reason_rows = "".join(
         f"<tr><td>{e(r)}</td><td>{e(REASONS[r])}</td><td>{sum(counts.get((r, t.code), 0) for t in TOPICS)}</td></tr>"
         for r in reasons
     )
     c = summary.get("counts", {})
-    problems = [
-        ("lines that are not a FHIR resource (not JSON, no resourceType)", c.get("malformed", 0)),
-        ("files damaged or truncated (read up to the damage)", c.get("damaged-files", 0)),
-        ("records with no readable patient reference", c.get("no-patient", 0)),
-        ("patients whose Patient resource is not in the export (judged all the same)",
-         c.get("patients-without-patient-record", 0)),
-        ("records set aside by the facts (not valid FHIR, or not final)", c.get("records-set-aside", 0)),
-        ("patients whose facts could not be derived (cards say 'could not evaluate')",
-         c.get("patients-not-evaluated", 0)),
-        ("errors the export itself reported (its manifest's error files)", summary.get("export_reported_errors", 0)),
-    ]  # fmt: skip
-    problem_rows = "".join(f"<tr><td>{e(what)}</td><td>{n}</td></tr>" for what, n in problems)
-    totals = [("Patients judged", c.get("patients", 0)), ("On the worklist", len(rows))] + [
+    totals = [("Patients judged", c.get("patients", 0)), ("On the worklist", summary.get("rows", 0))] + [
         (t.label, by_topic.get(t.code, 0)) for t in TOPICS
     ]
-    head = "".join(f"<th>{e(col)}</th>" for col in shown)
+    head = "".join(f"<th>{e(col)}</th>" for col in _SHOWN)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>her2-cds worklist as of {e(summary.get("as_of", ""))}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
@@ -147,7 +161,32 @@ a clinician opening the chart would be shown, and why.</p>
 <table id="reasons"><thead><tr><th>reason</th><th>meaning</th><th>patients</th></tr></thead>
 <tbody>{reason_rows}</tbody></table>
 <h2>Worklist</h2>
-<table id="worklist"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<table id="worklist"><thead><tr>{head}</tr></thead><tbody>
+"""
+
+
+def html_row(row: dict[str, Any]) -> str:
+    return "<tr>" + "".join(f"<td>{html.escape(one_line(str(row.get(c, ''))))}</td>" for c in _SHOWN) + "</tr>\n"
+
+
+def html_tail(summary: dict[str, Any], any_row: bool) -> str:
+    """The rest of the page: what could not be read."""
+    e = html.escape
+    c = summary.get("counts", {})
+    problems = [
+        ("lines that are not a FHIR resource (not JSON, no resourceType)", c.get("malformed", 0)),
+        ("files damaged or truncated (read up to the damage)", c.get("damaged-files", 0)),
+        ("records with no readable patient reference", c.get("no-patient", 0)),
+        ("patients whose Patient resource is not in the export (judged all the same)",
+         c.get("patients-without-patient-record", 0)),
+        ("records set aside by the facts (not valid FHIR, or not final)", c.get("records-set-aside", 0)),
+        ("patients whose facts could not be derived (cards say 'could not evaluate')",
+         c.get("patients-not-evaluated", 0)),
+        ("errors the export itself reported (its manifest's error files)", summary.get("export_reported_errors", 0)),
+    ]  # fmt: skip
+    problem_rows = "".join(f"<tr><td>{e(what)}</td><td>{n}</td></tr>" for what, n in problems)
+    empty = "" if any_row else f'<tr><td colspan="{len(_SHOWN)}">no patient needs anything</td></tr>'
+    return f"""{empty}</tbody></table>
 <p>Every column, with the evidence lines: worklist.csv.</p>
 <h2>What could not be read</h2>
 <table id="problems"><thead><tr><th>what</th><th>count</th></tr></thead><tbody>{problem_rows}</tbody></table>
@@ -155,35 +194,31 @@ a clinician opening the chart would be shown, and why.</p>
 """
 
 
-def to_fhir(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
-    """A transaction Bundle an EHR can POST: a List of the worklist's patients, and a Task per patient whose HER2
-    needs re-scoring (requested, a proposal: a person decides)."""
-    as_of = str(summary.get("as_of", ""))
-    entries: list[dict[str, Any]] = []
-    items = []
-    for row in rows:
-        patient = {"reference": f"Patient/{row['patient_id']}"}
-        items.append({"item": patient, "flag": {"text": one_line(row.get("needs", ""))}})
-        reason = row.get(f"{RESCORE_KEY}_reason")
-        if not reason:
-            continue
-        task = {
-            "resourceType": "Task",
-            "status": "requested",
-            "intent": "proposal",
-            "priority": "routine",
-            "code": {"text": "HER2 re-scoring / pathology review (HER2-low and HER2-ultralow)"},
-            "description": one_line(row.get(f"{RESCORE_KEY}_summary", "")),
-            "for": patient,
-            "authoredOn": as_of,
-            "reasonCode": {
-                "coding": [{"system": REASON_SYSTEM, "code": reason, "display": REASONS.get(reason, reason)}],
-                "text": REASONS.get(reason, reason),
-            },
-            "note": [{"text": one_line(row.get("her2_latest", "")) or "no HER2 result"}],
-        }
-        entries.append(_entry(task, f"{as_of}/task/{row['patient_id']}"))
-    worklist = {
+def rescore_task(row: dict[str, Any], as_of: str) -> dict[str, Any] | None:
+    """The Task for a patient whose HER2 needs re-scoring (requested, a proposal: a person decides), or None."""
+    reason = row.get(f"{RESCORE_KEY}_reason")
+    if not reason:
+        return None
+    return {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "proposal",
+        "priority": "routine",
+        "code": {"text": "HER2 re-scoring / pathology review (HER2-low and HER2-ultralow)"},
+        "description": one_line(row.get(f"{RESCORE_KEY}_summary", "")),
+        "for": {"reference": f"Patient/{row['patient_id']}"},
+        "authoredOn": as_of,
+        "reasonCode": {
+            "coding": [{"system": REASON_SYSTEM, "code": reason, "display": REASONS.get(reason, reason)}],
+            "text": REASONS.get(reason, reason),
+        },
+        "note": [{"text": one_line(row.get("her2_latest", "")) or "no HER2 result"}],
+    }
+
+
+def worklist_list(items: list[dict[str, Any]], as_of: str) -> dict[str, Any]:
+    """The List of the worklist's patients, each flagged with what it needs."""
+    return {
         "resourceType": "List",
         "status": "current",
         "mode": "working",
@@ -192,7 +227,6 @@ def to_fhir(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, An
         "note": [{"text": "A review aid from her2-cds sweep, not an order."}],
         **({"entry": items} if items else {"emptyReason": {"text": "no patient needs anything"}}),
     }
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(worklist, f"{as_of}/list"), *entries]}
 
 
 def _entry(resource: dict[str, Any], name: str) -> dict[str, Any]:
