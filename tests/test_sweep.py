@@ -337,3 +337,64 @@ def test_the_command_says_what_it_read_and_where_the_worklist_is(tmp_path):
     assert "worklist (PHI, readable by you only)" in run.stdout
     bad = subprocess.run(_cli(str(tmp_path / "nope"), "--out", str(tmp_path / "o2")), capture_output=True, text=True)
     assert bad.returncode == 2 and "no such file or directory" in bad.stderr
+
+
+def test_the_guide_lists_every_column_and_reason_as_the_code_says():
+    guide = (Path(__file__).parent.parent / "docs" / "sweep.md").read_text()
+
+    def table(marker: str) -> dict[str, str]:
+        block = guide.split(f"<!-- {marker} -->")[1].split(f"<!-- /{marker} -->")[0]
+        rows = [line.split(" | ") for line in block.strip().splitlines()[2:]]
+        return {r[0].strip("| `"): r[1].rstrip(" |") for r in rows}
+
+    assert table("sweep-columns") == COLUMNS
+    assert table("sweep-reasons") == REASONS
+
+
+def test_an_export_without_a_patient_to_judge_gives_an_empty_worklist_that_says_so(tmp_path):
+    export = write_ndjson(tmp_path / "export", [r for i in range(3) for r in unrelated(f"u{i}", 4)])
+    summary = swept(export, tmp_path / "out")
+    assert summary["cohort"] == 0 and summary["rows"] == 0 and summary["counts"]["other-patients"] == 3 * 6
+    assert rows_of(tmp_path / "out") == []
+    assert "no patient needs anything" in (tmp_path / "out" / "worklist.html").read_text()
+    bundle = json.loads((tmp_path / "out" / "worklist-fhir.json").read_text())
+    Bundle.model_validate(bundle)
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["List"]
+
+
+def test_the_same_sweep_on_a_running_scheduler_with_workers_of_its_own(tmp_path):
+    """`--scheduler tcp://...`: a `dask scheduler` and two `dask worker` processes started as a cluster operator
+    would (here on loopback), the command run against them: the rows of the single-process run."""
+    from tests.own_servers import free_port
+
+    export = tmp_path / "export"
+    write_export(export, 2 * len(SCENARIOS), 30, unrelated_patients=3)
+    single = swept(export, tmp_path / "one", patients_per_partition=4)
+    dask = Path(sys.executable).parent / "dask"
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], **quiet)]  # fmt: skip
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-dashboard"],
+                                          **quiet))  # fmt: skip
+        from dask.distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        run = subprocess.run(
+            _cli(str(export), "--out", str(tmp_path / "two"), "--scheduler", address, "--patients-per-partition", "4"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "on 2 worker(s)" in run.stdout
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+    for name in ("worklist.csv", "worklist.json", "worklist-fhir.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["counts"] == single["counts"]

@@ -99,9 +99,11 @@ def _key_by_type(templates: dict[str, str]) -> dict[str, str]:
     return keys
 
 
-def patient_view(pid: str, resources: list[dict[str, Any]], templates: dict[str, str]) -> dict[str, Any]:
-    """The patient-view request an EHR would send for this patient with every prefetch key filled."""
-    keys = _key_by_type(templates)
+def patient_view(
+    pid: str, resources: list[dict[str, Any]], templates: dict[str, str], keys: dict[str, str]
+) -> dict[str, Any]:
+    """The patient-view request an EHR would send for this patient with every prefetch key filled (keys: the key
+    of each resource type, `_key_by_type(templates)`)."""
     by_key: dict[str, list[dict[str, Any]]] = {key: [] for key in templates}
     patient = None
     for r in resources:
@@ -133,7 +135,7 @@ def judge_patient(
     tally: Tally,
 ) -> dict[str, Any] | None:
     """One patient judged; the worklist row when a card would be shown (None: nothing to do)."""
-    body = patient_view(pid, resources, service.get("prefetch", {}))
+    body = patient_view(pid, resources, service.get("prefetch", {}), keys)
     request = RequestContext.of(HOOK, body["context"], engine.terminology)
     judged = engine.judge(service, body, request, today=today)
     tally.add("patients")
