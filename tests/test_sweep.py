@@ -265,7 +265,7 @@ def test_the_page_in_chromium_shows_the_counts_of_the_worklist(worklist, tmp_pat
 # --- one machine or a cluster; interrupted and rerun
 
 
-def test_a_local_dask_cluster_of_two_workers_gives_the_single_processrows_of(tmp_path):
+def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_rows(tmp_path):
     export = tmp_path / "export"
     write_export(export, 4 * len(SCENARIOS), 60, unrelated_patients=6, gzipped=True, per_file=500)
     with open(export / "Observation.000.ndjson.gz", "ab") as f:
