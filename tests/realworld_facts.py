@@ -47,6 +47,18 @@ def _resources(document: Any) -> list[dict[str, Any]]:
     return loaded
 
 
+def record_charts(directories: list[Path]) -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """Each record of the directories that has a Patient: its resources and the patient's id, by dir/file name."""
+    charts = {}
+    for directory in directories:
+        for path in sorted(directory.glob("*.json")):
+            resources = _resources(json.loads(path.read_text()))
+            patient = next((r for r in resources if r["resourceType"] == "Patient"), None)
+            if patient is not None and patient.get("id"):
+                charts[f"{directory.name}/{path.name}"] = (resources, str(patient["id"]))
+    return charts
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}

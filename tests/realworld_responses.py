@@ -31,7 +31,7 @@ from cds_service.web.state import app_state
 from tests.fixtures import builders as b
 from tests.fixtures import patients
 from tests.helpers import SERVICE_FOR_HOOK, hook_request, prefetch_from
-from tests.realworld_facts import EXAMPLES, _resources, differential
+from tests.realworld_facts import EXAMPLES, differential, record_charts
 
 OPERATOR_TOKEN = "differential-operator-token"
 HOOKS = ("patient-view", "order-select", "order-sign")
@@ -91,13 +91,7 @@ def _through_every_hook(client: Any, resources: list[dict[str, Any]], patient_id
 
 
 def _charts(directories: list[Path]) -> dict[str, tuple[list[dict[str, Any]], str]]:
-    charts: dict[str, tuple[list[dict[str, Any]], str]] = {}
-    for directory in directories:
-        for path in sorted(directory.glob("*.json")):
-            resources = _resources(json.loads(path.read_text()))
-            patient = next((r for r in resources if r["resourceType"] == "Patient"), None)
-            if patient is not None and patient.get("id"):
-                charts[f"{directory.name}/{path.name}"] = (resources, str(patient["id"]))
+    charts = record_charts(directories)
     for name in sorted(n for n in dir(patients) if not n.startswith("_")):
         make = getattr(patients, name)
         if callable(make) and getattr(make, "__module__", "") == patients.__name__:

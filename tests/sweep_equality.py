@@ -21,7 +21,7 @@ from cds_service.config import load
 from cds_service.evaluate import evaluate_file
 from cds_service.sweep.run import SweepOptions, sweep
 from tests.helpers import hook_request, prefetch_from
-from tests.realworld_facts import _resources
+from tests.realworld_facts import record_charts
 from tests.sweep_export import reidentified
 
 AS_OF = date(2026, 12, 5)
@@ -119,17 +119,6 @@ def differences(charts: dict[str, tuple[list[dict[str, Any]], str]]) -> tuple[li
                 found.append(f"{name}: its row in the shared export differs from its row alone")
         tally["in one export"] = len(own)
     return found, tally
-
-
-def record_charts(directories: list[Path]) -> dict[str, tuple[list[dict[str, Any]], str]]:
-    charts = {}
-    for directory in directories:
-        for path in sorted(directory.glob("*.json")):
-            resources = _resources(json.loads(path.read_text()))
-            patient = next((r for r in resources if r["resourceType"] == "Patient"), None)
-            if patient is not None and patient.get("id"):
-                charts[f"{directory.name}/{path.name}"] = (resources, str(patient["id"]))
-    return charts
 
 
 def main(argv: list[str]) -> int:
