@@ -398,3 +398,22 @@ def test_the_same_sweep_on_a_running_scheduler_with_workers_of_its_own(tmp_path)
     for name in ("worklist.csv", "worklist.json", "worklist-fhir.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["counts"] == single["counts"]
+
+
+def test_a_failing_task_stops_the_sweep_saying_where_without_the_words_of_its_error(tmp_path, monkeypatch):
+    """A bug met in a task (here injected): the sweep stops, says the stage, the error's class and place, keeps
+    what was done, and never repeats the error's words (they can quote a record)."""
+    from cds_service.sweep import cohort
+    from cds_service.sweep.run import SweepStopped
+
+    def broken(ts, cond):
+        raise ValueError("Jane Doe, MRN 12345")
+
+    monkeypatch.setattr(cohort, "condition_sets", broken)
+    export = write_ndjson(tmp_path / "export", reidentified(SCENARIOS["bell"](), "f1"))
+    with pytest.raises(SweepStopped) as stopped:
+        swept(export, tmp_path / "out")
+    said = str(stopped.value)
+    assert "stopped during pass 1 of 3, finding patients" in said and "ValueError at test_sweep.py:" in said
+    assert "Jane" not in said and "12345" not in said
+    assert not any((tmp_path / "out" / name).exists() for name in OUTPUTS)

@@ -4,17 +4,19 @@ on from where it stopped. The worklist's files are written, whole, only when eve
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import os
 import shutil
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -29,6 +31,7 @@ from cds_service.sweep.tally import Tally
 from cds_service.sweep.worklist import OUTPUTS, write_worklist
 
 WORK = ".sweep-work"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,9 @@ def sweep(options: SweepOptions, settings: Settings, say: Callable[[str], None] 
     except SweepStopped:
         raise
     except Exception as exc:  # noqa: BLE001 - a task failed: say where, keep what was done
-        what = (
-            f"{type(exc).__name__}: {exc.strerror} {exc.filename}" if isinstance(exc, OSError) else type(exc).__name__
-        )
+        what = str(exc) if isinstance(exc, TaskFailed) else type(exc).__name__
+        if isinstance(exc, OSError):
+            what = f"{type(exc).__name__}: {exc.strerror} {exc.filename}"
         raise SweepStopped(
             f"stopped during {progress.where()}: a task failed ({what}); no worklist was written. What was done is "
             "kept: run the same command again to go on from there."
@@ -291,17 +294,38 @@ def _tasks(run: Runner, fn: Callable[..., Any], items: list[Any], progress: _Pro
         yield result
 
 
-# the tasks: module-level functions, so that Dask workers import them by name
+# the tasks: module-level functions, so that Dask workers import them by name; a task that fails raises only its
+# error's class and where (a worker logs what a task raised: an exception's words can quote a record)
 
 
+class TaskFailed(Exception):
+    """A task's failure, without its words."""
+
+
+def _quiet(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def task(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - re-raised without its message
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" if frame else "?"
+            raise TaskFailed(f"{type(exc).__name__} at {where}") from None
+
+    return task
+
+
+@_quiet
 def _tdxd_task(part: Part, settings: Settings) -> dict[str, Any]:
     return tdxd_medications(part, engine_for(settings).terminology)
 
 
+@_quiet
 def _cohort_task(part: Part, settings: Settings, tdxd: dict[str, Any]) -> set[str]:
     return cohort_of(part, engine_for(settings).terminology, tdxd)
 
 
+@_quiet
 def _route_task(
     item: tuple[str, Part], work: Path, cohort: frozenset[str], partitions: int, types: frozenset[str]
 ) -> Routed:
@@ -309,11 +333,13 @@ def _route_task(
     return route_patients(part, work / name, cohort, partitions, types)
 
 
+@_quiet
 def _join_task(item: tuple[str, Part, bool], work: Path, wanted: dict[str, list[int]]) -> Routed:
     name, part, first_read = item
     return route_joined(part, work / name, wanted, first_read)
 
 
+@_quiet
 def _judge_task(k: int, work: Path, settings: Settings, today: date) -> Tally:
     files = sorted(p for p in (work / "shuffle").glob(f"*/{k:05d}.ndjson") if not p.parent.name.endswith(".tmp"))
     judgement = judge_partition(files, settings, today)
