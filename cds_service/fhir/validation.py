@@ -1,4 +1,5 @@
-"""FHIR R4 validation with fhir.resources: the verdict on one resource (kept by its bytes), and a warm-up."""
+"""FHIR R4 validation with fhir.resources: the verdict on one resource (a compiled check first, which only says
+"valid"; then the models, their verdict kept by the resource's bytes), and a warm-up."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from fhir.resources.R4B.specimen import Specimen
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import ValidationError
 
+from cds_service.fhir.fast_check import accepts, fast_validator
 from cds_service.fhir.lru import Lru, key_bytes
 from cds_service.fhir.primitives import ref_of
 
@@ -80,6 +82,8 @@ def verdict_of(resource: dict[str, Any], key: bytes | None = None) -> Verdict:
     """fhir.resources' verdict on the resource, kept by its bytes (key: content_key(resource), if known)."""
     model = MODELS.get(resource.get("resourceType", ""))
     if model is None:
+        return VALID
+    if accepts(model, resource):  # the compiled check says valid as it stands: the models need not be asked
         return VALID
     key = key if key is not None else content_key(resource)
     if key is None:
@@ -208,6 +212,8 @@ WARM_UP_RECORDS: list[dict[str, Any]] = [
 def warm_models() -> None:
     """Validate one record of each type the service reads (not cached: nothing of a real request is kept).
     Raises if a warm-up record is not valid FHIR R4 (a test keeps them valid)."""
+    for model in MODELS.values():
+        fast_validator(model)  # compiled once per process
     for record in WARM_UP_RECORDS:
         fixes, note = _verdict(MODELS[record["resourceType"]], record)
         if fixes is None or fixes:

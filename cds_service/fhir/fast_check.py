@@ -1,0 +1,176 @@
+"""A compiled check in front of fhir.resources: a JSON Schema generated from the fhir.resources R4B models
+themselves (each model's elements, their JSON names, cardinalities, required elements and choice groups, nested
+models by reference) and compiled with jsonschema-rs. It only ever says "valid": a resource it accepts is one
+fhir.resources accepts as it stands; one it refuses goes to fhir.resources, which decides and words the refusal.
+
+Where the models check more than a JSON Schema can say, the check is stricter, never looser, and such resources
+go to the models: dates must be calendar dates (a day beyond the 28th only in months that have it, no 29 February,
+no leap second), no JSON null anywhere, no empty list, no `_element` extension of a primitive, no contained
+resource, no url/uuid/base64 value (their own parsers), nothing nested deeper than MAX_DEPTH. The gate,
+`tests/test_fast_check.py`: on every resource of the corpus and tens of thousands of mutants, the check never
+accepts what fhir.resources refuses."""
+
+from __future__ import annotations
+
+import types
+import typing
+from functools import cache
+from typing import Any
+
+import jsonschema_rs
+from fhir_core.types import FhirBase, FhirElementOrResourceBase
+
+# calendar dates (FHIR's partial-date grammar; days 29-31 only where every year has them), times without leap seconds
+_YEAR = "([1-9][0-9]{3})"
+_FULL_DATE = f"{_YEAR}(-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|-(0[13-9]|1[0-2])-(29|30)|-(0[13578]|1[02])-31)"
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?"
+_ZONE = "(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+PATTERNS = {
+    "date": f"^{_YEAR}(-(0[1-9]|1[0-2]))?$|^{_FULL_DATE}$",
+    "dateTime": f"^{_YEAR}(-(0[1-9]|1[0-2]))?$|^{_FULL_DATE}(T{_TIME}{_ZONE})?$",
+    "instant": f"^{_FULL_DATE}T{_TIME}{_ZONE}$",
+    "time": f"^{_TIME}$",
+}
+REFUSED: dict[str, Any] = {"not": {}}  # what the models parse with code of their own: left to them
+
+
+def _primitive(meta: Any, base: Any) -> dict[str, Any]:
+    """The JSON Schema of one primitive, from its fhir_core type (and its pattern where the standard gives one)."""
+    kind = type(meta).__name__ if meta is not None else None
+    if base is bool:
+        return {"type": "boolean"}
+    if kind == "Code":
+        return {"type": "string", "pattern": "^[^\\s]+(\\s[^\\s]+)*$"}
+    if kind == "Id":
+        return {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}
+    if kind in ("String", "Markdown", "Xhtml"):
+        return {"type": "string", "minLength": 1, "pattern": "[ \\r\\n\\t\\S]"}
+    if kind in ("Uri", "Canonical"):
+        return {"type": "string", "minLength": 1, "pattern": "^\\S*$"}
+    if kind == "Oid":
+        return {"type": "string", "pattern": "^urn:oid:[0-2](\\.(0|[1-9][0-9]*))+$"}
+    if kind == "Date":
+        return {"type": "string", "pattern": PATTERNS["date"]}
+    if kind == "DateTime":
+        return {"type": "string", "pattern": PATTERNS["dateTime"]}
+    if kind == "Instant":
+        return {"type": "string", "pattern": PATTERNS["instant"]}
+    if kind == "Time":
+        return {"type": "string", "pattern": PATTERNS["time"]}
+    if kind == "Integer":
+        return {"type": "integer", "minimum": -2147483648, "maximum": 2147483647}
+    if kind == "UnsignedInt":
+        return {"type": "integer", "minimum": 0, "maximum": 2147483647}
+    if kind == "PositiveInt":
+        return {"type": "integer", "minimum": 1, "maximum": 2147483647}
+    if kind == "Decimal":
+        return {"type": "number"}
+    return REFUSED  # Url, Uuid, Base64Binary, Integer64 and anything new: the models decide
+
+
+def _field_schema(annotation: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """The schema of one element: its type, a list of it (never empty), a nested model by reference."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _field_schema(options[0], defs) if len(options) == 1 else REFUSED
+    if origin in (list, typing.List):  # noqa: UP006 - what typing.get_origin answers
+        (item,) = typing.get_args(annotation)
+        return {"type": "array", "minItems": 1, "items": _field_schema(item, defs)}
+    if origin is typing.Annotated:
+        base, *metas = typing.get_args(annotation)
+        meta = next((m for m in metas if type(m).__module__.startswith("fhir_core")), None)
+        return _primitive(meta, base)
+    if annotation is bool:
+        return {"type": "boolean"}
+    if isinstance(annotation, type) and issubclass(annotation, FhirBase):
+        if issubclass(annotation, FhirElementOrResourceBase):
+            return REFUSED  # a contained resource: its model depends on its resourceType
+        model = annotation.get_model_klass()
+        _define(model, defs)
+        return {"$ref": f"#/$defs/{model.__name__}"}
+    return REFUSED
+
+
+def _define(model: Any, defs: dict[str, Any]) -> None:
+    """model's schema into defs (once: nested models refer to each other, Extension to itself)."""
+    name = model.__name__
+    if name in defs:
+        return
+    defs[name] = {}  # placeholder against recursion
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    groups: dict[str, list[str]] = {}
+    group_required: set[str] = set()
+    for field_name, info in model.model_fields.items():
+        json_name = info.alias or field_name
+        if field_name.endswith("__ext") or field_name == "fhir_comments":
+            continue  # `_element` extensions and comments: not in the fast check
+        properties[json_name] = _field_schema(info.annotation, defs)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if info.is_required() or extra.get("element_required"):
+            required.append(json_name)
+        if isinstance(extra.get("one_of_many"), str):
+            groups.setdefault(extra["one_of_many"], []).append(json_name)
+            if extra.get("one_of_many_required"):
+                group_required.add(extra["one_of_many"])
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if _is_resource(model):
+        properties["resourceType"] = {"const": model.get_resource_type()}
+        required.append("resourceType")
+    if required:
+        schema["required"] = sorted(set(required))
+    dependent = {
+        choice: {"not": {"anyOf": [{"required": [other]} for other in members if other != choice]}}
+        for members in groups.values()
+        if len(members) > 1
+        for choice in members
+    }
+    if dependent:
+        schema["dependentSchemas"] = dependent  # at most one of each choice group
+    needed = [{"anyOf": [{"required": [m]} for m in groups[g]]} for g in sorted(group_required)]
+    if needed:
+        schema["allOf"] = needed
+    defs[name] = schema
+
+
+def _is_resource(model: Any) -> bool:
+    return any(base.__name__ == "DomainResource" or base.__name__ == "Resource" for base in model.__mro__[1:])
+
+
+def schema_of(model: Any) -> dict[str, Any]:
+    """The JSON Schema of a fhir.resources resource model, every nested model in $defs."""
+    defs: dict[str, Any] = {}
+    _define(model, defs)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": f"#/$defs/{model.__name__}",
+            "$defs": defs}  # fmt: skip
+
+
+@cache
+def fast_validator(model: Any) -> jsonschema_rs.Validator:
+    """The compiled check of one resource model."""
+    return jsonschema_rs.Draft202012Validator(schema_of(model), validate_formats=False)
+
+
+MAX_DEPTH = (
+    32  # nested objects and lists: the models give up (recursion) somewhere past 150; real records stay under 12
+)
+
+
+def shallow(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """No object or list nested deeper than limit (deeper: the models decide)."""
+    stack = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if depth > limit:
+            return False
+        for child in item.values() if type(item) is dict else item:
+            if type(child) is dict or type(child) is list:
+                push((child, depth + 1))
+    return True
+
+
+def accepts(model: Any, resource: dict[str, Any]) -> bool:
+    """True only when fhir.resources accepts the resource as it stands (False: ask it)."""
+    return shallow(resource) and fast_validator(model).is_valid(resource)
