@@ -234,41 +234,59 @@ def _status(r: dict[str, Any]) -> tuple[bool, str | None]:
     return aside, status_note(r, decision, status) if aside else None
 
 
-def _sorting(r: dict[str, Any], ts: Terminology, key: bytes | None) -> Sorting:
-    """How it sorts, with its validation verdict when that sorting alone makes it read."""
-    found = _sorted(r, ts)
+def _sorting(r: dict[str, Any], ts: Terminology) -> Sorting:
+    """How it sorts: the value sets of what it reads (its type and codes, or its drug), kept by those elements'
+    bytes, not the resource's (a new result with a known code is not sorted again); the status policy, and the
+    validation verdict when that sorting alone makes it read, are the resource's own."""
+    reads = content_key(_what_it_reads(r))
+    found = ts.sorting(("sorted", reads), lambda: _sorted(r, ts)) if reads is not None else _sorted(r, ts)
+    aside, said = _status(r)
     relevant = (
         (found.sets and found.sets != LAZY_SETS)
         or found.condition_hits
         or found.drug is not None
         or (r["resourceType"] == "Specimen" and isinstance(r.get("id"), str))
     )
-    if not relevant or found.aside:
-        return found
     return Sorting(  # not dataclasses.replace: this runs once per resource never seen, and replace is slow
         found.sets,
         found.condition_hits,
         found.drug,
         found.drug_elsewhere,
-        found.aside,
-        found.aside_note,
-        verdict_of(r, key),
+        aside,
+        said,
+        verdict_of(r) if relevant and not aside else None,
     )
 
 
+def _what_it_reads(r: dict[str, Any]) -> tuple[Any, ...]:
+    """The elements that decide how a resource sorts (what _sorted reads): its type, and its codes or its drug."""
+    rtype = r["resourceType"]
+    if rtype == "Observation":
+        parts = r.get("component")
+        codes = [c.get("code") for c in parts if isinstance(c, dict)] if isinstance(parts, list) else None
+        return rtype, r.get("code"), codes
+    if rtype in ("Condition", "Procedure"):
+        return rtype, r.get("code")
+    if rtype in MED_TYPES:
+        ref = r.get("medicationReference")
+        local = isinstance(ref, dict) and str(ref.get("reference", "")).startswith("#")
+        return rtype, r.get("medicationCodeableConcept"), ref, r.get("contained") if local else None
+    return (rtype,)
+
+
 def _sorted(r: dict[str, Any], ts: Terminology) -> Sorting:
-    aside, said = _status(r)
+    """The value sets of what it reads (nothing else: kept by those elements, see _what_it_reads)."""
     rtype = r["resourceType"]
     if rtype == "Observation":
         vs = _observation_set(ts, r)
-        return Sorting(sets=(vs,) if vs else (), aside=aside, aside_note=said)
+        return Sorting(sets=(vs,) if vs else ())
     if rtype == "Condition":
-        return Sorting(condition_hits=tuple(_condition_hits(ts, r)), aside=aside, aside_note=said)
+        return Sorting(condition_hits=tuple(_condition_hits(ts, r)))
     if rtype == "Procedure":
         sets: tuple[str, ...] = ()
         if ts.group(PROCEDURE_SETS).could_match(r.get("code")):
             sets = tuple(vs for vs in PROCEDURE_SETS if ts.match(vs, r.get("code")))
-        return Sorting(sets=sets, aside=aside, aside_note=said)
+        return Sorting(sets=sets)
     if rtype in MED_TYPES:
         ref = r.get("medicationReference")
         target = (
@@ -277,9 +295,9 @@ def _sorted(r: dict[str, Any], ts: Terminology) -> Sorting:
             else None
         )
         if isinstance(target, str) and not target.startswith("#"):
-            return Sorting(drug_elsewhere=True, aside=aside, aside_note=said)
-        return Sorting(drug=ts.classify_drug(medication_concept(r, {})), aside=aside, aside_note=said)
-    return Sorting(aside=aside, aside_note=said)
+            return Sorting(drug_elsewhere=True)
+        return Sorting(drug=ts.classify_drug(medication_concept(r, {})))
+    return Sorting()
 
 
 def _admit_report(report: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
@@ -307,8 +325,10 @@ def _sort_one(
     rtype = r["resourceType"]
     if rtype not in SORTED_TYPES:
         return
-    key = content_key(r)
-    sorting = ts.sorting(("sorting", key), lambda: _sorting(r, ts, key)) if key is not None else _sorting(r, ts, key)
+    # the bytes of therapy records key what the facts read from each alone (facts/therapy.read_record); no other
+    # resource is serialised: how it sorts is kept by what it reads, its validation verdict by validated()
+    key = content_key(r) if rtype in MED_TYPES or rtype == "Procedure" else None
+    sorting = _sorting(r, ts)
     if rtype == "Observation":
         report = members.get(ref_of(r)) if members else None
         # what a report's result is about, read from its code's words only when a report references it (rare)
@@ -334,8 +354,8 @@ def _sort_one(
         if sorting.sets and (admitted := _admit(r, sorting, out.notes, key)) is not None:
             for vs in sorting.sets:
                 out.procedures[vs].append(admitted)
-                if vs in THERAPY_PROCEDURES and (m := ts.match(vs, admitted.get("code"))) is not None:
-                    out.meds.append(MedRecord(admitted, therapy_match(vs, m), key))
+                if vs in THERAPY_PROCEDURES and (hit := ts.match(vs, admitted.get("code"))) is not None:
+                    out.meds.append(MedRecord(admitted, therapy_match(vs, hit), key))
     elif rtype in MED_TYPES:
         drug = ts.classify_drug(medication_concept(r, medications)) if sorting.drug_elsewhere else sorting.drug
         if drug and (admitted := _admit(r, sorting, out.notes, key)) is not None:
