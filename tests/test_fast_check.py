@@ -54,7 +54,8 @@ def test_dates_pass_the_fast_way_only_when_they_are_calendar_dates(kind, value, 
 @pytest.mark.parametrize(
     "change",
     [
-        {"status": None}, {"status": ""}, {"status": "fin  al"}, {"status": " final"}, {"category": []}, {"category": [None]},
+        {"status": None}, {"status": ""}, {"status": "fin  al"}, {"status": " final"}, {"category": []},
+        {"category": [None]},
         {"_status": {"extension": [{"url": "http://x", "valueString": "y"}]}}, {"valueString": "x"},
         {"contained": [{"resourceType": "Patient", "id": "x"}]}, {"effectiveDateTime": "2023-02-29"},
         {"id": "x" * 65}, {"foo": 1},
