@@ -227,6 +227,31 @@ def _post_once(base: str, body: bytes, token: str) -> float:
     return (time.perf_counter() - t) * 1000
 
 
+def unseen_series(sbase: str, bbase: str, tokens: Tokens, charts: int) -> dict[str, float]:
+    """One client, `charts` distinct 300-resource order-selects no worker has seen, each sent to the service and to
+    the baseline in turn (the order alternating), on kept-alive connections: median and p99 of each, and the ratio
+    of the medians (issue 26's black-box measure of a chart never seen)."""
+    pool = tokens.file(2 * charts).read_text().split()
+    service, baseline = requests.Session(), requests.Session()
+    times: dict[str, list[float]] = {"service": [], "baseline": []}
+    for i in range(charts):
+        body = json.dumps(_request(300, 20_000 + i)).encode()
+        order = [("service", service, sbase), ("baseline", baseline, bbase)]
+        for name, session, base in order if i % 2 == 0 else order[::-1]:
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {pool.pop()}"}
+            t = time.perf_counter()
+            resp = session.post(base + PATH, data=body, timeout=30, headers=headers)
+            times[name].append((time.perf_counter() - t) * 1000)
+            assert resp.status_code == 200 and resp.json()["cards"], resp.text[:300]
+    out = {}
+    for name, values in times.items():
+        values.sort()
+        out[f"{name}_p50"] = statistics.median(values)
+        out[f"{name}_p99"] = values[min(len(values) - 1, int(len(values) * 0.99))]
+    out["ratio"] = out["service_p50"] / out["baseline_p50"]
+    return out
+
+
 def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
@@ -244,6 +269,8 @@ def main() -> None:
     )
     ap.add_argument("--scale", default="1000,5000,20000", help="resources per request for the per-resource cost")
     ap.add_argument("--max-requests", type=int, default=0, help="recycle each worker after N requests (0: never)")
+    ap.add_argument("--unseen", type=int, default=150, help="distinct charts never seen, sent by one client")
+    ap.add_argument("--unseen-reps", type=int, default=2, help="runs of the never-seen series (0: none)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -278,6 +305,14 @@ def main() -> None:
             # worker or the other: round robin is not guaranteed)
             token = tokens.file(1).read_text().strip()
             first.append(_post_once(sbase, json.dumps(_request(300, seed)).encode(), token))
+        for rep in range(args.unseen_reps):
+            r = unseen_series(sbase, bbase, tokens, args.unseen)
+            print(
+                f"charts never seen ({args.unseen} distinct, 1 client, interleaved), run {rep + 1}: service p50 "
+                f"{r['service_p50']:.2f} ms (p99 {r['service_p99']:.2f}), baseline p50 {r['baseline_p50']:.2f} ms "
+                f"(p99 {r['baseline_p99']:.2f}): {r['ratio']:.2f}×",
+                flush=True,
+            )
         rss_before = _rss_mb(service.pid)
         print(
             f"{os.cpu_count()} cores; gunicorn 2 workers x 4 threads; {args.seconds} s per wrk run; "
