@@ -303,16 +303,16 @@ def _sorted(r: dict[str, Any], ts: Terminology) -> Sorting:
 def _admit_report(report: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """A pathology report through the status policy, then FHIR validation (None, with a note, if set aside)."""
     aside, said = _status(report)
-    return _admit(report, Sorting(aside=aside, aside_note=said), notes, None)
+    return _admit(report, Sorting(aside=aside, aside_note=said), notes)
 
 
-def _admit(r: dict[str, Any], sorting: Sorting, notes: list[str], key: bytes | None) -> dict[str, Any] | None:
+def _admit(r: dict[str, Any], sorting: Sorting, notes: list[str]) -> dict[str, Any] | None:
     """The status policy, then FHIR validation: the resource to read, or None (with a note)."""
     if sorting.aside:
         if sorting.aside_note:
             notes.append(sorting.aside_note)
         return None
-    return apply_verdict(r, sorting.verdict, notes) if sorting.verdict else validated(r, notes, key)
+    return apply_verdict(r, sorting.verdict, notes) if sorting.verdict else validated(r, notes)
 
 
 def _sort_one(
@@ -325,9 +325,8 @@ def _sort_one(
     rtype = r["resourceType"]
     if rtype not in SORTED_TYPES:
         return
-    # the bytes of therapy records key what the facts read from each alone (facts/therapy.read_record); no other
-    # resource is serialised: how it sorts is kept by what it reads, its validation verdict by validated()
-    key = content_key(r) if rtype in MED_TYPES or rtype == "Procedure" else None
+    # no resource is serialised here: how it sorts is kept by what it reads, its validation verdict by validated();
+    # a therapy record's bytes key what the facts read from it alone (facts/therapy.read_record), made when it is one
     sorting = _sorting(r, ts)
     if rtype == "Observation":
         report = members.get(ref_of(r)) if members else None
@@ -336,29 +335,29 @@ def _sort_one(
         if not vs:
             return
         if sorting.aside:
-            _admit(r, sorting, out.notes, key)  # says why
+            _admit(r, sorting, out.notes)  # says why
             return
         if (vs,) == LAZY_SETS:
             out.weights.append(r)
             return
-        admitted = _admit(r, sorting, out.notes, key)
+        admitted = _admit(r, sorting, out.notes)
         if admitted is None:  # a result exists but cannot be read: say which
             out.unreadable.setdefault(vs, []).append(ref_of(r))
         else:
             out.observations[vs].append(with_report_context(admitted, report) if report else admitted)
     elif rtype == "Condition":
-        if sorting.condition_hits and (admitted := _admit(r, sorting, out.notes, key)) is not None:
+        if sorting.condition_hits and (admitted := _admit(r, sorting, out.notes)) is not None:
             for vs, m in sorting.condition_hits:
                 out.conditions[vs].append((admitted, m))
     elif rtype == "Procedure":
-        if sorting.sets and (admitted := _admit(r, sorting, out.notes, key)) is not None:
+        if sorting.sets and (admitted := _admit(r, sorting, out.notes)) is not None:
             for vs in sorting.sets:
                 out.procedures[vs].append(admitted)
                 if vs in THERAPY_PROCEDURES and (hit := ts.match(vs, admitted.get("code"))) is not None:
-                    out.meds.append(MedRecord(admitted, therapy_match(vs, hit), key))
+                    out.meds.append(MedRecord(admitted, therapy_match(vs, hit), content_key(admitted)))
     elif rtype in MED_TYPES:
         drug = ts.classify_drug(medication_concept(r, medications)) if sorting.drug_elsewhere else sorting.drug
-        if drug and (admitted := _admit(r, sorting, out.notes, key)) is not None:
-            out.meds.append(MedRecord(admitted, drug, key))
-    elif isinstance(r.get("id"), str) and (admitted := _admit(r, sorting, out.notes, key)) is not None:
+        if drug and (admitted := _admit(r, sorting, out.notes)) is not None:
+            out.meds.append(MedRecord(admitted, drug, content_key(admitted)))
+    elif isinstance(r.get("id"), str) and (admitted := _admit(r, sorting, out.notes)) is not None:
         out.specimens[admitted["id"]] = admitted  # a Specimen
