@@ -213,7 +213,8 @@ def extract(resources: list[dict[str, Any]], ts: Terminology) -> Extracted:
 
 @dataclass(frozen=True, slots=True)
 class Sorting:
-    """How a resource sorts, as far as its own content decides (kept by content: see Terminology.sorting)."""
+    """How a resource sorts: its value sets (kept by what it reads: see _what_it_reads, Terminology.sorting), and
+    what is its own (the status policy, the validation verdict)."""
 
     sets: tuple[str, ...] = ()  # Observation: its value set by code; Procedure: its value sets
     condition_hits: tuple[tuple[str, Match], ...] = ()

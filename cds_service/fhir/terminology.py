@@ -256,8 +256,8 @@ class Terminology:
         self._sortings.clear()
 
     def sorting(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        """How a resource sorts into the value sets, kept by its bytes (key holds them) in a bounded LRU of its own
-        (SORTINGS_SIZE): a matter of its codes, so the terminology's."""
+        """How a resource sorts into the value sets, kept by the bytes of what the sorting reads (its codes or its
+        drug: key holds them) in a bounded LRU of its own (SORTINGS_SIZE): a matter of codes, so the terminology's."""
         return self._sortings.get_or_make(key, lambda: (compute(),))[0]  # boxed: a sorting may be None
 
     def group(self, vs_ids: tuple[str, ...]) -> GroupIndex:

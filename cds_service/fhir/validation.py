@@ -72,20 +72,20 @@ Verdict = tuple[frozenset[str] | None, str | None]  # (elements to wrap in a lis
 VALID: Verdict = (frozenset(), None)  # what a type the service does not validate gets
 
 
-def validated(resource: dict[str, Any], notes: list[str], key: bytes | None = None) -> dict[str, Any] | None:
+def validated(resource: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """The resource if fhir.resources accepts it (after wrapping single objects where R4 wants a
-    list, as the public sandbox sends `category`); None, with a note, if not. key: content_key(resource)."""
-    return apply_verdict(resource, verdict_of(resource, key), notes)
+    list, as the public sandbox sends `category`); None, with a note, if not."""
+    return apply_verdict(resource, verdict_of(resource), notes)
 
 
-def verdict_of(resource: dict[str, Any], key: bytes | None = None) -> Verdict:
-    """fhir.resources' verdict on the resource, kept by its bytes (key: content_key(resource), if known)."""
+def verdict_of(resource: dict[str, Any]) -> Verdict:
+    """Valid when the compiled check says so; else fhir.resources' verdict, kept by the resource's bytes."""
     model = MODELS.get(resource.get("resourceType", ""))
     if model is None:
         return VALID
     if accepts(model, resource):  # the compiled check says valid as it stands: the models need not be asked
         return VALID
-    key = key if key is not None else content_key(resource)
+    key = content_key(resource)
     if key is None:
         return _verdict(model, resource)
     found: Verdict = _CACHE.get_or_make(key, lambda: _verdict(model, resource))
