@@ -70,6 +70,10 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # a sweep stops as on Ctrl+C: what it finished is kept, it says where it stopped
+
+
 def _tuned(app: Any) -> Any:
     """Process-wide tuning of a server process (cds_service.process)."""
     from cds_service.process import tune_server_process
@@ -225,9 +229,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
     from cds_service.logs import configure
     from cds_service.sweep.export import ExportError
-    from cds_service.sweep.run import SweepOptions, SweepStopped, stop_signal_is_interrupt, sweep
+    from cds_service.sweep.run import SweepOptions, SweepStopped, sweep
 
-    stop_signal_is_interrupt()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as `serve`: even when started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         as_of = date.fromisoformat(args.as_of) if args.as_of else None
     except ValueError:
@@ -266,6 +271,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def sweep_lines(summary: dict[str, Any], out: Path) -> list[str]:
     """What the sweep says at the end: what it read, what it could not, what it found, where the files are."""
+    from cds_service.sweep.worklist import EXPORT_ERRORS, PROBLEMS
+
     c = summary["counts"]
     lines = [
         f"read {summary['files']} file(s), {c.get('lines', 0):,} lines, in {summary['seconds']} s on "
@@ -273,20 +280,12 @@ def sweep_lines(summary: dict[str, Any], out: Path) -> list[str]:
         f"patients with breast cancer or T-DXd on record: {summary['cohort']:,}; judged: {c.get('patients', 0):,}; "
         f"on the worklist: {summary['rows']:,}",
     ]
-    problems = {
-        "malformed": "lines that are not a FHIR resource",
-        "damaged-files": "damaged or truncated files (read up to the damage)",
-        "no-patient": "records with no readable patient reference",
-        "patients-without-patient-record": "patients whose Patient resource is not in the export (judged)",
-        "records-set-aside": "records set aside (not valid FHIR, or not final)",
-        "patients-not-evaluated": "patients whose facts could not be derived",
-    }
-    for kind, what in problems.items():
+    for kind, what in PROBLEMS.items():
         if c.get(kind):
             where = summary["places"].get(kind, [])
             lines.append(f"  {what}: {c[kind]:,}" + (f" (first: {'; '.join(where)})" if where else ""))
     if summary.get("export_reported_errors"):
-        lines.append(f"  errors the export itself reported: {summary['export_reported_errors']:,}")
+        lines.append(f"  {EXPORT_ERRORS}: {summary['export_reported_errors']:,}")
     if summary.get("files_not_read"):
         skipped = ", ".join(f"{t} ({n})" for t, n in sorted(summary["files_not_read"].items()))
         lines.append(f"  files of types the service does not read, skipped: {skipped}")

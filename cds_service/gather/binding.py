@@ -39,10 +39,16 @@ class Binding:
         return out
 
 
+def search_type(template: str) -> str | None:
+    """The resource type a prefetch template searches for (or reads), without its `_include`s."""
+    m = _QUERY_TYPE.match(template)
+    return m.group(1) if m else None
+
+
 def expected_types(template: str) -> set[str]:
     """The resource types a prefetch template asks for: its search type and the targets of its `_include`s."""
-    m = _QUERY_TYPE.match(template)
-    types = {m.group(1)} if m else set()
+    found = search_type(template)
+    types = {found} if found else set()
     for inc in _INCLUDE.finditer(template):
         types.add(inc.group(3) or _INCLUDE_TARGET.get(inc.group(2), ""))
     types.discard("")

@@ -4,8 +4,6 @@ worklist row when a card would be shown."""
 
 from __future__ import annotations
 
-import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,15 +16,13 @@ from cds_service.config import Settings
 from cds_service.engine import Engine, Judged
 from cds_service.facts.derive import Facts
 from cds_service.facts.request import RequestContext
-from cds_service.gather.binding import expected_types
+from cds_service.gather.binding import expected_types, search_type
 from cds_service.rules.registry import TOPICS
-from cds_service.sweep.records import reference_id
-from cds_service.sweep.shuffle import JOINED
+from cds_service.sweep.shuffle import joined_refs
 from cds_service.sweep.tally import Tally
 
 HOOK = "patient-view"
 SWEEP_USER = "Device/her2-cds-sweep"  # who "opens the chart": the sweep itself
-_QUERY_TYPE = re.compile(r"^([A-Z][A-Za-z]+)")
 _ENGINES: dict[bytes, Engine] = {}  # one per settings in each worker process
 
 
@@ -73,16 +69,8 @@ def judge_partition(files: list[Path], settings: Settings, today: date) -> Judge
 
 def _joined_for(resources: list[dict[str, Any]], joined: dict[str, bytes]) -> list[dict[str, Any]]:
     """The Medications and Specimens these records reference (what `_include` would bring)."""
-    wanted = []
-    for r in resources:
-        for jtype, elements in JOINED.items():
-            for element in elements:
-                value = r.get(element)
-                for ref in value if type(value) is list else [value]:
-                    rid = reference_id(ref, jtype)
-                    if rid is not None and f"{jtype}/{rid}" in joined:
-                        wanted.append(f"{jtype}/{rid}")
-    return [orjson.loads(joined[ref]) for ref in dict.fromkeys(wanted)]
+    wanted = dict.fromkeys(ref for r in resources for ref in joined_refs(r) if ref in joined)
+    return [orjson.loads(joined[ref]) for ref in wanted]
 
 
 def _key_by_type(templates: dict[str, str]) -> dict[str, str]:
@@ -90,9 +78,8 @@ def _key_by_type(templates: dict[str, str]) -> dict[str, str]:
     `_include`s it (as a FHIR server answering the service's prefetch templates would deliver it)."""
     keys: dict[str, str] = {}
     for key, template in templates.items():
-        m = _QUERY_TYPE.match(template)
-        if m:
-            keys.setdefault(m.group(1), key)
+        if (rtype := search_type(template)) is not None:
+            keys.setdefault(rtype, key)
     for key, template in templates.items():
         for rtype in expected_types(template):
             keys.setdefault(rtype, key)
@@ -231,12 +218,3 @@ def _name(patient: dict[str, Any] | None) -> str:
         return n["text"]
     given = [g for g in n.get("given") or [] if isinstance(g, str)]
     return " ".join([*given, n["family"]] if isinstance(n.get("family"), str) else given)
-
-
-def write_atomically(path: Path, data: bytes, private: bool = True) -> None:
-    """Write a file whole or not at all (a rename), readable by its owner only when private (it holds PHI)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import heapq
 import math
-import os
 import shutil
 import time
 import traceback
@@ -24,7 +23,8 @@ from cds_service.config import Settings
 from cds_service.gather.binding import expected_types
 from cds_service.sweep.cohort import COHORT_TYPES, MEDICATION_TYPES, cohort_of, tdxd_medications
 from cds_service.sweep.export import Export, Part, open_export
-from cds_service.sweep.judge import HOOK, engine_for, judge_partition, write_atomically
+from cds_service.sweep.files import write_atomically
+from cds_service.sweep.judge import HOOK, engine_for, judge_partition
 from cds_service.sweep.runner import Runner, runner
 from cds_service.sweep.shuffle import JOINED, Routed, finished, route_joined, route_patients
 from cds_service.sweep.tally import Tally
@@ -149,9 +149,10 @@ def _stages(
     engine = engine_for(settings)  # the client's own: what the service reads, from its prefetch templates
     service = next(s for s in engine.services.values() if s["hook"] == HOOK)
     chart_types = frozenset(t for tpl in service.get("prefetch", {}).values() for t in expected_types(tpl))
-    cohort, partitions = _find_patients(export, work, run, settings, options, progress, say)
+    shared = run.share(settings)  # sent to the workers once, read by passes 1 and 3
+    cohort, partitions = _find_patients(export, work, run, shared, options, progress, say)
     tally = _group_records(export, work, run, cohort, partitions, chart_types, options, progress, say)
-    tally.merge(_judge(work, run, settings, today, partitions, progress, say))
+    tally.merge(_judge(work, run, shared, today, partitions, progress, say))
     counts = tally.counts
     return {
         "complete": True,
@@ -172,26 +173,26 @@ def _find_patients(
     export: Export,
     work: Path,
     run: Runner,
-    settings: Settings,
+    settings: Any,
     options: SweepOptions,
     progress: _Progress,
     say: Callable[[str], None],
 ) -> tuple[frozenset[str], int]:
-    """Pass 1 (kept as cohort.json): the patients to judge, and how many partitions they go into."""
+    """Pass 1 (kept as cohort.json): the patients to judge, and how many partitions they go into. settings: as the
+    runner shares them."""
     kept = work / "cohort.json"
     if kept.is_file():
         data = orjson.loads(kept.read_bytes())
         progress.resumed["pass 1"] = 1
         return frozenset(data["patients"]), int(data["partitions"])
-    shared = run.share(settings)
     meds: dict[str, Any] = {}
     for found in _tasks(run, _tdxd_task, export.parts(MEDICATION_TYPES, options.chunk_bytes), progress,
-                        "pass 1 of 3, T-DXd medications", settings=shared):  # fmt: skip
+                        "pass 1 of 3, T-DXd medications", settings=settings):  # fmt: skip
         meds.update(found)
     cohort: set[str] = set()
     tdxd = run.share(meds)
     for found in _tasks(run, _cohort_task, export.parts(COHORT_TYPES, options.chunk_bytes), progress,
-                        "pass 1 of 3, finding patients", settings=shared, tdxd=tdxd):  # fmt: skip
+                        "pass 1 of 3, finding patients", settings=settings, tdxd=tdxd):  # fmt: skip
         cohort |= found
     partitions = max(1, math.ceil(len(cohort) / options.patients_per_partition))
     write_atomically(kept, orjson.dumps({"patients": sorted(cohort), "partitions": partitions}))
@@ -249,14 +250,14 @@ def _resumable(items: list[tuple[str, Part]], shuffle: Path, progress: _Progress
 def _judge(
     work: Path,
     run: Runner,
-    settings: Settings,
+    settings: Any,
     today: date,
     partitions: int,
     progress: _Progress,
     say: Callable[[str], None],
 ) -> Tally:
     """Pass 3: every partition judged: its rows kept as rows/<k>.ndjson (by patient id), then its counts as
-    rows/<k>.json (present: the partition is done)."""
+    rows/<k>.json (present: the partition is done). settings: as the runner shares them."""
     rows = work / "rows"
     rows.mkdir(exist_ok=True)
     tally = Tally()
@@ -269,7 +270,7 @@ def _judge(
         else:
             todo.append(k)
     for part in _tasks(run, _judge_task, todo, progress, "pass 3 of 3, judging patients", work=work,
-                       settings=run.share(settings), today=today):  # fmt: skip
+                       settings=settings, today=today):  # fmt: skip
         tally.merge(part)
     say(f"pass 3 of 3: {tally.counts['patients']:,} patients judged, {tally.counts['rows']:,} on the worklist")
     return tally
@@ -347,15 +348,3 @@ def _judge_task(k: int, work: Path, settings: Settings, today: date) -> Tally:
     write_atomically(work / "rows" / f"{k:05d}.ndjson", lines)
     write_atomically(work / "rows" / f"{k:05d}.json", orjson.dumps(judgement.tally.as_json()))
     return judgement.tally
-
-
-def stop_signal_is_interrupt() -> None:
-    """SIGTERM stops a sweep as Ctrl+C does (the work kept so far is kept)."""
-    import signal
-
-    def _interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _interrupt)
-    if os.name == "posix":
-        signal.signal(signal.SIGINT, signal.default_int_handler)

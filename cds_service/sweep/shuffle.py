@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,17 @@ from cds_service.sweep.tally import Tally
 
 # records without a patient of their own, joined to the records that reference them: the element that does
 JOINED = {"Medication": ("medicationReference",), "Specimen": ("specimen",)}
+
+
+def joined_refs(resource: dict[str, Any]) -> Iterator[str]:
+    """The records without a patient that a resource references (`Medication/m1`, `Specimen/s2`)."""
+    for jtype, elements in JOINED.items():
+        for element in elements:
+            value = resource.get(element)
+            for ref in value if type(value) is list else [value]:
+                rid = reference_id(ref, jtype)
+                if rid is not None:
+                    yield f"{jtype}/{rid}"
 
 
 def partition_of(patient_id: str, partitions: int) -> int:
@@ -89,10 +101,13 @@ def route_patients(part: Part, folder: Path, cohort: frozenset[str], partitions:
             tally.add("malformed", where)
             continue
         rtype = r["resourceType"]
-        if rtype not in types or (rtype in JOINED and patient_of(r) is None):
-            tally.add("types-not-read" if rtype not in types else "joined-seen")
+        if rtype not in types:
+            tally.add("types-not-read")
             continue
         pid = patient_of(r)
+        if pid is None and rtype in JOINED:
+            tally.add("joined-seen")  # joined by reference in the second half
+            continue
         if pid is None:
             tally.add("no-patient", where)
             continue
@@ -102,13 +117,8 @@ def route_patients(part: Part, folder: Path, cohort: frozenset[str], partitions:
         k = partition_of(pid, partitions)
         files.write(k, pid, line)
         tally.add("kept")
-        for jtype, elements in JOINED.items():
-            for element in elements:
-                value = r.get(element)
-                for ref in value if type(value) is list else [value]:
-                    rid = reference_id(ref, jtype)
-                    if rid is not None:
-                        wanted.setdefault(f"{jtype}/{rid}", set()).add(k)
+        for ref in joined_refs(r):
+            wanted.setdefault(ref, set()).add(k)
     if reader.damaged:
         tally.add("damaged-files", reader.damaged)
     routed.wanted = {ref: sorted(ks) for ref, ks in wanted.items()}

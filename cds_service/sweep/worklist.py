@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 
@@ -21,6 +21,7 @@ from cds_service.fhir.inert import csv_cell, one_line
 from cds_service.report import bar_chart
 from cds_service.rules.decision import REASONS
 from cds_service.rules.registry import TOPICS
+from cds_service.sweep.files import private_text
 
 OUTPUTS = ("worklist.csv", "worklist.json", "worklist.html", "worklist-fhir.json", "summary.json")
 # the CSV's columns, in order, and what each means (docs/sweep.md lists them)
@@ -53,6 +54,16 @@ COLUMNS: dict[str, str] = {
     "evidence": "each card's evidence lines, with the records (Type/id) they come from",
     "records_set_aside": "this patient's records set aside as not valid FHIR, or not final",
 }
+# what could not be read, by the count that says it (summary.json), in the words of the page and of the command
+PROBLEMS = {
+    "malformed": "lines that are not a FHIR resource (not JSON, no resourceType)",
+    "damaged-files": "files damaged or truncated (read up to the damage)",
+    "no-patient": "records with no readable patient reference",
+    "patients-without-patient-record": "patients whose Patient resource is not in the export (judged all the same)",
+    "records-set-aside": "records set aside by the facts (not valid FHIR, or not final)",
+    "patients-not-evaluated": "patients whose facts could not be derived (cards say 'could not evaluate')",
+}
+EXPORT_ERRORS = "errors the export itself reported (its manifest's error files)"
 RESCORE_KEY = "her2_rescore"
 CELL_CAP = 32_000  # characters of one CSV cell (a spreadsheet holds 32,767): the evidence whole
 REASON_SYSTEM = "http://her2-cds.org/fhir/CodeSystem/card-reason"  # this service's own codes (rules/decision.REASONS)
@@ -62,7 +73,7 @@ def write_worklist(out: Path, rows: Iterable[dict[str, Any]], summary: dict[str,
     """The files in out from rows in their order, streamed (a worklist of any length is never held whole), each
     renamed into place when complete, owner-readable only; summary.json last: present means the rest is whole."""
     names = [n for n in OUTPUTS if n != "summary.json"]
-    tmp = {name: _private(out / f"{name}.tmp") for name in names}
+    tmp = {name: private_text(out / f"{name}.tmp") for name in names}
     try:
         table = csv.writer(tmp["worklist.csv"])
         table.writerow(list(COLUMNS))
@@ -94,17 +105,11 @@ def write_worklist(out: Path, rows: Iterable[dict[str, Any]], summary: dict[str,
             f.close()
     for name in names:
         os.replace(out / f"{name}.tmp", out / name)
-    summary_file = _private(out / "summary.json.tmp")
+    summary_file = private_text(out / "summary.json.tmp")
     with summary_file:
         summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     os.replace(out / "summary.json.tmp", out / "summary.json")
     return [out / name for name in OUTPUTS]
-
-
-def _private(path: Path) -> TextIO:
-    """A text file for writing, readable by its owner only (it holds PHI)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return open(fd, "w", encoding="utf-8", newline="")
 
 
 def reason_counts(summary: dict[str, Any]) -> Counter[tuple[str, str]]:
@@ -173,17 +178,8 @@ def html_tail(summary: dict[str, Any], any_row: bool) -> str:
     """The rest of the page: what could not be read."""
     e = html.escape
     c = summary.get("counts", {})
-    problems = [
-        ("lines that are not a FHIR resource (not JSON, no resourceType)", c.get("malformed", 0)),
-        ("files damaged or truncated (read up to the damage)", c.get("damaged-files", 0)),
-        ("records with no readable patient reference", c.get("no-patient", 0)),
-        ("patients whose Patient resource is not in the export (judged all the same)",
-         c.get("patients-without-patient-record", 0)),
-        ("records set aside by the facts (not valid FHIR, or not final)", c.get("records-set-aside", 0)),
-        ("patients whose facts could not be derived (cards say 'could not evaluate')",
-         c.get("patients-not-evaluated", 0)),
-        ("errors the export itself reported (its manifest's error files)", summary.get("export_reported_errors", 0)),
-    ]  # fmt: skip
+    problems = [(what, c.get(kind, 0)) for kind, what in PROBLEMS.items()]
+    problems.append((EXPORT_ERRORS, summary.get("export_reported_errors", 0)))
     problem_rows = "".join(f"<tr><td>{e(what)}</td><td>{n}</td></tr>" for what, n in problems)
     empty = "" if any_row else f'<tr><td colspan="{len(_SHOWN)}">no patient needs anything</td></tr>'
     return f"""{empty}</tbody></table>
