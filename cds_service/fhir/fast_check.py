@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 
 import jsonschema_rs
+from fhir.resources.R4B.resource import Resource
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
 
 # calendar dates (FHIR's partial-date grammar; days 29-31 only where every year has them), times without leap seconds
@@ -115,7 +116,7 @@ def _define(model: Any, defs: dict[str, Any]) -> None:
             if extra.get("one_of_many_required"):
                 group_required.add(extra["one_of_many"])
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if _is_resource(model):
+    if issubclass(model, Resource):
         properties["resourceType"] = {"const": model.get_resource_type()}
         required.append("resourceType")
     if required:
@@ -132,10 +133,6 @@ def _define(model: Any, defs: dict[str, Any]) -> None:
     if needed:
         schema["allOf"] = needed
     defs[name] = schema
-
-
-def _is_resource(model: Any) -> bool:
-    return any(base.__name__ == "DomainResource" or base.__name__ == "Resource" for base in model.__mro__[1:])
 
 
 def schema_of(model: Any) -> dict[str, Any]:

@@ -7,8 +7,11 @@ from typing import Any
 
 import orjson
 
+from cds_service.gather.binding import PATIENT_REF
+
 # a reference to a Patient: relative, absolute or versioned (`Patient/p1`, `https://x/fhir/Patient/p1/_history/2`)
-_PATIENT = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+# binding's grammar of a Patient reference, at the end of a relative or absolute one (an export is one server's)
+_PATIENT = re.compile(r"(?:^|/)" + PATIENT_REF.pattern + "$")
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 

@@ -214,9 +214,9 @@ def _group_records(
     """Pass 2: their records into partitions by patient; then the Medications (and Specimens) they reference."""
     shuffle = work / "shuffle"
     first = [(f"a-{i:05d}", p) for i, p in enumerate(export.parts(chart_types - MEDICATION_TYPES, options.chunk_bytes))]
-    routed = _resumable(first, shuffle, progress, "pass 2 of 3")
+    routed, todo = _resumable(first, shuffle, progress, "pass 2 of 3")
     shared = run.share(cohort)
-    routed += _tasks(run, _route_task, [i for i in first if finished(shuffle / i[0]) is None], progress,
+    routed += _tasks(run, _route_task, todo, progress,
                      "pass 2 of 3, grouping records", work=shuffle, cohort=shared, partitions=partitions,
                      types=chart_types)  # fmt: skip
     wanted: dict[str, set[int]] = {}
@@ -229,9 +229,10 @@ def _group_records(
         (f"b-{i:05d}", p, p.path not in first_read)
         for i, p in enumerate(export.parts(joined_types, options.chunk_bytes))
     ]
-    routed += _resumable([(n, p) for n, p, _ in second], shuffle, progress, "pass 2 of 3 (joined)")
+    done, todo_joined = _resumable(second, shuffle, progress, "pass 2 of 3 (joined)")
+    routed += done
     shared_wanted = run.share({ref: sorted(ks) for ref, ks in wanted.items()})
-    routed += _tasks(run, _join_task, [i for i in second if finished(shuffle / i[0]) is None], progress,
+    routed += _tasks(run, _join_task, todo_joined, progress,
                      "pass 2 of 3, joining medications", work=shuffle, wanted=shared_wanted)  # fmt: skip
     tally = Tally()
     for r in routed:
@@ -240,11 +241,19 @@ def _group_records(
     return tally
 
 
-def _resumable(items: list[tuple[str, Part]], shuffle: Path, progress: _Progress, stage: str) -> list[Routed]:
-    done = [r for name, _ in items if (r := finished(shuffle / name)) is not None]
+def _resumable(items: list[Any], shuffle: Path, progress: _Progress, stage: str) -> tuple[list[Routed], list[Any]]:
+    """What the tasks named by each item's first element did in a run before (read once), and the items still to
+    do."""
+    done, todo = [], []
+    for item in items:
+        found = finished(shuffle / item[0])
+        if found is None:
+            todo.append(item)
+        else:
+            done.append(found)
     if done:
         progress.resumed[stage] = progress.resumed.get(stage, 0) + len(done)
-    return done
+    return done, todo
 
 
 def _judge(
