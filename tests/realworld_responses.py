@@ -10,7 +10,9 @@ Three tables, each answer with its card and suggestion uuids taken out:
 - every record in the directories given and every fixture chart, through every hook: patient-view, and
   order-select / order-sign with a T-DXd draft (5.4 mg/kg, then 4.4 mg/kg) and with an eribulin draft, each
   also through the operator's explain route (facts and verdicts, line by line);
-- the web layer on a table of request shapes (bad bodies, wrong hooks, unknown services, methods, feedback).
+- the web layer on a table of request shapes (bad bodies, wrong hooks, unknown services, methods, feedback);
+- the benchmarks' generated charts: bench_unseen's 150 order-selects never seen and bench_http's changing chart,
+  each also through explain (issue 26: the fast path gives the same facts and cards).
 One app serves each table in order, so repeats held back by the repeat window are compared too. Exit status 1
 when --compare finds a difference.
 """
@@ -182,6 +184,19 @@ def _shapes(client: Any) -> dict[str, Any]:
     return out
 
 
+def _generated(client: Any) -> dict[str, Any]:
+    """The order-selects the benchmarks send (tests/benchmarks: bench_unseen's seeds, bench_http's changing chart)."""
+    from tests.benchmarks.bench_http import _request  # the benchmarks' own request builder
+
+    bodies = {f"unseen {seed}": _request(300, seed) for seed in range(1000, 1150)}
+    bodies["changing"] = _request(300, changing=True)
+    out: dict[str, Any] = {}
+    for name, body in bodies.items():
+        out[name] = _post(client, "order-select", body)
+        out[f"{name} explain"] = _post(client, "order-select", body, explain=True)
+    return out
+
+
 def responses_of_all(directories: list[Path]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -192,7 +207,10 @@ def responses_of_all(directories: list[Path]) -> dict[str, Any]:
         (Path(work) / "web").mkdir()
         web = _app(Path(work) / "web")
         out["web"] = _shapes(web)
-        for used in (client, web):  # the ledger writes behind: done before the directory goes
+        (Path(work) / "generated").mkdir()
+        generated = _app(Path(work) / "generated")
+        out["generated"] = _generated(generated)
+        for used in (client, web, generated):  # the ledger writes behind: done before the directory goes
             ledger = app_state(used.application).ledger
             if ledger is not None:
                 ledger.flush()
