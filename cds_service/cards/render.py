@@ -75,14 +75,27 @@ def plain(line: str, refs: list[str], codes: list[str]) -> str:
 
 @lru_cache(maxsize=4096)
 def _plain(line: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """plain() of one line, memoised: the same facts give the same lines on every call about that chart."""
-    codes = tuple(BRACKETED_CODE.findall(line))
-    line = BRACKETED_CODE.sub("", line)
-    refs = tuple(REF.findall(line))
-    line = REF.sub(lambda m: f"One {m.group(0).split('/')[0]}" if m.start() == 0 else "", line)
+    """plain() of one line, memoised: the same facts give the same lines on every call about that chart. Each
+    code or id is looked for only in a line holding the "|" or "/" it cannot be without, and found and removed in
+    one pass."""
+    codes: list[str] = []
+    refs: list[str] = []
+    if "|" in line:
+        line = BRACKETED_CODE.sub(lambda m: _found(m.group(1), codes), line)
+    if "/" in line:
+        line = REF.sub(
+            lambda m: _found(m.group(0), refs, f"One {m.group(0).split('/')[0]}" if m.start() == 0 else ""), line
+        )
     for junk, fix in JUNK:
         line = junk.sub(fix, line)
-    return line.strip(), refs, codes
+    return line.strip(), tuple(refs), tuple(codes)
+
+
+def _found(what: str, into: list[str], words: str = "") -> str:
+    """A code or an id found: kept for Sources; in the prose, the words that stand for it ("One Observation" for
+    an id that opens the line, else nothing)."""
+    into.append(what)
+    return words
 
 
 def _detail(d: CardDecision, footer: str | None) -> str:

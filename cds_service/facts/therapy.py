@@ -164,14 +164,8 @@ def _reasons(r: dict[str, Any]) -> list[Any]:
 
 
 def read_record(rec: MedRecord, ts: Terminology) -> Record | None:
-    """The record as dates, drug and stop reason; kept by the resource's content and drug (a resent chart's
-    records are read once)."""
-    if rec.key is None:
-        return _read_record(rec, ts)
-    return kept(ts, ("record", rec.key, rec.drug), lambda: _read_record(rec, ts))
-
-
-def _read_record(rec: MedRecord, ts: Terminology) -> Record | None:
+    """The record as dates, drug and stop reason. Not kept by itself: reading one costs less than keeping it (the
+    lines of therapy are kept whole, by every record's bytes)."""
     r = rec.resource
     status = string(r, "status")
     if r["resourceType"] == "MedicationRequest" and string(r, "intent") not in ORDER_INTENTS:

@@ -15,7 +15,6 @@ _INVISIBLE = re.compile(
     "[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb]"
 )
-_SPACES = re.compile(r"\s+")
 _MARKDOWN = re.compile(r"([\\`*_\[\]~#|{}])")  # emphasis, code, links, images, strikethrough, headings, tables
 _LEADING_BLOCK = re.compile(r"^([-+=>])")  # a list item, setext rule or quote opened by the text
 _LEADING_NUMBER = re.compile(r"^(\d{1,9})([.)])")  # an ordered list item
@@ -29,7 +28,7 @@ def one_line(text: str, cap: int = FIELD_CAP) -> str:
     """Record text as one plain line for a terminal, a CSV cell or an HTML page that escapes it: no control
     (a terminal's escape sequences, a newline that fakes a line), invisible or bidi characters, at most `cap`
     characters."""
-    text = _SPACES.sub(" ", _INVISIBLE.sub("", text.replace("\n", " ").replace("\r", " "))).strip()
+    text = " ".join(_INVISIBLE.sub("", text.replace("\n", " ").replace("\r", " ")).split())  # split(): runs of \s
     return text[: cap - 1].rstrip() + "…" if len(text) > cap else text
 
 
@@ -48,6 +47,11 @@ def csv_cell(value: object, cap: int = FIELD_CAP) -> object:
     return "'" + text if _FORMULA.match(value) or _FORMULA.match(text) else text
 
 
+# what each slow pattern cannot match without (a test holds each hint to that): text without it is left as is
+_SCHEME_HINT = re.compile(r"(?i):(?=//|[a-z0-9])")  # the colon and what follows it, as _SCHEME reads them
+_WWW_HINT = re.compile(r"[wW][wW][wW]\.")
+
+
 def inert(text: str, cap: int = FIELD_CAP) -> str:
     """Text that renders as exactly its characters in CommonMark/GFM with raw HTML on: one line, no invisible or
     bidi characters, HTML and Markdown escaped, no scheme or www. an autolinker would take, at most `cap`
@@ -56,6 +60,8 @@ def inert(text: str, cap: int = FIELD_CAP) -> str:
     text = _MARKDOWN.sub(r"\\\1", text)
     text = _LEADING_BLOCK.sub(r"\\\1", text)
     text = _LEADING_NUMBER.sub(r"\1\\\2", text)
-    text = _SCHEME.sub(r"\1\\[:\\]", text)
-    text = _WWW.sub(r"www\\[.\\]", text)
-    return _EMAIL.sub(r"\\[@\\]", text)
+    if _SCHEME_HINT.search(text):
+        text = _SCHEME.sub(r"\1\\[:\\]", text)
+    if _WWW_HINT.search(text):
+        text = _WWW.sub(r"www\\[.\\]", text)
+    return _EMAIL.sub(r"\\[@\\]", text) if "@" in text else text
