@@ -8,7 +8,7 @@ import copy
 
 import pytest
 
-from cds_service.fhir.fast_check import PATTERNS, accepts, schema_of
+from cds_service.fhir.fast_check import HOPS, MAX_DEPTH, PATTERNS, _cycles, _levels, accepts, schema_of
 from cds_service.fhir.validation import MODELS, VALID, WARM_UP_RECORDS, _verdict, verdict_of
 from tests.fast_check_gate import corpus, wrongly_accepted
 
@@ -76,6 +76,42 @@ def test_a_resource_nested_deeper_than_the_models_can_follow_goes_to_them():
     assert not accepts(MODELS["Observation"], obs)
     fixes, note = verdict_of(obs)
     assert fixes is None and "not readable FHIR" in (note or "")
+
+
+def _nested_extensions(levels: int) -> dict:
+    cur = {"url": "http://x", "valueString": "a"}
+    for _ in range(levels):
+        cur = {"url": "http://x", "extension": [cur]}
+    return {**copy.deepcopy(OBS), "extension": [cur]}
+
+
+def test_cycles_are_followed_hops_deep_then_left_to_the_models():
+    """Extension in extension: accepted while within HOPS steps of a cycle, then refused by the check and decided
+    by the models (valid as they stand: the answer is the same, only slower)."""
+    model = MODELS["Observation"]
+    for levels in range(HOPS + 1):
+        assert accepts(model, _nested_extensions(levels)), levels
+    beyond = _nested_extensions(HOPS + 1)
+    assert not accepts(model, beyond)
+    assert verdict_of(beyond) == VALID
+
+
+def test_no_schema_accepts_nesting_past_max_depth():
+    """The bound is computed from each unrolled schema (it is acyclic); nothing on a cycle is left unrolled."""
+    for name, model in MODELS.items():
+        schema = schema_of(model)
+        assert _levels(schema["$defs"], name) - 1 <= MAX_DEPTH, name
+        assert _cycles(schema["$defs"]) == {}, name  # acyclic: every cycle was unrolled
+
+
+def test_nesting_past_what_jsonschema_rs_reads_is_refused_not_raised():
+    deep = copy.deepcopy(OBS)
+    here = deep
+    for _ in range(1000):
+        here["foo"] = {}
+        here = here["foo"]
+    assert not accepts(MODELS["Observation"], deep)
+    assert not accepts(MODELS["Observation"], _nested_extensions(1000))
 
 
 def test_the_schema_is_generated_from_the_models():

@@ -6,7 +6,8 @@ fhir.resources accepts as it stands; one it refuses goes to fhir.resources, whic
 Where the models check more than a JSON Schema can say, the check is stricter, never looser, and such resources
 go to the models: dates must be calendar dates (a day beyond the 28th only in months that have it, no 29 February,
 no leap second), no JSON null anywhere, no empty list, no `_element` extension of a primitive, no contained
-resource, no url/uuid/base64 value (their own parsers), nothing nested deeper than MAX_DEPTH. The gate,
+resource, no url/uuid/base64 value (their own parsers), nothing nested deeper than MAX_DEPTH (cycles of the
+models unrolled HOPS times, the bound computed from the schema). The gate,
 `tests/test_fast_check.py`: on every resource of the corpus and tens of thousands of mutants, the check never
 accepts what fhir.resources refuses."""
 
@@ -135,12 +136,103 @@ def _define(model: Any, defs: dict[str, Any]) -> None:
     defs[name] = schema
 
 
+HOPS = 5  # steps along a cycle of the models (Extension in Extension, Identifier.assigner...) the check follows
+MAX_DEPTH = 32  # nested objects and lists: the models give up (recursion) somewhere past 150; real records under 12
+
+
 def schema_of(model: Any) -> dict[str, Any]:
-    """The JSON Schema of a fhir.resources resource model, every nested model in $defs."""
+    """The JSON Schema of a fhir.resources resource model, every nested model in $defs, bounded in depth: a model
+    on a cycle (Extension, Reference and Identifier, every datatype an extension's value can be) is defined once per
+    number of cycle steps left (`Name@h`), and with none left refused, so that nothing nested deeper than MAX_DEPTH
+    is accepted (the models decide it). The bound is computed from the schema itself, not assumed."""
     defs: dict[str, Any] = {}
     _define(model, defs)
+    bounded = _unrolled(defs, model.__name__)
+    depth = _levels(bounded, model.__name__) - 1
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the check of {model.__name__} would accept nesting {depth} deep (over {MAX_DEPTH})")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": f"#/$defs/{model.__name__}",
-            "$defs": defs}  # fmt: skip
+            "$defs": bounded}  # fmt: skip
+
+
+def _refs(node: Any) -> set[str]:
+    """The names of the definitions a schema refers to."""
+    if isinstance(node, dict):
+        found = {node["$ref"].rsplit("/", 1)[-1]} if "$ref" in node else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def _cycles(defs: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """Each definition on a cycle: the definitions of its cycle (its strongly connected component)."""
+    edges = {name: _refs(schema) for name, schema in defs.items()}
+    reach: dict[str, set[str]] = {}
+    for start in edges:
+        seen: set[str] = set()
+        todo = list(edges[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(edges[name])
+        reach[start] = seen
+    return {a: frozenset(b for b in reach[a] if a in reach[b]) for a in edges if a in reach[a]}
+
+
+def _unrolled(defs: dict[str, Any], root: str) -> dict[str, Any]:
+    """defs with every cycle unrolled HOPS times: `Name@h` refers to a definition of its own cycle as `Other@h-1`
+    (none at h = 0: refused), to any other as it enters it (`Other@HOPS` on a cycle, else `Other`)."""
+    cycles = _cycles(defs)
+
+    def entry(name: str) -> str:
+        return f"{name}@{HOPS}" if name in cycles else name
+
+    def rewrite(node: Any, own: frozenset[str], left: int) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                target = node["$ref"].rsplit("/", 1)[-1]
+                if target not in own:
+                    return {"$ref": f"#/$defs/{entry(target)}"}
+                return {"$ref": f"#/$defs/{target}@{left - 1}"} if left > 0 else REFUSED
+            return {k: rewrite(v, own, left) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v, own, left) for v in node]
+        return node
+
+    out: dict[str, Any] = {}
+    for name, schema in defs.items():
+        if name in cycles:
+            for left in range(HOPS + 1):
+                out[f"{name}@{left}"] = rewrite(schema, cycles[name], left)
+        else:
+            out[name] = rewrite(schema, frozenset(), 0)
+    if root in cycles:  # a resource is on no cycle (contained resources go to the models); if one were, enter it
+        out[root] = {"$ref": f"#/$defs/{root}@{HOPS}"}
+    return out
+
+
+def _levels(defs: dict[str, Any], name: str) -> int:
+    """How many objects and lists deep an instance of a definition can be (the unrolled definitions are acyclic)."""
+    memo: dict[str, int] = {}
+
+    def of(node: Any) -> int:
+        if not isinstance(node, dict):
+            return 0
+        if "$ref" in node:
+            target = node["$ref"].rsplit("/", 1)[-1]
+            if target not in memo:
+                memo[target] = of(defs[target])
+            return memo[target]
+        kind = node.get("type")
+        if kind == "object":
+            return 1 + max((of(v) for v in node.get("properties", {}).values()), default=0)
+        if kind == "array":
+            return 1 + of(node.get("items"))
+        return 0
+
+    return of({"$ref": f"#/$defs/{name}"})
 
 
 @cache
@@ -149,25 +241,10 @@ def fast_validator(model: Any) -> jsonschema_rs.Validator:
     return jsonschema_rs.Draft202012Validator(schema_of(model), validate_formats=False)
 
 
-MAX_DEPTH = (
-    32  # nested objects and lists: the models give up (recursion) somewhere past 150; real records stay under 12
-)
-
-
-def shallow(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """No object or list nested deeper than limit (deeper: the models decide)."""
-    stack = [(value, 0)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        item, depth = pop()
-        if depth > limit:
-            return False
-        for child in item.values() if type(item) is dict else item:
-            if type(child) is dict or type(child) is list:
-                push((child, depth + 1))
-    return True
-
-
 def accepts(model: Any, resource: dict[str, Any]) -> bool:
-    """True only when fhir.resources accepts the resource as it stands (False: ask it)."""
-    return shallow(resource) and fast_validator(model).is_valid(resource)
+    """True only when fhir.resources accepts the resource as it stands (False: ask it). Nesting past MAX_DEPTH is
+    refused by the schema; jsonschema-rs refuses to read a value nested past its own limit (TypeError)."""
+    try:
+        return fast_validator(model).is_valid(resource)
+    except (TypeError, ValueError, RecursionError):
+        return False
