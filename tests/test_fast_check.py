@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
-from cds_service.fhir.fast_check import HOPS, MAX_DEPTH, PATTERNS, _cycles, _levels, accepts, schema_of
-from cds_service.fhir.validation import MODELS, VALID, WARM_UP_RECORDS, _verdict, verdict_of
+from cds_service.fhir.fast_check import HOPS, MAX_DEPTH, PATTERNS, _cycles, _levels, schema_of
+from cds_service.fhir.validation import FAST, MODELS, VALID, WARM_UP_RECORDS, _verdict, verdict_of
 from tests.fast_check_gate import corpus, wrongly_accepted
 
 CORPUS = corpus()
@@ -26,7 +26,7 @@ def test_the_gate_never_an_acceptance_fhir_resources_would_refuse_or_repair():
 def test_the_check_accepts_the_valid_records_the_service_reads():
     """Useful, not only safe: every valid resource of the corpus goes the fast way."""
     valid = [r for r in CORPUS if _verdict(MODELS[r["resourceType"]], r) == VALID]
-    fast = [r for r in valid if accepts(MODELS[r["resourceType"]], r)]
+    fast = [r for r in valid if FAST.accepts(r)]
     assert len(valid) >= 150 and len(fast) == len(valid)
 
 
@@ -65,7 +65,7 @@ def test_what_the_models_must_decide_goes_to_the_models(change):
     """Nulls, empty lists, `_element` extensions, a doubled choice, contained resources, no calendar date, an unknown
     element: the check refuses, fhir.resources decides (and words the refusal as before)."""
     obs = {**copy.deepcopy(OBS), **change}
-    assert not accepts(MODELS["Observation"], obs)
+    assert not FAST.accepts(obs)
 
 
 def test_a_resource_nested_deeper_than_the_models_can_follow_goes_to_them():
@@ -73,7 +73,7 @@ def test_a_resource_nested_deeper_than_the_models_can_follow_goes_to_them():
     for _ in range(300):
         cur = {"url": "http://x", "extension": [cur]}
     obs = {**copy.deepcopy(OBS), "extension": [cur]}
-    assert not accepts(MODELS["Observation"], obs)
+    assert not FAST.accepts(obs)
     fixes, note = verdict_of(obs)
     assert fixes is None and "not readable FHIR" in (note or "")
 
@@ -88,20 +88,30 @@ def _nested_extensions(levels: int) -> dict:
 def test_cycles_are_followed_hops_deep_then_left_to_the_models():
     """Extension in extension: accepted while within HOPS steps of a cycle, then refused by the check and decided
     by the models (valid as they stand: the answer is the same, only slower)."""
-    model = MODELS["Observation"]
     for levels in range(HOPS + 1):
-        assert accepts(model, _nested_extensions(levels)), levels
+        assert FAST.accepts(_nested_extensions(levels)), levels
     beyond = _nested_extensions(HOPS + 1)
-    assert not accepts(model, beyond)
+    assert not FAST.accepts(beyond)
     assert verdict_of(beyond) == VALID
 
 
 def test_no_schema_accepts_nesting_past_max_depth():
-    """The bound is computed from each unrolled schema (it is acyclic); nothing on a cycle is left unrolled."""
-    for name, model in MODELS.items():
-        schema = schema_of(model)
+    """The bound is computed from the unrolled schema (it is acyclic: every cycle was unrolled)."""
+    schema = schema_of(*MODELS.values())
+    assert _cycles(schema["$defs"]) == {}
+    for name in MODELS:
         assert _levels(schema["$defs"], name) - 1 <= MAX_DEPTH, name
-        assert _cycles(schema["$defs"]) == {}, name  # acyclic: every cycle was unrolled
+
+
+def test_one_check_for_every_type_each_by_its_own_model():
+    """One validator for all the types (datatypes compiled once): a resource is checked against the model its
+    resourceType names; a type the service does not validate, or none, is refused (the models decide)."""
+    condition = next(r for r in WARM_UP_RECORDS if r["resourceType"] == "Condition")
+    assert FAST.accepts(condition) and FAST.accepts(OBS)
+    assert not FAST.accepts({**condition, "resourceType": "Observation"})
+    assert not FAST.accepts({**OBS, "resourceType": "Condition"})
+    assert not FAST.accepts({"resourceType": "Patient", "id": "p1"})
+    assert not FAST.accepts({k: v for k, v in OBS.items() if k != "resourceType"})
 
 
 def test_nesting_past_what_jsonschema_rs_reads_is_refused_not_raised():
@@ -110,8 +120,8 @@ def test_nesting_past_what_jsonschema_rs_reads_is_refused_not_raised():
     for _ in range(1000):
         here["foo"] = {}
         here = here["foo"]
-    assert not accepts(MODELS["Observation"], deep)
-    assert not accepts(MODELS["Observation"], _nested_extensions(1000))
+    assert not FAST.accepts(deep)
+    assert not FAST.accepts(_nested_extensions(1000))
 
 
 def test_the_schema_is_generated_from_the_models():

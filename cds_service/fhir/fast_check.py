@@ -1,7 +1,9 @@
 """A compiled check in front of fhir.resources: a JSON Schema generated from the fhir.resources R4B models
 themselves (each model's elements, their JSON names, cardinalities, required elements and choice groups, nested
-models by reference) and compiled with jsonschema-rs. It only ever says "valid": a resource it accepts is one
-fhir.resources accepts as it stands; one it refuses goes to fhir.resources, which decides and words the refusal.
+models by reference) and compiled with jsonschema-rs, one schema for every resource type the service validates (the
+datatypes defined once: about 55 MB of compiled check, not 300). It only ever says "valid": a resource it accepts
+is one fhir.resources accepts as it stands; one it refuses goes to fhir.resources, which decides and words the
+refusal.
 
 Where the models check more than a JSON Schema can say, the check is stricter, never looser, and such resources
 go to the models: dates must be calendar dates (a day beyond the 28th only in months that have it, no 29 February,
@@ -13,9 +15,10 @@ accepts what fhir.resources refuses."""
 
 from __future__ import annotations
 
+import threading
 import types
 import typing
-from functools import cache
+from collections.abc import Iterable
 from typing import Any
 
 import jsonschema_rs
@@ -140,19 +143,32 @@ HOPS = 5  # steps along a cycle of the models (Extension in Extension, Identifie
 MAX_DEPTH = 32  # nested objects and lists: the models give up (recursion) somewhere past 150; real records under 12
 
 
-def schema_of(model: Any) -> dict[str, Any]:
-    """The JSON Schema of a fhir.resources resource model, every nested model in $defs, bounded in depth: a model
-    on a cycle (Extension, Reference and Identifier, every datatype an extension's value can be) is defined once per
-    number of cycle steps left (`Name@h`), and with none left refused, so that nothing nested deeper than MAX_DEPTH
-    is accepted (the models decide it). The bound is computed from the schema itself, not assumed."""
+def schema_of(*models: Any) -> dict[str, Any]:
+    """The JSON Schema of fhir.resources resource models, every nested model in $defs (once, shared by all), a
+    resource checked against the model its resourceType names. Bounded in depth: a model on a cycle (Extension,
+    Reference and Identifier, every datatype an extension's value can be) is defined once per number of cycle
+    steps left (`Name@h`), and with none left refused, so that nothing nested deeper than MAX_DEPTH is accepted
+    (the models decide it). The bound is computed from the schema itself, not assumed."""
     defs: dict[str, Any] = {}
-    _define(model, defs)
-    bounded = _unrolled(defs, model.__name__)
-    depth = _levels(bounded, model.__name__) - 1
-    if depth > MAX_DEPTH:
-        raise ValueError(f"the check of {model.__name__} would accept nesting {depth} deep (over {MAX_DEPTH})")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": f"#/$defs/{model.__name__}",
-            "$defs": bounded}  # fmt: skip
+    for model in models:
+        _define(model, defs)
+    bounded = _unrolled(defs, {m.__name__ for m in models})
+    for model in models:
+        depth = _levels(bounded, model.__name__) - 1
+        if depth > MAX_DEPTH:
+            raise ValueError(f"the check of {model.__name__} would accept nesting {depth} deep (over {MAX_DEPTH})")
+    types = {model.get_resource_type(): model.__name__ for model in models}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"enum": sorted(types)}},
+        "allOf": [
+            {"if": {"properties": {"resourceType": {"const": rtype}}}, "then": {"$ref": f"#/$defs/{name}"}}
+            for rtype, name in sorted(types.items())
+        ],
+        "$defs": bounded,
+    }
 
 
 def _refs(node: Any) -> set[str]:
@@ -181,7 +197,7 @@ def _cycles(defs: dict[str, Any]) -> dict[str, frozenset[str]]:
     return {a: frozenset(b for b in reach[a] if a in reach[b]) for a in edges if a in reach[a]}
 
 
-def _unrolled(defs: dict[str, Any], root: str) -> dict[str, Any]:
+def _unrolled(defs: dict[str, Any], roots: set[str]) -> dict[str, Any]:
     """defs with every cycle unrolled HOPS times: `Name@h` refers to a definition of its own cycle as `Other@h-1`
     (none at h = 0: refused), to any other as it enters it (`Other@HOPS` on a cycle, else `Other`)."""
     cycles = _cycles(defs)
@@ -208,7 +224,7 @@ def _unrolled(defs: dict[str, Any], root: str) -> dict[str, Any]:
                 out[f"{name}@{left}"] = rewrite(schema, cycles[name], left)
         else:
             out[name] = rewrite(schema, frozenset(), 0)
-    if root in cycles:  # a resource is on no cycle (contained resources go to the models); if one were, enter it
+    for root in roots & set(cycles):  # a resource is on no cycle (contained resources go to the models)
         out[root] = {"$ref": f"#/$defs/{root}@{HOPS}"}
     return out
 
@@ -235,16 +251,30 @@ def _levels(defs: dict[str, Any], name: str) -> int:
     return of({"$ref": f"#/$defs/{name}"})
 
 
-@cache
-def fast_validator(model: Any) -> jsonschema_rs.Validator:
-    """The compiled check of one resource model."""
-    return jsonschema_rs.Draft202012Validator(schema_of(model), validate_formats=False)
+class FastCheck:
+    """The compiled check of a set of resource models: one schema, one validator (the datatypes compiled once, not
+    once per resource type), compiled on first use or by compile()."""
 
+    def __init__(self, models: Iterable[Any]) -> None:
+        self.models = tuple(models)
+        self._validator: jsonschema_rs.Validator | None = None
+        self._lock = threading.Lock()
 
-def accepts(model: Any, resource: dict[str, Any]) -> bool:
-    """True only when fhir.resources accepts the resource as it stands (False: ask it). Nesting past MAX_DEPTH is
-    refused by the schema; jsonschema-rs refuses to read a value nested past its own limit (TypeError)."""
-    try:
-        return fast_validator(model).is_valid(resource)
-    except (TypeError, ValueError, RecursionError):
-        return False
+    def compile(self) -> jsonschema_rs.Validator:
+        """The validator, compiled once per process."""
+        if self._validator is None:
+            with self._lock:
+                if self._validator is None:
+                    self._validator = jsonschema_rs.Draft202012Validator(
+                        schema_of(*self.models), validate_formats=False
+                    )
+        return self._validator
+
+    def accepts(self, resource: dict[str, Any]) -> bool:
+        """True only when fhir.resources accepts the resource as it stands, by the model its resourceType names
+        (False: ask it). Nesting past MAX_DEPTH is refused by the schema; jsonschema-rs refuses to read a value
+        nested past its own limit (TypeError)."""
+        try:
+            return self.compile().is_valid(resource)
+        except (TypeError, ValueError, RecursionError):
+            return False

@@ -21,7 +21,7 @@ from fhir.resources.R4B.specimen import Specimen
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import ValidationError
 
-from cds_service.fhir.fast_check import accepts, fast_validator
+from cds_service.fhir.fast_check import FastCheck
 from cds_service.fhir.lru import Lru, key_bytes
 from cds_service.fhir.primitives import ref_of
 
@@ -37,6 +37,7 @@ MODELS = {
     "ServiceRequest": ServiceRequest,
     "DiagnosticReport": DiagnosticReport,
 }
+FAST = FastCheck(MODELS.values())  # the compiled check in front of the models (fhir/fast_check.py)
 
 CONTENT_CACHE_SIZE = 25_000  # resources whose validation verdict is kept: a 20,000-resource chart fits (no thrashing)
 # Validation verdicts by the resource's exact bytes (a dict compares the bytes: no digest, no collision): the
@@ -83,7 +84,7 @@ def verdict_of(resource: dict[str, Any]) -> Verdict:
     model = MODELS.get(resource.get("resourceType", ""))
     if model is None:
         return VALID
-    if accepts(model, resource):  # the compiled check says valid as it stands: the models need not be asked
+    if FAST.accepts(resource):  # the compiled check says valid as it stands: the models need not be asked
         return VALID
     key = content_key(resource)
     if key is None:
@@ -212,8 +213,7 @@ WARM_UP_RECORDS: list[dict[str, Any]] = [
 def warm_models() -> None:
     """Validate one record of each type the service reads (not cached: nothing of a real request is kept).
     Raises if a warm-up record is not valid FHIR R4 (a test keeps them valid)."""
-    for model in MODELS.values():
-        fast_validator(model)  # compiled once per process
+    FAST.compile()  # once per process
     for record in WARM_UP_RECORDS:
         fixes, note = _verdict(MODELS[record["resourceType"]], record)
         if fixes is None or fixes:
