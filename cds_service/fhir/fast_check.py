@@ -1,9 +1,9 @@
 """A compiled check in front of fhir.resources: a JSON Schema generated from the fhir.resources R4B models
 themselves (each model's elements, their JSON names, cardinalities, required elements and choice groups, nested
-models by reference) and compiled with jsonschema-rs, one schema for every resource type the service validates (the
-datatypes defined once: a process holds 98 MB after the warm-up, not 347). It only ever says "valid": a resource it accepts
-is one fhir.resources accepts as it stands; one it refuses goes to fhir.resources, which decides and words the
-refusal.
+models by reference) and compiled with jsonschema-rs, one schema for every resource type the service validates
+(the datatypes defined once: a process holds 98 MB after the warm-up, not 347). It only ever says "valid": a
+resource it accepts is one fhir.resources accepts as it stands; one it refuses goes to fhir.resources, which
+decides and words the refusal.
 
 Where the models check more than a JSON Schema can say, the check is stricter, never looser, and such resources
 go to the models: dates must be calendar dates (a day beyond the 28th only in months that have it, no 29 February,
