@@ -177,3 +177,13 @@ def test_every_card_of_the_hostile_corpus_runs_and_fetches_nothing_in_chromium(a
     assert seen["dialogs"] == [] and seen["ran"] is None  # nothing ran
     assert seen["forbidden"] == [] and seen["handlers"] == []  # no link, image, heading or emphasis from data
     assert set(seen["strong"]) <= OWN_STRONG
+
+
+def test_a_control_character_between_words_is_a_space_not_nothing():
+    """Pathology text copied with tabs ("ER<tab>positive") reads as words on the card; a control character that
+    separates nothing (NUL, ESC) still vanishes."""
+    from cds_service.fhir.inert import inert, one_line
+
+    assert one_line("ER\tpositive\x0b(90%)\x0cPR\x85negative\x1fend") == "ER positive (90%) PR negative end"
+    assert one_line("a\x00b\x1b[31mc") == "ab[31mc"
+    assert inert("ER\tpositive") == "ER positive"

@@ -22,13 +22,16 @@ _SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{1,20}):(?=//|[a-z0-9])")  # https
 _WWW = re.compile(r"(?i)\bwww\.")
 _EMAIL = re.compile(r"(?<=[A-Za-z0-9._+-])@(?=[A-Za-z0-9-]+\.)")
 FIELD_CAP = 500  # characters of one line of record-derived text on a card
+_SEPARATORS = {c: " " for c in range(0x110) if chr(c).isspace() and _INVISIBLE.match(chr(c))}
 
 
 def one_line(text: str, cap: int = FIELD_CAP) -> str:
     """Record text as one plain line for a terminal, a CSV cell or an HTML page that escapes it: no control
     (a terminal's escape sequences, a newline that fakes a line), invisible or bidi characters, at most `cap`
     characters."""
-    text = " ".join(_INVISIBLE.sub("", text.replace("\n", " ").replace("\r", " ")).split())  # split(): runs of \s
+    # a control character that separates words (tab, newline, form feed, NEL...) becomes a space, not nothing:
+    # "ER<tab>positive" reads "ER positive"; str.split() then collapses runs of whitespace as \s+ would
+    text = " ".join(_INVISIBLE.sub("", text.translate(_SEPARATORS)).split())
     return text[: cap - 1].rstrip() + "…" if len(text) > cap else text
 
 
