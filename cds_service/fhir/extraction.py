@@ -68,7 +68,7 @@ class MedRecord:
 
     resource: dict[str, Any]
     drug: Match
-    key: bytes | None = None  # content_key(resource): what the facts read from it alone is kept by it
+    key: bytes | None = None  # content_key(resource): the lines of therapy are kept by every record's key
 
 
 @dataclass
@@ -326,8 +326,8 @@ def _sort_one(
     rtype = r["resourceType"]
     if rtype not in SORTED_TYPES:
         return
-    # no resource is serialised here: how it sorts is kept by what it reads, its validation verdict by validated();
-    # a therapy record's bytes key what the facts read from it alone (facts/therapy.read_record), made when it is one
+    # no resource is serialised here: how it sorts is kept by what it reads, a verdict the models gave by validated();
+    # a therapy record's bytes are made when it is one (the lines of therapy are kept by them: facts/therapy.py)
     sorting = _sorting(r, ts)
     if rtype == "Observation":
         report = members.get(ref_of(r)) if members else None

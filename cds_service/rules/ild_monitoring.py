@@ -215,25 +215,21 @@ def decide(facts: Facts, request: RequestContext, cfg: Mapping[str, Any]) -> Car
                 ],
             )
         )
-    reason = (
-        "ild-event"
-        if events
-        else "dose"
-        if problem and order is not None and dose is not None
-        else ("symptoms" if symptoms else "imaging-overdue")
-    )
     if events:
         worst = max((e.grade or 0) for e in events)
-        summary = (
-            f"ILD/pneumonitis since starting T-DXd ({'grade not recorded' if worst == 0 else f'grade {worst}'}): "
-            "follow the label's ILD rules"
+        reason, summary = (
+            "ild-event",
+            (
+                f"ILD/pneumonitis since starting T-DXd ({'grade not recorded' if worst == 0 else f'grade {worst}'}): "
+                "follow the label's ILD rules"
+            ),
         )
     elif problem and order is not None and dose is not None:
-        summary = f"T-DXd dose {dose.dose:g} mg/kg: not allowed by the label here (see dose)"
+        reason, summary = "dose", f"T-DXd dose {dose.dose:g} mg/kg: not allowed by the label here (see dose)"
     elif symptoms:
-        summary = "New respiratory symptoms on T-DXd: evaluate promptly for ILD/pneumonitis"
+        reason, summary = "symptoms", "New respiratory symptoms on T-DXd: evaluate promptly for ILD/pneumonitis"
     else:
-        summary = "T-DXd: chest imaging overdue for ILD surveillance"
+        reason, summary = "imaging-overdue", "T-DXd: chest imaging overdue for ILD surveillance"
     indicator = "warning" if events or symptoms or problem or factors else "info"
     return _card(
         request.not_available(facts.data_notes), indicator, summary, evidence, unknowns, advice, suggestions, reason
